@@ -1,0 +1,1 @@
+"""Escalations: triage rules as data, lifecycle, deadlines and notifications."""

@@ -1,0 +1,1 @@
+"""Mendwell server: settings, database, auth, access, audit, outbox, API and CLI."""

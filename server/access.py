@@ -1,0 +1,106 @@
+"""Who may see what: one access helper per resource, returning it or raising.
+
+Rules:
+- a patient sees their own record; a patient signed in through a join link sees that
+  one visit only;
+- prescribers and coordinators see the patients of the care teams they belong to;
+- admins manage accounts and care teams; they read clinical records only through an
+  audited break-glass grant that names a reason and expires.
+
+A refusal raises Forbidden carrying an audit entry, which the error handler writes in
+its own transaction (the request's transaction is rolled back with the refusal).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.actors import Actor
+from server.clock import utcnow
+from server.errors import Forbidden, NotFound
+from server.models import BreakGlassGrant, CareTeamMember, Role, User, Visit
+
+
+def _denied(actor: Actor, resource_type: str, resource_id: object, patient_id: int | None,
+            message: str) -> Forbidden:
+    error = Forbidden(message)
+    error.audit = {
+        "action": "access", "resource_type": resource_type, "resource_id": resource_id,
+        "patient_id": patient_id,
+    }
+    return error
+
+
+def require_role(actor: Actor, *roles: Role) -> None:
+    if actor.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Forbidden(f"This needs one of the roles: {allowed}.")
+
+
+def require_full_session(actor: Actor) -> None:
+    """Refuse actions that a join-link session (one visit only) may not take."""
+    if actor.scope_visit_id is not None:
+        raise Forbidden("Signed in for one visit only. Sign in with your password for this.")
+
+
+async def on_care_team(session: AsyncSession, member_id: int, patient_id: int) -> bool:
+    return bool(await session.scalar(select(exists().where(
+        CareTeamMember.patient_id == patient_id, CareTeamMember.member_id == member_id))))
+
+
+async def has_break_glass(session: AsyncSession, admin_id: int, patient_id: int) -> bool:
+    return bool(await session.scalar(select(exists().where(
+        BreakGlassGrant.admin_id == admin_id,
+        BreakGlassGrant.patient_id == patient_id,
+        BreakGlassGrant.expires_at > utcnow(),
+    ))))
+
+
+async def can_read_patient(session: AsyncSession, actor: Actor, patient_id: int) -> bool:
+    if actor.role is Role.patient:
+        return actor.user_id == patient_id and actor.scope_visit_id is None
+    if actor.role in (Role.prescriber, Role.coordinator):
+        return await on_care_team(session, actor.user_id, patient_id)
+    return await has_break_glass(session, actor.user_id, patient_id)
+
+
+async def access_patient(session: AsyncSession, actor: Actor, patient_id: int) -> User:
+    """The patient's user row, if the actor may read their record."""
+    patient = await session.get(User, patient_id)
+    if patient is None or patient.role is not Role.patient:
+        raise NotFound(f"There is no patient {patient_id}.", field="patient_id")
+    if not await can_read_patient(session, actor, patient_id):
+        raise _denied(actor, "patient", patient_id, patient_id,
+                      "You are not on this patient's care team.")
+    return patient
+
+
+async def access_visit(
+    session: AsyncSession, actor: Actor, visit_id: int, *, write: bool = False
+) -> Visit:
+    """The visit, if the actor may see it (``write``: may change it)."""
+    visit = await session.get(Visit, visit_id)
+    if visit is None:
+        raise NotFound(f"There is no visit {visit_id}.", field="visit_id")
+    if actor.role is Role.patient:
+        allowed = visit.patient_id == actor.user_id and actor.scope_visit_id in (None, visit.id)
+    elif actor.role in (Role.prescriber, Role.coordinator):
+        allowed = await on_care_team(session, actor.user_id, visit.patient_id)
+    else:
+        # Break-glass is for reading in an emergency, never for changing a record.
+        allowed = not write and await has_break_glass(session, actor.user_id, visit.patient_id)
+    if not allowed:
+        raise _denied(actor, "visit", visit_id, visit.patient_id,
+                      "You do not have access to this visit.")
+    return visit
+
+
+async def access_user(session: AsyncSession, actor: Actor, user_id: int) -> User:
+    """A user account, for account management (admins) or one's own account."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"There is no user {user_id}.", field="user_id")
+    if actor.role is not Role.admin and actor.user_id != user_id:
+        raise _denied(actor, "user", user_id, None, "You can only manage your own account.")
+    return user

@@ -1,0 +1,88 @@
+"""``/api/v1/visits``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server import visits
+from server.api.registry import ApiOperation
+from server.errors import ValidationFailed
+from server.http import actor_of, json_body, path_id, services_of
+from server.models import VisitKind
+
+
+class NewVisit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: int = Field(gt=0)
+    prescriber_id: int | None = Field(default=None, gt=0)
+    kind: VisitKind
+    scheduled_at: AwareDatetime
+    duration_minutes: int | None = Field(default=None, ge=5, le=240)
+
+
+def _date_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an ISO 8601 date-time.", field=name) from None
+    if value.tzinfo is None:
+        raise ValidationFailed(f"{name} must include a UTC offset.", field=name)
+    return value
+
+
+async def list_visits(request: Request) -> Response:
+    actor = actor_of(request)
+    start, end = _date_param(request, "from"), _date_param(request, "to")
+    async with services_of(request).transaction() as session:
+        found = await visits.list_visits(session, actor, start=start, end=end)
+        return JSONResponse({"visits": [visits.visit_json(v) for v in found]})
+
+
+async def create_visit(request: Request) -> Response:
+    actor = actor_of(request)
+    body = await json_body(request, NewVisit)
+    services = services_of(request)
+    async with services.transaction() as session:
+        visit = await visits.create_visit(
+            session, actor, patient_id=body.patient_id, prescriber_id=body.prescriber_id,
+            kind=body.kind, scheduled_at=body.scheduled_at,
+            duration_minutes=body.duration_minutes, now=services.clock.now(),
+        )
+        data = visits.visit_json(visit)
+    return JSONResponse(data, status_code=201)
+
+
+async def get_visit(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    async with services_of(request).transaction() as session:
+        visit = await visits.get_visit(session, actor, visit_id)
+        return JSONResponse(visits.visit_json(visit))
+
+
+async def invite(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        result = await visits.invite_to_visit(session, services, actor, visit_id)
+    return JSONResponse(result, status_code=201)
+
+
+OPERATIONS = [
+    ApiOperation("GET", "/api/v1/visits", list_visits,
+                 "Visits the caller may see (optional from/to ISO 8601 filters)", tag="visits"),
+    ApiOperation("POST", "/api/v1/visits", create_visit, "Schedule a visit", body=NewVisit,
+                 success=201, tag="visits"),
+    ApiOperation("GET", "/api/v1/visits/{visit_id}", get_visit, "One visit", tag="visits"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/invite", invite,
+                 "Email the patient a join link for this visit", success=201, tag="visits"),
+]

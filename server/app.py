@@ -1,0 +1,164 @@
+"""The composition root: assembles the Mendwell application from its parts.
+
+Only this module imports across ``server``, ``signaling``, ``escalation`` and ``web``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from server import audit, outbox
+from server.api import admin as admin_api
+from server.api import openapi
+from server.api import session as session_api
+from server.api import visits as visits_api
+from server.api.registry import ApiOperation, to_routes
+from server.db import create_engine, session_factory
+from server.errors import APIError
+from server.health import healthz
+from server.http import client_ip, current_of
+from server.middleware import (
+    BodyLimitMiddleware,
+    BodyTooLarge,
+    SecurityHeadersMiddleware,
+    SessionMiddleware,
+)
+from server.bus import make_bus
+from server.services import Services
+from server.settings import Settings
+
+log = logging.getLogger("mendwell")
+
+VERSION = "0.1.0"
+
+BackgroundTask = Callable[[Services], Coroutine[Any, Any, None]]
+
+
+def api_operations() -> list[ApiOperation]:
+    return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *admin_api.OPERATIONS]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    from web import pages  # the one place server code reaches into web/
+
+    settings = settings or Settings.from_env()
+    engine = create_engine(settings.database_url)
+    services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
+                        bus=make_bus(settings.redis_url))
+    operations = api_operations()
+    background: list[BackgroundTask] = [outbox.run_sender]
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/api/v1/openapi.json", openapi.endpoint(operations, VERSION)),
+        *to_routes(operations),
+        *pages.routes(),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.bus.start()
+        tasks = []
+        if settings.run_background_tasks:
+            tasks = [asyncio.create_task(job(services), name=job.__qualname__)
+                     for job in background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await services.close()
+
+    async def api_error(request: HTTPConnection, exc: Exception) -> Response:
+        assert isinstance(exc, APIError)
+        if exc.audit is not None:
+            await _audit_refusal(request, services, exc)
+        if _wants_json(request):
+            headers = {}
+            if exc.status == 429 and "retry_after" in exc.extra:
+                headers["Retry-After"] = str(exc.extra["retry_after"])
+            return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+        return pages.error_page(request, exc.status, exc.message)
+
+    async def http_error(request: HTTPConnection, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: "There is nothing here.", 405: "That method is not allowed here."}.get(
+            exc.status_code, str(exc.detail))
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if _wants_json(request):
+            return JSONResponse({"error": {"code": code, "message": message, "field": None}},
+                                status_code=exc.status_code, headers=exc.headers)
+        return pages.error_page(request, exc.status_code, message)
+
+    async def too_large(request: HTTPConnection, exc: Exception) -> Response:
+        return JSONResponse({"error": {"code": "payload_too_large", "message": str(exc),
+                                       "field": "body"}}, status_code=413)
+
+    async def server_error(request: HTTPConnection, exc: Exception) -> Response:
+        # The trace goes to the log (which carries no request bodies), never to the user.
+        log.error("unhandled error on %s %s", request.scope.get("method", "WS"),
+                  request.url.path, exc_info=exc)
+        if _wants_json(request):
+            return JSONResponse({"error": {"code": "internal", "message":
+                                           "Something went wrong on our side. Try again.",
+                                           "field": None}}, status_code=500)
+        return pages.error_page(request, 500, "Something went wrong on our side. Try again.")
+
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(SessionMiddleware, services=services),
+        ],
+        exception_handlers={
+            APIError: api_error,
+            HTTPException: http_error,
+            BodyTooLarge: too_large,
+            Exception: server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.api_operations = operations
+    return app
+
+
+def _wants_json(request: HTTPConnection) -> bool:
+    if request.url.path.startswith("/api/"):
+        return True
+    return "application/json" in request.headers.get("accept", "") and \
+        "text/html" not in request.headers.get("accept", "")
+
+
+async def _audit_refusal(request: HTTPConnection, services: Services, exc: APIError) -> None:
+    current = current_of(request)
+    if current is None or exc.audit is None:
+        return
+    async with services.transaction() as session:
+        audit.record(session, current.actor(client_ip(request)), exc.audit["action"],
+                     exc.audit["resource_type"], exc.audit["resource_id"],
+                     patient_id=exc.audit["patient_id"], outcome=audit.DENIED,
+                     path=request.url.path)
+
+
+# Exposed for `uvicorn server.app:app`-style runs: built from the environment on import.
+def app_from_env() -> Starlette:
+    return create_app(Settings.from_env())
+
+
+__all__ = ["VERSION", "Request", "api_operations", "app_from_env", "create_app"]

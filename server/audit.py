@@ -1,0 +1,107 @@
+"""The audit log: who did what to which record, when, from where, and the outcome.
+
+Every read and write of patient information goes through ``record``. Detail carries
+identifiers and field names only, never clinical content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.actors import Actor
+from server.clock import utcnow
+from server.models import AuditEntry
+
+SUCCESS = "success"
+DENIED = "denied"
+FAILURE = "failure"
+
+
+def record(
+    session: AsyncSession,
+    actor: Actor | None,
+    action: str,
+    resource_type: str,
+    resource_id: object = None,
+    *,
+    patient_id: int | None = None,
+    outcome: str = SUCCESS,
+    ip: str | None = None,
+    at: datetime | None = None,
+    **detail: Any,
+) -> AuditEntry:
+    entry = AuditEntry(
+        at=at or utcnow(),
+        actor_id=actor.user_id if actor else None,
+        actor_role=actor.role.value if actor else None,
+        action=action,
+        resource_type=resource_type,
+        resource_id=None if resource_id is None else str(resource_id),
+        patient_id=patient_id,
+        outcome=outcome,
+        ip=ip or (actor.ip if actor else None),
+        detail=detail,
+    )
+    session.add(entry)
+    return entry
+
+
+def record_reads(
+    session: AsyncSession,
+    actor: Actor,
+    resource_type: str,
+    rows: Iterable[tuple[object, int]],
+) -> None:
+    """One 'read' entry per record returned by a list (resource id, patient id)."""
+    now = utcnow()
+    for resource_id, patient_id in rows:
+        record(session, actor, "read", resource_type, resource_id, patient_id=patient_id, at=now)
+
+
+def audit_query(
+    *,
+    actor_id: int | None = None,
+    patient_id: int | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Select[tuple[AuditEntry]]:
+    query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    if actor_id is not None:
+        query = query.where(AuditEntry.actor_id == actor_id)
+    if patient_id is not None:
+        query = query.where(AuditEntry.patient_id == patient_id)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if resource_type:
+        query = query.where(AuditEntry.resource_type == resource_type)
+    if outcome:
+        query = query.where(AuditEntry.outcome == outcome)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
+    return query
+
+
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(),
+        "actor_id": entry.actor_id,
+        "actor_role": entry.actor_role,
+        "action": entry.action,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+        "patient_id": entry.patient_id,
+        "outcome": entry.outcome,
+        "ip": entry.ip,
+        "detail": entry.detail,
+    }

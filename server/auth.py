@@ -1,0 +1,251 @@
+"""Sign-in, server-side sessions, throttling and join links.
+
+The cookie holds an itsdangerous-signed random token; the database keeps only the
+token's SHA-256, so a copy of the database does not let anyone into a session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from itsdangerous import BadSignature, SignatureExpired
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import audit
+from server.actors import Actor
+from server.errors import TooManyRequests, Unauthorized
+from server.models import AuthSession, LoginFailure, Role, User, Visit
+from server.passwords import verify_password
+from server.services import Services
+
+COOKIE_NAME = "mendwell_session"
+COOKIE_SALT = "mendwell.session"
+JOIN_SALT = "mendwell.join"
+# Writing last_seen_at on every request would make every read a write; a minute of
+# slack on a 15-minute idle timeout is immaterial.
+TOUCH_INTERVAL = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    session: AuthSession
+    user: User
+    cookie: str
+
+
+@dataclass(frozen=True)
+class Current:
+    """A live session with its user, as loaded for a request."""
+
+    session: AuthSession
+    user: User
+    idle_expires_at: datetime
+
+    def actor(self, ip: str | None) -> Actor:
+        return Actor.of(self.user, scope_visit_id=self.session.visit_id,
+                        session_id=self.session.id, ip=ip)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def idle_timeout(services: Services, role: Role) -> timedelta:
+    minutes = services.settings.staff_idle_minutes if role.is_staff else \
+        services.settings.patient_idle_minutes
+    return timedelta(minutes=minutes)
+
+
+async def _check_throttle(
+    session: AsyncSession, services: Services, email: str, ip: str, now: datetime
+) -> None:
+    s = services.settings
+    since = now - timedelta(minutes=s.login_window_minutes)
+    retry_after = s.login_window_minutes * 60
+    by_account = await session.scalar(
+        select(func.count()).select_from(LoginFailure)
+        .where(LoginFailure.email == email, LoginFailure.at >= since)
+    )
+    if (by_account or 0) >= s.login_account_limit:
+        raise TooManyRequests(
+            "Too many failed sign-ins for this account. Try again later or reset the password.",
+            retry_after=retry_after, field="email",
+        )
+    by_address = await session.scalar(
+        select(func.count()).select_from(LoginFailure)
+        .where(LoginFailure.ip == ip, LoginFailure.at >= since)
+    )
+    if (by_address or 0) >= s.login_address_limit:
+        raise TooManyRequests(
+            "Too many failed sign-ins from this address. Try again later.",
+            retry_after=retry_after,
+        )
+
+
+async def authenticate(
+    services: Services, *, email: str, password: str, ip: str, user_agent: str | None
+) -> SignedIn:
+    """Check a password and start a session; raises Unauthorized or TooManyRequests."""
+    email = normalise_email(email)
+    now = services.clock.now()
+    async with services.transaction() as session:
+        await _check_throttle(session, services, email, ip, now)
+        user = await session.scalar(select(User).where(User.email == email))
+        # Always run one argon2 verification so the reply takes as long for an
+        # unknown address as for a wrong password.
+        ok = verify_password(user.password_hash if user else None, password)
+        if not ok or user is None or not user.is_active:
+            session.add(LoginFailure(email=email, ip=ip, at=now))
+            audit.record(session, Actor.of(user) if user else None, "login", "session",
+                         outcome=audit.FAILURE, ip=ip,
+                         patient_id=user.id if user and user.role is Role.patient else None)
+            failed = True
+        else:
+            failed = False
+            await session.execute(delete(LoginFailure).where(LoginFailure.email == email))
+            user.last_login_at = now
+            signed_in = await start_session(session, services, user, ip=ip,
+                                            user_agent=user_agent)
+            audit.record(session, Actor.of(user, ip=ip), "login", "session",
+                         signed_in.session.id, ip=ip)
+    if failed:
+        raise Unauthorized("The email or password is not right.", code="invalid_credentials")
+    return signed_in
+
+
+async def start_session(
+    session: AsyncSession,
+    services: Services,
+    user: User,
+    *,
+    ip: str | None,
+    user_agent: str | None,
+    visit_id: int | None = None,
+) -> SignedIn:
+    now = services.clock.now()
+    token = secrets.token_urlsafe(32)
+    record = AuthSession(
+        token_hash=_token_hash(token),
+        user_id=user.id,
+        visit_id=visit_id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(hours=services.settings.session_max_hours),
+        ip=ip,
+        user_agent=(user_agent or "")[:300] or None,
+    )
+    session.add(record)
+    await session.flush()
+    cookie = services.signer(COOKIE_SALT).dumps(token)
+    return SignedIn(record, user, cookie)
+
+
+async def load_session(services: Services, cookie: str | None) -> Current | None:
+    """The live session behind a cookie, touched; None when absent, forged or expired."""
+    if not cookie:
+        return None
+    try:
+        token = services.signer(COOKIE_SALT).loads(
+            cookie, max_age=services.settings.session_max_hours * 3600
+        )
+    except (BadSignature, SignatureExpired):
+        return None
+    if not isinstance(token, str):
+        return None
+    now = services.clock.now()
+    async with services.transaction() as session:
+        row = await session.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.token_hash == _token_hash(token))
+        )
+        found = row.first()
+        if found is None:
+            return None
+        auth, user = found.tuple()
+        if auth.ended_at is not None or not user.is_active:
+            return None
+        idle = idle_timeout(services, user.role)
+        reason = None
+        if now >= auth.expires_at:
+            reason = "expired"
+        elif now - auth.last_seen_at >= idle:
+            reason = "idle"
+        if reason:
+            auth.ended_at = now
+            auth.end_reason = reason
+            audit.record(session, Actor.of(user), "logout", "session", auth.id,
+                         ip=auth.ip, reason=reason)
+            return None
+        if now - auth.last_seen_at >= TOUCH_INTERVAL:
+            auth.last_seen_at = now
+        return Current(auth, user, min(auth.last_seen_at + idle, auth.expires_at))
+
+
+async def touch(services: Services, current: Current) -> Current:
+    """Mark the session active now (the "stay signed in" button)."""
+    now = services.clock.now()
+    async with services.transaction() as session:
+        await session.execute(
+            update(AuthSession).where(AuthSession.id == current.session.id)
+            .values(last_seen_at=now)
+        )
+    idle = idle_timeout(services, current.user.role)
+    return Current(current.session, current.user, min(now + idle, current.session.expires_at))
+
+
+async def end_session(services: Services, current: Current, *, ip: str | None) -> None:
+    now = services.clock.now()
+    async with services.transaction() as session:
+        await session.execute(
+            update(AuthSession).where(AuthSession.id == current.session.id)
+            .values(ended_at=now, end_reason="logout")
+        )
+        audit.record(session, current.actor(ip), "logout", "session", current.session.id)
+
+
+def csrf_ok(current: Current, supplied: str | None) -> bool:
+    return bool(supplied) and hmac.compare_digest(current.session.csrf_token, supplied or "")
+
+
+# --- join links -------------------------------------------------------------------
+
+
+def make_join_token(services: Services, visit: Visit) -> str:
+    """A signed token that admits this visit's patient to this visit only."""
+    return services.signer(JOIN_SALT).dumps(
+        {"v": visit.id, "p": visit.patient_id, "n": secrets.token_hex(4)}
+    )
+
+
+class JoinLinkError(Exception):
+    """Why a join link cannot be used, in words for the patient."""
+
+
+def read_join_token(services: Services, token: str, visit_id: int) -> tuple[int, int]:
+    """(visit id, patient id) from a join token; raises JoinLinkError."""
+    try:
+        data = services.signer(JOIN_SALT).loads(
+            token, max_age=services.settings.join_link_hours * 3600
+        )
+    except SignatureExpired:
+        raise JoinLinkError("This link has expired. Ask your care team for a new one.") from None
+    except BadSignature:
+        raise JoinLinkError("This link is not valid. Please use the link from your email "
+                            "exactly as it was sent.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("v"), int) or \
+            not isinstance(data.get("p"), int):
+        raise JoinLinkError("This link is not valid.")
+    if data["v"] != visit_id:
+        raise JoinLinkError("This link is for a different visit.")
+    return data["v"], data["p"]

@@ -1,0 +1,154 @@
+"""The ``mendwell`` command: serve, db upgrade, user create, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from server.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"mendwell: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from server.migrate import upgrade
+
+    settings = _settings()
+    asyncio.run(upgrade(settings.database_url))
+    print(f"database is up to date ({settings.database_url.split('://')[0]})")
+    return 0
+
+
+async def _with_services(settings: Settings, job: object) -> object:
+    from server.bus import LocalBus
+    from server.db import create_engine, session_factory
+    from server.services import Services
+
+    engine = create_engine(settings.database_url)
+    services = Services(settings, engine, session_factory(engine), LocalBus())
+    try:
+        return await job(services)  # type: ignore[operator]
+    finally:
+        await services.close()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from server.demo import seed
+    from server.migrate import upgrade
+
+    settings = _settings()
+    asyncio.run(upgrade(settings.database_url))
+    result = asyncio.run(_with_services(
+        settings, lambda s: seed(s, password=settings.demo_password or None)))
+    _print_demo(result)
+    return 0
+
+
+def _print_demo(result: object) -> None:
+    from server.demo import ACCOUNTS, DemoResult
+
+    assert isinstance(result, DemoResult)
+    print("Demo clinic ready. Sign in with any of:")
+    for email, _, role in ACCOUNTS:
+        print(f"  {email:<24} ({role.value})")
+    source = "random, set MENDWELL_DEMO_PASSWORD to choose one" if \
+        result.password_generated else "from MENDWELL_DEMO_PASSWORD"
+    print(f"  password: {result.password}   ({source})")
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from server.accounts import create_user
+    from server.errors import APIError
+    from server.models import Role
+
+    settings = _settings()
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password (empty for none): ") or None
+
+    async def job(services: object) -> int:
+        from server.services import Services
+
+        assert isinstance(services, Services)
+        async with services.transaction() as session:
+            user = await create_user(session, None, email=args.email, name=args.name,
+                                     role=Role(args.role), password=password,
+                                     now=services.clock.now())
+            return user.id
+
+    try:
+        user_id = asyncio.run(_with_services(settings, job))
+    except APIError as exc:
+        print(f"mendwell: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"created user {user_id} ({args.email}, {args.role})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings()
+    if args.demo:
+        from server.demo import seed
+        from server.migrate import upgrade
+
+        asyncio.run(upgrade(settings.database_url))
+        result = asyncio.run(_with_services(
+            settings, lambda s: seed(s, password=settings.demo_password or None)))
+        _print_demo(result)
+    print(f"Mendwell on http://{args.host}:{args.port}  ({settings.env}, "
+          f"{settings.database_url.split('://')[0]})", flush=True)
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
+        ws="websockets-sansio", ws_per_message_deflate=False, ws_max_size=64 * 1024,
+        proxy_headers=True, log_level="info", server_header=False,
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mendwell", description="Mendwell telepsychiatry server")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--demo", action="store_true", help="migrate and seed the demo clinic")
+    serve.set_defaults(func=cmd_serve)
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    user = sub.add_parser("user", help="accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    create = user_sub.add_parser("create", help="create an account")
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True,
+                        choices=["patient", "prescriber", "coordinator", "admin"])
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of standard input")
+    create.set_defaults(func=cmd_user_create)
+    sub.add_parser("demo", help="migrate and seed the demo clinic").set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Small, specific exceptions that the one error handler turns into responses.
+
+Domain code raises these; ``server.app`` maps them to JSON for ``/api`` and to an
+HTML page for people. Messages name the offending state or field so a client can act
+on them; they never carry clinical content or stack traces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+        self.extra = extra or {}
+        # Set by access helpers on a refusal; written to the audit log by the handler.
+        self.audit: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
+        body.update(self.extra)
+        return {"error": body}
+
+
+class BadRequest(APIError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(APIError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(APIError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(APIError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(APIError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(APIError):
+    """A request body or parameter that is well-formed JSON but wrong: HTTP 422."""
+
+    status = 422
+    code = "invalid"
+
+
+class TooManyRequests(APIError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field, extra={"retry_after": retry_after})
+        self.retry_after = retry_after

@@ -1,0 +1,169 @@
+"""ASGI middleware: security headers, body size limit, session loading and CSRF.
+
+Each is a small pure-ASGI class so it also sees WebSocket connections.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.auth import COOKIE_NAME, csrf_ok, load_session
+from server.services import Services
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Paths that never need the session (and must stay cheap).
+SESSIONLESS_PREFIXES = ("/static/", "/healthz", "/favicon.ico")
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "field": field}}).encode()
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    def policy(self, scope: Scope) -> str:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        # 'self' covers ws:/wss: on the same host in CSP Level 3 browsers; naming them
+        # keeps older Safari on phones working too.
+        ws = f"ws://{host} wss://{host}" if host else ""
+        return (
+            "default-src 'self'; script-src 'self'; style-src 'self'; "
+            "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+            f"connect-src 'self' {ws}; font-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = self.policy(scope)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = csp
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Permissions-Policy"] = (
+                    "camera=(self), microphone=(self), display-capture=(), geolocation=(), "
+                    "payment=(), usb=(), interest-cohort=()"
+                )
+                headers["Cross-Origin-Opener-Policy"] = "same-origin"
+                if self.hsts:
+                    headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+                if "cache-control" not in headers and not scope["path"].startswith("/static/"):
+                    # Pages and API answers hold patient information: keep them out of
+                    # shared and browser caches.
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over the limit with 413, before anyone parses them."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _send_json(send, 413, _error(413, "payload_too_large",
+                                               f"The request body is over {self.max_bytes} bytes."))
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is over {limit} bytes.")
+
+
+def _same_origin(headers: Headers, base_url: str) -> bool:
+    origin = headers.get("origin") or headers.get("referer")
+    if not origin or origin == "null":
+        # Browsers send Origin on every cross-site POST; a missing one is a non-browser
+        # client, which cookies do not ride along with by accident.
+        return origin is None
+    netloc = urlsplit(origin).netloc
+    return netloc in (headers.get("host", ""), urlsplit(base_url).netloc)
+
+
+class SessionMiddleware:
+    """Load the signed-in session into ``scope["state"]`` and enforce CSRF for the API.
+
+    Forms check their own ``csrf_token`` field (see ``web.forms``); the JSON API checks
+    the ``X-CSRF-Token`` header here. Anonymous state-changing requests must come from
+    our own origin.
+    """
+
+    def __init__(self, app: ASGIApp, *, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"].startswith(
+            SESSIONLESS_PREFIXES
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        cookie = _cookie(headers, COOKIE_NAME)
+        current = await load_session(self.services, cookie)
+        scope.setdefault("state", {})["current"] = current
+        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
+            if not _same_origin(headers, self.services.settings.base_url):
+                await _send_json(send, 403, _error(403, "csrf_failed",
+                                                   "The request came from another site."))
+                return
+            is_api = scope["path"].startswith("/api/")
+            if is_api and current is not None and not csrf_ok(
+                current, headers.get("x-csrf-token")
+            ):
+                await _send_json(send, 403, _error(
+                    403, "csrf_failed", "Send the X-CSRF-Token header from the session.",
+                    "X-CSRF-Token"))
+                return
+        await self.app(scope, receive, send)
+
+
+def _cookie(headers: Headers, name: str) -> str | None:
+    for raw in headers.getlist("cookie"):
+        for part in raw.split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+    return None

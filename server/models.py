@@ -1,0 +1,215 @@
+"""Database tables (SQLAlchemy 2 typed models).
+
+Changes to these go with an Alembic migration in ``server/migrations/versions``;
+``tests/test_migrations.py`` fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from server.db import Base, UTCDateTime
+
+
+class Role(enum.StrEnum):
+    patient = "patient"
+    prescriber = "prescriber"
+    coordinator = "coordinator"
+    admin = "admin"
+
+    @property
+    def is_staff(self) -> bool:
+        return self is not Role.patient
+
+
+class VisitKind(enum.StrEnum):
+    intake = "intake"
+    follow_up = "follow_up"
+
+
+class VisitStatus(enum.StrEnum):
+    scheduled = "scheduled"
+    checked_in = "checked_in"
+    waiting = "waiting"
+    in_progress = "in_progress"
+    completed = "completed"
+    no_show = "no_show"
+    cancelled = "cancelled"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint: portable between SQLite and
+    # PostgreSQL and easy to extend in a migration.
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=32,
+                values_callable=lambda e: [m.value for m in e])
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    profile: Mapped[PatientProfile | None] = relationship(
+        back_populates="user", lazy="raise", uselist=False
+    )
+
+
+class PatientProfile(Base):
+    __tablename__ = "patient_profiles"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    date_of_birth: Mapped[date | None] = mapped_column(Date, default=None)
+    phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    emergency_contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    emergency_contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+
+    user: Mapped[User] = relationship(back_populates="profile", lazy="raise")
+
+
+class CareTeamMember(Base):
+    """Who looks after which patient: their prescribers and coordinators."""
+
+    __tablename__ = "care_team_members"
+    __table_args__ = (UniqueConstraint("patient_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "care_role"))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    __table_args__ = (Index("ix_visits_prescriber_scheduled", "prescriber_id", "scheduled_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    prescriber_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[VisitKind] = mapped_column(_enum(VisitKind, "visit_kind"))
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    status: Mapped[VisitStatus] = mapped_column(
+        _enum(VisitStatus, "visit_status"), default=VisitStatus.scheduled
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    patient: Mapped[User] = relationship(foreign_keys=[patient_id], lazy="raise")
+    prescriber: Mapped[User] = relationship(foreign_keys=[prescriber_id], lazy="raise")
+
+
+class AuthSession(Base):
+    """A server-side sign-in. The cookie holds a signed random id; we store its hash."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # Set for a patient who came in through a visit's join link: that visit only.
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), default=None)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
+
+
+class LoginFailure(Base):
+    """Failed sign-ins, counted per account and per address for throttling."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_email_at", "email", "at"),
+                      Index("ix_login_failures_ip_at", "ip", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """Who did what to which record, when, from where, and how it ended.
+
+    Append-only: the application has no code path that updates or deletes a row, and
+    the migration installs triggers that refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_patient_at", "patient_id", "at"),
+                      Index("ix_audit_log_actor_at", "actor_id", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    actor_role: Mapped[str | None] = mapped_column(String(32), default=None)
+    action: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    patient_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    outcome: Mapped[str] = mapped_column(String(16))
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class OutboxEmail(Base):
+    """An email waiting to be sent, written in the same transaction as its cause."""
+
+    __tablename__ = "email_outbox"
+    __table_args__ = (Index("ix_email_outbox_due", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    to_addr: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(300), default=None)
+
+
+class BreakGlassGrant(Base):
+    """An admin's time-limited, justified, audited access to one patient's record."""
+
+    __tablename__ = "break_glass_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,148 @@
+"""Settings, read once from the environment (``MENDWELL_`` prefix).
+
+Every setting is documented in the README; ``tests/test_settings.py`` checks that.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PREFIX = "MENDWELL_"
+ENVIRONMENTS = ("development", "test", "production")
+
+# Values people paste from examples. A production server with one of these would sign
+# session cookies and join links with a key that anyone can read on the internet.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "change_me", "secret", "dev", "development", "test",
+     "please-change-me", "replace-me", "xxx", "mendwell", "your-secret-key"}
+)
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(Exception):
+    """A setting is missing or unusable; the message says which and what to do."""
+
+
+def _default_var_dir() -> Path:
+    return Path(os.environ.get(PREFIX + "VAR_DIR", "var")).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    var_dir: Path = field(default_factory=_default_var_dir)
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    smtp_url: str = ""
+    smtp_from: str = "Mendwell <no-reply@mendwell.local>"
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    demo_password: str = ""
+    # Idle logoff: HIPAA's automatic logoff safeguard. Staff screens show clinical data
+    # for many patients, so they time out sooner than a patient's own session.
+    staff_idle_minutes: int = 15
+    patient_idle_minutes: int = 30
+    idle_warning_seconds: int = 120
+    session_max_hours: int = 12
+    join_link_hours: int = 72
+    login_account_limit: int = 5
+    login_address_limit: int = 30
+    login_window_minutes: int = 15
+    outbox_retry_base_seconds: float = 5.0
+    outbox_retry_max_seconds: float = 3600.0
+    outbox_poll_seconds: float = 2.0
+    outbox_max_attempts: int = 20
+    break_glass_minutes: int = 60
+    max_body_bytes: int = 256 * 1024
+    run_background_tasks: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return not self.is_development and not self.env == "test"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        values.update(overrides)
+        settings = cls(**values)
+        return settings.completed()
+
+    def completed(self) -> Settings:
+        """Fill in derived defaults and check the result; raises SettingsError."""
+        if self.env not in ENVIRONMENTS:
+            raise SettingsError(
+                f"MENDWELL_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.env!r}."
+            )
+        updates: dict[str, Any] = {}
+        if not self.database_url:
+            updates["database_url"] = f"sqlite+aiosqlite:///{self.var_dir / 'mendwell.db'}"
+        key = self.secret_key
+        if self.is_production:
+            if key.strip().lower() in PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LENGTH:
+                raise SettingsError(
+                    "MENDWELL_SECRET_KEY is missing or a placeholder. In production it must be "
+                    f"a random value of at least {MIN_SECRET_LENGTH} characters, for example "
+                    "the output of: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
+        elif not key:
+            updates["secret_key"] = _development_secret(self.var_dir)
+        if self.turn_urls and not self.turn_secret:
+            raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
+        return replace(self, **updates) if updates else self
+
+
+def _development_secret(var_dir: Path) -> str:
+    # Kept on disk so that a development restart does not sign everybody out.
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def _parse(name: str, annotation: Any, raw: str) -> Any:
+    kind = str(annotation)
+    env_name = PREFIX + name.upper()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name} must be a number, not {raw!r}.") from None
+    if kind == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{env_name} must be true or false, not {raw!r}.")
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind == "Path":
+        return Path(raw).resolve()
+    return raw

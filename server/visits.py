@@ -1,0 +1,172 @@
+"""Visits: scheduling, listing and join invitations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from server import audit
+from server.access import access_visit, on_care_team, require_full_session, require_role
+from server.actors import Actor
+from server.auth import make_join_token
+from server.errors import Conflict, ValidationFailed
+from server.events import emit
+from server.models import CareTeamMember, Role, User, Visit, VisitKind, VisitStatus
+from server.outbox import queue_email
+from server.services import Services
+
+ENDED = (VisitStatus.completed, VisitStatus.no_show, VisitStatus.cancelled)
+
+
+def visit_json(visit: Visit) -> dict[str, Any]:
+    return {
+        "id": visit.id,
+        "patient": {"id": visit.patient.id, "name": visit.patient.name},
+        "prescriber": {"id": visit.prescriber.id, "name": visit.prescriber.name},
+        "kind": visit.kind.value,
+        "scheduled_at": visit.scheduled_at.isoformat(),
+        "duration_minutes": visit.duration_minutes,
+        "status": visit.status.value,
+        "started_at": visit.started_at.isoformat() if visit.started_at else None,
+        "ended_at": visit.ended_at.isoformat() if visit.ended_at else None,
+    }
+
+
+def _with_people() -> Any:
+    return (selectinload(Visit.patient), selectinload(Visit.prescriber))
+
+
+async def list_visits(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    include_ended: bool = True,
+) -> list[Visit]:
+    """The visits the actor may see, soonest first; each read is audited."""
+    query = select(Visit).options(*_with_people()).order_by(Visit.scheduled_at, Visit.id)
+    if actor.role is Role.patient:
+        query = query.where(Visit.patient_id == actor.user_id)
+        if actor.scope_visit_id is not None:
+            query = query.where(Visit.id == actor.scope_visit_id)
+    elif actor.role in (Role.prescriber, Role.coordinator):
+        team = select(CareTeamMember.patient_id).where(CareTeamMember.member_id == actor.user_id)
+        query = query.where(Visit.patient_id.in_(team))
+    else:
+        return []  # admins read clinical records only through break-glass, one at a time
+    if start is not None:
+        query = query.where(Visit.scheduled_at >= start)
+    if end is not None:
+        query = query.where(Visit.scheduled_at < end)
+    if not include_ended:
+        query = query.where(Visit.status.not_in(ENDED))
+    visits = list((await session.scalars(query)).all())
+    audit.record_reads(session, actor, "visit", [(v.id, v.patient_id) for v in visits])
+    return visits
+
+
+async def get_visit(session: AsyncSession, actor: Actor, visit_id: int) -> Visit:
+    visit = await access_visit(session, actor, visit_id)
+    loaded = await session.scalar(
+        select(Visit).options(*_with_people()).where(Visit.id == visit.id)
+        .execution_options(populate_existing=True)
+    )
+    assert loaded is not None
+    audit.record(session, actor, "read", "visit", visit.id, patient_id=visit.patient_id)
+    return loaded
+
+
+def _care_team_recipients(session: AsyncSession, patient_id: int) -> Any:
+    return select(CareTeamMember.member_id).where(CareTeamMember.patient_id == patient_id)
+
+
+async def care_team_ids(session: AsyncSession, patient_id: int) -> set[int]:
+    return set((await session.scalars(_care_team_recipients(session, patient_id))).all())
+
+
+async def create_visit(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    patient_id: int,
+    prescriber_id: int | None,
+    kind: VisitKind,
+    scheduled_at: datetime,
+    duration_minutes: int | None,
+    now: datetime,
+) -> Visit:
+    require_role(actor, Role.prescriber, Role.coordinator)
+    patient = await session.get(User, patient_id)
+    if patient is None or patient.role is not Role.patient:
+        raise ValidationFailed("There is no such patient.", field="patient_id")
+    if not await on_care_team(session, actor.user_id, patient_id):
+        raise ValidationFailed("You are not on this patient's care team.", field="patient_id")
+    if prescriber_id is None:
+        if actor.role is not Role.prescriber:
+            raise ValidationFailed("Choose the prescriber for this visit.", field="prescriber_id")
+        prescriber_id = actor.user_id
+    prescriber = await session.get(User, prescriber_id)
+    if prescriber is None or prescriber.role is not Role.prescriber or \
+            not await on_care_team(session, prescriber_id, patient_id):
+        raise ValidationFailed("The prescriber must be on the patient's care team.",
+                               field="prescriber_id")
+    if scheduled_at < now - timedelta(hours=1):
+        raise ValidationFailed("A visit cannot be scheduled in the past.", field="scheduled_at")
+    visit = Visit(
+        patient_id=patient_id, prescriber_id=prescriber_id, kind=kind,
+        scheduled_at=scheduled_at,
+        duration_minutes=duration_minutes or (60 if kind is VisitKind.intake else 15),
+        status=VisitStatus.scheduled, created_at=now, created_by_id=actor.user_id,
+    )
+    session.add(visit)
+    await session.flush()
+    audit.record(session, actor, "create", "visit", visit.id, patient_id=patient_id)
+    emit(session, "visit.created", await care_team_ids(session, patient_id) | {patient_id},
+         visit_id=visit.id)
+    return await get_visit_loaded(session, visit.id)
+
+
+async def get_visit_loaded(session: AsyncSession, visit_id: int) -> Visit:
+    visit = await session.scalar(
+        select(Visit).options(*_with_people()).where(Visit.id == visit_id)
+    )
+    assert visit is not None
+    return visit
+
+
+async def invite_to_visit(
+    session: AsyncSession, services: Services, actor: Actor, visit_id: int
+) -> dict[str, Any]:
+    """Queue the join-link email to the visit's patient."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    require_full_session(actor)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    if visit.status in ENDED:
+        raise Conflict(f'Cannot invite to a visit in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    patient = await session.get(User, visit.patient_id)
+    assert patient is not None
+    now = services.clock.now()
+    link = f"{services.settings.base_url}/visits/{visit.id}/join?t={make_join_token(services, visit)}"
+    # No clinical content: who it is from, when, and the link.
+    email = queue_email(
+        session, to=patient.email, kind="visit_invite", now=now,
+        subject="Your Mendwell video visit",
+        body=(
+            f"Hello {patient.name},\n\n"
+            "Your care team has invited you to a video visit. Open this link on your phone "
+            "or computer to check in and join. Nothing to install.\n\n"
+            f"{link}\n\n"
+            f"The link works for {services.settings.join_link_hours} hours. If you did not "
+            "expect this email, you can ignore it.\n"
+        ),
+    )
+    await session.flush()
+    audit.record(session, actor, "invite", "visit", visit.id, patient_id=visit.patient_id,
+                 outbox_id=email.id)
+    return {"id": email.id, "visit_id": visit.id, "to": patient.email, "queued_at": now.isoformat()}

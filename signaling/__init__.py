@@ -1,0 +1,1 @@
+"""WebSocket signaling for video visits."""

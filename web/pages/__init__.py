@@ -1,0 +1,30 @@
+"""Page routes: one module per page type."""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from web.pages import admin, home, signin, visit_room
+from web.rendering import STATIC, render
+
+TITLES = {400: "Something is not right", 401: "Please sign in", 403: "Not allowed",
+          404: "Not found", 409: "Not possible right now", 413: "Too large",
+          422: "Please check what you entered", 429: "Please wait", 500: "Sorry"}
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        *signin.ROUTES,
+        *home.ROUTES,
+        *admin.ROUTES,
+        *visit_room.ROUTES,
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+def error_page(request: HTTPConnection, status: int, message: str) -> Response:
+    return render(request, "error.html", status=status, title=TITLES.get(status, "Error"),
+                  message=message, status_code=status)

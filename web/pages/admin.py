@@ -1,0 +1,135 @@
+"""Admin pages: accounts, care teams, the audit log and the email outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from server import accounts, audit
+from server.access import require_role
+from server.api.admin import _audit_filters
+from server.errors import APIError, ValidationFailed
+from server.http import actor_of, int_param, path_id, services_of
+from server.models import CareTeamMember, OutboxEmail, Role, User
+from web.forms import checked_form, text_field
+from web.rendering import render
+
+
+async def accounts_page(request: Request, *, error: str | None = None,
+                        status: int = 200) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.admin)
+    async with services_of(request).transaction() as session:
+        users = await accounts.list_users(session, actor)
+    return render(request, "admin_accounts.html", status=status, users=users,
+                  roles=[r.value for r in Role], error=error)
+
+
+async def create_account(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = actor_of(request)
+    require_role(actor, Role.admin)
+    services = services_of(request)
+    try:
+        role_value = text_field(form, "role", max_length=32)
+        if role_value not in Role.__members__:
+            raise ValidationFailed("Choose a role.", field="role")
+        async with services.transaction() as session:
+            await accounts.create_user(
+                session, actor, email=text_field(form, "email", max_length=254),
+                name=text_field(form, "name", max_length=200), role=Role(role_value),
+                password=text_field(form, "password", required=False, max_length=200) or None,
+                now=services.clock.now())
+    except APIError as exc:
+        return await accounts_page(request, error=exc.message, status=exc.status)
+    return RedirectResponse("/admin", status_code=303)
+
+
+async def set_account_active(request: Request) -> Response:
+    form, _ = await checked_form(request)
+    actor = actor_of(request)
+    user_id = path_id(request, "user_id")
+    async with services_of(request).transaction() as session:
+        await accounts.set_active(session, actor, user_id, form.get("active") == "1")
+    return RedirectResponse("/admin", status_code=303)
+
+
+async def care_teams_page(request: Request, *, error: str | None = None,
+                          status: int = 200) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.admin)
+    async with services_of(request).transaction() as session:
+        users = await accounts.list_users(session, actor)
+        rows = (await session.execute(select(CareTeamMember))).scalars().all()
+    by_id = {u.id: u for u in users}
+    teams: dict[int, list[User]] = {u.id: [] for u in users if u.role is Role.patient}
+    for row in rows:
+        if row.patient_id in teams and row.member_id in by_id:
+            teams[row.patient_id].append(by_id[row.member_id])
+    return render(request, "admin_care_teams.html", status=status, error=error,
+                  patients=[by_id[pid] for pid in teams], teams=teams,
+                  staff=[u for u in users if u.role in (Role.prescriber, Role.coordinator)])
+
+
+async def add_member(request: Request) -> Response:
+    form, _ = await checked_form(request)
+    actor = actor_of(request)
+    services = services_of(request)
+    try:
+        async with services.transaction() as session:
+            await accounts.add_to_care_team(
+                session, actor, patient_id=int_param(str(form.get("patient_id")), "patient_id"),
+                member_id=int_param(str(form.get("member_id")), "member_id"),
+                now=services.clock.now())
+    except APIError as exc:
+        return await care_teams_page(request, error=exc.message, status=exc.status)
+    return RedirectResponse("/admin/care-teams", status_code=303)
+
+
+async def remove_member(request: Request) -> Response:
+    form, _ = await checked_form(request)
+    actor = actor_of(request)
+    async with services_of(request).transaction() as session:
+        await accounts.remove_from_care_team(
+            session, actor, patient_id=int_param(str(form.get("patient_id")), "patient_id"),
+            member_id=int_param(str(form.get("member_id")), "member_id"))
+    return RedirectResponse("/admin/care-teams", status_code=303)
+
+
+async def audit_page(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.admin)
+    filters = _audit_filters(request)
+    async with services_of(request).transaction() as session:
+        entries = list((await session.scalars(
+            audit.audit_query(**filters).limit(200))).all())  # type: ignore[arg-type]
+        audit.record(session, actor, "read", "audit_log", None, count=len(entries))
+    return render(request, "admin_audit.html", entries=entries, query=request.url.query,
+                  params=request.query_params)
+
+
+async def outbox_page(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.admin)
+    services = services_of(request)
+    async with services.transaction() as session:
+        emails = list((await session.scalars(
+            select(OutboxEmail).order_by(OutboxEmail.id.desc()).limit(100))).all())
+        audit.record(session, actor, "read", "outbox", None, count=len(emails))
+    return render(request, "admin_outbox.html", emails=emails,
+                  show_body=services.settings.is_development,
+                  smtp=bool(services.settings.smtp_url))
+
+
+ROUTES = [
+    Route("/admin", accounts_page, methods=["GET"]),
+    Route("/admin/users", create_account, methods=["POST"]),
+    Route("/admin/users/{user_id}/active", set_account_active, methods=["POST"]),
+    Route("/admin/care-teams", care_teams_page, methods=["GET"]),
+    Route("/admin/care-teams/add", add_member, methods=["POST"]),
+    Route("/admin/care-teams/remove", remove_member, methods=["POST"]),
+    Route("/admin/audit", audit_page, methods=["GET"]),
+    Route("/admin/outbox", outbox_page, methods=["GET"]),
+]

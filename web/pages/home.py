@@ -1,0 +1,63 @@
+"""Each role's home: the patient's visits, the prescriber's day, the coordinator's home."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server import visits
+from server.access import require_role
+from server.http import actor_of, services_of
+from server.models import Role
+from web.rendering import render
+
+CLINIC_TZ = "America/New_York"
+
+
+def _today_bounds(now: datetime, tz: str) -> tuple[datetime, datetime]:
+    local = now.astimezone(ZoneInfo(tz))
+    start = datetime.combine(local.date(), time.min, tzinfo=ZoneInfo(tz))
+    return start, start + timedelta(days=1)
+
+
+async def patient_home(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.patient)
+    services = services_of(request)
+    now = services.clock.now()
+    async with services.transaction() as session:
+        found = await visits.list_visits(session, actor, start=now - timedelta(hours=12),
+                                         include_ended=False)
+    return render(request, "patient_home.html", visits=found, tz=CLINIC_TZ)
+
+
+async def prescriber_day(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.prescriber)
+    services = services_of(request)
+    start, end = _today_bounds(services.clock.now(), CLINIC_TZ)
+    async with services.transaction() as session:
+        found = await visits.list_visits(session, actor, start=start, end=end)
+    mine = [v for v in found if v.prescriber_id == actor.user_id]
+    return render(request, "prescriber_day.html", visits=mine, day=start, tz=CLINIC_TZ)
+
+
+async def coordinator_home(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.coordinator)
+    services = services_of(request)
+    start, end = _today_bounds(services.clock.now(), CLINIC_TZ)
+    async with services.transaction() as session:
+        found = await visits.list_visits(session, actor, start=start, end=end)
+    return render(request, "coordinator_home.html", visits=found, day=start, tz=CLINIC_TZ)
+
+
+ROUTES = [
+    Route("/home", patient_home),
+    Route("/day", prescriber_day),
+    Route("/coordinator", coordinator_home),
+]

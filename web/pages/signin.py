@@ -1,0 +1,151 @@
+"""Sign in, sign out, join by link, and setting a password."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from server import audit, auth
+from server.accounts import change_password
+from server.api.session import set_session_cookie
+from server.auth import COOKIE_NAME, JoinLinkError
+from server.errors import APIError, TooManyRequests
+from server.http import client_ip, current_of, path_id, require_current, services_of
+from server.models import Role, User, Visit
+from server.visits import ENDED
+from web.forms import checked_form
+from web.rendering import render
+
+HOMES = {Role.patient: "/home", Role.prescriber: "/day", Role.coordinator: "/coordinator",
+         Role.admin: "/admin"}
+
+
+def home_for(current: auth.Current) -> str:
+    if current.session.visit_id is not None:
+        return f"/visits/{current.session.visit_id}"
+    return HOMES[current.user.role]
+
+
+async def root(request: Request) -> Response:
+    current = current_of(request)
+    return RedirectResponse(home_for(current) if current else "/login", status_code=303)
+
+
+async def login_page(request: Request) -> Response:
+    current = current_of(request)
+    if current is not None and current.session.visit_id is None:
+        return RedirectResponse(home_for(current), status_code=303)
+    notice = {"idle": "You were signed out after a period of inactivity.",
+              "out": "You have signed out."}.get(request.query_params.get("reason", ""))
+    return render(request, "login.html", notice=notice, email="")
+
+
+async def login_submit(request: Request) -> Response:
+    form = await request.form()
+    email = str(form.get("email") or "")[:254]
+    password = str(form.get("password") or "")[:200]
+    services = services_of(request)
+    try:
+        signed_in = await auth.authenticate(
+            services, email=email, password=password, ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"))
+    except TooManyRequests as exc:
+        return render(request, "login.html", status=429, error=exc.message, email=email)
+    except APIError as exc:
+        return render(request, "login.html", status=401, error=exc.message, email=email)
+    response = RedirectResponse(HOMES[signed_in.user.role], status_code=303)
+    set_session_cookie(response, services, signed_in)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    current = current_of(request)
+    if current is not None:
+        await checked_form(request)
+        await auth.end_session(services_of(request), current, ip=client_ip(request))
+    response = RedirectResponse("/login?reason=out", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+async def _join_target(request: Request, token: str) -> tuple[Visit, User] | str:
+    """The visit and patient a join link admits to, or the reason it cannot."""
+    services = services_of(request)
+    visit_id = path_id(request, "visit_id")
+    try:
+        _, patient_id = auth.read_join_token(services, token, visit_id)
+    except JoinLinkError as exc:
+        return str(exc)
+    async with services.transaction() as session:
+        visit = await session.get(Visit, visit_id)
+        patient = await session.get(User, patient_id)
+        if visit is None or patient is None or visit.patient_id != patient.id or \
+                not patient.is_active:
+            return "This link is not valid."
+        if visit.status in ENDED:
+            return "This visit has ended. If you need to talk to your care team, call the clinic."
+        return visit, patient
+
+
+async def join_page(request: Request) -> Response:
+    # A GET only shows a button: mail scanners that open links must not start sessions.
+    token = request.query_params.get("t", "")
+    target = await _join_target(request, token)
+    if isinstance(target, str):
+        return render(request, "join_invalid.html", status=400, message=target)
+    visit, patient = target
+    return render(request, "join.html", visit=visit, patient_name=patient.name, token=token)
+
+
+async def join_submit(request: Request) -> Response:
+    form = await request.form()
+    token = str(form.get("t") or "")
+    target = await _join_target(request, token)
+    if isinstance(target, str):
+        return render(request, "join_invalid.html", status=400, message=target)
+    visit, patient = target
+    services = services_of(request)
+    async with services.transaction() as session:
+        patient = await session.get(User, patient.id) or patient
+        signed_in = await auth.start_session(
+            session, services, patient, ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"), visit_id=visit.id)
+        auth_actor = auth.Current(signed_in.session, patient, signed_in.session.expires_at)
+        audit.record(session, auth_actor.actor(client_ip(request)), "join_link", "visit",
+                     visit.id, patient_id=patient.id)
+    response = RedirectResponse(f"/visits/{visit.id}", status_code=303)
+    set_session_cookie(response, services, signed_in)
+    return response
+
+
+async def password_page(request: Request) -> Response:
+    current = require_current(request)
+    return render(request, "password.html", has_password=current.user.password_hash is not None)
+
+
+async def password_submit(request: Request) -> Response:
+    form, current = await checked_form(request)
+    services = services_of(request)
+    try:
+        async with services.transaction() as session:
+            await change_password(
+                session, current.actor(client_ip(request)),
+                current=str(form.get("current_password") or "") or None,
+                new=str(form.get("new_password") or ""))
+    except APIError as exc:
+        return render(request, "password.html", status=exc.status, error=exc.message,
+                      has_password=current.user.password_hash is not None)
+    return render(request, "password.html", done=True, has_password=True)
+
+
+ROUTES = [
+    Route("/", root),
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login_submit, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/visits/{visit_id}/join", join_page, methods=["GET"]),
+    Route("/visits/{visit_id}/join", join_submit, methods=["POST"]),
+    Route("/account/password", password_page, methods=["GET"]),
+    Route("/account/password", password_submit, methods=["POST"]),
+]

@@ -172,7 +172,7 @@ async def load_session(services: Services, cookie: str | None) -> Current | None
         found = row.first()
         if found is None:
             return None
-        auth, user = found.tuple()
+        auth, user = found[0], found[1]
         if auth.ended_at is not None or not user.is_active:
             return None
         idle = idle_timeout(services, user.role)

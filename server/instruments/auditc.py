@@ -1,0 +1,120 @@
+"""AUDIT-C alcohol use: 3 items scored 0-4, total 0-12 (Bush et al. 1998).
+
+What is computed, exactly (see docs/clinical.md):
+- total = sum of the 3 items;
+- positive at total >= 4 for men and >= 3 for women (Bradley et al. 2007). When sex is
+  not given we use >= 3, the more sensitive cut-off, so a missing answer never hides a
+  positive screen.
+
+The cut-offs are parameters because triage takes them from the reviewed rules file
+(``escalation/triage_rules.toml``); the defaults below are the published ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from server.instruments.base import Instrument, Item, int_answers, response_object, scale
+
+Sex = Literal["female", "male"]
+
+SEXES: Final[tuple[Sex, ...]] = ("female", "male")
+
+ITEM_COUNT: Final = 3
+ITEM_MAX: Final = 4
+TOTAL_MAX: Final = ITEM_COUNT * ITEM_MAX
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """Lowest total that screens positive, by the sex given at check-in."""
+
+    male: int = 4
+    female: int = 3
+    unknown: int = 3
+
+    def positive_at(self, sex: Sex | None) -> int:
+        if sex == "male":
+            return self.male
+        if sex == "female":
+            return self.female
+        return self.unknown
+
+
+PUBLISHED_CUTOFFS: Final = Cutoffs()
+
+DEFINITION: Final = Instrument(
+    id="auditc",
+    name="AUDIT-C alcohol",
+    recall="past year",
+    intro=(
+        "These questions are about drinking alcohol over the past year. Your honest "
+        "answers help your care team choose medicines that are safe for you."
+    ),
+    answer_type="integer",
+    total_range=(0, TOTAL_MAX),
+    items=(
+        Item(
+            id="q1",
+            answer_path="answers.0",
+            topic="frequency",
+            text="How often do you have a drink containing alcohol?",
+            options=scale(
+                "Never",
+                "Monthly or less",
+                "2 to 4 times a month",
+                "2 to 3 times a week",
+                "4 or more times a week",
+            ),
+        ),
+        Item(
+            id="q2",
+            answer_path="answers.1",
+            topic="typical_quantity",
+            text="How many standard drinks do you have on a typical day when you are drinking?",
+            options=scale("1 or 2", "3 or 4", "5 or 6", "7 to 9", "10 or more"),
+        ),
+        Item(
+            id="q3",
+            answer_path="answers.2",
+            topic="heavy_episodes",
+            text="How often do you have 6 or more drinks on one occasion?",
+            options=scale(
+                "Never", "Less than monthly", "Monthly", "Weekly", "Daily or almost daily"
+            ),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class AuditcScore:
+    answers: tuple[int, ...]
+    sex: Sex | None
+    total: int
+    positive: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {"total": self.total, "positive": self.positive}
+
+
+def from_answers(
+    answers: tuple[int, ...], sex: Sex | None, cutoffs: Cutoffs = PUBLISHED_CUTOFFS
+) -> AuditcScore:
+    """Score answers that have already been validated."""
+    total = sum(answers)
+    return AuditcScore(
+        answers=answers, sex=sex, total=total, positive=total >= cutoffs.positive_at(sex)
+    )
+
+
+def score(
+    raw: object,
+    *,
+    sex: Sex | None,
+    cutoffs: Cutoffs = PUBLISHED_CUTOFFS,
+    field: str = "responses.auditc",
+) -> AuditcScore:
+    response = response_object(raw, field, frozenset({"answers"}))
+    return from_answers(int_answers(response, field, ITEM_COUNT, ITEM_MAX), sex, cutoffs)

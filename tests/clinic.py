@@ -1,0 +1,72 @@
+"""Named people for tests, created through the real domain functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from server.accounts import add_to_care_team, create_user
+from server.actors import Actor
+from server.models import Role, User, Visit, VisitKind, VisitStatus
+from server.services import Services
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    email: str
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class Clinic:
+    admin: Person
+    prescriber: Person            # on the patient's care team
+    other_prescriber: Person      # on nobody's care team
+    coordinator: Person           # on the patient's care team
+    other_coordinator: Person     # on patient2's care team only
+    patient: Person
+    patient2: Person
+    visit_id: int                 # patient's visit with prescriber, in an hour
+    visit2_id: int                # patient2's visit with prescriber
+
+
+def _person(user: User) -> Person:
+    return Person(user.id, user.email, user.name, user.role)
+
+
+async def build_clinic(services: Services) -> Clinic:
+    now = services.clock.now()
+    people: dict[str, User] = {}
+    async with services.transaction() as session:
+        for key, role in [("admin", Role.admin), ("prescriber", Role.prescriber),
+                          ("other_prescriber", Role.prescriber),
+                          ("coordinator", Role.coordinator),
+                          ("other_coordinator", Role.coordinator),
+                          ("patient", Role.patient), ("patient2", Role.patient)]:
+            people[key] = await create_user(
+                session, None, email=f"{key.replace('_', '-')}@clinic.test",
+                name=key.replace("_", " ").title(), role=role, password=PASSWORD, now=now)
+        admin = Actor.of(people["admin"])
+        for patient, members in [("patient", ["prescriber", "coordinator"]),
+                                 ("patient2", ["prescriber", "other_coordinator"])]:
+            for member in members:
+                await add_to_care_team(session, admin, patient_id=people[patient].id,
+                                       member_id=people[member].id, now=now)
+        visit_ids = []
+        for patient in ("patient", "patient2"):
+            visit = Visit(patient_id=people[patient].id, prescriber_id=people["prescriber"].id,
+                          kind=VisitKind.follow_up, scheduled_at=now + timedelta(hours=1),
+                          duration_minutes=15, status=VisitStatus.scheduled, created_at=now)
+            session.add(visit)
+            await session.flush()
+            visit_ids.append(visit.id)
+    return Clinic(**{k: _person(v) for k, v in people.items()},  # type: ignore[arg-type]
+                  visit_id=visit_ids[0], visit2_id=visit_ids[1])
+
+
+def in_an_hour(now: datetime) -> str:
+    return (now + timedelta(hours=1)).isoformat()

@@ -86,6 +86,10 @@ class PatientProfile(Base):
     emergency_contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
     emergency_contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)
     timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    # Sex for AUDIT-C's cut-off; None uses the more sensitive one.
+    sex: Mapped[str | None] = mapped_column(String(8), default=None)
+    # AUDIT-C and ASRM are repeated this often (CLINICAL: every 90 days by default).
+    screening_interval_days: Mapped[int] = mapped_column(Integer, default=90)
 
     user: Mapped[User] = relationship(back_populates="profile", lazy="raise")
 
@@ -213,3 +217,54 @@ class BreakGlassGrant(Base):
     reason: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CheckInStatus(enum.StrEnum):
+    draft = "draft"
+    completed = "completed"
+
+
+class CheckIn(Base):
+    """A patient's pre-visit check-in: answers, scores, triage and emergency information.
+
+    A draft is saved as the patient goes, so nothing typed is lost; completing it stores
+    the scores and the triage result and hands them to the escalation workflow.
+    """
+
+    __tablename__ = "checkins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[CheckInStatus] = mapped_column(
+        _enum(CheckInStatus, "checkin_status"), default=CheckInStatus.draft
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The whole body as the patient last sent it (draft or final).
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Set on completion, from the scoring and triage of `data`.
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    level: Mapped[str | None] = mapped_column(String(16), default=None)
+    reasons: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    location_address: Mapped[str | None] = mapped_column(String(500), default=None)
+    callback_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    emergency_contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    emergency_contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class MeasureResult(Base):
+    """One instrument's total from one completed check-in: the points of a trend."""
+
+    __tablename__ = "measure_results"
+    __table_args__ = (Index("ix_measure_results_patient_instrument_at",
+                            "patient_id", "instrument", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkin_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    instrument: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    total: Mapped[int | None] = mapped_column(Integer, default=None)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

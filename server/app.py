@@ -15,17 +15,20 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from escalation.triage_rules import load_default_rules
 from server import audit, outbox
 from server.api import admin as admin_api
+from server.api import checkins as checkins_api
 from server.api import openapi
 from server.api import session as session_api
 from server.api import visits as visits_api
 from server.api.registry import ApiOperation, to_routes
+from server.bus import make_bus
 from server.db import create_engine, session_factory
-from server.errors import APIError
+from server.errors import APIError, Unauthorized
 from server.health import healthz
 from server.http import client_ip, current_of
 from server.middleware import (
@@ -34,7 +37,6 @@ from server.middleware import (
     SecurityHeadersMiddleware,
     SessionMiddleware,
 )
-from server.bus import make_bus
 from server.services import Services
 from server.settings import Settings
 
@@ -46,7 +48,8 @@ BackgroundTask = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def api_operations() -> list[ApiOperation]:
-    return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *admin_api.OPERATIONS]
+    return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
+            *admin_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -55,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     engine = create_engine(settings.database_url)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
-                        bus=make_bus(settings.redis_url))
+                        bus=make_bus(settings.redis_url), triage_rules=load_default_rules())
     operations = api_operations()
     background: list[BackgroundTask] = [outbox.run_sender]
 
@@ -92,6 +95,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if exc.status == 429 and "retry_after" in exc.extra:
                 headers["Retry-After"] = str(exc.extra["retry_after"])
             return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+        if isinstance(exc, Unauthorized):
+            # A person without a session (never signed in, or signed out when idle)
+            # belongs on the sign-in page, whichever page they asked for.
+            return RedirectResponse("/login", status_code=303)
         return pages.error_page(request, exc.status, exc.message)
 
     async def http_error(request: HTTPConnection, exc: Exception) -> Response:

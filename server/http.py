@@ -43,8 +43,15 @@ def actor_of(conn: HTTPConnection) -> Actor:
     return require_current(conn).actor(client_ip(conn))
 
 
+# Pydantic puts the member of a union it tried into the error location
+# ("sleep.hours.float"); the client wants the field it sent.
+_UNION_TAGS = frozenset({"int", "float", "str", "bool", "none", "list", "dict"})
+
+
 def _field(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "body"
+    parts = [str(part) for part in loc
+             if not (isinstance(part, str) and (part in _UNION_TAGS or "[" in part))]
+    return ".".join(parts) or "body"
 
 
 def validation_error(exc: ValidationError) -> ValidationFailed:

@@ -5,9 +5,10 @@ Route handlers reach them as ``request.app.state.services``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +17,15 @@ from server.bus import LocalBus
 from server.clock import Clock
 from server.events import take_pending
 from server.settings import Settings
+from server.triage import TriageResult, TriageRules
+
+# Called when a check-in's triage result is stored (drafts that reach urgent or higher,
+# and completed check-ins); returns the ids of the escalations it raised. The
+# escalation workflow registers itself here from app.py, since server/ must not import
+# escalation/.
+CheckinHook = Callable[
+    [AsyncSession, "Services", Any, TriageResult], Awaitable[list[int]]
+]
 
 
 @dataclass
@@ -25,6 +35,14 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     bus: LocalBus
     clock: Clock = field(default_factory=Clock)
+    triage_rules: TriageRules | None = None
+    checkin_hooks: list[CheckinHook] = field(default_factory=list)
+
+    @property
+    def rules(self) -> TriageRules:
+        if self.triage_rules is None:
+            raise RuntimeError("triage rules were not loaded (see server.app.create_app)")
+        return self.triage_rules
 
     def signer(self, salt: str) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(self.settings.secret_key, salt=salt)

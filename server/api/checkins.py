@@ -1,0 +1,92 @@
+"""Instruments, stateless triage, the visit check-in and a patient's measures."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server import checkins, fhir, trends
+from server.api.registry import ApiOperation
+from server.http import actor_of, json_object, path_id, services_of
+from server.instruments import instrument_definitions
+from server.triage import evaluate
+
+
+async def list_instruments(request: Request) -> Response:
+    return JSONResponse({"instruments": instrument_definitions()})
+
+
+async def triage(request: Request) -> Response:
+    # Stateless: scores and triages what is sent, stores nothing, needs no sign-in.
+    body = await json_object(request)
+    result = evaluate(body, services_of(request).rules)
+    return JSONResponse(result.to_json())
+
+
+async def get_checkin(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await checkins.get_checkin(session, services, actor, visit_id)
+    return JSONResponse(data)
+
+
+async def save_draft(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_object(request)
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await checkins.save_draft(session, services, actor, visit_id, body)
+    return JSONResponse(data)
+
+
+async def complete_checkin(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_object(request)
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await checkins.complete(session, services, actor, visit_id, body)
+    return JSONResponse(data, status_code=201)
+
+
+async def measures(request: Request) -> Response:
+    actor = actor_of(request)
+    patient_id = path_id(request, "patient_id")
+    async with services_of(request).transaction() as session:
+        series = await trends.patient_measures(session, actor, patient_id)
+    return JSONResponse({"patient_id": patient_id, "measures": series})
+
+
+async def fhir_export(request: Request) -> Response:
+    actor = actor_of(request)
+    patient_id = path_id(request, "patient_id")
+    async with services_of(request).transaction() as session:
+        bundle = await fhir.measures_bundle(session, actor, patient_id)
+    return JSONResponse(bundle, media_type="application/fhir+json")
+
+
+OPERATIONS = [
+    ApiOperation("GET", "/api/v1/instruments", list_instruments,
+                 "Questionnaire definitions: items, options, recall, LOINC, skip logic",
+                 tag="checkin", anonymous=True),
+    ApiOperation("POST", "/api/v1/triage", triage,
+                 "Score and triage answers without storing them", tag="checkin",
+                 anonymous=True),
+    ApiOperation("GET", "/api/v1/visits/{visit_id}/checkin", get_checkin,
+                 "The visit's check-in, what it needs and the prefilled emergency information",
+                 tag="checkin"),
+    ApiOperation("PUT", "/api/v1/visits/{visit_id}/checkin/draft", save_draft,
+                 "Save a partial check-in (triaged at once when it shows urgent risk)",
+                 tag="checkin"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/checkin", complete_checkin,
+                 "Complete the check-in: scores, triage, escalations raised", success=201,
+                 tag="checkin"),
+    ApiOperation("GET", "/api/v1/patients/{patient_id}/measures", measures,
+                 "Each instrument's series with baseline, response, remission, worsening",
+                 tag="checkin"),
+    ApiOperation("GET", "/api/v1/patients/{patient_id}/fhir", fhir_export,
+                 "The patient's measures as a FHIR R4 Bundle", tag="checkin"),
+]

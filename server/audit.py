@@ -7,6 +7,7 @@ identifiers and field names only, never clinical content.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -63,16 +64,20 @@ def record_reads(
         record(session, actor, "read", resource_type, resource_id, patient_id=patient_id, at=now)
 
 
-def audit_query(
-    *,
-    actor_id: int | None = None,
-    patient_id: int | None = None,
-    action: str | None = None,
-    resource_type: str | None = None,
-    outcome: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Select[tuple[AuditEntry]]:
+@dataclass(frozen=True)
+class AuditFilter:
+    actor_id: int | None = None
+    patient_id: int | None = None
+    action: str | None = None
+    resource_type: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def audit_query(f: AuditFilter) -> Select[AuditEntry]:
+    actor_id, patient_id, action = f.actor_id, f.patient_id, f.action
+    resource_type, outcome, since, until = f.resource_type, f.outcome, f.since, f.until
     query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     if actor_id is not None:
         query = query.where(AuditEntry.actor_id == actor_id)

@@ -11,8 +11,7 @@ from sqlalchemy import select
 
 from server import audit
 from server.accounts import create_user
-from server.models import CareTeamMember, PatientProfile, Role, User, Visit, VisitKind, \
-    VisitStatus
+from server.models import CareTeamMember, PatientProfile, Role, User, Visit, VisitKind, VisitStatus
 from server.passwords import hash_password
 from server.services import Services
 

@@ -57,7 +57,7 @@ async def _claim(services: Services, now: datetime) -> list[OutboxEmail]:
             .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
             .limit(BATCH)
         )
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = list((await session.scalars(query)).all())
         for row in rows:

@@ -63,6 +63,22 @@ class Settings:
     break_glass_minutes: int = 60
     max_body_bytes: int = 256 * 1024
     run_background_tasks: bool = True
+    # Video visits (signaling/). TURN credentials are short-lived so a leaked one is
+    # soon useless; clients refresh them with `ice-refresh` before they expire.
+    turn_ttl_seconds: int = 600
+    # A patient still waiting this long past the visit's start alerts the coordinators.
+    waiting_alert_minutes: int = 10
+    waiting_alert_poll_seconds: float = 15.0
+    # aiortc echo peers cost about a quarter of a core each: cap them per instance.
+    device_check_limit: int = 4
+    device_check_max_seconds: int = 120
+    # Heartbeats: a ping every interval; a socket that has not answered within the
+    # timeout is dropped (5 + 10: a dead peer is noticed within 15 seconds).
+    ws_ping_interval_seconds: float = 5.0
+    ws_ping_timeout_seconds: float = 10.0
+    # Prefix of the Redis keys and channels of rooms and presence (several deployments,
+    # or test runs, may share one Redis).
+    redis_namespace: str = "mendwell"
 
     @property
     def is_production(self) -> bool:
@@ -74,7 +90,7 @@ class Settings:
 
     @property
     def secure_cookies(self) -> bool:
-        return not self.is_development and not self.env == "test"
+        return not self.is_development and self.env != "test"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -110,6 +126,8 @@ class Settings:
             updates["secret_key"] = _development_secret(self.var_dir)
         if self.turn_urls and not self.turn_secret:
             raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
+        if self.turn_ttl_seconds < 60:
+            raise SettingsError("MENDWELL_TURN_TTL_SECONDS must be at least 60.")
         return replace(self, **updates) if updates else self
 
 

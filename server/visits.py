@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -22,17 +22,22 @@ from server.services import Services
 ENDED = (VisitStatus.completed, VisitStatus.no_show, VisitStatus.cancelled)
 
 
+def _utc_iso(value: datetime | None) -> str | None:
+    # Always UTC, so a visit reads the same in the POST that created it as in every GET.
+    return value.astimezone(UTC).isoformat() if value else None
+
+
 def visit_json(visit: Visit) -> dict[str, Any]:
     return {
         "id": visit.id,
         "patient": {"id": visit.patient.id, "name": visit.patient.name},
         "prescriber": {"id": visit.prescriber.id, "name": visit.prescriber.name},
         "kind": visit.kind.value,
-        "scheduled_at": visit.scheduled_at.isoformat(),
+        "scheduled_at": _utc_iso(visit.scheduled_at),
         "duration_minutes": visit.duration_minutes,
         "status": visit.status.value,
-        "started_at": visit.started_at.isoformat() if visit.started_at else None,
-        "ended_at": visit.ended_at.isoformat() if visit.ended_at else None,
+        "started_at": _utc_iso(visit.started_at),
+        "ended_at": _utc_iso(visit.ended_at),
     }
 
 
@@ -152,7 +157,8 @@ async def invite_to_visit(
     patient = await session.get(User, visit.patient_id)
     assert patient is not None
     now = services.clock.now()
-    link = f"{services.settings.base_url}/visits/{visit.id}/join?t={make_join_token(services, visit)}"
+    token = make_join_token(services, visit)
+    link = f"{services.settings.base_url}/visits/{visit.id}/join?t={token}"
     # No clinical content: who it is from, when, and the link.
     email = queue_email(
         session, to=patient.email, kind="visit_invite", now=now,

@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from server.db import Base, create_engine
 from server import models  # noqa: F401  (registers the tables on Base.metadata)
+from server.db import Base, create_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from server import accounts, audit
 from server.access import require_role
-from server.api.admin import _audit_filters
+from server.api.admin import audit_filter
 from server.errors import APIError, ValidationFailed
 from server.http import actor_of, int_param, path_id, services_of
 from server.models import CareTeamMember, OutboxEmail, Role, User
@@ -28,7 +28,7 @@ async def accounts_page(request: Request, *, error: str | None = None,
 
 
 async def create_account(request: Request) -> Response:
-    form, current = await checked_form(request)
+    form, _ = await checked_form(request)
     actor = actor_of(request)
     require_role(actor, Role.admin)
     services = services_of(request)
@@ -101,10 +101,10 @@ async def remove_member(request: Request) -> Response:
 async def audit_page(request: Request) -> Response:
     actor = actor_of(request)
     require_role(actor, Role.admin)
-    filters = _audit_filters(request)
+    filters = audit_filter(request)
     async with services_of(request).transaction() as session:
         entries = list((await session.scalars(
-            audit.audit_query(**filters).limit(200))).all())  # type: ignore[arg-type]
+            audit.audit_query(filters).limit(200))).all())
         audit.record(session, actor, "read", "audit_log", None, count=len(entries))
     return render(request, "admin_audit.html", entries=entries, query=request.url.query,
                   params=request.query_params)

@@ -13,13 +13,15 @@ its own transaction (the request's transaction is rolled back with the refusal).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.actors import Actor
 from server.clock import utcnow
 from server.errors import Forbidden, NotFound
-from server.models import BreakGlassGrant, CareTeamMember, Role, User, Visit
+from server.models import BreakGlassGrant, CareTeamMember, Escalation, Role, User, Visit
 
 
 def _denied(actor: Actor, resource_type: str, resource_id: object, patient_id: int | None,
@@ -49,37 +51,53 @@ async def on_care_team(session: AsyncSession, member_id: int, patient_id: int) -
         CareTeamMember.patient_id == patient_id, CareTeamMember.member_id == member_id))))
 
 
-async def has_break_glass(session: AsyncSession, admin_id: int, patient_id: int) -> bool:
+async def is_on_call(session: AsyncSession, user_id: int) -> bool:
+    return bool(await session.scalar(select(User.on_call).where(User.id == user_id)))
+
+
+async def has_break_glass(
+    session: AsyncSession, admin_id: int, patient_id: int, now: datetime | None = None
+) -> bool:
+    # Pass the app's clock (``services.clock.now()``): it set the grant's expiry, and
+    # tests and drills move it forward.
     return bool(await session.scalar(select(exists().where(
         BreakGlassGrant.admin_id == admin_id,
         BreakGlassGrant.patient_id == patient_id,
-        BreakGlassGrant.expires_at > utcnow(),
+        BreakGlassGrant.expires_at > (now or utcnow()),
     ))))
 
 
-async def can_read_patient(session: AsyncSession, actor: Actor, patient_id: int) -> bool:
+async def can_read_patient(
+    session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime | None = None
+) -> bool:
     if actor.role is Role.patient:
         return actor.user_id == patient_id and actor.scope_visit_id is None
     if actor.role in (Role.prescriber, Role.coordinator):
         return await on_care_team(session, actor.user_id, patient_id)
-    return await has_break_glass(session, actor.user_id, patient_id)
+    return await has_break_glass(session, actor.user_id, patient_id, now)
 
 
-async def access_patient(session: AsyncSession, actor: Actor, patient_id: int) -> User:
+async def access_patient(
+    session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime | None = None
+) -> User:
     """The patient's user row, if the actor may read their record."""
     patient = await session.get(User, patient_id)
     if patient is None or patient.role is not Role.patient:
         raise NotFound(f"There is no patient {patient_id}.", field="patient_id")
-    if not await can_read_patient(session, actor, patient_id):
+    if not await can_read_patient(session, actor, patient_id, now=now):
         raise _denied(actor, "patient", patient_id, patient_id,
                       "You are not on this patient's care team.")
     return patient
 
 
 async def access_visit(
-    session: AsyncSession, actor: Actor, visit_id: int, *, write: bool = False
+    session: AsyncSession, actor: Actor, visit_id: int, *, write: bool = False,
+    now: datetime | None = None,
 ) -> Visit:
-    """The visit, if the actor may see it (``write``: may change it)."""
+    """The visit, if the actor may see it (``write``: may change it).
+
+    ``now`` (the app's clock) decides whether a break-glass grant is still current.
+    """
     visit = await session.get(Visit, visit_id)
     if visit is None:
         raise NotFound(f"There is no visit {visit_id}.", field="visit_id")
@@ -89,7 +107,8 @@ async def access_visit(
         allowed = await on_care_team(session, actor.user_id, visit.patient_id)
     else:
         # Break-glass is for reading in an emergency, never for changing a record.
-        allowed = not write and await has_break_glass(session, actor.user_id, visit.patient_id)
+        allowed = not write and await has_break_glass(session, actor.user_id,
+                                                      visit.patient_id, now)
     if not allowed:
         raise _denied(actor, "visit", visit_id, visit.patient_id,
                       "You do not have access to this visit.")
@@ -104,3 +123,41 @@ async def access_user(session: AsyncSession, actor: Actor, user_id: int) -> User
     if actor.role is not Role.admin and actor.user_id != user_id:
         raise _denied(actor, "user", user_id, None, "You can only manage your own account.")
     return user
+
+
+async def access_escalation(
+    session: AsyncSession, actor: Actor, escalation_id: int, *, write: bool = False
+) -> Escalation:
+    """An escalation, for the prescribers and coordinators on the patient's care team
+    (admins read it with a break-glass grant; nobody else)."""
+    escalation = await session.get(Escalation, escalation_id)
+    if escalation is None:
+        raise NotFound(f"There is no escalation {escalation_id}.", field="escalation_id")
+    if actor.role in (Role.prescriber, Role.coordinator):
+        # On-call staff are the backup for every care team: they must be able to act.
+        allowed = await on_care_team(session, actor.user_id, escalation.patient_id) or \
+            await is_on_call(session, actor.user_id)
+    elif actor.role is Role.admin:
+        allowed = not write and await has_break_glass(session, actor.user_id,
+                                                      escalation.patient_id)
+    else:
+        allowed = False
+    if not allowed:
+        raise _denied(actor, "escalation", escalation_id, escalation.patient_id,
+                      "You are not on this patient's care team.")
+    return escalation
+
+
+async def access_visit_room(session: AsyncSession, actor: Actor, visit_id: int) -> Visit:
+    """The visit, if the actor may join its video room.
+
+    The patient (by a full or this visit's join-link session) and the prescribers and
+    coordinators of the care team. Never an admin: break-glass is for reading a record
+    in an emergency, not for entering a live consultation. Invited guests have no
+    account and are checked by their invitation instead (``server.guests``).
+    """
+    if actor.role not in (Role.patient, Role.prescriber, Role.coordinator):
+        visit = await session.get(Visit, visit_id)
+        raise _denied(actor, "visit", visit_id, visit.patient_id if visit else None,
+                      "Only the patient and the care team can join this visit.")
+    return await access_visit(session, actor, visit_id, write=True)

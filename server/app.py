@@ -18,10 +18,14 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+import signaling
+from escalation import api as escalation_api
+from escalation import deadlines, lifecycle
 from escalation.triage_rules import load_default_rules
 from server import audit, outbox
 from server.api import admin as admin_api
 from server.api import checkins as checkins_api
+from server.api import guests as guests_api
 from server.api import openapi
 from server.api import session as session_api
 from server.api import visits as visits_api
@@ -36,6 +40,7 @@ from server.middleware import (
     BodyTooLarge,
     SecurityHeadersMiddleware,
     SessionMiddleware,
+    security_headers,
 )
 from server.services import Services
 from server.settings import Settings
@@ -49,7 +54,7 @@ BackgroundTask = Callable[[Services], Coroutine[Any, Any, None]]
 
 def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
-            *admin_api.OPERATIONS]
+            *escalation_api.OPERATIONS, *guests_api.OPERATIONS, *admin_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -58,14 +63,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     engine = create_engine(settings.database_url)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
-                        bus=make_bus(settings.redis_url), triage_rules=load_default_rules())
+                        bus=make_bus(settings.redis_url), triage_rules=load_default_rules(),
+                        checkin_hooks=[lifecycle.raise_from_checkin])
     operations = api_operations()
-    background: list[BackgroundTask] = [outbox.run_sender]
+    background: list[BackgroundTask] = [outbox.run_sender, deadlines.run_timers,
+                                        *signaling.background()]
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/api/v1/openapi.json", openapi.endpoint(operations, VERSION)),
         *to_routes(operations),
+        *signaling.routes(),
         *pages.routes(),
     ]
 
@@ -84,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await signaling.close(app)  # its sockets and aiortc peers
             await services.close()
 
     async def api_error(request: HTTPConnection, exc: Exception) -> Response:
@@ -120,10 +129,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         log.error("unhandled error on %s %s", request.scope.get("method", "WS"),
                   request.url.path, exc_info=exc)
         if _wants_json(request):
-            return JSONResponse({"error": {"code": "internal", "message":
-                                           "Something went wrong on our side. Try again.",
-                                           "field": None}}, status_code=500)
-        return pages.error_page(request, 500, "Something went wrong on our side. Try again.")
+            response: Response = JSONResponse(
+                {"error": {"code": "internal", "field": None,
+                           "message": "Something went wrong on our side. Try again."}},
+                status_code=500)
+        else:
+            response = pages.error_page(request, 500,
+                                        "Something went wrong on our side. Try again.")
+        # Starlette sends this from outside every middleware, SecurityHeaders included.
+        response.headers.update(security_headers(request.scope, hsts=settings.is_production))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     app = Starlette(
         routes=routes,

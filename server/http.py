@@ -16,6 +16,10 @@ from server.services import Services
 
 M = TypeVar("M", bound=BaseModel)
 
+# Ids are 32-bit integer columns on PostgreSQL: a larger number would reach the database
+# driver and fail there as a server error instead of a 422.
+MAX_ID = 2**31 - 1
+
 
 def services_of(conn: HTTPConnection) -> Services:
     services: Services = conn.app.state.services
@@ -97,7 +101,7 @@ def int_param(value: str, field: str) -> int:
         number = int(value)
     except ValueError:
         raise ValidationFailed(f"{field} must be a whole number.", field=field) from None
-    if not 0 < number < 2**62:
+    if not 0 < number <= MAX_ID:
         raise ValidationFailed(f"{field} is out of range.", field=field)
     return number
 

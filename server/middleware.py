@@ -30,44 +30,53 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _content_security_policy(scope: Scope) -> str:
+    host = Headers(scope=scope).get("host", "")
+    # 'self' covers ws:/wss: on the same host in CSP Level 3 browsers; naming them
+    # keeps older Safari on phones working too.
+    ws = f"ws://{host} wss://{host}" if host else ""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+        f"connect-src 'self' {ws}; font-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def security_headers(scope: Scope, *, hsts: bool) -> dict[str, str]:
+    """The headers every response carries; also applied by the 500 handler, whose
+    responses are sent from outside this middleware."""
+    headers = {
+        "Content-Security-Policy": _content_security_policy(scope),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Permissions-Policy": (
+            "camera=(self), microphone=(self), display-capture=(), geolocation=(), "
+            "payment=(), usb=(), interest-cohort=()"
+        ),
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+    if hsts:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return headers
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
         self.hsts = hsts
 
-    def policy(self, scope: Scope) -> str:
-        headers = Headers(scope=scope)
-        host = headers.get("host", "")
-        # 'self' covers ws:/wss: on the same host in CSP Level 3 browsers; naming them
-        # keeps older Safari on phones working too.
-        ws = f"ws://{host} wss://{host}" if host else ""
-        return (
-            "default-src 'self'; script-src 'self'; style-src 'self'; "
-            "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-            f"connect-src 'self' {ws}; font-src 'self'; object-src 'none'; "
-            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-        )
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = self.policy(scope)
+        added = security_headers(scope, hsts=self.hsts)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = csp
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Permissions-Policy"] = (
-                    "camera=(self), microphone=(self), display-capture=(), geolocation=(), "
-                    "payment=(), usb=(), interest-cohort=()"
-                )
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                if self.hsts:
-                    headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+                headers.update(added)
                 if "cache-control" not in headers and not scope["path"].startswith("/static/"):
                     # Pages and API answers hold patient information: keep them out of
                     # shared and browser caches.

@@ -69,6 +69,8 @@ class User(Base):
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Backup for unacknowledged escalations (CLINICAL: re-alert, then the backup).
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
@@ -268,3 +270,130 @@ class MeasureResult(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     total: Mapped[int | None] = mapped_column(Integer, default=None)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class VisitGuest(Base):
+    """Someone the prescriber invited into one visit: an interpreter, a family member.
+
+    Guests have no account. The invitation link carries a random token whose SHA-256 is
+    kept here; the guest presents it when joining the visit's room. ``admitted_at`` is
+    the stored admission, so a guest who reconnects does not wait a second time.
+    """
+
+    __tablename__ = "visit_guests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    invited_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    admitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class VisitWait(Base):
+    """A patient's stay in the waiting room, and the due time of its long-wait alert.
+
+    The alert is a timer row: whichever instance claims it first when it falls due
+    alerts the coordinators, once, and a restart does not lose it.
+    """
+
+    __tablename__ = "visit_waits"
+    __table_args__ = (Index("ix_visit_waits_due", "ended_at", "alerted_at", "alert_due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    alert_due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # admitted, left, ended
+    end_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The visit's status before it became "waiting", restored if the patient leaves.
+    from_status: Mapped[str] = mapped_column(String(32))
+
+
+class EscalationStatus(enum.StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    in_progress = "in_progress"
+    resolved = "resolved"
+
+
+class Escalation(Base):
+    """A safety concern that someone must own and close with a disposition.
+
+    The patient's emergency information (location, callback number, emergency contact)
+    is copied from the check-in when raised, so the coordinator has it on one screen
+    even if the patient's profile changes later.
+    """
+
+    __tablename__ = "escalations"
+    __table_args__ = (Index("ix_escalations_patient_status", "patient_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), default=None)
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"), default=None)
+    level: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reason_text: Mapped[str | None] = mapped_column(String(1000), default=None)
+    source: Mapped[str] = mapped_column(String(16))  # checkin | manual
+    status: Mapped[EscalationStatus] = mapped_column(
+        _enum(EscalationStatus, "escalation_status"), default=EscalationStatus.open)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    raised_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    ack_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    disposition: Mapped[str | None] = mapped_column(String(32), default=None)
+    resolution_note: Mapped[str | None] = mapped_column(Text, default=None)
+    no_action_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    location_address: Mapped[str | None] = mapped_column(String(500), default=None)
+    callback_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    emergency_contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    emergency_contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    realerts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EscalationEvent(Base):
+    """One step of an escalation's timeline: who, when, what."""
+
+    __tablename__ = "escalation_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Timer(Base):
+    """Something to do at a due time (an acknowledgement deadline, a re-alert).
+
+    Claimed by exactly one instance when due (``FOR UPDATE SKIP LOCKED`` on PostgreSQL);
+    its effects and ``fired_at`` commit together, so it fires once and a crash before
+    the commit leaves it due for the next instance.
+    """
+
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_due", "fired_at", "cancelled_at", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    fired_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -63,6 +63,13 @@ class Settings:
     break_glass_minutes: int = 60
     max_body_bytes: int = 256 * 1024
     run_background_tasks: bool = True
+    # Escalations (CLINICAL.md): a coordinator must acknowledge within these; unanswered,
+    # the coordinators are re-alerted at each deadline and the backup (on-call users,
+    # else admins) from the second one on. step_up is one business day.
+    ack_emergency_minutes: int = 5
+    ack_urgent_minutes: int = 60
+    ack_step_up_business_days: int = 1
+    timer_poll_seconds: float = 1.0
     # Video visits (signaling/). TURN credentials are short-lived so a leaked one is
     # soon useless; clients refresh them with `ice-refresh` before they expire.
     turn_ttl_seconds: int = 600

@@ -11,11 +11,19 @@ from sqlalchemy.orm import selectinload
 
 from server import audit
 from server.access import access_visit, on_care_team, require_full_session, require_role
-from server.actors import Actor
+from server.actors import SYSTEM, Actor
 from server.auth import make_join_token
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
-from server.models import CareTeamMember, Role, User, Visit, VisitKind, VisitStatus
+from server.models import (
+    CareTeamMember,
+    Role,
+    User,
+    Visit,
+    VisitKind,
+    VisitStatus,
+    VisitWait,
+)
 from server.outbox import queue_email
 from server.services import Services
 
@@ -75,8 +83,10 @@ async def list_visits(
     return visits
 
 
-async def get_visit(session: AsyncSession, actor: Actor, visit_id: int) -> Visit:
-    visit = await access_visit(session, actor, visit_id)
+async def get_visit(
+    session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime | None = None
+) -> Visit:
+    visit = await access_visit(session, actor, visit_id, now=now)
     loaded = await session.scalar(
         select(Visit).options(*_with_people()).where(Visit.id == visit.id)
         .execution_options(populate_existing=True)
@@ -176,3 +186,163 @@ async def invite_to_visit(
     audit.record(session, actor, "invite", "visit", visit.id, patient_id=visit.patient_id,
                  outbox_id=email.id)
     return {"id": email.id, "visit_id": visit.id, "to": patient.email, "queued_at": now.isoformat()}
+
+
+# --- the waiting room and the video visit (driven by signaling/) --------------------
+
+
+def _coordinators(session: AsyncSession, patient_id: int) -> Any:
+    return select(CareTeamMember.member_id).where(
+        CareTeamMember.patient_id == patient_id, CareTeamMember.role == Role.coordinator)
+
+
+async def _open_wait(session: AsyncSession, visit_id: int) -> VisitWait | None:
+    wait: VisitWait | None = await session.scalar(
+        select(VisitWait).where(VisitWait.visit_id == visit_id, VisitWait.ended_at.is_(None))
+        .order_by(VisitWait.id.desc()).limit(1))
+    return wait
+
+
+async def _end_wait(session: AsyncSession, visit_id: int, *, now: datetime,
+                    reason: str) -> VisitWait | None:
+    wait = await _open_wait(session, visit_id)
+    if wait is not None:
+        wait.ended_at = now
+        wait.end_reason = reason
+    return wait
+
+
+async def waiting_since(session: AsyncSession, visit_id: int) -> datetime | None:
+    wait = await _open_wait(session, visit_id)
+    return wait.started_at if wait is not None else None
+
+
+def _start_wait(session: AsyncSession, visit: Visit, *, now: datetime,
+                alert_after: timedelta, from_status: VisitStatus) -> VisitWait:
+    # The alert is about time past the start: arriving early is not waiting too long.
+    wait = VisitWait(visit_id=visit.id, started_at=now, from_status=from_status.value,
+                     alert_due_at=max(visit.scheduled_at, now) + alert_after)
+    session.add(wait)
+    return wait
+
+
+async def mark_waiting(
+    session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime,
+    alert_after: timedelta,
+) -> Visit:
+    """The patient is in the waiting room. Idempotent: a reconnect changes nothing."""
+    require_role(actor, Role.patient)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    if visit.status in ENDED:
+        raise Conflict(f'Cannot wait for a visit in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    if visit.status in (VisitStatus.waiting, VisitStatus.in_progress):
+        return visit
+    _start_wait(session, visit, now=now, alert_after=alert_after, from_status=visit.status)
+    visit.status = VisitStatus.waiting
+    audit.record(session, actor, "wait", "visit", visit.id, patient_id=visit.patient_id, at=now)
+    emit(session, "visit.waiting", await care_team_ids(session, visit.patient_id),
+         visit_id=visit.id, patient_id=visit.patient_id, since=now.isoformat())
+    return visit
+
+
+async def leave_waiting(
+    session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime
+) -> Visit:
+    """The patient closed the waiting room on purpose: the visit is as it was before."""
+    require_role(actor, Role.patient)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    if visit.status is not VisitStatus.waiting:
+        return visit
+    wait = await _end_wait(session, visit.id, now=now, reason="left")
+    visit.status = VisitStatus(wait.from_status) if wait else VisitStatus.scheduled
+    audit.record(session, actor, "leave_waiting", "visit", visit.id,
+                 patient_id=visit.patient_id, at=now)
+    emit(session, "visit.left_waiting", await care_team_ids(session, visit.patient_id),
+         visit_id=visit.id, status=visit.status.value)
+    return visit
+
+
+async def admit(session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime) -> Visit:
+    """Let the waiting patient in. Stored, so a reconnect is never admitted twice."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    if visit.status is VisitStatus.in_progress:
+        return visit
+    if visit.status is not VisitStatus.waiting:
+        raise Conflict(f'Cannot admit to a visit in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    await _end_wait(session, visit.id, now=now, reason="admitted")
+    visit.status = VisitStatus.in_progress
+    if visit.started_at is None:
+        visit.started_at = now
+    audit.record(session, actor, "admit", "visit", visit.id, patient_id=visit.patient_id, at=now)
+    emit(session, "visit.admitted",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, by=actor.user_id)
+    return visit
+
+
+async def return_to_waiting(
+    session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime,
+    alert_after: timedelta,
+) -> Visit:
+    """Send the patient out of the visit and back to the waiting room."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    if visit.status is not VisitStatus.in_progress:
+        raise Conflict(f'Cannot remove the patient from a visit in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    wait = _start_wait(session, visit, now=now, alert_after=alert_after,
+                       from_status=VisitStatus.in_progress)
+    wait.alert_due_at = now + alert_after
+    visit.status = VisitStatus.waiting
+    audit.record(session, actor, "remove", "visit", visit.id, patient_id=visit.patient_id, at=now)
+    emit(session, "visit.waiting", await care_team_ids(session, visit.patient_id),
+         visit_id=visit.id, patient_id=visit.patient_id, since=now.isoformat())
+    return visit
+
+
+async def end_visit(session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime) -> Visit:
+    """The prescriber ends the visit for everyone: completed."""
+    require_role(actor, Role.prescriber)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    if visit.status in ENDED:
+        return visit
+    await _end_wait(session, visit.id, now=now, reason="ended")
+    visit.status = VisitStatus.completed
+    visit.ended_at = now
+    audit.record(session, actor, "end", "visit", visit.id, patient_id=visit.patient_id, at=now)
+    emit(session, "visit.ended",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, status=visit.status.value)
+    return visit
+
+
+async def alert_long_waits(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[int]:
+    """Alert the coordinators of every patient waiting past their alert time; once each.
+
+    Safe to run on every instance: due rows are claimed with ``FOR UPDATE SKIP LOCKED``
+    on PostgreSQL (SQLite has one writer at a time). Returns the visits alerted.
+    """
+    query = (select(VisitWait).where(VisitWait.ended_at.is_(None), VisitWait.alerted_at.is_(None),
+                                     VisitWait.alert_due_at <= now)
+             .order_by(VisitWait.alert_due_at, VisitWait.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    alerted = []
+    for wait in (await session.scalars(query)).all():
+        wait.alerted_at = now
+        visit = await session.get(Visit, wait.visit_id)
+        assert visit is not None
+        if visit.status is not VisitStatus.waiting:
+            continue
+        recipients = set((await session.scalars(_coordinators(session, visit.patient_id))).all())
+        minutes = int((now - wait.started_at).total_seconds() // 60)
+        audit.record(session, SYSTEM, "alert_waiting", "visit", visit.id,
+                     patient_id=visit.patient_id, at=now, minutes=minutes)
+        emit(session, "visit.waiting_too_long", recipients, visit_id=visit.id,
+             patient_id=visit.patient_id, since=wait.started_at.isoformat(),
+             scheduled_at=visit.scheduled_at.isoformat(), minutes=minutes)
+        alerted.append(visit.id)
+    return alerted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from server import accounts, audit
 from server.access import require_role
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
-from server.http import actor_of, int_param, json_body, path_id, services_of
+from server.http import MAX_ID, actor_of, int_param, json_body, path_id, services_of
 from server.models import OutboxEmail, Role
 
 AUDIT_PAGE = 500
@@ -41,13 +42,13 @@ class UserUpdate(BaseModel):
 class TeamMember(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    member_id: int = Field(gt=0)
+    member_id: int = Field(gt=0, le=MAX_ID)
 
 
 class BreakGlass(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    patient_id: int = Field(gt=0)
+    patient_id: int = Field(gt=0, le=MAX_ID)
     reason: str = Field(max_length=500)
 
 
@@ -185,7 +186,10 @@ async def export_audit(request: Request) -> Response:
 
 
 def _csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
+    if isinstance(value, dict | list):
+        text = json.dumps(value, sort_keys=True)  # the detail column: JSON, not Python repr
+    else:
+        text = "" if value is None else str(value)
     # A cell starting with = + - @ is run as a formula by spreadsheet programs.
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
         text = "'" + text

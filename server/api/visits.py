@@ -11,15 +11,15 @@ from starlette.responses import JSONResponse, Response
 from server import visits
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
-from server.http import actor_of, json_body, path_id, services_of
+from server.http import MAX_ID, actor_of, json_body, path_id, services_of
 from server.models import VisitKind
 
 
 class NewVisit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    patient_id: int = Field(gt=0)
-    prescriber_id: int | None = Field(default=None, gt=0)
+    patient_id: int = Field(gt=0, le=MAX_ID)
+    prescriber_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     kind: VisitKind
     scheduled_at: AwareDatetime
     duration_minutes: int | None = Field(default=None, ge=5, le=240)
@@ -63,8 +63,9 @@ async def create_visit(request: Request) -> Response:
 async def get_visit(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
-    async with services_of(request).transaction() as session:
-        visit = await visits.get_visit(session, actor, visit_id)
+    services = services_of(request)
+    async with services.transaction() as session:
+        visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
         return JSONResponse(visits.visit_json(visit))
 
 

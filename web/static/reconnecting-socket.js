@@ -5,8 +5,8 @@
 export const BACKOFF_INITIAL_MS = 500;
 export const BACKOFF_MAX_MS = 10_000;
 
-// Close codes after which trying again cannot help.
-const FINAL_CLOSE_CODES = new Set([4401, 4403]);
+// Close codes after which trying again cannot help: signed out, not allowed.
+const FINAL_CLOSE_CODES = [4401, 4403];
 
 export function backoffDelay(attempt, random = Math.random) {
   const base = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** attempt);
@@ -22,9 +22,10 @@ export function socketUrl(path) {
 // Events: "open", "message" (detail: parsed JSON object), "down" (detail: {code,
 // attempt, delay}), "final" (detail: {code, reason}: the server refused us for good).
 export class ReconnectingSocket extends EventTarget {
-  constructor(url, { heartbeatMs = 5000, silenceMs = 12_000 } = {}) {
+  constructor(url, { heartbeatMs = 5000, silenceMs = 12_000, finalCodes = [] } = {}) {
     super();
     this.url = url;
+    this.finalCodes = new Set([...FINAL_CLOSE_CODES, ...finalCodes]);
     this.heartbeatMs = heartbeatMs;
     this.silenceMs = silenceMs;
     this.socket = null;
@@ -84,7 +85,7 @@ export class ReconnectingSocket extends EventTarget {
       if (socket !== this.socket) return;
       this.socket = null;
       this.stopHeartbeat();
-      if (FINAL_CLOSE_CODES.has(event.code)) {
+      if (this.finalCodes.has(event.code)) {
         this.stopped = true;
         this.dispatchEvent(new CustomEvent("final", {
           detail: { code: event.code, reason: event.reason } }));

@@ -12,6 +12,9 @@ const PEER_ID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
 const BURST = 50;
 const PER_SECOND = 25;
 const QUEUE_LIMIT = 500;
+// Besides signed out and not allowed: no such visit (4404), the same peer_id took over
+// in another tab (4409), the visit has ended (4410). Reconnecting would not help.
+const FINAL_CLOSE_CODES = [4404, 4409, 4410];
 
 // The peer id is kept in sessionStorage: a reload of the same tab resumes the same
 // place in the room, a second tab gets its own.
@@ -42,7 +45,8 @@ export class SignalingClient extends EventTarget {
     super();
     this.peerId = peerId;
     this.hello = { type: "hello", peer_id: peerId, polite_capable: true };
-    this.socket = new ReconnectingSocket(socketUrl(`/ws/visits/${visitId}`));
+    this.socket = new ReconnectingSocket(socketUrl(`/ws/visits/${visitId}`),
+      { finalCodes: FINAL_CLOSE_CODES });
     this.welcomed = false;
     this.everWelcomed = false;
     this.queue = [];

@@ -1,0 +1,163 @@
+"""``/api/v1/escalations``: the queue, raising, and each step of the lifecycle."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from escalation import lifecycle, queries
+from server.api.registry import ApiOperation
+from server.errors import ValidationFailed
+from server.http import actor_of, json_body, path_id, services_of
+from server.models import EscalationStatus
+
+
+class NewEscalation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: int = Field(gt=0)
+    visit_id: int | None = Field(default=None, gt=0)
+    level: str = Field(max_length=16)
+    reason: str = Field(max_length=64)
+    text: str | None = Field(default=None, max_length=1000)
+
+
+class Assignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee_id: int = Field(gt=0)
+
+
+class NewEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(max_length=32)
+    text: str = Field(default="", max_length=2000)
+    outcome: str | None = Field(default=None, max_length=32)
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disposition: str = Field(max_length=32)
+    note: str = Field(max_length=4000)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+async def list_escalations(request: Request) -> Response:
+    actor = actor_of(request)
+    status = request.query_params.get("status")
+    allowed = {"open", *(s.value for s in EscalationStatus)}
+    if status is not None and status not in allowed:
+        raise ValidationFailed(f"status must be one of {', '.join(sorted(allowed))}.",
+                               field="status")
+    async with services_of(request).transaction() as session:
+        found = await queries.list_escalations(session, actor, status=status)
+    return JSONResponse({"escalations": found})
+
+
+async def create_escalation(request: Request) -> Response:
+    actor = actor_of(request)
+    body = await json_body(request, NewEscalation)
+    services = services_of(request)
+    async with services.transaction() as session:
+        escalation = await lifecycle.raise_manually(
+            session, services, actor, patient_id=body.patient_id, visit_id=body.visit_id,
+            level=body.level, reason=body.reason, text=body.text)
+        data = await queries.escalation_detail(session, actor, escalation.id)
+    return JSONResponse(data, status_code=201)
+
+
+async def get_escalation(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    async with services_of(request).transaction() as session:
+        data = await queries.escalation_detail(session, actor, escalation_id)
+    return JSONResponse(data)
+
+
+async def acknowledge(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        await lifecycle.acknowledge(session, services, actor, escalation_id)
+        data = await queries.escalation_detail(session, actor, escalation_id)
+    return JSONResponse(data)
+
+
+async def assign(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    body = await json_body(request, Assignment)
+    services = services_of(request)
+    async with services.transaction() as session:
+        await lifecycle.assign(session, services, actor, escalation_id, body.assignee_id)
+        data = await queries.escalation_detail(session, actor, escalation_id)
+    return JSONResponse(data)
+
+
+async def add_event(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    body = await json_body(request, NewEvent)
+    services = services_of(request)
+    async with services.transaction() as session:
+        event = await lifecycle.log_event(session, services, actor, escalation_id,
+                                          kind=body.kind, text=body.text, outcome=body.outcome)
+        data = {"id": event.id, "escalation_id": escalation_id, "kind": event.kind,
+                "at": event.at.isoformat(), **event.detail}
+    return JSONResponse(data, status_code=201)
+
+
+async def resolve(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    body = await json_body(request, Resolution)
+    services = services_of(request)
+    async with services.transaction() as session:
+        await lifecycle.resolve(session, services, actor, escalation_id,
+                                disposition=body.disposition, note=body.note,
+                                reason=body.reason)
+        data = await queries.escalation_detail(session, actor, escalation_id)
+    return JSONResponse(data)
+
+
+async def measures(request: Request) -> Response:
+    actor = actor_of(request)
+    services = services_of(request)
+    days = request.query_params.get("days", "30")
+    if not days.isdigit() or not 1 <= int(days) <= 366:
+        raise ValidationFailed("days must be a whole number from 1 to 366.", field="days")
+    until = services.clock.now()
+    since: datetime = until - timedelta(days=int(days))
+    async with services.transaction() as session:
+        data = await queries.clinic_measures(session, actor, since=since, until=until)
+    return JSONResponse(data)
+
+
+OPERATIONS = [
+    ApiOperation("GET", "/api/v1/escalations", list_escalations,
+                 "Escalations of my care teams, highest level and nearest deadline first "
+                 "(status=open: not resolved)", tag="escalations"),
+    ApiOperation("POST", "/api/v1/escalations", create_escalation,
+                 "Raise an escalation by hand (prescriber or coordinator)",
+                 body=NewEscalation, success=201, tag="escalations"),
+    ApiOperation("GET", "/api/v1/escalations/measures", measures,
+                 "Time to acknowledge and resolve per level (median, p90)", tag="escalations"),
+    ApiOperation("GET", "/api/v1/escalations/{escalation_id}", get_escalation,
+                 "One escalation with its timeline and triggering answers", tag="escalations"),
+    ApiOperation("POST", "/api/v1/escalations/{escalation_id}/acknowledge", acknowledge,
+                 "Acknowledge (take ownership)", tag="escalations"),
+    ApiOperation("POST", "/api/v1/escalations/{escalation_id}/assign", assign,
+                 "Assign or reassign", body=Assignment, tag="escalations"),
+    ApiOperation("POST", "/api/v1/escalations/{escalation_id}/events", add_event,
+                 "Log a contact attempt, message or note", body=NewEvent, success=201,
+                 tag="escalations"),
+    ApiOperation("POST", "/api/v1/escalations/{escalation_id}/resolve", resolve,
+                 "Resolve with a disposition and a note", body=Resolution,
+                 tag="escalations"),
+]

@@ -1,0 +1,68 @@
+"""Who hears about an escalation, and how: live events and emails without clinical
+content ("An escalation needs your attention" and a link)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.events import emit
+from server.models import CareTeamMember, Escalation, Role, User
+from server.outbox import queue_email
+from server.services import Services
+from server.triage import Level
+
+
+async def care_team(session: AsyncSession, patient_id: int,
+                    role: Role | None = None) -> set[int]:
+    query = select(CareTeamMember.member_id).join(
+        User, User.id == CareTeamMember.member_id).where(
+        CareTeamMember.patient_id == patient_id, User.is_active.is_(True))
+    if role is not None:
+        query = query.where(CareTeamMember.role == role)
+    return set((await session.scalars(query)).all())
+
+
+async def on_call(session: AsyncSession) -> set[int]:
+    return set((await session.scalars(select(User.id).where(
+        User.on_call.is_(True), User.is_active.is_(True)))).all())
+
+
+async def backup(session: AsyncSession) -> set[int]:
+    """On-call staff; when nobody is on call, the admins."""
+    if found := await on_call(session):
+        return found
+    return set((await session.scalars(select(User.id).where(
+        User.role == Role.admin, User.is_active.is_(True)))).all())
+
+
+async def alert(session: AsyncSession, services: Services, escalation: Escalation,
+                why: str) -> set[int]:
+    """Alert the people an escalation needs now; returns who was alerted.
+
+    raised: the care team's coordinators (for ``emergency`` also its prescribers and
+    the on-call staff); realert: the coordinators again; backup: coordinators and the
+    backup.
+    """
+    coordinators = await care_team(session, escalation.patient_id, Role.coordinator)
+    people = set(coordinators)
+    if escalation.level == Level.EMERGENCY:
+        people |= await care_team(session, escalation.patient_id, Role.prescriber)
+        if why == "raised":
+            people |= await on_call(session)
+    if why == "backup" or not coordinators:
+        # Nobody to acknowledge on the team is itself a reason to reach the backup.
+        people |= await backup(session)
+    emit(session, "escalation.alert", people, escalation_id=escalation.id,
+         patient_id=escalation.patient_id, level=escalation.level, why=why,
+         realerts=escalation.realerts)
+    users = (await session.scalars(select(User).where(User.id.in_(people)))).all()
+    link = f"{services.settings.base_url}/escalations/{escalation.id}"
+    now = services.clock.now()
+    for user in users:
+        queue_email(session, to=user.email, kind=f"escalation_{why}", now=now,
+                    subject="An escalation needs your attention",
+                    body=("An escalation in Mendwell needs your attention. Sign in to see "
+                          f"it:\n\n{link}\n"))
+    return people
+

@@ -1,0 +1,171 @@
+"""Reading escalations: the queue, one escalation with its timeline, clinic measures."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import audit
+from server.access import access_escalation, is_on_call, require_role
+from server.actors import Actor
+from server.models import (
+    CareTeamMember,
+    CheckIn,
+    Escalation,
+    EscalationEvent,
+    EscalationStatus,
+    Role,
+    User,
+    Visit,
+    VisitStatus,
+)
+from server.triage import level_rank
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def escalation_json(escalation: Escalation, names: dict[int, str]) -> dict[str, Any]:
+    def person(user_id: int | None) -> dict[str, Any] | None:
+        return {"id": user_id, "name": names.get(user_id, "")} if user_id else None
+
+    return {
+        "id": escalation.id,
+        "patient": person(escalation.patient_id),
+        "visit_id": escalation.visit_id,
+        "checkin_id": escalation.checkin_id,
+        "level": escalation.level,
+        "reasons": escalation.reasons,
+        "reason_text": escalation.reason_text,
+        "source": escalation.source,
+        "status": escalation.status.value,
+        "raised_at": _iso(escalation.raised_at),
+        "raised_by": person(escalation.raised_by_id),
+        "ack_due_at": _iso(escalation.ack_due_at)
+        if escalation.status is EscalationStatus.open else None,
+        "acknowledged_at": _iso(escalation.acknowledged_at),
+        "acknowledged_by": person(escalation.acknowledged_by_id),
+        "assigned_to": person(escalation.assigned_to_id),
+        "started_at": _iso(escalation.started_at),
+        "resolved_at": _iso(escalation.resolved_at),
+        "resolved_by": person(escalation.resolved_by_id),
+        "disposition": escalation.disposition,
+        "resolution_note": escalation.resolution_note,
+        "no_action_reason": escalation.no_action_reason,
+        "realerts": escalation.realerts,
+        "location": {"address": escalation.location_address},
+        "callback_phone": escalation.callback_phone,
+        "emergency_contact": {"name": escalation.emergency_contact_name,
+                              "phone": escalation.emergency_contact_phone},
+    }
+
+
+async def _names(session: AsyncSession, escalations: list[Escalation],
+                 extra: set[int] | None = None) -> dict[int, str]:
+    ids: set[int] = set(extra or ())
+    for e in escalations:
+        ids |= {i for i in (e.patient_id, e.raised_by_id, e.acknowledged_by_id,
+                            e.assigned_to_id, e.resolved_by_id) if i}
+    if not ids:
+        return {}
+    rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
+    return {row[0]: row[1] for row in rows}
+
+
+def queue_order(escalation: Escalation) -> tuple[int, float]:
+    """Highest level first, then the nearest deadline (none last)."""
+    due = escalation.ack_due_at.timestamp() if escalation.ack_due_at and \
+        escalation.status is EscalationStatus.open else float("inf")
+    return (-level_rank(escalation.level), due)
+
+
+async def list_escalations(session: AsyncSession, actor: Actor, *,
+                           status: str | None) -> list[dict[str, Any]]:
+    """The escalations of the actor's care teams (every team's for on-call staff);
+    ``open`` means not yet resolved."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    query = select(Escalation)
+    if not await is_on_call(session, actor.user_id):
+        team = select(CareTeamMember.patient_id).where(
+            CareTeamMember.member_id == actor.user_id)
+        query = query.where(Escalation.patient_id.in_(team))
+    if status == "open":
+        query = query.where(Escalation.status != EscalationStatus.resolved)
+    elif status:
+        query = query.where(Escalation.status == EscalationStatus(status))
+    found = list((await session.scalars(query.order_by(Escalation.raised_at.desc())
+                                        .limit(500))).all())
+    found.sort(key=queue_order)
+    names = await _names(session, found)
+    audit.record_reads(session, actor, "escalation", [(e.id, e.patient_id) for e in found])
+    live = await _live_visits(session, [e.patient_id for e in found])
+    return [{**escalation_json(e, names), "live_visit_id": live.get(e.patient_id)}
+            for e in found]
+
+
+async def _live_visits(session: AsyncSession, patient_ids: list[int]) -> dict[int, int]:
+    """Visits in progress or waiting, by patient: where a warm handoff can happen."""
+    if not patient_ids:
+        return {}
+    rows = await session.execute(select(Visit.patient_id, Visit.id).where(
+        Visit.patient_id.in_(patient_ids),
+        Visit.status.in_((VisitStatus.in_progress, VisitStatus.waiting))))
+    return {row[0]: row[1] for row in rows}
+
+
+async def escalation_detail(session: AsyncSession, actor: Actor,
+                            escalation_id: int) -> dict[str, Any]:
+    escalation = await access_escalation(session, actor, escalation_id)
+    events = list((await session.scalars(
+        select(EscalationEvent).where(EscalationEvent.escalation_id == escalation.id)
+        .order_by(EscalationEvent.at, EscalationEvent.id))).all())
+    names = await _names(session, [escalation], {e.actor_id for e in events if e.actor_id})
+    checkin = await session.get(CheckIn, escalation.checkin_id) if escalation.checkin_id \
+        else None
+    audit.record(session, actor, "read", "escalation", escalation.id,
+                 patient_id=escalation.patient_id)
+    live = await _live_visits(session, [escalation.patient_id])
+    return {
+        **escalation_json(escalation, names),
+        "live_visit_id": live.get(escalation.patient_id),
+        "triggering": {"scores": checkin.scores, "reasons": checkin.reasons,
+                       "responses": checkin.data.get("responses")} if checkin else None,
+        "timeline": [{"id": e.id, "at": e.at.isoformat(), "kind": e.kind,
+                      "actor": {"id": e.actor_id, "name": names.get(e.actor_id, "")}
+                      if e.actor_id else None, **e.detail} for e in events],
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "median_minutes": None, "p90_minutes": None}
+    ordered = sorted(values)
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]  # nearest rank
+    return {"count": len(values), "median_minutes": round(statistics.median(ordered), 1),
+            "p90_minutes": round(p90, 1)}
+
+
+async def clinic_measures(session: AsyncSession, actor: Actor, *, since: datetime,
+                          until: datetime) -> dict[str, Any]:
+    """Time to acknowledge and to resolve per level over a period (care teams only)."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    team = select(CareTeamMember.patient_id).where(CareTeamMember.member_id == actor.user_id)
+    rows = (await session.scalars(select(Escalation).where(
+        Escalation.patient_id.in_(team), Escalation.raised_at >= since,
+        Escalation.raised_at < until))).all()
+    out: dict[str, Any] = {}
+    for level in ("emergency", "urgent", "step_up"):
+        of_level = [e for e in rows if e.level == level]
+        ack = [(e.acknowledged_at - e.raised_at).total_seconds() / 60
+               for e in of_level if e.acknowledged_at]
+        res = [(e.resolved_at - e.raised_at).total_seconds() / 60
+               for e in of_level if e.resolved_at]
+        out[level] = {"raised": len(of_level), "acknowledge": _stats(ack),
+                      "resolve": _stats(res)}
+    return {"since": since.isoformat(), "until": until.isoformat(), "levels": out}

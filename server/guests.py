@@ -1,0 +1,140 @@
+"""Guests of a video visit: an interpreter or family member the prescriber invites.
+
+A guest has no account. The invitation email carries a random token; the database keeps
+only its SHA-256, and the guest presents the token when joining the visit's room.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import audit
+from server.access import access_visit, require_full_session, require_role
+from server.actors import Actor
+from server.errors import Conflict, NotFound, ValidationFailed
+from server.events import emit
+from server.models import Role, VisitGuest
+from server.outbox import queue_email
+from server.services import Services
+from server.visits import ENDED, care_team_ids
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def guest_json(guest: VisitGuest) -> dict[str, Any]:
+    return {
+        "id": guest.id,
+        "visit_id": guest.visit_id,
+        "name": guest.name,
+        "email": guest.email,
+        "invited_at": guest.invited_at.isoformat(),
+        "expires_at": guest.expires_at.isoformat(),
+        "admitted_at": guest.admitted_at.isoformat() if guest.admitted_at else None,
+    }
+
+
+async def invite_guest(
+    session: AsyncSession, services: Services, actor: Actor, visit_id: int, *,
+    name: str, email: str,
+) -> dict[str, Any]:
+    """Invite a guest into the visit and queue the email with their join link."""
+    require_role(actor, Role.prescriber)
+    require_full_session(actor)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    if visit.status in ENDED:
+        raise Conflict(f'Cannot invite a guest to a visit in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    name, email = name.strip(), email.strip().lower()
+    if not name:
+        raise ValidationFailed("Enter the guest's name.", field="name")
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or " " in email:
+        raise ValidationFailed("Enter a valid email address.", field="email")
+    now = services.clock.now()
+    token = secrets.token_urlsafe(32)
+    guest = VisitGuest(visit_id=visit.id, name=name, email=email, token_hash=token_hash(token),
+                       invited_by_id=actor.user_id, invited_at=now,
+                       expires_at=now + timedelta(hours=services.settings.join_link_hours))
+    session.add(guest)
+    await session.flush()
+    link = f"{services.settings.base_url}/visits/{visit.id}/guest?t={token}"
+    # Nothing about the patient or the reason for the visit: a guest's mailbox is not
+    # part of the care team's record.
+    outgoing = queue_email(
+        session, to=email, kind="visit_guest_invite", now=now,
+        subject="You are invited to a Mendwell video visit",
+        body=(
+            f"Hello {name},\n\n"
+            "You have been invited to join a video visit as a guest. Open this link on "
+            "your phone or computer at the time you were given. Nothing to install.\n\n"
+            f"{link}\n\n"
+            f"The link works for {services.settings.join_link_hours} hours. If you did not "
+            "expect this email, you can ignore it.\n"
+        ),
+    )
+    await session.flush()
+    audit.record(session, actor, "invite_guest", "visit", visit.id, patient_id=visit.patient_id,
+                 guest_id=guest.id, outbox_id=outgoing.id)
+    emit(session, "visit.guest_invited", await care_team_ids(session, visit.patient_id),
+         visit_id=visit.id, guest_id=guest.id)
+    return {**guest_json(guest), "outbox_id": outgoing.id}
+
+
+async def guest_for_token(
+    session: AsyncSession, visit_id: int, token: str, *, now: datetime
+) -> VisitGuest | None:
+    """The invited guest a token belongs to, while the invitation is good."""
+    guest = await session.scalar(select(VisitGuest).where(
+        VisitGuest.token_hash == token_hash(token), VisitGuest.visit_id == visit_id))
+    if guest is None or guest.revoked_at is not None or guest.expires_at <= now:
+        return None
+    return guest
+
+
+async def _guest_of(session: AsyncSession, actor: Actor, visit_id: int,
+                    guest_id: int) -> tuple[VisitGuest, int]:
+    require_role(actor, Role.prescriber, Role.coordinator)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    guest = await session.get(VisitGuest, guest_id)
+    if guest is None or guest.visit_id != visit.id:
+        raise NotFound(f"There is no guest {guest_id} in this visit.", field="guest_id")
+    if visit.status in ENDED:
+        raise Conflict(f'Cannot change guests of a visit in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    return guest, visit.patient_id
+
+
+async def admit_guest(
+    session: AsyncSession, actor: Actor, visit_id: int, guest_id: int, *, now: datetime
+) -> VisitGuest:
+    """Let a waiting guest in; stored, so a reconnect is not admitted twice."""
+    guest, patient_id = await _guest_of(session, actor, visit_id, guest_id)
+    if guest.admitted_at is not None:
+        return guest
+    guest.admitted_at = now
+    guest.admitted_by_id = actor.user_id
+    audit.record(session, actor, "admit_guest", "visit", visit_id, patient_id=patient_id,
+                 guest_id=guest.id, at=now)
+    emit(session, "visit.guest_admitted", await care_team_ids(session, patient_id),
+         visit_id=visit_id, guest_id=guest.id)
+    return guest
+
+
+async def remove_guest(
+    session: AsyncSession, actor: Actor, visit_id: int, guest_id: int, *, now: datetime
+) -> VisitGuest:
+    """Send a guest back to the waiting room."""
+    guest, patient_id = await _guest_of(session, actor, visit_id, guest_id)
+    guest.admitted_at = None
+    guest.admitted_by_id = None
+    audit.record(session, actor, "remove_guest", "visit", visit_id, patient_id=patient_id,
+                 guest_id=guest.id, at=now)
+    return guest

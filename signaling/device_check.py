@@ -1,0 +1,263 @@
+"""``/ws/device-check``: the pre-call check with an aiortc echo peer on the server.
+
+The browser offers its camera and microphone; the server answers and sends the video
+back at reduced resolution (and the audio as it came), so the patient sees their own
+camera come back through the server over the real network path, TURN included when
+``relay`` is asked for. Every second the server reports what it receives and the
+round-trip time. The protocol is in docs/signaling.md ("Device check").
+
+An echoed stream costs a real share of a core, so checks are capped per instance
+(``MENDWELL_DEVICE_CHECK_LIMIT``); beyond the cap the page is told to check locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import av
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from aiortc.stats import RTCRemoteInboundRtpStreamStats
+from starlette.websockets import WebSocket
+
+from server import guests
+from server.http import current_of, services_of
+from server.models import VisitGuest
+from server.services import Services
+from signaling import protocol
+from signaling.endpoint import refuse, same_origin
+from signaling.hub import Hub, hub_of
+from signaling.ice import ice_config
+from signaling.outlet import SocketOutlet
+from signaling.peers import FrameMeter, add_candidate, rtc_configuration
+from signaling.protocol import InvalidMessage, InvalidState, ProtocolError, RateLimiter
+
+log = logging.getLogger("mendwell.signaling.device_check")
+
+ECHO_WIDTH = 320
+STATS_SECONDS = 1.0
+START_TIMEOUT_SECONDS = 30.0
+
+
+class ReducedEcho(MediaStreamTrack):
+    """The received video, scaled down to ``ECHO_WIDTH`` and sent back."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, meter: FrameMeter) -> None:
+        super().__init__()
+        self.source = source
+        self.meter = meter
+
+    async def recv(self) -> av.VideoFrame:
+        frame = await self.source.recv()
+        assert isinstance(frame, av.VideoFrame)
+        self.meter.tick(frame)
+        if frame.width <= ECHO_WIDTH:
+            return frame
+        height = max(2, round(frame.height * ECHO_WIDTH / frame.width / 2) * 2)
+        scaled = frame.reformat(width=ECHO_WIDTH, height=height, format="yuv420p")
+        scaled.pts, scaled.time_base = frame.pts, frame.time_base
+        return scaled
+
+
+class AudioEcho(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.source = source
+
+    async def recv(self) -> Any:
+        return await self.source.recv()
+
+
+class EchoPeer:
+    """One device check's peer connection."""
+
+    def __init__(self, hub: Hub, ice_servers: list[dict[str, Any]], *, relay: bool) -> None:
+        self.hub = hub
+        # The server side uses every path it has; the browser decides whether its side
+        # must go through TURN (``relay``), which is what proves TURN works for it.
+        self.pc = RTCPeerConnection(rtc_configuration([], relay=False))
+        self.meter = FrameMeter()
+        self.relay = relay
+        self.ice_servers = ice_servers
+        self._closed = False
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self.pc.addTrack(ReducedEcho(track, self.meter))
+            else:
+                self.pc.addTrack(AudioEcho(track))
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def stats(self) -> dict[str, Any]:
+        rtt = None
+        with contextlib.suppress(Exception):
+            for stat in (await self.pc.getStats()).values():
+                if isinstance(stat, RTCRemoteInboundRtpStreamStats) and stat.kind == "video":
+                    rtt = round(stat.roundTripTime * 1000, 1)
+        return {"type": "stats", "connection_state": self.pc.connectionState,
+                "frames_per_second": round(self.meter.fps(), 1), "frames": self.meter.frames,
+                "width": self.meter.width, "height": self.meter.height, "round_trip_ms": rtt}
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.hub.peers.discard(self)
+        self.hub.device_checks.discard(self)
+        await self.pc.close()
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    services = services_of(websocket)
+    hub = hub_of(websocket)
+    await hub.start()
+    await websocket.accept()
+    if not same_origin(websocket, services.settings.base_url):
+        await refuse(websocket, protocol.CLOSE_FORBIDDEN, "forbidden",
+                     "Connections from another site are refused.")
+        return
+    current = current_of(websocket)
+    outlet = SocketOutlet(websocket)
+    if current is not None:
+        hub.watch(outlet, current, idle=False)
+    limiter = RateLimiter()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_SECONDS
+    peer: EchoPeer | None = None
+    reporter: asyncio.Task[None] | None = None
+    try:
+        while not outlet.closing:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await websocket.receive()
+            except TimeoutError:
+                if peer is None:
+                    outlet.push(protocol.error("timeout", "Send start and an offer first."))
+                else:
+                    outlet.push({"type": "done", "reason": "time_limit"})
+                outlet.close(protocol.CLOSE_NORMAL)
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            if not limiter.allow(loop.time()):
+                if limiter.exhausted:
+                    outlet.close(protocol.CLOSE_RATE_LIMITED)
+                continue
+            try:
+                text = message.get("text")
+                if text is None:
+                    raise InvalidMessage("Send JSON in text frames.", field="frame")
+                data = protocol.decode(text)
+                kind = data["type"]
+                if kind == "ping":
+                    outlet.push({"type": "pong"})
+                elif kind == "start":
+                    if peer is not None:
+                        raise InvalidState("The check has already started.", field="type")
+                    peer = await _start(websocket, hub, outlet, data, current is not None)
+                    if peer is None:
+                        break
+                    deadline = loop.time() + services.settings.device_check_max_seconds
+                elif peer is None:
+                    raise InvalidState("Send start first.", field="type")
+                elif kind == "offer":
+                    sdp = data.get("sdp")
+                    if not isinstance(sdp, str) or not sdp:
+                        raise InvalidMessage("An offer needs its sdp.", field="sdp")
+                    if peer.pc.remoteDescription is not None:
+                        raise InvalidState("The check has an offer already.", field="type")
+                    outlet.push({"type": "answer", "sdp": await peer.answer(sdp)})
+                    reporter = asyncio.create_task(_report(peer, outlet))
+                elif kind == "candidate":
+                    candidate = data.get("candidate")
+                    if candidate is not None and not isinstance(candidate, dict):
+                        raise InvalidMessage("candidate must be an object or null.",
+                                             field="candidate")
+                    try:
+                        await add_candidate(peer.pc, candidate)
+                    except (ValueError, KeyError, IndexError):
+                        raise InvalidMessage("The candidate could not be read.",
+                                             field="candidate") from None
+                elif kind == "stop":
+                    outlet.push({"type": "done", "reason": "stopped"})
+                    outlet.close(protocol.CLOSE_NORMAL)
+                else:
+                    raise InvalidMessage(f'Unknown message type "{kind[:40]}".', field="type")
+            except ProtocolError as exc:
+                outlet.push(exc.to_json())
+            except ValueError as exc:
+                # aiortc refuses an offer it cannot answer (no usable media, bad SDP).
+                outlet.push(protocol.error("invalid_offer", f"The offer was refused: {exc}",
+                                           "sdp"))
+    finally:
+        hub.unwatch(outlet)
+        if reporter is not None:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+        if peer is not None:
+            await peer.close()
+    await outlet.finish()
+
+
+async def _start(websocket: WebSocket, hub: Hub, outlet: SocketOutlet, data: dict[str, Any],
+                 signed_in: bool) -> EchoPeer | None:
+    services = hub.services
+    relay = data.get("relay", False)
+    if not isinstance(relay, bool):
+        raise InvalidMessage("relay must be true or false.", field="relay")
+    if signed_in:
+        current = current_of(websocket)
+        assert current is not None
+        user = str(current.user.id)
+    else:
+        guest = await _guest(services, data)
+        if guest is None:
+            await refuse(websocket, protocol.CLOSE_UNAUTHENTICATED, "unauthenticated",
+                         "Sign in, or open the invitation link again.")
+            return None
+        user = f"guest-{guest.id}"
+    ice = ice_config(services.settings, user, services.clock.now())
+    if relay and ice.expires_at is None:
+        raise ProtocolError("No TURN server is configured, so the relay path cannot be "
+                            "checked.", field="relay", code="no_turn")
+    if len(hub.device_checks) >= services.settings.device_check_limit:
+        await refuse(websocket, protocol.CLOSE_BUSY, "busy",
+                     "The server's camera check is busy right now. Your camera and "
+                     "microphone can still be checked on this device.")
+        return None
+    peer = EchoPeer(hub, ice.servers, relay=relay)
+    hub.device_checks.add(peer)
+    hub.peers.add(peer)
+    outlet.push({"type": "ready", **ice.to_json(), "relay": relay,
+                 "max_seconds": services.settings.device_check_max_seconds,
+                 "echo_width": ECHO_WIDTH})
+    return peer
+
+
+async def _report(peer: EchoPeer, outlet: SocketOutlet) -> None:
+    with contextlib.suppress(MediaStreamError):
+        while not outlet.closing:
+            await asyncio.sleep(STATS_SECONDS)
+            outlet.push(await peer.stats())
+
+
+async def _guest(services: Services, data: dict[str, Any]) -> VisitGuest | None:
+    """An invited guest checks their devices with the token from their link."""
+    visit_id, token = data.get("visit_id"), data.get("guest_token")
+    if not isinstance(visit_id, int) or not isinstance(token, str) or \
+            not protocol.GUEST_TOKEN.fullmatch(token):
+        return None
+    async with services.transaction() as session:
+        return await guests.guest_for_token(session, visit_id, token, now=services.clock.now())

@@ -1,0 +1,145 @@
+"""The signaling side of one running app: relay, rooms, aiortc peers, watched sessions.
+
+Created on first use and kept on ``app.state``; ``close`` (from the app's lifespan)
+closes every socket and peer connection of this instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+
+from server.auth import Current, idle_timeout
+from server.http import services_of
+from server.models import AuthSession, User
+from server.services import Services
+from signaling import protocol
+from signaling.relay import Relay, make_relay
+from signaling.rooms import Outlet, Rooms
+
+log = logging.getLogger("mendwell.signaling")
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Watched:
+    session_id: int
+    idle: bool
+
+
+class Hub:
+    # How often long-lived sockets are checked against their sessions: a socket must
+    # not outlive a sign-out or an expired session by more than this.
+    session_check_seconds = 30.0
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        settings = services.settings
+        self.relay: Relay = make_relay(settings.redis_url, settings.redis_namespace)
+        self.rooms = Rooms(services, self.relay)
+        self.peers: set[Closable] = set()      # aiortc peers, closed on shutdown
+        self.device_checks: set[Closable] = set()
+        self._watched: dict[Outlet, _Watched] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._started:
+                return
+            await self.relay.start(self.rooms.on_envelope)
+            self._tasks.append(asyncio.create_task(self._check_sessions(),
+                                                   name="signaling-sessions"))
+            self._started = True
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for peer in list(self.peers):
+            await peer.close()
+        self.peers.clear()
+        if self._started:
+            await self.rooms.close()
+            await self.relay.close()
+        self._started = False
+
+    # --- sessions behind long-lived sockets --------------------------------------------
+
+    def watch(self, outlet: Outlet, current: Current, *, idle: bool) -> None:
+        """Close ``outlet`` when its session ends (``idle``: also on idle logoff).
+
+        A visit in progress is activity even when nobody clicks, so signaling sockets
+        are not held to the idle timeout; dashboards (``/ws/events``) are, because a
+        screen of patients left open must go dark with the idle logoff.
+        """
+        self._watched[outlet] = _Watched(current.session.id, idle)
+
+    def unwatch(self, outlet: Outlet) -> None:
+        self._watched.pop(outlet, None)
+
+    async def _check_sessions(self) -> None:
+        while True:
+            await asyncio.sleep(self.session_check_seconds)
+            try:
+                await self.check_sessions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("checking the sessions of open sockets failed")
+
+    async def check_sessions(self) -> None:
+        if not self._watched:
+            return
+        ids = {w.session_id for w in self._watched.values()}
+        now = self.services.clock.now()
+        live, live_busy = set(), set()
+        async with self.services.transaction() as session:
+            rows = await session.execute(
+                select(AuthSession.id, AuthSession.ended_at, AuthSession.expires_at,
+                       AuthSession.last_seen_at, User.role, User.is_active)
+                .join(User, User.id == AuthSession.user_id).where(AuthSession.id.in_(ids)))
+            for sid, ended, expires, seen, role, active in rows:
+                if ended is not None or not active or now >= expires:
+                    continue
+                live_busy.add(sid)
+                if now - seen < idle_timeout(self.services, role):
+                    live.add(sid)
+        for outlet, watched in list(self._watched.items()):
+            if watched.session_id in (live if watched.idle else live_busy):
+                continue
+            del self._watched[outlet]
+            outlet.push(protocol.error("session_ended", "Your session has ended. Sign in again."))
+            outlet.close(protocol.CLOSE_UNAUTHENTICATED)
+
+
+def hub_of(conn: HTTPConnection) -> Hub:
+    state = conn.app.state
+    hub: Hub | None = getattr(state, "signaling", None)
+    if hub is None:
+        hub = Hub(services_of(conn))
+        state.signaling = hub
+    return hub
+
+
+async def close(app: Starlette) -> None:
+    """Close this instance's signaling (the app's lifespan calls this on shutdown)."""
+    hub: Hub | None = getattr(app.state, "signaling", None)
+    if hub is not None:
+        await hub.close()
+
+
+__all__ = ["Hub", "close", "hub_of"]

@@ -1,0 +1,303 @@
+"""The signaling messages of ``/ws/visits/{visit_id}`` (docs/signaling.md), parsed and checked.
+
+Every frame a client sends is one JSON object with a ``type``. ``parse`` turns a frame into
+one of the small message classes below or raises ``ProtocolError`` with the code, message
+and field that the ``error`` reply carries. Nothing here knows about rooms or sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_FRAME_BYTES = 64 * 1024
+HELLO_TIMEOUT_SECONDS = 10.0
+MAX_PARTICIPANTS = 4
+# A burst of 60, then 30 messages a second: trickle ICE sends a few dozen candidates
+# at once; anything beyond that is a runaway or hostile client.
+RATE_BURST = 60
+RATE_PER_SECOND = 30.0
+
+PEER_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+GUEST_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+DESCRIPTION_TYPES = ("offer", "answer", "rollback")
+
+# Close codes (the 4xxx range is the application's).
+CLOSE_NORMAL = 1000
+CLOSE_BAD_HELLO = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_REPLACED = 4409
+CLOSE_ENDED = 4410
+CLOSE_RATE_LIMITED = 4429
+CLOSE_TOO_SLOW = 4408
+CLOSE_BUSY = 4503
+
+
+class ProtocolError(Exception):
+    """A refused message: sent back as ``{"type": "error", code, message, field}``."""
+
+    code = "invalid_message"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def to_json(self) -> dict[str, Any]:
+        return error(self.code, self.message, self.field)
+
+
+class InvalidMessage(ProtocolError):
+    code = "invalid_message"
+
+
+class TooLarge(ProtocolError):
+    code = "too_large"
+
+
+class RateLimited(ProtocolError):
+    code = "rate_limited"
+
+
+class InvalidState(ProtocolError):
+    """The message is well-formed but not allowed in the sender's state."""
+
+    code = "invalid_state"
+
+
+class NotAllowed(ProtocolError):
+    code = "forbidden"
+
+
+class UnknownPeer(ProtocolError):
+    code = "unknown_peer"
+
+
+class RoomFull(ProtocolError):
+    code = "room_full"
+
+
+# --- client → server -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    peer_id: str
+    polite_capable: bool
+    guest_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    to: str
+    description: dict[str, Any] | None = None
+    candidate: dict[str, Any] | None = None
+    end_of_candidates: bool = False
+
+    def relayed(self, sender: str) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": "signal", "from": sender}
+        if self.description is not None:
+            message["description"] = self.description
+        else:
+            message["candidate"] = self.candidate
+        return message
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IceRefresh:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+Message = Hello | Signal | Admit | Remove | IceRefresh | Leave | End | Ping
+
+
+def frame_size(text: str) -> int:
+    # len() of a str counts characters; the limit is on UTF-8 bytes. Only frames
+    # that might be over it pay for the encoding.
+    if len(text) * 4 <= MAX_FRAME_BYTES:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_size(text: str) -> None:
+    if frame_size(text) > MAX_FRAME_BYTES:
+        raise TooLarge(f"Frames are limited to {MAX_FRAME_BYTES} bytes.", field="frame")
+
+
+def decode(text: str) -> dict[str, Any]:
+    """The frame as a JSON object with a string ``type``; raises ProtocolError."""
+    check_size(text)
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidMessage("The frame is not valid JSON.", field="frame") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("A message must be a JSON object.", field="frame")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise InvalidMessage("A message needs a string type.", field="type")
+    return data
+
+
+def parse(text: str) -> Message:
+    """One client message from a text frame; raises ProtocolError."""
+    data = decode(text)
+    kind = data["type"]
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise InvalidMessage(f'Unknown message type "{kind[:40]}".', field="type")
+    parsed: Message = parser(data)
+    return parsed
+
+
+def peer_id_of(data: dict[str, Any], field: str) -> str:
+    value = data.get(field)
+    if not isinstance(value, str) or not PEER_ID.fullmatch(value):
+        raise InvalidMessage(f"{field} must be 8 to 64 characters of A-Z, a-z, 0-9, _ and -.",
+                             field=field)
+    return value
+
+
+def _hello(data: dict[str, Any]) -> Hello:
+    peer_id = peer_id_of(data, "peer_id")
+    polite_capable = data.get("polite_capable", True)
+    if not isinstance(polite_capable, bool):
+        raise InvalidMessage("polite_capable must be true or false.", field="polite_capable")
+    token = data.get("guest_token")
+    if token is not None and (not isinstance(token, str) or not GUEST_TOKEN.fullmatch(token)):
+        raise InvalidMessage("guest_token is not a valid invitation token.", field="guest_token")
+    return Hello(peer_id, polite_capable, token)
+
+
+def _description(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidMessage("description must be an object.", field="description")
+    kind = value.get("type")
+    if kind not in DESCRIPTION_TYPES:
+        raise InvalidMessage("description.type must be offer, answer or rollback.",
+                             field="description.type")
+    sdp = value.get("sdp", "")
+    if not isinstance(sdp, str):
+        raise InvalidMessage("description.sdp must be a string.", field="description.sdp")
+    if kind != "rollback" and not sdp:
+        raise InvalidMessage(f"An {kind} needs its sdp.", field="description.sdp")
+    return {"type": kind, "sdp": sdp}
+
+
+def _candidate(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidMessage("candidate must be an object or null.", field="candidate")
+    text = value.get("candidate")
+    if not isinstance(text, str):
+        raise InvalidMessage("candidate.candidate must be a string.", field="candidate.candidate")
+    mid = value.get("sdpMid")
+    if mid is not None and not isinstance(mid, str):
+        raise InvalidMessage("candidate.sdpMid must be a string or null.",
+                             field="candidate.sdpMid")
+    index = value.get("sdpMLineIndex")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)
+                              or not 0 <= index < 1024):
+        raise InvalidMessage("candidate.sdpMLineIndex must be a small whole number or null.",
+                             field="candidate.sdpMLineIndex")
+    candidate: dict[str, Any] = {"candidate": text, "sdpMid": mid, "sdpMLineIndex": index}
+    fragment = value.get("usernameFragment")
+    if isinstance(fragment, str):
+        candidate["usernameFragment"] = fragment
+    return candidate
+
+
+def _signal(data: dict[str, Any]) -> Signal:
+    to = peer_id_of(data, "to")
+    has_description = "description" in data
+    has_candidate = "candidate" in data
+    if has_description == has_candidate:
+        raise InvalidMessage("A signal carries either a description or a candidate.",
+                             field="description")
+    if has_description:
+        return Signal(to, description=_description(data["description"]))
+    candidate = _candidate(data["candidate"])
+    return Signal(to, candidate=candidate, end_of_candidates=candidate is None)
+
+
+_PARSERS: dict[str, Any] = {
+    "hello": _hello,
+    "signal": _signal,
+    "admit": lambda data: Admit(peer_id_of(data, "peer_id")),
+    "remove": lambda data: Remove(peer_id_of(data, "peer_id")),
+    "ice-refresh": lambda data: IceRefresh(),
+    "leave": lambda data: Leave(),
+    "end": lambda data: End(),
+    "ping": lambda data: Ping(),
+}
+
+
+# --- server → client -----------------------------------------------------------------
+
+
+def error(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "field": field}
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+class RateLimiter:
+    """A token bucket per connection: ``RATE_BURST`` at once, then ``RATE_PER_SECOND``."""
+
+    __slots__ = ("_at", "_tokens", "refused")
+
+    def __init__(self) -> None:
+        self._tokens = float(RATE_BURST)
+        self._at = 0.0
+        # Messages refused since the last accepted one; the socket closes when a client
+        # keeps going well after being told.
+        self.refused = 0
+
+    def allow(self, now: float) -> bool:
+        if self._at:
+            self._tokens = min(float(RATE_BURST), self._tokens + (now - self._at) * RATE_PER_SECOND)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.refused > RATE_BURST

@@ -1,0 +1,300 @@
+"""Where rooms live: in this process, or in Redis so that several instances share them.
+
+A relay keeps the presence of each room (who is in it, one entry per ``peer_id``) and
+carries *envelopes* between the instances that hold the room's sockets. Each instance
+subscribes to the rooms it has sockets in and delivers the envelopes locally
+(``signaling.rooms.Rooms.on_envelope``). Envelopes of one room arrive in the order they
+were published, on every instance.
+
+Only the instance holding a participant's socket writes that participant's entry, so
+entries never race. Entries of an instance that died go stale: each instance refreshes
+the time it last saw its own participants, and entries not refreshed for
+``STALE_SECONDS`` are ignored and pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from signaling.rooms import Participant
+
+log = logging.getLogger("mendwell.signaling.relay")
+
+Deliver = Callable[[int, dict[str, Any]], Awaitable[None]]
+
+REFRESH_SECONDS = 5.0
+STALE_SECONDS = 30.0
+ROOM_KEY_TTL_SECONDS = 3600
+
+
+class Relay(Protocol):
+    instance_id: str
+
+    async def start(self, deliver: Deliver) -> None: ...
+    async def close(self) -> None: ...
+    async def put(self, visit_id: int, participant: Participant) -> None: ...
+    async def get(self, visit_id: int, peer_id: str) -> Participant | None: ...
+    async def members(self, visit_id: int) -> list[Participant]: ...
+    async def release(self, visit_id: int, peer_id: str, connection_id: str) -> bool: ...
+    async def publish(self, visit_id: int, envelope: dict[str, Any]) -> None: ...
+    async def watch(self, visit_id: int) -> None: ...
+    async def unwatch(self, visit_id: int) -> None: ...
+    def owned(self, entries: Callable[[], Iterable[tuple[int, str]]]) -> None: ...
+    async def healthy(self) -> bool: ...
+
+
+def new_instance_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class LocalRelay:
+    """One process: presence in a dict, envelopes delivered directly."""
+
+    def __init__(self) -> None:
+        self.instance_id = new_instance_id()
+        self._rooms: dict[int, dict[str, Participant]] = defaultdict(dict)
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        self._rooms.clear()
+
+    async def healthy(self) -> bool:
+        return True
+
+    def owned(self, entries: Callable[[], Iterable[tuple[int, str]]]) -> None:
+        return None
+
+    async def put(self, visit_id: int, participant: Participant) -> None:
+        self._rooms[visit_id][participant.peer_id] = participant
+
+    async def get(self, visit_id: int, peer_id: str) -> Participant | None:
+        room = self._rooms.get(visit_id)
+        return room.get(peer_id) if room else None
+
+    async def members(self, visit_id: int) -> list[Participant]:
+        room = self._rooms.get(visit_id)
+        return list(room.values()) if room else []
+
+    async def release(self, visit_id: int, peer_id: str, connection_id: str) -> bool:
+        room = self._rooms.get(visit_id)
+        if not room or peer_id not in room or room[peer_id].connection_id != connection_id:
+            return False
+        del room[peer_id]
+        if not room:
+            del self._rooms[visit_id]
+        return True
+
+    async def publish(self, visit_id: int, envelope: dict[str, Any]) -> None:
+        assert self._deliver is not None, "the relay is not started"
+        await self._deliver(visit_id, envelope)
+
+    async def watch(self, visit_id: int) -> None:
+        return None
+
+    async def unwatch(self, visit_id: int) -> None:
+        return None
+
+
+# Delete an entry only if it still belongs to the connection that is leaving: a
+# reconnect may already have replaced it from another instance.
+_RELEASE = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value and cjson.decode(value)['connection_id'] == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+class RedisRelay:
+    """Presence in a Redis hash per room; envelopes over a pub/sub channel per room."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        from redis.asyncio import Redis
+
+        self.instance_id = new_instance_id()
+        self._redis = Redis.from_url(url)
+        self._namespace = namespace
+        self._pubsub: Any = None
+        self._deliver: Deliver | None = None
+        self._watched: set[int] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._owned: Callable[[], Iterable[tuple[int, str]]] = lambda: ()
+        self._release = self._redis.register_script(_RELEASE)
+        self._subscribed = asyncio.Event()
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+
+    def _room(self, visit_id: int) -> str:
+        return f"{self._namespace}:room:{visit_id}"
+
+    def _seen(self, visit_id: int) -> str:
+        return f"{self._namespace}:room:{visit_id}:seen"
+
+    def _channel(self, visit_id: int) -> str:
+        return f"{self._namespace}:room:{visit_id}:events"
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._pubsub = self._redis.pubsub()
+        self._tasks = [asyncio.create_task(self._listen(), name="signaling-relay"),
+                       asyncio.create_task(self._refresh(), name="signaling-presence")]
+
+    def owned(self, entries: Callable[[], Iterable[tuple[int, str]]]) -> None:
+        """Tell the relay how to list this instance's participants, for refreshing."""
+        self._owned = entries
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self._redis.aclose()
+
+    async def healthy(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
+    async def put(self, visit_id: int, participant: Participant) -> None:
+        room, seen = self._room(visit_id), self._seen(visit_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(room, participant.peer_id, json.dumps(participant.to_json()))
+            pipe.zadd(seen, {participant.peer_id: time.time()})
+            pipe.expire(room, ROOM_KEY_TTL_SECONDS)
+            pipe.expire(seen, ROOM_KEY_TTL_SECONDS)
+            await pipe.execute()
+
+    async def get(self, visit_id: int, peer_id: str) -> Participant | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._room(visit_id), peer_id)
+            pipe.zscore(self._seen(visit_id), peer_id)
+            raw, seen = await pipe.execute()
+        if raw is None or seen is None or seen < time.time() - STALE_SECONDS:
+            return None
+        return Participant.from_json(json.loads(raw))
+
+    async def members(self, visit_id: int) -> list[Participant]:
+        room, seen_key = self._room(visit_id), self._seen(visit_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(room)
+            pipe.zrange(seen_key, 0, -1, withscores=True)
+            raw, seen = await pipe.execute()
+        fresh_after = time.time() - STALE_SECONDS
+        fresh = {peer.decode(): score for peer, score in seen if score >= fresh_after}
+        found, stale = [], []
+        for peer_b, value in raw.items():
+            peer = peer_b.decode()
+            if peer in fresh:
+                found.append(Participant.from_json(json.loads(value)))
+            else:
+                stale.append(peer)
+        if stale:
+            # Left behind by an instance that stopped without saying goodbye.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(room, *stale)
+                pipe.zrem(seen_key, *stale)
+                await pipe.execute()
+        return found
+
+    async def release(self, visit_id: int, peer_id: str, connection_id: str) -> bool:
+        done = await self._release(keys=[self._room(visit_id), self._seen(visit_id)],
+                                   args=[peer_id, connection_id])
+        return bool(done)
+
+    async def publish(self, visit_id: int, envelope: dict[str, Any]) -> None:
+        await self._redis.publish(self._channel(visit_id), json.dumps(envelope))
+
+    async def watch(self, visit_id: int) -> None:
+        if visit_id in self._watched:
+            return
+        self._watched.add(visit_id)
+        channel = self._channel(visit_id)
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirmations[channel] = confirmed
+        await self._pubsub.subscribe(channel)
+        self._subscribed.set()
+        # Wait until Redis has the subscription: an envelope published before that
+        # (for example the presence that follows this join) would never arrive here.
+        try:
+            async with asyncio.timeout(2.0):
+                await confirmed
+        except TimeoutError:
+            log.warning("no subscription confirmation from Redis for %s", channel)
+        finally:
+            self._confirmations.pop(channel, None)
+
+    async def unwatch(self, visit_id: int) -> None:
+        if visit_id not in self._watched:
+            return
+        self._watched.discard(visit_id)
+        await self._pubsub.unsubscribe(self._channel(visit_id))
+
+    async def _listen(self) -> None:
+        prefix = f"{self._namespace}:room:"
+        while True:
+            try:
+                if not self._pubsub.subscribed:
+                    # get_message() on a pubsub with no subscription returns at once.
+                    self._subscribed.clear()
+                    await self._subscribed.wait()
+                    continue
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is None or self._deliver is None:
+                    continue
+                channel = message["channel"].decode()
+                if message["type"] == "subscribe":
+                    waiting = self._confirmations.get(channel)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(None)
+                    continue
+                if message["type"] != "message":
+                    continue
+                visit_id = int(channel[len(prefix):].split(":", 1)[0])
+                await self._deliver(visit_id, json.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("signaling relay listener error; retrying")
+                await asyncio.sleep(0.5)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                now = time.time()
+                by_room: dict[int, list[str]] = defaultdict(list)
+                for visit_id, peer_id in self._owned():
+                    by_room[visit_id].append(peer_id)
+                if not by_room:
+                    continue
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for visit_id, peers in by_room.items():
+                        pipe.zadd(self._seen(visit_id), dict.fromkeys(peers, now), xx=True)
+                        pipe.expire(self._room(visit_id), ROOM_KEY_TTL_SECONDS)
+                        pipe.expire(self._seen(visit_id), ROOM_KEY_TTL_SECONDS)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("refreshing presence in Redis failed; retrying")
+
+
+def make_relay(redis_url: str, namespace: str) -> Relay:
+    return RedisRelay(redis_url, namespace) if redis_url else LocalRelay()

@@ -1,0 +1,416 @@
+"""Rooms: who is in a visit's room, who waits, who is polite to whom, and what reaches whom.
+
+One room per visit. A participant is one signaling socket (one ``peer_id``). The room's
+presence lives in the relay (this process, or Redis when instances share rooms); the
+sockets themselves live here, in the instance that accepted them. Every change is
+published as an envelope on the room's channel, and each instance delivers it to its
+own sockets, so a patient on one instance and a prescriber on another see each other.
+
+Admission is stored in the database, not in the room: the patient's by the visit's
+status (``in_progress``), a guest's in ``visit_guests``. A participant who reconnects,
+to this instance or another, after a network drop or a server restart, resumes their
+place without being admitted a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from server import guests, visits
+from server.actors import Actor
+from server.errors import APIError
+from server.models import Role, VisitGuest, VisitStatus
+from server.services import Services
+from signaling import protocol
+from signaling.ice import ice_config
+from signaling.protocol import (
+    Admit,
+    End,
+    Hello,
+    IceRefresh,
+    InvalidState,
+    Leave,
+    Message,
+    NotAllowed,
+    Ping,
+    ProtocolError,
+    Remove,
+    RoomFull,
+    Signal,
+    UnknownPeer,
+)
+
+if TYPE_CHECKING:
+    from signaling.relay import Relay
+
+log = logging.getLogger("mendwell.signaling")
+
+WAITING = "waiting"
+ADMITTED = "admitted"
+STAFF_ROLES = ("prescriber", "coordinator")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is on the other end of a socket: a signed-in user, or an invited guest."""
+
+    name: str
+    role: str                        # patient, prescriber, coordinator, guest
+    actor: Actor | None = None       # None for a guest
+    guest_id: int | None = None
+    session_id: int | None = None
+
+    @property
+    def who(self) -> str:
+        """One key per person: their sockets share a place and an admission."""
+        return f"guest:{self.guest_id}" if self.actor is None else f"user:{self.actor.user_id}"
+
+    @property
+    def user_id(self) -> int | None:
+        return self.actor.user_id if self.actor else None
+
+    @property
+    def ice_user(self) -> str:
+        return f"guest-{self.guest_id}" if self.actor is None else str(self.actor.user_id)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    def you(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "name": self.name, "role": self.role}
+
+    @classmethod
+    def of_user(cls, actor: Actor, session_id: int | None) -> Identity:
+        return cls(actor.name, actor.role.value, actor, None, session_id)
+
+    @classmethod
+    def of_guest(cls, guest: VisitGuest) -> Identity:
+        return cls(guest.name, "guest", None, guest.id)
+
+
+@dataclass(slots=True)
+class Participant:
+    """One socket's place in a room, as every instance sees it."""
+
+    peer_id: str
+    connection_id: str
+    who: str
+    user_id: int | None
+    guest_id: int | None
+    name: str
+    role: str
+    state: str
+    since: str
+    polite_capable: bool
+    instance: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Participant:
+        return cls(**data)
+
+
+def polite(receiver: Participant, other: Participant) -> bool:
+    """Whether ``receiver`` is the polite side of its pair with ``other``.
+
+    Exactly one side of every pair is polite. aiortc cannot roll back an offer, so a
+    peer that is not polite-capable is always the impolite one; between two such
+    peers (or two browsers) the ``peer_id`` that sorts first is polite.
+    """
+    if receiver.polite_capable != other.polite_capable:
+        return receiver.polite_capable
+    return receiver.peer_id < other.peer_id
+
+
+def presence(receiver: Participant, members: list[Participant]) -> dict[str, Any]:
+    ordered = sorted(members, key=lambda p: (p.since, p.peer_id))
+    return {"type": "presence", "participants": [
+        {"peer_id": p.peer_id, "user_id": p.user_id, "name": p.name, "role": p.role,
+         "state": p.state, "since": p.since,
+         "polite": None if p.peer_id == receiver.peer_id else polite(receiver, p)}
+        for p in ordered]}
+
+
+class Outlet(Protocol):
+    """A socket, as rooms see it: messages are queued, never awaited."""
+
+    def push(self, message: dict[str, Any]) -> None: ...
+    def close(self, code: int) -> None: ...
+
+
+@dataclass(slots=True)
+class Member:
+    """A socket of this instance that has joined a room."""
+
+    visit_id: int
+    identity: Identity
+    participant: Participant
+    outlet: Outlet
+    gone: bool = False
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.visit_id, self.participant.peer_id)
+
+
+class Rooms:
+    def __init__(self, services: Services, relay: Relay) -> None:
+        self.services = services
+        self.relay = relay
+        self.local: dict[tuple[int, str], Member] = {}
+        self._by_visit: dict[int, set[str]] = {}
+        relay.owned(lambda: list(self.local))
+
+    # --- joining and leaving ---------------------------------------------------------
+
+    async def join(self, visit_id: int, identity: Identity, hello: Hello, outlet: Outlet,
+                   connection_id: str) -> Member:
+        """Take (or take back) a place in the room; sends ``welcome`` and ``presence``."""
+        existing = await self.relay.get(visit_id, hello.peer_id)
+        if existing is not None and existing.who != identity.who:
+            raise ProtocolError("This peer_id is in use by someone else in this room.",
+                                field="peer_id", code="peer_id_in_use")
+        if existing is None:
+            members = await self.relay.members(visit_id)
+            if len(members) >= protocol.MAX_PARTICIPANTS:
+                raise RoomFull(f"The room is full ({protocol.MAX_PARTICIPANTS} participants).")
+        now = self.services.clock.now()
+        state, since, stored = await self._admission(visit_id, identity, now)
+        if existing is not None and state == existing.state:
+            since = existing.since
+        participant = Participant(
+            peer_id=hello.peer_id, connection_id=connection_id, who=identity.who,
+            user_id=identity.user_id, guest_id=identity.guest_id, name=identity.name,
+            role=identity.role, state=state, since=since, polite_capable=hello.polite_capable,
+            instance=self.relay.instance_id)
+        member = Member(visit_id, identity, participant, outlet)
+        previous = self.local.get(member.key)
+        if previous is not None:
+            previous.gone = True
+            previous.outlet.close(protocol.CLOSE_REPLACED)
+        self.local[member.key] = member
+        self._by_visit.setdefault(visit_id, set()).add(hello.peer_id)
+        await self.relay.watch(visit_id)
+        await self.relay.put(visit_id, participant)
+        if existing is not None and existing.instance != self.relay.instance_id:
+            await self.relay.publish(visit_id, {"op": "replace", "peer_id": hello.peer_id,
+                                                "connection_id": connection_id})
+        resumed = existing is not None or (stored and state == ADMITTED)
+        outlet.push({"type": "welcome", "peer_id": hello.peer_id, "you": identity.you(),
+                     "state": state, "resumed": resumed, **self._ice(identity).to_json()})
+        await self.relay.publish(visit_id, {"op": "presence"})
+        return member
+
+    async def _admission(self, visit_id: int, identity: Identity,
+                         now: datetime) -> tuple[str, str, bool]:
+        """(state, since, whether the admission was stored earlier) for a joiner."""
+        if identity.is_staff:
+            return ADMITTED, now.isoformat(), False
+        alert_after = timedelta(minutes=self.services.settings.waiting_alert_minutes)
+        async with self.services.transaction() as session:
+            if identity.actor is None:
+                guest = await session.get(VisitGuest, identity.guest_id)
+                if guest is not None and guest.admitted_at is not None:
+                    return ADMITTED, guest.admitted_at.isoformat(), True
+                return WAITING, now.isoformat(), False
+            visit = await visits.mark_waiting(session, identity.actor, visit_id, now=now,
+                                              alert_after=alert_after)
+            if visit.status is VisitStatus.in_progress:
+                return ADMITTED, (visit.started_at or now).isoformat(), True
+            since = await visits.waiting_since(session, visit_id)
+            return WAITING, (since or now).isoformat(), False
+
+    async def drop(self, member: Member, *, deliberate: bool) -> None:
+        """The socket closed (``deliberate``: the participant said ``leave``)."""
+        if self.local.get(member.key) is member:
+            del self.local[member.key]
+            peers = self._by_visit.get(member.visit_id)
+            if peers is not None:
+                peers.discard(member.participant.peer_id)
+                if not peers:
+                    del self._by_visit[member.visit_id]
+        member.gone = True
+        p = member.participant
+        released = await self.relay.release(member.visit_id, p.peer_id, p.connection_id)
+        if deliberate and member.identity.role == "patient" and p.state == WAITING and \
+                member.identity.actor is not None:
+            try:
+                async with self.services.transaction() as session:
+                    await visits.leave_waiting(session, member.identity.actor, member.visit_id,
+                                               now=self.services.clock.now())
+            except APIError as exc:
+                log.info("leaving the waiting room of visit %s: %s", member.visit_id, exc)
+        if released:
+            await self.relay.publish(member.visit_id, {"op": "presence"})
+        if member.visit_id not in self._by_visit:
+            await self.relay.unwatch(member.visit_id)
+
+    # --- messages from a member --------------------------------------------------------
+
+    async def handle(self, member: Member, message: Message) -> None:
+        """Act on one message from a joined member; raises ProtocolError to refuse it."""
+        if isinstance(message, Signal):
+            await self._signal(member, message)
+        elif isinstance(message, Ping):
+            member.outlet.push({"type": "pong"})
+        elif isinstance(message, IceRefresh):
+            member.outlet.push({"type": "ice-servers", **self._ice(member.identity).to_json()})
+        elif isinstance(message, Admit):
+            await self._admit(member, message.peer_id)
+        elif isinstance(message, Remove):
+            await self._remove(member, message.peer_id)
+        elif isinstance(message, Leave):
+            await self.drop(member, deliberate=True)
+            member.outlet.close(protocol.CLOSE_NORMAL)
+        elif isinstance(message, End):
+            await self._end(member)
+        elif isinstance(message, Hello):
+            raise InvalidState(f'Already joined as "{member.participant.peer_id}".',
+                               field="type")
+
+    async def _signal(self, member: Member, signal: Signal) -> None:
+        me = member.participant
+        if me.state != ADMITTED:
+            raise InvalidState(f'Cannot signal in state "{me.state}".', field="type")
+        target = None if signal.to == me.peer_id else \
+            await self.relay.get(member.visit_id, signal.to)
+        if target is None or target.state != ADMITTED:
+            raise UnknownPeer(f'There is no admitted peer "{signal.to}" in this room.',
+                              field="to")
+        await self.relay.publish(member.visit_id, {"op": "deliver", "to": signal.to,
+                                                   "message": signal.relayed(me.peer_id)})
+
+    async def _target(self, member: Member, peer_id: str, verb: str) -> Participant:
+        if not member.identity.is_staff:
+            raise NotAllowed(f"Only the care team can {verb} participants.", field="type")
+        target = await self.relay.get(member.visit_id, peer_id)
+        if target is None:
+            raise UnknownPeer(f'There is no peer "{peer_id}" in this room.', field="peer_id")
+        return target
+
+    async def _admit(self, member: Member, peer_id: str) -> None:
+        target = await self._target(member, peer_id, "admit")
+        if target.state == ADMITTED:
+            return
+        actor = member.identity.actor
+        assert actor is not None
+        now = self.services.clock.now()
+        async with self._domain() as session:
+            if target.guest_id is not None:
+                await guests.admit_guest(session, actor, member.visit_id, target.guest_id,
+                                         now=now)
+            else:
+                await visits.admit(session, actor, member.visit_id, now=now)
+        await self.relay.publish(member.visit_id, {"op": "admit", "who": target.who,
+                                                   "since": now.isoformat()})
+
+    async def _remove(self, member: Member, peer_id: str) -> None:
+        target = await self._target(member, peer_id, "remove")
+        if target.role in STAFF_ROLES:
+            raise NotAllowed("Staff leave a visit themselves; they cannot be removed.",
+                             field="peer_id")
+        actor = member.identity.actor
+        assert actor is not None
+        now = self.services.clock.now()
+        async with self._domain() as session:
+            if target.guest_id is not None:
+                await guests.remove_guest(session, actor, member.visit_id, target.guest_id,
+                                          now=now)
+            elif target.state == ADMITTED:
+                await visits.return_to_waiting(
+                    session, actor, member.visit_id, now=now,
+                    alert_after=timedelta(minutes=self.services.settings.waiting_alert_minutes))
+        await self.relay.publish(member.visit_id, {"op": "remove", "who": target.who,
+                                                   "since": now.isoformat()})
+
+    async def _end(self, member: Member) -> None:
+        actor = member.identity.actor
+        if actor is None or actor.role is not Role.prescriber:
+            raise NotAllowed("Only the prescriber can end the visit.", field="type")
+        async with self._domain() as session:
+            await visits.end_visit(session, actor, member.visit_id,
+                                   now=self.services.clock.now())
+        await self.relay.publish(member.visit_id, {"op": "ended"})
+
+    def _domain(self) -> Any:
+        return _DomainCall(self.services)
+
+    def _ice(self, identity: Identity) -> Any:
+        return ice_config(self.services.settings, identity.ice_user, self.services.clock.now())
+
+    # --- envelopes from the relay ------------------------------------------------------
+
+    def members_of(self, visit_id: int) -> list[Member]:
+        return [self.local[(visit_id, peer)] for peer in self._by_visit.get(visit_id, ())]
+
+    async def on_envelope(self, visit_id: int, envelope: dict[str, Any]) -> None:
+        op = envelope.get("op")
+        if op == "deliver":
+            target = self.local.get((visit_id, envelope["to"]))
+            if target is not None and target.participant.state == ADMITTED:
+                target.outlet.push(envelope["message"])
+        elif op == "presence":
+            here = self.members_of(visit_id)
+            if here:
+                everyone = await self.relay.members(visit_id)
+                for member in here:
+                    member.outlet.push(presence(member.participant, everyone))
+        elif op in ("admit", "remove"):
+            await self._change_state(visit_id, envelope)
+        elif op == "replace":
+            found = self.local.get((visit_id, envelope["peer_id"]))
+            if found is not None and \
+                    found.participant.connection_id != envelope["connection_id"]:
+                del self.local[found.key]
+                found.gone = True
+                found.outlet.close(protocol.CLOSE_REPLACED)
+        elif op == "ended":
+            for member in self.members_of(visit_id):
+                member.outlet.push({"type": "ended"})
+                await self.drop(member, deliberate=False)
+                member.outlet.close(protocol.CLOSE_NORMAL)
+
+    async def _change_state(self, visit_id: int, envelope: dict[str, Any]) -> None:
+        admit = envelope["op"] == "admit"
+        changed = False
+        for member in self.members_of(visit_id):
+            p = member.participant
+            if p.who != envelope["who"] or (p.state == ADMITTED) == admit:
+                continue
+            p.state, p.since = (ADMITTED if admit else WAITING), envelope["since"]
+            await self.relay.put(visit_id, p)
+            member.outlet.push({"type": "admitted" if admit else "removed"})
+            changed = True
+        if changed:
+            await self.relay.publish(visit_id, {"op": "presence"})
+
+    async def close(self) -> None:
+        for member in list(self.local.values()):
+            p = member.participant
+            member.gone = True
+            await self.relay.release(member.visit_id, p.peer_id, p.connection_id)
+            member.outlet.close(1012)  # service restart: clients reconnect and resume
+        self.local.clear()
+        self._by_visit.clear()
+
+
+class _DomainCall:
+    """A transaction for a domain call; its refusals become protocol errors."""
+
+    def __init__(self, services: Services) -> None:
+        self._transaction = services.transaction()
+
+    async def __aenter__(self) -> Any:
+        return await self._transaction.__aenter__()
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        await self._transaction.__aexit__(kind, exc, tb)
+        if isinstance(exc, APIError):
+            raise ProtocolError(exc.message, field=exc.field, code=exc.code) from exc
+        return False

@@ -1,0 +1,305 @@
+"""Browser tests' real services: the app in a uvicorn subprocess, headless Chromium.
+
+The app runs as ``mendwell serve`` in its own process (so a test can kill it and start
+it again on the same port and database), seeded with ``mendwell demo``. Chromium is
+Debian's, driven by Playwright for Python with fake camera and microphone devices.
+Without Chromium the tests skip with one line; with MENDWELL_REQUIRE_SERVICES=1 they
+fail instead.
+
+Modules use these fixtures with ``pytest_plugins = ["tests.browser_support"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from tests.databases import require_services
+
+DEMO_PASSWORD = "browser-demo-password-1"
+SECRET_KEY = "browser-test-secret-key-that-is-long-enough-0123456789"
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+START_TIMEOUT = 20.0
+
+# --- in-page probes (plain JavaScript run by Playwright) ---------------------------------
+
+# Records when the first remote frame was decoded and painted (epoch ms).
+WATCH_FIRST_FRAME = """() => {
+  window.__firstRemoteFrameAt = null;
+  const watch = () => {
+    const video = document.querySelector('[data-testid="remote-video"]');
+    if (video && !video.__watched) {
+      video.__watched = true;
+      video.requestVideoFrameCallback(() => {
+        if (window.__firstRemoteFrameAt === null) window.__firstRemoteFrameAt = Date.now();
+      });
+    }
+    if (window.__firstRemoteFrameAt === null) setTimeout(watch, 5);
+  };
+  watch();
+}"""
+
+# How many frames the remote video presents in `ms`, and how far currentTime moved.
+COUNT_FRAMES = """async (ms) => {
+  const video = document.querySelector('[data-testid="remote-video"]');
+  if (!video) return { frames: 0, advanced: 0, width: 0 };
+  let frames = 0;
+  const start = video.currentTime;
+  const count = () => { frames += 1; video.requestVideoFrameCallback(count); };
+  video.requestVideoFrameCallback(count);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return { frames, advanced: video.currentTime - start, width: video.videoWidth };
+}"""
+
+# Every text connection-state shows from now on, in order.
+RECORD_STATES = """() => {
+  const element = document.querySelector('[data-testid="connection-state"]');
+  window.__states = [element.textContent];
+  new MutationObserver(() => window.__states.push(element.textContent))
+    .observe(element, { childList: true, characterData: true, subtree: true });
+}"""
+
+REMOTE_STREAM_ID = """() => {
+  const video = document.querySelector('[data-testid="remote-video"]');
+  return video && video.srcObject ? video.srcObject.id : null;
+}"""
+
+
+def unavailable(reason: str) -> None:
+    if require_services():
+        pytest.fail(f"MENDWELL_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+def chromium_executable() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        unavailable("Chromium not installed (Debian package `chromium`)")
+    assert found is not None
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class AppServer:
+    """``mendwell serve`` on a fixed port and database, which a test may kill and restart."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.database = directory / "mendwell.db"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
+        self.starts = 0
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MENDWELL_")}
+        env.update({
+            "MENDWELL_ENV": "test",
+            "MENDWELL_DATABASE_URL": f"sqlite+aiosqlite:///{self.database}",
+            "MENDWELL_SECRET_KEY": SECRET_KEY,
+            "MENDWELL_DEMO_PASSWORD": DEMO_PASSWORD,
+            "MENDWELL_VAR_DIR": str(self.directory),
+            "MENDWELL_BASE_URL": self.base_url,
+        })
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "server.cli", *args]
+
+    def seed(self) -> None:
+        result = subprocess.run(self.command("demo"), env=self.env(), capture_output=True,
+                                timeout=60, check=False, cwd=Path(__file__).parent.parent)
+        assert result.returncode == 0, f"mendwell demo failed:\n{result.stderr.decode()}"
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        self.starts += 1
+        self.log = (self.directory / f"server-{self.starts}.log").open("wb")
+        self.process = subprocess.Popen(
+            self.command("serve", "--host", "127.0.0.1", "--port", str(self.port)),
+            env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parent.parent)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited at start:\n{self.log_tail()}")
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the server did not answer /healthz in {START_TIMEOUT} s:\n"
+                             f"{self.log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (our own http:// URL)
+                    f"{self.base_url}/healthz", timeout=1) as response:
+                return bool(response.status == 200 and
+                            json.loads(response.read())["status"] == "ok")
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to any socket, like a crashed or rescheduled instance."""
+        self._stop(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._stop(signal.SIGTERM)
+
+    def _stop(self, sig: signal.Signals) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        logs = sorted(self.directory.glob("server-*.log"))
+        if not logs:
+            return "(no server log)"
+        text = logs[-1].read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+@pytest.fixture
+def app_server(tmp_path: Path) -> Iterator[AppServer]:
+    server = AppServer(tmp_path)
+    server.seed()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_executable()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Person:
+    """One person's own browser context (cookies, storage), signed in through /login."""
+
+    def __init__(self, browser: Any, server: AppServer, email: str, *,
+                 viewport: dict[str, int] | None = None) -> None:
+        self.server = server
+        self.email = email
+        self.context = browser.new_context(
+            base_url=server.base_url, viewport=viewport or {"width": 1100, "height": 800},
+            permissions=["camera", "microphone"])
+        self.context.set_default_timeout(15_000)
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.page.on("console", lambda message: self.console.append(
+            f"{message.type}: {message.text}"))
+        self.page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+
+    def sign_in(self) -> None:
+        page = self.page
+        page.goto("/login")
+        page.get_by_test_id("email").fill(self.email)
+        page.get_by_test_id("password").fill(DEMO_PASSWORD)
+        page.get_by_test_id("login").click()
+        page.wait_for_url(lambda url: "/login" not in url)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.context.close()
+
+    def debug(self) -> str:
+        return f"--- {self.email} console:\n" + "\n".join(self.console[-30:])
+
+    def first_visit_id(self) -> int:
+        """The patient's next visit, as their home page lists it (the demo's visit soon)."""
+        self.page.goto("/home")
+        href = self.page.locator('.visit a[href^="/visits/"]').first.get_attribute("href")
+        assert href is not None
+        return int(href.rsplit("/", 1)[1])
+
+    # In-page probes (plain JavaScript, run by Playwright).
+
+    def watch_first_frame(self) -> None:
+        """Record when the first remote frame is decoded and painted (epoch ms)."""
+        self.page.evaluate(WATCH_FIRST_FRAME)
+
+    def first_frame_at(self, timeout: float = 15_000) -> float:
+        self.page.wait_for_function("() => window.__firstRemoteFrameAt !== null",
+                                    timeout=timeout)
+        at: float = self.page.evaluate("window.__firstRemoteFrameAt")
+        return at
+
+    def count_frames(self, ms: int = 1000) -> dict[str, Any]:
+        """Frames the remote video presented in ``ms``, and how far currentTime moved."""
+        seen: dict[str, Any] = self.page.evaluate(COUNT_FRAMES, ms)
+        return seen
+
+    def record_states(self) -> None:
+        """From now on, keep every text that connection-state shows (``states()``)."""
+        self.page.evaluate(RECORD_STATES)
+
+    def states(self) -> list[str]:
+        seen: list[str] = self.page.evaluate("window.__states")
+        return seen
+
+    def remote_stream_id(self) -> str | None:
+        found: str | None = self.page.evaluate(REMOTE_STREAM_ID)
+        return found
+
+
+@pytest.fixture
+def people(browser: Any, app_server: AppServer) -> Iterator[dict[str, Person]]:
+    """The demo patient and prescriber, each signed in in a context of their own."""
+    found = {
+        "patient": Person(browser, app_server, "patient@demo.test",
+                          viewport={"width": 375, "height": 740}),
+        "prescriber": Person(browser, app_server, "prescriber@demo.test"),
+    }
+    try:
+        for person in found.values():
+            person.sign_in()
+        yield found
+    finally:
+        for person in found.values():
+            person.close()
+
+

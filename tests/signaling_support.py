@@ -1,0 +1,238 @@
+"""Helpers for the signaling tests: sockets with timeouts, signed-in cookies, live servers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from server.auth import COOKIE_NAME
+from tests.clinic import Person
+from tests.conftest import TEST_SECRET, SignIn
+from tests.databases import require_services
+
+REDIS_URL = os.environ.get("MENDWELL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class Closed(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"closed with {code}")
+        self.code = code
+
+
+class Socket:
+    """A TestClient WebSocket whose reads time out instead of hanging the suite."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.seen: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.session.send_text(json.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        self.session.send_text(text)
+
+    def receive(self, timeout: float = 5.0) -> dict[str, Any]:
+        async def get() -> Any:
+            with anyio.fail_after(timeout):
+                return await self.session._send_rx.receive()
+
+        message = self.session.portal.call(get)
+        if message["type"] == "websocket.close":
+            raise Closed(message.get("code", 1000))
+        data: dict[str, Any] = json.loads(message["text"])
+        self.seen.append(data)
+        return data
+
+    def expect(self, kind: str, timeout: float = 5.0,
+               where: Callable[[dict[str, Any]], bool] = lambda m: True) -> dict[str, Any]:
+        """The next message of this type (and matching ``where``), skipping others."""
+        deadline = time.monotonic() + timeout
+        skipped = []
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                message = self.receive(max(left, 0.01))
+            except TimeoutError:
+                raise AssertionError(f"no {kind!r} within {timeout}s; got {skipped}") from None
+            if message["type"] == kind and where(message):
+                return message
+            skipped.append(message)
+
+    def presence(self, where: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 5.0) -> list[dict[str, Any]]:
+        message = self.expect("presence", timeout, lambda m: where(m["participants"]))
+        participants: list[dict[str, Any]] = message["participants"]
+        return participants
+
+    def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Everything that arrives within ``seconds`` (often: nothing)."""
+        got = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got.append(self.receive(left))
+            except TimeoutError:
+                break
+        return got
+
+    def closed(self, timeout: float = 5.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.receive(max(deadline - time.monotonic(), 0.01))
+            except Closed as closed:
+                return closed.code
+            except TimeoutError:
+                raise AssertionError(f"not closed within {timeout}s") from None
+
+    def hello(self, peer_id: str, **extra: Any) -> dict[str, Any]:
+        self.send({"type": "hello", "peer_id": peer_id, "polite_capable": True, **extra})
+        return self.expect("welcome")
+
+
+def cookie_of(sign_in: SignIn, person: Person | None, *, visit_id: int | None = None) -> str:
+    """A real session cookie for ``person`` (empty for nobody); the jar is left empty."""
+    sign_in(person, visit_id=visit_id)
+    cookie = sign_in.client.cookies.get(COOKIE_NAME) or ""
+    sign_in.client.cookies.clear()
+    return cookie
+
+
+@contextlib.contextmanager
+def connect(client: TestClient, path: str, cookie: str = "",
+            origin: str | None = None) -> Iterator[Socket]:
+    headers = {}
+    if cookie:
+        headers["cookie"] = f"{COOKIE_NAME}={cookie}"
+    if origin:
+        headers["origin"] = origin
+    client.cookies.clear()
+    with client.websocket_connect(path, headers=headers) as session:
+        yield Socket(session)
+
+
+def peer_id() -> str:
+    return "p" + uuid.uuid4().hex[:15]
+
+
+def closed_on_connect(client: TestClient, path: str, cookie: str = "",
+                      hello: dict[str, Any] | None = None, origin: str | None = None) -> int:
+    """The close code a refused connection gets (the socket is accepted, then closed)."""
+    try:
+        with connect(client, path, cookie, origin) as ws:
+            if hello is not None:
+                ws.send(hello)
+            return ws.closed()
+    except WebSocketDisconnect as exc:
+        return exc.code
+
+
+# --- live servers -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def service_or_skip(reason: str | None) -> None:
+    """Skip when a service is missing, or fail when MENDWELL_REQUIRE_SERVICES=1."""
+    if reason is None:
+        return
+    if require_services():
+        pytest.fail(f"MENDWELL_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+def redis_unavailable(url: str = REDIS_URL) -> str | None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        return f"Redis not reachable at {url} ({type(exc).__name__})"
+    return None
+
+
+class LiveServer:
+    """``mendwell serve`` in a subprocess on a free port, as an operator would run it."""
+
+    def __init__(self, database_url: str, var_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = var_dir / f"server-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "MENDWELL_ENV": "test",
+            "MENDWELL_DATABASE_URL": database_url,
+            "MENDWELL_SECRET_KEY": TEST_SECRET,
+            "MENDWELL_BASE_URL": self.base_url,
+            "MENDWELL_VAR_DIR": str(var_dir),
+            "MENDWELL_RUN_BACKGROUND_TASKS": "false",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> LiveServer:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,541 @@
+"""The authorization matrix: every route of the app, every role, the status each gets.
+
+One row per (method, route); one column per role. Requests that need a body send a valid
+one, so a cell's status says what authorization decided, not what validation thought of
+the body. ``test_every_route_has_a_row`` fails when a route is added without its row.
+
+Cells run against one app and one clinic per database (SQLite, then PostgreSQL), so
+rows must leave the clinic as they found it: state-changing rows either repeat an
+idempotent change or act on something their ``prepare`` made for that one cell.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
+
+from server.accounts import add_to_care_team, create_user
+from server.actors import Actor
+from server.app import create_app
+from server.auth import make_join_token
+from server.models import AuditEntry, Role, Visit, VisitKind, VisitStatus
+from server.services import Services
+from server.settings import Settings
+from tests.checkin_bodies import checkin_body
+from tests.clinic import PASSWORD, Clinic, Person, build_clinic
+from tests.conftest import TEST_SECRET, Runner, SignIn
+from tests.databases import PostgresDatabase, SqliteTemplate, postgres_server_url
+
+ROLES = ("anonymous", "patient", "patient2", "join_link", "prescriber", "other_prescriber",
+         "coordinator", "other_coordinator", "admin")
+
+
+class Denied(int):
+    """403, and the refusal is in the audit log with outcome "denied" for the patient."""
+
+
+class ToLogin(int):
+    """303 to the sign-in page."""
+
+
+DENIED = Denied(403)
+LOGIN = ToLogin(303)
+
+
+@dataclass
+class Cell:
+    """What one request is made with: the clinic, the caller's CSRF token, path values."""
+
+    clinic: Clinic
+    services: Services
+    run: Runner
+    values: dict[str, Any]
+    csrf: str = ""
+
+
+Make = Callable[[Cell], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    route: str                      # exactly as the app declares it
+    statuses: tuple[int, ...]       # in the order of ROLES
+    json: Make | None = None
+    form: Make | None = None
+    query: Make | None = None
+    # Makes what this cell acts on; returns path values that replace the clinic's.
+    prepare: Make | None = None
+    note: str = ""                  # tells apart rows of one route
+
+    def __post_init__(self) -> None:
+        assert len(self.statuses) == len(ROLES), f"{self.label}: one status per role"
+
+    @property
+    def label(self) -> str:
+        return f"{self.route} [{self.note}]" if self.note else self.route
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        # Starlette answers HEAD wherever it answers GET, with the same handler.
+        return (self.method, "HEAD") if self.method == "GET" else (self.method,)
+
+    def expected(self, role: str) -> int:
+        return self.statuses[ROLES.index(role)]
+
+
+def row(method: str, route: str, *statuses: int, **options: Any) -> Row:
+    return Row(method, route, statuses, **options)
+
+
+# --- bodies and preparations ---------------------------------------------------------
+
+
+def _admin(cell: Cell) -> Actor:
+    a = cell.clinic.admin
+    return Actor(a.id, a.role, a.name, a.email)
+
+
+def _prescriber(cell: Cell) -> Actor:
+    p = cell.clinic.prescriber
+    return Actor(p.id, p.role, p.name, p.email)
+
+
+def unique_email() -> str:
+    return f"new-{uuid.uuid4().hex[:12]}@clinic.test"
+
+
+def fresh_visit(cell: Cell) -> dict[str, Any]:
+    """A new visit of the patient, for rows that a visit answers only once (a check-in);
+    the join link is for this visit."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            now = cell.services.clock.now()
+            visit = Visit(patient_id=cell.clinic.patient.id,
+                          prescriber_id=cell.clinic.prescriber.id, kind=VisitKind.follow_up,
+                          scheduled_at=now + timedelta(hours=2), duration_minutes=15,
+                          status=VisitStatus.scheduled, created_at=now)
+            session.add(visit)
+            await session.flush()
+            return visit.id
+
+    visit_id = cell.run(make)
+    return {"visit_id": visit_id, "join_visit_id": visit_id}
+
+
+def other_visit(cell: Cell) -> dict[str, Any]:
+    """Another visit of the same patient; the join link stays on the clinic's visit."""
+    return fresh_visit(cell) | {"join_visit_id": cell.clinic.visit_id}
+
+
+def missing_visit(cell: Cell) -> dict[str, Any]:
+    return {"visit_id": 2**31 - 1, "join_visit_id": cell.clinic.visit_id}
+
+
+def join_token(cell: Cell) -> dict[str, Any]:
+    async def make() -> str:
+        async with cell.services.transaction() as session:
+            visit = await session.get(Visit, cell.clinic.visit_id)
+            assert visit is not None
+            return make_join_token(cell.services, visit)
+
+    return {"t": cell.run(make)}
+
+
+def throwaway_team_member(cell: Cell) -> dict[str, Any]:
+    """A coordinator put on the patient's care team for this cell to remove."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            now = cell.services.clock.now()
+            member = await create_user(session, None, email=unique_email(), name="Temp",
+                                       role=Role.coordinator, password=None, now=now)
+            await add_to_care_team(session, _admin(cell), patient_id=cell.clinic.patient.id,
+                                   member_id=member.id, now=now)
+            return member.id
+
+    return {"member_id": cell.run(make)}
+
+
+def throwaway_patient(cell: Cell) -> dict[str, Any]:
+    """A patient for break-glass, so the admin's grant does not open the clinic's patient
+    to the admin in later cells."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            user = await create_user(session, None, email=unique_email(), name="Temp",
+                                     role=Role.patient, password=None,
+                                     now=cell.services.clock.now())
+            return user.id
+
+    return {"glass_patient_id": cell.run(make)}
+
+
+def new_visit_body(cell: Cell) -> dict[str, Any]:
+    when = cell.services.clock.now() + timedelta(days=1)
+    return {"patient_id": cell.clinic.patient.id, "prescriber_id": cell.clinic.prescriber.id,
+            "kind": "follow_up", "scheduled_at": when.isoformat()}
+
+
+def same_password(cell: Cell) -> dict[str, Any]:
+    return {"current_password": PASSWORD, "new_password": PASSWORD}
+
+
+def csrf_only(cell: Cell) -> dict[str, Any]:
+    return {"csrf_token": cell.csrf}
+
+
+def patient_credentials(cell: Cell) -> dict[str, Any]:
+    return {"email": cell.clinic.patient.email, "password": PASSWORD}
+
+
+# --- the matrix ----------------------------------------------------------------------
+
+# Columns, in the order of ROLES:
+#    anon     patient  patient2 join     presc    o.presc  coord    o.coord  admin
+API = [
+    row("GET", "/healthz",
+        200,     200,     200,     200,     200,     200,     200,     200,     200),
+    row("GET", "/api/v1/openapi.json",
+        200,     200,     200,     200,     200,     200,     200,     200,     200),
+    row("POST", "/api/v1/session",
+        200,     200,     200,     200,     200,     200,     200,     200,     200,
+        json=patient_credentials),
+    row("GET", "/api/v1/session",
+        401,     200,     200,     200,     200,     200,     200,     200,     200),
+    row("DELETE", "/api/v1/session",
+        401,     204,     204,     204,     204,     204,     204,     204,     204),
+    # A join-link session may set a first password, not change an existing one.
+    row("PUT", "/api/v1/account/password",
+        401,     204,     204,     403,     204,     204,     204,     204,     204,
+        json=same_password),
+    row("GET", "/api/v1/visits",
+        401,     200,     200,     200,     200,     200,     200,     200,     200),
+    # Unassigned staff get 422 on patient_id here, not 403: see the report on this file.
+    row("POST", "/api/v1/visits",
+        401,     403,     403,     403,     201,     422,     201,     422,     403,
+        json=new_visit_body),
+    row("GET", "/api/v1/visits/{visit_id}",
+        401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("GET", "/api/v1/visits/{visit_id}",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=other_visit, note="another visit of the patient"),
+    row("GET", "/api/v1/visits/{visit_id}",
+        401,     404,     404,     404,     404,     404,     404,     404,     404,
+        prepare=missing_visit, note="no such visit"),
+    row("POST", "/api/v1/visits/{visit_id}/invite",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403),
+    row("GET", "/api/v1/instruments",
+        200,     200,     200,     200,     200,     200,     200,     200,     200),
+    row("POST", "/api/v1/triage",
+        200,     200,     200,     200,     200,     200,     200,     200,     200,
+        json=lambda cell: {"responses": {"phq9": {"answers": [1, 1, 0, 0, 0, 0, 0, 0, 0]}}}),
+    row("GET", "/api/v1/visits/{visit_id}/checkin",
+        401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED),
+    # Only the patient fills in a check-in; their care team reads it.
+    row("PUT", "/api/v1/visits/{visit_id}/checkin/draft",
+        401,     200,     DENIED,  200,     403,     DENIED,  403,     DENIED,  DENIED,
+        json=lambda cell: checkin_body(), prepare=fresh_visit),
+    row("POST", "/api/v1/visits/{visit_id}/checkin",
+        401,     201,     DENIED,  201,     403,     DENIED,  403,     DENIED,  DENIED,
+        json=lambda cell: checkin_body(), prepare=fresh_visit),
+    row("GET", "/api/v1/patients/{patient_id}/measures",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("GET", "/api/v1/patients/{patient_id}/fhir",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("GET", "/api/v1/users",
+        401,     403,     403,     403,     403,     403,     403,     403,     200),
+    row("POST", "/api/v1/users",
+        401,     403,     403,     403,     403,     403,     403,     403,     201,
+        json=lambda cell: {"email": unique_email(), "name": "New Person",
+                           "role": "coordinator"}),
+    row("PATCH", "/api/v1/users/{user_id}",
+        401,     403,     403,     403,     403,     403,     403,     403,     200,
+        json=lambda cell: {"is_active": True}),
+    # Admins manage care teams, so they see who is on one (not the clinical record).
+    row("GET", "/api/v1/patients/{patient_id}/care-team",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  200),
+    row("POST", "/api/v1/patients/{patient_id}/care-team",
+        401,     403,     403,     403,     403,     403,     403,     403,     201,
+        json=lambda cell: {"member_id": cell.clinic.prescriber.id}),
+    row("DELETE", "/api/v1/patients/{patient_id}/care-team/{member_id}",
+        401,     403,     403,     403,     403,     403,     403,     403,     204,
+        prepare=throwaway_team_member),
+    row("POST", "/api/v1/break-glass",
+        401,     403,     403,     403,     403,     403,     403,     403,     201,
+        prepare=throwaway_patient,
+        json=lambda cell: {"patient_id": cell.values["glass_patient_id"],
+                           "reason": "Patient unreachable after an emergency check-in"}),
+    row("GET", "/api/v1/audit",
+        401,     403,     403,     403,     403,     403,     403,     403,     200),
+    row("GET", "/api/v1/audit.csv",
+        401,     403,     403,     403,     403,     403,     403,     403,     200),
+    row("GET", "/api/v1/outbox",
+        401,     403,     403,     403,     403,     403,     403,     403,     200),
+]
+
+#    anon     patient  patient2 join     presc    o.presc  coord    o.coord  admin
+PAGES = [
+    row("GET", "/",
+        LOGIN,   303,     303,     303,     303,     303,     303,     303,     303),
+    # A join-link session is not a full sign-in, so the sign-in page still shows.
+    row("GET", "/login",
+        200,     303,     303,     200,     303,     303,     303,     303,     303),
+    row("POST", "/login",
+        303,     303,     303,     303,     303,     303,     303,     303,     303,
+        form=patient_credentials),
+    row("POST", "/logout",
+        LOGIN,   303,     303,     303,     303,     303,     303,     303,     303,
+        form=csrf_only),
+    # The join link itself is the credential: whoever holds it may use it.
+    row("GET", "/visits/{visit_id}/join",
+        200,     200,     200,     200,     200,     200,     200,     200,     200,
+        prepare=join_token, query=lambda cell: {"t": cell.values["t"]}),
+    row("POST", "/visits/{visit_id}/join",
+        303,     303,     303,     303,     303,     303,     303,     303,     303,
+        prepare=join_token, form=lambda cell: {"t": cell.values["t"]}),
+    row("GET", "/account/password",
+        LOGIN,   200,     200,     200,     200,     200,     200,     200,     200),
+    row("POST", "/account/password",
+        LOGIN,   200,     200,     403,     200,     200,     200,     200,     200,
+        form=lambda cell: same_password(cell) | csrf_only(cell)),
+    row("GET", "/home",
+        LOGIN,   200,     200,     200,     403,     403,     403,     403,     403),
+    row("GET", "/day",
+        LOGIN,   403,     403,     403,     200,     200,     403,     403,     403),
+    row("GET", "/coordinator",
+        LOGIN,   403,     403,     403,     403,     403,     200,     200,     403),
+    row("GET", "/visits/{visit_id}",
+        LOGIN,   200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("GET", "/visits/{visit_id}",
+        LOGIN,   200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=other_visit, note="another visit of the patient"),
+    row("GET", "/visits/{visit_id}",
+        LOGIN,   404,     404,     404,     404,     404,     404,     404,     404,
+        prepare=missing_visit, note="no such visit"),
+    row("GET", "/admin",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     200),
+    row("POST", "/admin/users",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
+        form=lambda cell: {"email": unique_email(), "name": "New Person",
+                           "role": "coordinator"} | csrf_only(cell)),
+    row("POST", "/admin/users/{user_id}/active",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
+        form=lambda cell: {"active": "1"} | csrf_only(cell)),
+    row("GET", "/admin/care-teams",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     200),
+    row("POST", "/admin/care-teams/add",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
+        form=lambda cell: {"patient_id": str(cell.clinic.patient.id),
+                           "member_id": str(cell.clinic.prescriber.id)} | csrf_only(cell)),
+    row("POST", "/admin/care-teams/remove",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
+        prepare=throwaway_team_member,
+        form=lambda cell: {"patient_id": str(cell.clinic.patient.id),
+                           "member_id": str(cell.values["member_id"])} | csrf_only(cell)),
+    row("GET", "/admin/audit",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     200),
+    row("GET", "/admin/outbox",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     200),
+    row("GET", "/static/{path}",
+        200,     200,     200,     200,     200,     200,     200,     200,     200),
+]
+
+# WebSocket rows use method "WS": 101 when the connection is accepted, otherwise the
+# HTTP status of a denial response, or close code 4401/4403/4404 read as 401/403/404.
+WEBSOCKETS: list[Row] = []
+
+MATRIX = [*API, *PAGES, *WEBSOCKETS]
+
+CELLS = [pytest.param(r, method, role, id=f"{method} {r.label}-{role}")
+         for r in MATRIX for method in r.methods for role in ROLES]
+
+
+# --- one app and clinic per database for the whole module ---------------------------
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def matrix_database(
+    request: pytest.FixtureRequest, sqlite_template: SqliteTemplate
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield sqlite_template.fresh()
+        return
+    # Skips (or fails under MENDWELL_REQUIRE_SERVICES=1) like every PostgreSQL test;
+    # the matrix then keeps a database of its own, which other tests never empty.
+    request.getfixturevalue("postgres_database")
+    database = PostgresDatabase(postgres_server_url())
+    yield database.url
+    database.drop()
+
+
+@pytest.fixture(scope="module")
+def matrix_client(
+    matrix_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    settings = Settings(env="test", database_url=matrix_database, secret_key=TEST_SECRET,
+                        base_url="http://testserver", var_dir=tmp_path_factory.mktemp("var"),
+                        run_background_tasks=False).completed()
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        yield client
+
+
+@dataclass
+class Matrix:
+    client: TestClient
+    services: Services
+    run: Runner
+    sign_in: SignIn
+    clinic: Clinic
+    people: dict[str, Person | None] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def matrix(matrix_client: TestClient) -> Matrix:
+    services: Services = matrix_client.app.state.services
+    run = Runner(matrix_client, services)
+    clinic = run(build_clinic, services)
+    people: dict[str, Person | None] = {
+        "anonymous": None, "patient": clinic.patient, "patient2": clinic.patient2,
+        "join_link": clinic.patient, "prescriber": clinic.prescriber,
+        "other_prescriber": clinic.other_prescriber, "coordinator": clinic.coordinator,
+        "other_coordinator": clinic.other_coordinator, "admin": clinic.admin,
+    }
+    return Matrix(matrix_client, services, run, SignIn(matrix_client, run, services), clinic,
+                  people)
+
+
+def _values(clinic: Clinic) -> dict[str, Any]:
+    return {"visit_id": clinic.visit_id, "patient_id": clinic.patient.id,
+            "user_id": clinic.patient.id, "path": "app.css"}
+
+
+def _last_audit_id(m: Matrix) -> int:
+    async def last() -> int:
+        async with m.services.transaction() as session:
+            return int(await session.scalar(select(func.max(AuditEntry.id))) or 0)
+
+    return m.run(last)
+
+
+def _denials_since(m: Matrix, after: int) -> list[tuple[int | None, int | None]]:
+    async def rows() -> list[tuple[int | None, int | None]]:
+        async with m.services.transaction() as session:
+            found = await session.execute(
+                select(AuditEntry.actor_id, AuditEntry.patient_id)
+                .where(AuditEntry.id > after, AuditEntry.outcome == "denied"))
+            return [(a, p) for a, p in found]
+
+    return m.run(rows)
+
+
+def _websocket_status(client: TestClient, url: str) -> int:
+    try:
+        with client.websocket_connect(url):
+            return 101
+    except WebSocketDenialResponse as denial:
+        return denial.status_code
+    except WebSocketDisconnect as closed:
+        return closed.code - 4000 if closed.code >= 4000 else closed.code
+
+
+@pytest.mark.parametrize(("r", "method", "role"), CELLS)
+def test_matrix(matrix: Matrix, r: Row, method: str, role: str) -> None:
+    cell = Cell(matrix.clinic, matrix.services, matrix.run, _values(matrix.clinic))
+    if r.prepare is not None:
+        cell.values.update(r.prepare(cell))
+    person = matrix.people[role]
+    scope = cell.values.get("join_visit_id", cell.values["visit_id"])
+    cell.csrf = matrix.sign_in(person, visit_id=scope if role == "join_link" else None)
+    url = r.route.format(**cell.values)
+    expected = r.expected(role)
+    before = _last_audit_id(matrix) if isinstance(expected, Denied) else 0
+
+    if method == "WS":
+        assert _websocket_status(matrix.client, url) == expected
+        return
+    response = matrix.client.request(
+        method, url, follow_redirects=False,
+        params=r.query(cell) if r.query else None,
+        json=r.json(cell) if r.json else None,
+        data=r.form(cell) if r.form else None,
+    )
+
+    assert response.status_code == expected, response.text[:300]
+    assert "Traceback" not in response.text
+    if isinstance(expected, ToLogin):
+        assert urlsplit(response.headers["location"]).path == "/login"
+    if isinstance(expected, Denied):
+        assert person is not None
+        # Refusals of patient data are audited, in their own transaction (the request's
+        # own one was rolled back with the refusal).
+        assert (person.id, matrix.clinic.patient.id) in _denials_since(matrix, before)
+    if method != "HEAD" and response.status_code >= 400:
+        if url.startswith("/api/"):
+            assert set(response.json()["error"]) >= {"code", "message", "field"}
+        else:
+            assert response.headers["content-type"].startswith("text/html")
+
+
+# --- the matrix covers the app ------------------------------------------------------
+
+
+def app_routes(routes: list[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
+    """(method, route) for every route the app answers; "*" for one that takes any method."""
+    found: set[tuple[str, str]] = set()
+    for route in routes:
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            found |= {("GET", f"{prefix}{route.path}/{{path}}"),
+                      ("HEAD", f"{prefix}{route.path}/{{path}}")}
+        elif isinstance(route, Mount):
+            inner = app_routes(route.routes, prefix + route.path)
+            # A mounted app without routes of its own could answer anything.
+            found |= inner or {("*", f"{prefix}{route.path}/{{path}}")}
+        elif isinstance(route, Route):
+            found |= {(m, prefix + route.path) for m in route.methods or {"*"}}
+        elif isinstance(route, WebSocketRoute):
+            found.add(("WS", prefix + route.path))
+        else:
+            found.add(("*", f"{prefix}{type(route).__name__}"))
+    return found
+
+
+def test_every_route_has_a_row(tmp_path: Path) -> None:
+    settings = Settings(env="test", secret_key=TEST_SECRET, var_dir=tmp_path,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
+                        run_background_tasks=False).completed()
+    routes = app_routes(create_app(settings).routes)
+    rows = {(method, r.route) for r in MATRIX for method in r.methods}
+    missing = sorted(routes - rows)
+    assert not missing, "add these to the authorization matrix (tests/test_authorization.py): " \
+        + ", ".join(f"{m} {p}" for m, p in missing)
+    stale = sorted(rows - routes)
+    assert not stale, "these matrix rows match no route: " + \
+        ", ".join(f"{m} {p}" for m, p in stale)
+
+
+def test_every_role_is_refused_somewhere_and_allowed_somewhere() -> None:
+    # A column that is all refusals (or all successes) is a role the matrix does not test.
+    for role in ROLES:
+        statuses = [r.expected(role) for r in MATRIX]
+        assert any(s < 300 for s in statuses), role
+        assert any(s in (401, 403) or isinstance(s, ToLogin) for s in statuses), role
+
+
+def test_matrix_samples_audited_refusals_for_each_kind_of_outsider() -> None:
+    audited = {role for r in MATRIX for role in ROLES if isinstance(r.expected(role), Denied)}
+    assert audited == {"patient2", "join_link", "other_prescriber", "other_coordinator",
+                       "admin"}

@@ -1,0 +1,154 @@
+"""Two real Chromium browsers in a video visit through the real app.
+
+The patient waits, the prescriber admits, both decode each other's video; then the
+server process is killed and started again while the call goes on peer to peer, and
+signaling resumes without a second admission.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.browser_support import AppServer, Person
+
+# The fixtures (app_server, browser, people) live there; importing the module here
+# directly would keep pytest from rewriting its asserts.
+pytest_plugins = ["tests.browser_support"]
+
+pytestmark = pytest.mark.browser
+
+STATE = "connection-state"
+# The budget (DESIGN.md) is a median under 1 s on loopback; one run on a busy CI
+# machine gets more room, the benchmark measures the median.
+ADMIT_TO_VIDEO_LIMIT_MS = 5000
+
+
+def expect_state(person: Person, text: str, timeout: float = 15_000) -> None:
+    from playwright.sync_api import expect
+
+    try:
+        expect(person.page.get_by_test_id(STATE)).to_have_text(text, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{person.email} never showed {text!r}\n{person.debug()}") from exc
+
+
+def assert_video_moving(person: Person, when: str) -> None:
+    seen = person.count_frames()
+    assert seen["width"] > 0, f"{person.email}: remote video has no size {when}"
+    assert seen["frames"] >= 5 and seen["advanced"] > 0.2, \
+        f"{person.email}: remote video is not moving {when}: {seen}\n{person.debug()}"
+
+
+def join_waiting_room(patient: Person, visit_id: int) -> None:
+    from playwright.sync_api import expect
+
+    page = patient.page
+    page.goto(f"/visits/{visit_id}")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"local-video\"]').videoWidth > 0",
+        timeout=10_000)
+    page.get_by_test_id("join").click()
+    expect_state(patient, "waiting")
+    expect(page.get_by_text("You are in the waiting room")).to_be_visible()
+
+
+def admit(prescriber: Person, patient: Person, visit_id: int) -> float:
+    """Open the visit as the prescriber, admit the patient; the epoch ms of the click."""
+    page = prescriber.page
+    page.goto(f"/visits/{visit_id}")
+    button = page.get_by_test_id("admit")
+    button.wait_for(state="visible", timeout=15_000)
+    for person in (prescriber, patient):
+        person.watch_first_frame()
+    clicked_at: float = page.evaluate("Date.now()")
+    button.click()
+    return clicked_at
+
+
+def test_patient_waits_is_admitted_and_the_call_survives_a_server_restart(
+        app_server: AppServer, people: dict[str, Person]) -> None:
+    patient, prescriber = people["patient"], people["prescriber"]
+    visit_id = patient.first_visit_id()
+
+    join_waiting_room(patient, visit_id)
+    clicked_at = admit(prescriber, patient, visit_id)
+    decoding_after = max(p.first_frame_at() for p in (patient, prescriber)) - clicked_at
+    for person in (patient, prescriber):
+        expect_state(person, "connected")
+        assert_video_moving(person, "after admission")
+    print(f"admit -> both decoding remote video: {decoding_after:.0f} ms")
+    assert decoding_after < ADMIT_TO_VIDEO_LIMIT_MS
+
+    streams = {p.email: p.remote_stream_id() for p in (patient, prescriber)}
+    for person in (patient, prescriber):
+        person.record_states()
+
+    app_server.kill()
+    for person in (patient, prescriber):
+        expect_state(person, "reconnecting", timeout=5000)
+    # Media is peer to peer: with no server at all, both still see each other move.
+    for person in (patient, prescriber):
+        assert_video_moving(person, "while the server is down")
+
+    restarted = time.monotonic()
+    app_server.start()
+    for person in (patient, prescriber):
+        expect_state(person, "connected", timeout=20_000)
+    resumed_after = time.monotonic() - restarted
+    print(f"server restart -> signaling resumed on both sides: {resumed_after:.1f} s")
+
+    for person in (patient, prescriber):
+        assert_video_moving(person, "after the restart")
+        # The same remote stream: the peer connection carried on, nothing was rebuilt.
+        assert person.remote_stream_id() == streams[person.email]
+    # No second admission: the patient never went back to the waiting room, and the
+    # prescriber has nobody to admit.
+    patient_states = patient.states()
+    assert "waiting" not in patient_states, patient_states
+    assert prescriber.page.get_by_test_id("admit").count() == 0
+    assert patient.page.locator("#waiting-room").is_hidden()
+
+
+def test_prescriber_day_shows_a_patient_starting_to_wait(
+        app_server: AppServer, people: dict[str, Person]) -> None:
+    from playwright.sync_api import expect
+
+    patient, prescriber = people["patient"], people["prescriber"]
+    visit_id = patient.first_visit_id()
+    prescriber.page.goto("/day")
+    expect(prescriber.page.locator("#live-status")).to_have_attribute("data-live", "up")
+    row = prescriber.page.locator(f'.visit[data-visit-id="{visit_id}"]')
+    expect(row).not_to_have_attribute("data-status", "waiting")
+
+    join_waiting_room(patient, visit_id)
+    expect(row).to_have_attribute("data-status", "waiting", timeout=10_000)
+    expect(row.get_by_test_id("visit-status")).to_have_text("Waiting")
+    expect(prescriber.page.locator("#day-announcer")).to_contain_text("waiting room")
+
+
+def test_visit_room_fits_a_phone(app_server: AppServer, people: dict[str, Person]) -> None:
+    patient = people["patient"]  # a 375 px wide viewport
+    visit_id = patient.first_visit_id()
+    page = patient.page
+    page.goto(f"/visits/{visit_id}")
+    page.get_by_test_id("join").wait_for(state="visible")
+    overflow = page.evaluate(
+        "() => document.scrollingElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px at 375 px"
+    small = page.evaluate("""() => [...document.querySelectorAll('button')]
+        .filter((b) => b.offsetParent !== null)
+        .map((b) => [b.textContent.trim(), b.getBoundingClientRect().height])
+        .filter(([, height]) => height < 44)""")
+    assert small == [], f"touch targets under 44 px: {small}"
+    toggles = page.evaluate("""() => [...document.querySelectorAll('.controls [aria-pressed]')]
+        .map((b) => b.id)""")
+    assert set(toggles) >= {"mute", "camera", "audio-only"}
+    page.locator("#mute").click()
+    assert page.locator("#mute").get_attribute("aria-pressed") == "true"
+    assert page.evaluate(
+        "() => document.querySelector('#local-video').srcObject.getAudioTracks()[0].enabled"
+    ) is False

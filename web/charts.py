@@ -1,0 +1,271 @@
+"""Trend charts as server-rendered SVG: no chart library runs in the browser.
+
+A chart shows one instrument's totals over time as points joined by a line, over the
+instrument's severity bands, with the baseline (the first total of the episode) marked.
+It is an image to assistive technology (``role="img"``) whose ``<title>`` and ``<desc>``
+say in words what the picture shows, so nobody needs to see it to read the values.
+
+The bands come from the instrument modules (``SEVERITY_FROM``), so a chart can never
+disagree with the severity that scoring reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup, escape
+
+from server.instruments import gad7, phq9
+
+Charted = Literal["phq9", "gad7"]
+
+CLINIC_TZ: Final = "America/New_York"
+
+
+@dataclass(frozen=True)
+class Band:
+    """Totals ``low``..``high`` (both included) share the severity ``name``."""
+
+    low: int
+    high: int
+    name: str
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+
+def _bands(severity_from: Sequence[tuple[int, str]], total_max: int) -> tuple[Band, ...]:
+    lows = sorted(severity_from)
+    return tuple(
+        Band(low, lows[index + 1][0] - 1 if index + 1 < len(lows) else total_max, name)
+        for index, (low, name) in enumerate(lows)
+    )
+
+
+BANDS: Final[dict[Charted, tuple[Band, ...]]] = {
+    "phq9": _bands(phq9.SEVERITY_FROM, phq9.TOTAL_MAX),
+    "gad7": _bands(gad7.SEVERITY_FROM, gad7.TOTAL_MAX),
+}
+TOTAL_MAX: Final[dict[Charted, int]] = {"phq9": phq9.TOTAL_MAX, "gad7": gad7.TOTAL_MAX}
+NAMES: Final[dict[Charted, str]] = {"phq9": "PHQ-9 depression", "gad7": "GAD-7 anxiety"}
+
+# Light fills, darker with severity; the line and points are drawn in the brand blue on
+# top, so every fill keeps enough contrast with them.
+BAND_FILLS: Final = ("#e6f4ea", "#f3f6dc", "#fdf1d6", "#fde3cf", "#f9d7d4")
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    at: datetime
+    total: int
+
+
+def format_day(at: datetime, tz: str = CLINIC_TZ) -> str:
+    local = at.astimezone(ZoneInfo(tz))
+    return f"{local.day} {local:%b %Y}"
+
+
+def _short_day(at: datetime, tz: str) -> str:
+    local = at.astimezone(ZoneInfo(tz))
+    return f"{local.day} {local:%b}"
+
+
+def band_of(instrument: Charted, total: int) -> Band:
+    return next(band for band in BANDS[instrument] if band.low <= total <= band.high)
+
+
+@dataclass(frozen=True)
+class TrendChart:
+    """Geometry and markup of one chart; coordinates are in the SVG's viewBox units."""
+
+    instrument: Charted
+    points: tuple[ChartPoint, ...]
+    chart_id: str
+    title: str
+    tz: str = CLINIC_TZ
+    width: int = 480
+    height: int = 240
+    left: int = 34
+    right: int = 14
+    top: int = 14
+    bottom: int = 30
+    # Keeps the first and last point off the plot's edges.
+    inset: int = 18
+
+    def __post_init__(self) -> None:
+        high = TOTAL_MAX[self.instrument]
+        for point in self.points:
+            if not 0 <= point.total <= high:
+                raise ValueError(f"{self.instrument} total must be from 0 to {high}, "
+                                 f"got {point.total}")
+            if point.at.tzinfo is None:
+                raise ValueError("chart points need timezone-aware times")
+        if any(b.at < a.at for a, b in zip(self.points, self.points[1:], strict=False)):
+            raise ValueError("chart points must be in chronological order")
+
+    @property
+    def plot_left(self) -> float:
+        return float(self.left)
+
+    @property
+    def plot_right(self) -> float:
+        return float(self.width - self.right)
+
+    @property
+    def plot_top(self) -> float:
+        return float(self.top)
+
+    @property
+    def plot_bottom(self) -> float:
+        return float(self.height - self.bottom)
+
+    @property
+    def baseline(self) -> int | None:
+        return self.points[0].total if self.points else None
+
+    def x(self, at: datetime) -> float:
+        """Time runs left to right; a single point (or one instant) sits in the middle."""
+        first, last = self.points[0].at, self.points[-1].at
+        span = (last - first).total_seconds()
+        if span <= 0:
+            return round((self.plot_left + self.plot_right) / 2, 2)
+        usable = self.plot_right - self.plot_left - 2 * self.inset
+        share = (at - first).total_seconds() / span
+        return round(self.plot_left + self.inset + share * usable, 2)
+
+    def y(self, value: float) -> float:
+        """0 at the bottom, the instrument's maximum at the top."""
+        high = TOTAL_MAX[self.instrument]
+        share = value / high
+        return round(self.plot_bottom - share * (self.plot_bottom - self.plot_top), 2)
+
+    def band_box(self, band: Band) -> tuple[float, float]:
+        """The band's top and bottom y. Totals are whole numbers, so a band reaches half
+        a point beyond its ends: a total of 5 sits inside "mild", not on its edge."""
+        high = TOTAL_MAX[self.instrument]
+        top = self.y(min(band.high + 0.5, high))
+        bottom = self.y(max(band.low - 0.5, 0))
+        return top, bottom
+
+    def description(self) -> str:
+        name = NAMES[self.instrument]
+        if not self.points:
+            return f"No {name} scores yet."
+        values = ", ".join(
+            f"{p.total} ({band_of(self.instrument, p.total).label}) on "
+            f"{format_day(p.at, self.tz)}" for p in self.points)
+        count = len(self.points)
+        scores = "score" if count == 1 else "scores"
+        text = f"{count} {name} {scores}, out of {TOTAL_MAX[self.instrument]}: {values}."
+        first, last = self.points[0].total, self.points[-1].total
+        if count > 1:
+            if last < first:
+                change = f"down {first - last} from the baseline of {first}"
+            elif last > first:
+                change = f"up {last - first} from the baseline of {first}"
+            else:
+                change = f"the same as the baseline of {first}"
+            text += f" The latest is {change}."
+        else:
+            text += f" This is the baseline, {first}."
+        return text + " Lower is better."
+
+    def _label_days(self) -> list[ChartPoint]:
+        if len(self.points) <= 6:
+            return list(self.points)
+        middle = self.points[len(self.points) // 2]
+        return [self.points[0], middle, self.points[-1]]
+
+    def svg(self) -> Markup:
+        title_id, desc_id = f"{self.chart_id}-title", f"{self.chart_id}-desc"
+        parts: list[str] = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart" id="{escape(self.chart_id)}"'
+            f' viewBox="0 0 {self.width} {self.height}" role="img"'
+            f' aria-labelledby="{escape(title_id)} {escape(desc_id)}"'
+            f' data-instrument="{self.instrument}" data-points="{len(self.points)}">',
+            f'<title id="{escape(title_id)}">{escape(self.title)}</title>',
+            f'<desc id="{escape(desc_id)}">{escape(self.description())}</desc>',
+        ]
+        width = self.plot_right - self.plot_left
+        for index, band in enumerate(BANDS[self.instrument]):
+            top, bottom = self.band_box(band)
+            parts.append(
+                f'<rect class="band band-{band.name}" data-band="{band.name}"'
+                f' data-low="{band.low}" data-high="{band.high}" x="{self.plot_left}"'
+                f' y="{top}" width="{width}" height="{round(bottom - top, 2)}"'
+                f' fill="{BAND_FILLS[index % len(BAND_FILLS)]}"/>')
+            parts.append(
+                f'<text class="band-label" x="{self.plot_right - 4}"'
+                f' y="{round((top + bottom) / 2 + 4, 2)}" text-anchor="end" font-size="11"'
+                f' fill="#3d4556">{escape(band.label)}</text>')
+            parts.append(
+                f'<text class="tick" x="{self.plot_left - 6}" y="{round(bottom + 4, 2)}"'
+                f' text-anchor="end" font-size="11" fill="#3d4556">{band.low}</text>')
+        parts.append(
+            f'<text class="tick" x="{self.plot_left - 6}" y="{round(self.plot_top + 4, 2)}"'
+            f' text-anchor="end" font-size="11" fill="#3d4556">'
+            f'{TOTAL_MAX[self.instrument]}</text>')
+        parts.append(
+            f'<line class="axis" x1="{self.plot_left}" y1="{self.plot_bottom}"'
+            f' x2="{self.plot_right}" y2="{self.plot_bottom}" stroke="#5b6478"/>')
+        if self.points:
+            parts.extend(self._data_marks())
+        parts.append("</svg>")
+        return Markup("".join(parts))  # noqa: S704 - every value above is escaped or a number
+
+    def _data_marks(self) -> list[str]:
+        parts: list[str] = []
+        baseline = self.points[0]
+        base_y = self.y(baseline.total)
+        parts.append(
+            f'<line class="baseline" x1="{self.plot_left}" y1="{base_y}"'
+            f' x2="{self.plot_right}" y2="{base_y}" stroke="#1d2433" stroke-width="1"'
+            f' stroke-dasharray="5 4"/>')
+        parts.append(
+            f'<text class="baseline-label" x="{self.plot_left + 4}" y="{round(base_y - 5, 2)}"'
+            f' font-size="11" fill="#1d2433">baseline {baseline.total}</text>')
+        coords = [(self.x(p.at), self.y(p.total)) for p in self.points]
+        if len(coords) > 1:
+            path = " ".join(f"{x},{y}" for x, y in coords)
+            parts.append(f'<polyline class="trend-line" points="{path}" fill="none"'
+                         f' stroke="#1f5fa8" stroke-width="2.5" stroke-linejoin="round"/>')
+        for index, (point, (x, y)) in enumerate(zip(self.points, coords, strict=True)):
+            band = band_of(self.instrument, point.total)
+            kind = "point baseline-point" if index == 0 else "point"
+            radius = 7 if index == 0 else 5
+            fill = "#ffffff" if index == 0 else "#1f5fa8"
+            parts.append(
+                f'<circle class="{kind}" cx="{x}" cy="{y}" r="{radius}" fill="{fill}"'
+                f' stroke="#1f5fa8" stroke-width="2.5" data-total="{point.total}"'
+                f' data-at="{escape(point.at.isoformat())}"><title>'
+                f'{escape(format_day(point.at, self.tz))}: {point.total} ({escape(band.label)})'
+                f'</title></circle>')
+            label_y = y - 11 if y - 11 > self.plot_top + 8 else y + 20
+            parts.append(
+                f'<text class="value" x="{x}" y="{round(label_y, 2)}" text-anchor="middle"'
+                f' font-size="13" font-weight="700" fill="#1d2433">{point.total}</text>')
+        for point in self._label_days():
+            parts.append(
+                f'<text class="day" x="{self.x(point.at)}" y="{self.height - 10}"'
+                f' text-anchor="middle" font-size="11" fill="#3d4556">'
+                f'{escape(_short_day(point.at, self.tz))}</text>')
+        return parts
+
+
+def trend_chart(
+    instrument: Charted,
+    points: Sequence[ChartPoint],
+    *,
+    chart_id: str,
+    title: str | None = None,
+    tz: str = CLINIC_TZ,
+) -> Markup:
+    """The SVG markup for one instrument's series (chronological, timezone-aware)."""
+    chart = TrendChart(instrument, tuple(points), chart_id,
+                       title or f"{NAMES[instrument]} scores over time", tz=tz)
+    return chart.svg()

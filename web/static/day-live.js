@@ -1,0 +1,139 @@
+// The prescriber's day, live: rows change as patients start waiting or visits change
+// state (`/ws/events`), with a chime and a browser notification when someone starts to
+// wait. Notifications are only asked for from a button, never on page load.
+
+import { chime, unlock, unlockOnFirstGesture } from "./alert-sound.js";
+import { ReconnectingSocket, socketUrl } from "./reconnecting-socket.js";
+
+const root = document.querySelector("[data-day-live]");
+const announcer = document.getElementById("day-announcer");
+const liveStatus = document.getElementById("live-status");
+const alertsButton = document.getElementById("alerts-button");
+
+function labels() {
+  const list = document.querySelector("[data-status-labels]");
+  try {
+    return JSON.parse(list ? list.dataset.statusLabels : "{}");
+  } catch {
+    return {};
+  }
+}
+
+function row(visitId) {
+  return document.querySelector(`.visit[data-visit-id="${CSS.escape(String(visitId))}"]`);
+}
+
+function announce(text) {
+  announcer.textContent = "";
+  // A fresh text node each time so that the same words are read again.
+  window.setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+function notificationsOn() {
+  return "Notification" in window && Notification.permission === "granted";
+}
+
+function showAlertsButton() {
+  if (!alertsButton) return;
+  const on = notificationsOn();
+  alertsButton.setAttribute("aria-pressed", String(on));
+  alertsButton.textContent = on ? "Alerts on" : "Turn on alerts";
+  if ("Notification" in window && Notification.permission === "denied") {
+    alertsButton.textContent = "Alerts blocked in browser settings";
+    alertsButton.disabled = true;
+  }
+}
+
+async function enableAlerts() {
+  unlock();
+  chime();
+  if ("Notification" in window && Notification.permission === "default") {
+    await Notification.requestPermission();
+  }
+  showAlertsButton();
+}
+
+function setStatus(visitId, status) {
+  const li = row(visitId);
+  if (!li) return null;
+  const before = li.dataset.status;
+  li.dataset.status = status;
+  const badge = li.querySelector(".status");
+  if (badge) {
+    badge.className = `status status-${status}`;
+    badge.textContent = labels()[status] || status;
+  }
+  li.classList.toggle("just-waiting", status === "waiting");
+  return before;
+}
+
+function someoneWaiting(visitId) {
+  const li = row(visitId);
+  const name = li ? li.dataset.name : "A patient";
+  const text = `${name} is in the waiting room.`;
+  announce(text);
+  chime();
+  if (notificationsOn()) {
+    const note = new Notification("Patient waiting", { body: text, tag: `visit-${visitId}` });
+    note.addEventListener("click", () => {
+      window.focus();
+      window.location.assign(`/visits/${visitId}`);
+    });
+  }
+}
+
+// After a gap in the event stream, the page itself is the truth: fetch it again and
+// take the rows from it (also picks up visits booked since the page was loaded).
+async function refreshRows() {
+  const response = await fetch(window.location.pathname, { credentials: "same-origin",
+    headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  const next = fresh.querySelector("[data-day-list]");
+  const current = document.querySelector("[data-day-list]");
+  if (next && current) current.replaceChildren(...next.childNodes);
+}
+
+function onEvent(message) {
+  if (!message.visit_id) return;
+  if (message.type === "visit.waiting") {
+    if (!row(message.visit_id)) {
+      refreshRows().then(() => someoneWaiting(message.visit_id));
+      return;
+    }
+    const before = setStatus(message.visit_id, "waiting");
+    if (before !== "waiting") someoneWaiting(message.visit_id);
+  } else if (message.type === "visit.status" && message.status) {
+    if (!row(message.visit_id)) {
+      refreshRows();
+      return;
+    }
+    const before = setStatus(message.visit_id, message.status);
+    if (message.status === "waiting" && before !== "waiting") someoneWaiting(message.visit_id);
+  }
+}
+
+if (root) {
+  unlockOnFirstGesture();
+  showAlertsButton();
+  if (alertsButton) alertsButton.addEventListener("click", enableAlerts);
+  const socket = new ReconnectingSocket(socketUrl("/ws/events"));
+  let connectedBefore = false;
+  socket.addEventListener("open", () => {
+    socket.markHealthy();
+    liveStatus.dataset.live = "up";
+    liveStatus.textContent = "Live";
+    if (connectedBefore) refreshRows();
+    connectedBefore = true;
+  });
+  socket.addEventListener("down", () => {
+    liveStatus.dataset.live = "down";
+    liveStatus.textContent = "Live updates paused, reconnecting…";
+  });
+  socket.addEventListener("final", () => {
+    liveStatus.dataset.live = "down";
+    liveStatus.textContent = "Live updates stopped: reload the page or sign in again.";
+  });
+  socket.addEventListener("message", (event) => onEvent(event.detail));
+  socket.start();
+}

@@ -1,0 +1,260 @@
+// One RTCPeerConnection to one remote participant, negotiated with the "perfect
+// negotiation" pattern (https://w3c.github.io/webrtc-pc/#perfect-negotiation-example).
+//
+// The server decides who is polite in each pair (docs/signaling.md). The impolite side
+// makes the first offer; the polite side adds nothing before that offer arrives and then
+// puts its camera and microphone on the transceivers the offer created. That keeps the
+// first exchange free of collisions, and it is what an aiortc peer (always impolite,
+// unable to roll back) needs. After the first exchange either side may renegotiate
+// (audio-only, ICE restart) and the polite side rolls back on a collision.
+
+const PENDING_CANDIDATE_LIMIT = 200;
+
+export class LinkBroken extends Error {
+  constructor(peerId, description, cause) {
+    super(`Cannot apply the ${description.type} from peer "${peerId}" in signaling state ` +
+      `"${cause && cause.name}": ${cause && cause.message}`);
+    this.description = description;
+  }
+}
+
+function kindOf(transceiver) {
+  return transceiver.receiver.track.kind;
+}
+
+// Events: "state" (connection state changed), "track" (the remote stream got a track).
+// `handle()` rejects with LinkBroken when a description cannot be applied at all (the
+// peer rebuilt its connection): the mesh then rebuilds ours and replays the message.
+export class PeerLink extends EventTarget {
+  constructor({ peerId, polite, iceServers, media, send, audioOnly = false }) {
+    super();
+    this.peerId = peerId;
+    this.polite = polite;
+    this.media = media;
+    this.sendSignal = send;
+    this.audioOnly = audioOnly;
+    this.createdAt = Date.now();
+    this.lastProgress = this.createdAt;
+    this.restartedAt = 0;
+    this.stateSince = this.createdAt;
+    this.negotiated = false;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.settingRemoteAnswerPending = false;
+    this.pendingCandidates = [];
+    this.chain = Promise.resolve();
+    this.mine = new Set();
+    this.closed = false;
+    this.remoteStream = new MediaStream();
+
+    const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    this.pc = pc;
+    pc.addEventListener("track", ({ track }) => {
+      if (!this.remoteStream.getTracks().includes(track)) {
+        // One track per kind: an old one left from before a renegotiation goes.
+        for (const old of this.remoteStream.getTracks()) {
+          if (old.kind === track.kind) this.remoteStream.removeTrack(old);
+        }
+        this.remoteStream.addTrack(track);
+      }
+      this.dispatchEvent(new CustomEvent("track", { detail: { track } }));
+    });
+    pc.addEventListener("icecandidate", ({ candidate }) => {
+      // Trickle ICE: each candidate goes out as soon as it is gathered; null marks the end.
+      this.send({ candidate: candidate && candidate.candidate ? candidate.toJSON() : null });
+    });
+    pc.addEventListener("negotiationneeded", () => this.negotiate());
+    pc.addEventListener("connectionstatechange", () => {
+      this.stateSince = Date.now();
+      if (pc.connectionState === "connected") {
+        this.lastProgress = Date.now();
+        this.restartedAt = 0;
+      }
+      this.dispatchEvent(new Event("state"));
+    });
+
+    if (!polite) {
+      // Adding the transceivers fires negotiationneeded: our first offer goes out.
+      for (const kind of ["audio", "video"]) {
+        const track = this.trackFor(kind);
+        const transceiver = pc.addTransceiver(track || kind, {
+          direction: this.directionFor(kind), streams: [media.stream] });
+        this.mine.add(transceiver);
+      }
+    }
+  }
+
+  get state() {
+    return this.closed ? "closed" : this.pc.connectionState;
+  }
+
+  trackFor(kind) {
+    if (kind === "audio") return this.media.audioTrack;
+    return this.audioOnly ? null : this.media.videoTrack;
+  }
+
+  directionFor(kind) {
+    return kind === "video" && this.audioOnly ? "inactive" : "sendrecv";
+  }
+
+  send(payload) {
+    if (!this.closed) this.sendSignal({ type: "signal", to: this.peerId, ...payload });
+  }
+
+  async negotiate() {
+    // The first offer belongs to the impolite side; a polite link that has not been
+    // offered to yet has nothing to say (its transceivers come with that offer).
+    if (this.closed || (this.polite && !this.negotiated)) return;
+    try {
+      this.makingOffer = true;
+      await this.pc.setLocalDescription();
+      this.send({ description: this.pc.localDescription.toJSON() });
+    } catch (error) {
+      console.warn(`offer to ${this.peerId} failed`, error);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  // Signals from one peer are applied in arrival order, one at a time.
+  handle(message) {
+    const step = message.description
+      ? () => this.onDescription(message.description)
+      : () => this.onCandidate(message.candidate ?? null);
+    const run = this.chain.then(step);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  async onDescription(description) {
+    const pc = this.pc;
+    if (this.closed) return;
+    if (description.type === "rollback") {
+      if (pc.signalingState === "have-remote-offer") {
+        await pc.setRemoteDescription({ type: "rollback" });
+      }
+      return;
+    }
+    const readyForOffer = !this.makingOffer &&
+      (pc.signalingState === "stable" || this.settingRemoteAnswerPending);
+    const offerCollision = description.type === "offer" && !readyForOffer;
+    this.ignoreOffer = !this.polite && offerCollision;
+    if (this.ignoreOffer) return;
+    if (description.type === "answer" && pc.signalingState !== "have-local-offer") {
+      return; // a late duplicate: nothing is waiting for it
+    }
+    this.settingRemoteAnswerPending = description.type === "answer";
+    try {
+      // On the polite side a colliding offer rolls our own back implicitly.
+      await pc.setRemoteDescription(description);
+    } catch (error) {
+      throw new LinkBroken(this.peerId, description, error);
+    } finally {
+      this.settingRemoteAnswerPending = false;
+    }
+    this.lastProgress = Date.now();
+    await this.flushCandidates();
+    if (description.type === "offer") {
+      await this.attachLocalMedia();
+      await pc.setLocalDescription();
+      this.send({ description: pc.localDescription.toJSON() });
+    }
+    this.negotiated = true;
+  }
+
+  // Put our tracks on transceivers the remote offer created (first offer, or a peer
+  // that added a transceiver later).
+  async attachLocalMedia() {
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (this.mine.has(transceiver) || transceiver.stopped) continue;
+      const kind = kindOf(transceiver);
+      this.mine.add(transceiver);
+      transceiver.direction = this.directionFor(kind);
+      await transceiver.sender.replaceTrack(this.trackFor(kind));
+      if (transceiver.sender.setStreams) transceiver.sender.setStreams(this.media.stream);
+    }
+  }
+
+  async onCandidate(candidate) {
+    if (this.closed) return;
+    if (!this.pc.remoteDescription) {
+      if (this.pendingCandidates.length < PENDING_CANDIDATE_LIMIT) {
+        this.pendingCandidates.push(candidate);
+      }
+      return;
+    }
+    await this.addCandidate(candidate);
+  }
+
+  async flushCandidates() {
+    const pending = this.pendingCandidates;
+    this.pendingCandidates = [];
+    for (const candidate of pending) await this.addCandidate(candidate);
+  }
+
+  async addCandidate(candidate) {
+    try {
+      if (candidate) await this.pc.addIceCandidate(candidate);
+      else await this.pc.addIceCandidate();
+    } catch (error) {
+      // Candidates for an offer we ignored, or from a previous ICE generation, are
+      // expected to fail; they do not break the connection.
+      if (!this.ignoreOffer) console.debug(`candidate from ${this.peerId} refused`, error);
+    }
+  }
+
+  // The local tracks changed (another camera, audio-only off): no renegotiation needed.
+  async updateTracks() {
+    for (const transceiver of this.mine) {
+      if (transceiver.stopped) continue;
+      const kind = kindOf(transceiver);
+      if (transceiver.sender.track !== this.trackFor(kind)) {
+        await transceiver.sender.replaceTrack(this.trackFor(kind));
+      }
+    }
+  }
+
+  // Audio-only stops video in both directions: the peer stops sending it too.
+  async setAudioOnly(on) {
+    this.audioOnly = on;
+    for (const transceiver of this.mine) {
+      if (transceiver.stopped || kindOf(transceiver) !== "video") continue;
+      transceiver.direction = this.directionFor("video"); // fires negotiationneeded
+    }
+    await this.updateTracks();
+  }
+
+  // A restart needs an established session to restart; before that, rebuilding is
+  // the only remedy.
+  restartIce() {
+    if (this.closed || !this.negotiated) return false;
+    this.restartedAt = Date.now();
+    this.lastProgress = this.restartedAt;
+    this.pc.restartIce();
+    return true;
+  }
+
+  // The peer came back after being away from the room: an offer it may have missed
+  // is sent again (applying the same offer twice is harmless).
+  resendPendingOffer() {
+    if (!this.closed && this.pc.signalingState === "have-local-offer" && this.pc.localDescription) {
+      this.send({ description: this.pc.localDescription.toJSON() });
+    }
+  }
+
+  setIceServers(iceServers) {
+    if (this.closed) return;
+    try {
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+    } catch (error) {
+      console.warn("could not update ICE servers", error);
+    }
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.pc.close();
+    this.dispatchEvent(new Event("state"));
+  }
+}

@@ -1,0 +1,235 @@
+// The mesh: one PeerLink per other admitted participant (up to three), kept in step
+// with the room's presence, and the recovery rules of docs/signaling.md.
+//
+// Presence is about the signaling sockets, media is peer to peer. A participant whose
+// socket dropped (or whose server restarted) disappears from presence for a moment
+// while our media with them may still be flowing, so a link is never closed just
+// because its peer left presence: only once its media stops too.
+
+import { LinkBroken, PeerLink } from "./peer-link.js";
+
+const WATCH_MS = 1000;
+const RESTART_DISCONNECTED_AFTER_MS = 3000;
+const REBUILD_AFTER_MS = 10_000;
+// The impolite side's rebuild sends a fresh offer; the polite side gives it a head
+// start so that both do not throw away each other's new connection.
+const POLITE_REBUILD_EXTRA_MS = 5000;
+const ABSENT_GRACE_MS = 10_000;
+const FAILED_WITH_TURN_AFTER_MS = 20_000;
+
+export function hasTurn(iceServers) {
+  return (iceServers || []).some((server) => {
+    const urls = [].concat(server.urls || server.url || []);
+    return urls.some((url) => /^turns?:/i.test(url));
+  });
+}
+
+// Events: "change" (links or their states changed), "remote" (detail: {peerId, link}:
+// a link was opened, rebuilt or got a track), "gone" (detail: {peerId}).
+export class PeerMesh extends EventTarget {
+  constructor({ signaling, media, selfPeerId }) {
+    super();
+    this.signaling = signaling;
+    this.media = media;
+    this.selfPeerId = selfPeerId;
+    this.links = new Map();
+    this.present = new Map();
+    this.known = new Map();
+    this.absentSince = new Map();
+    this.returned = new Set();
+    this.iceServers = [];
+    this.audioOnly = false;
+    this.admitted = false;
+    this.timer = setInterval(() => this.watch(), WATCH_MS);
+    media.addEventListener("tracks", () => {
+      for (const link of this.links.values()) link.updateTracks();
+    });
+  }
+
+  get hasTurn() {
+    return hasTurn(this.iceServers);
+  }
+
+  participant(peerId) {
+    return this.known.get(peerId) || null;
+  }
+
+  setIceServers(iceServers) {
+    this.iceServers = iceServers || [];
+    for (const link of this.links.values()) link.setIceServers(this.iceServers);
+  }
+
+  // Not admitted (still waiting, or sent back to the waiting room): no media at all.
+  setAdmitted(admitted) {
+    this.admitted = admitted;
+    if (!admitted) {
+      for (const peerId of [...this.links.keys()]) this.closeLink(peerId);
+    }
+    this.reconcile();
+  }
+
+  updatePresence(participants) {
+    const present = new Map();
+    for (const p of participants || []) {
+      if (p.peer_id !== this.selfPeerId) present.set(p.peer_id, p);
+    }
+    const now = Date.now();
+    for (const [peerId, p] of present) {
+      this.known.set(peerId, p);
+      if (this.absentSince.delete(peerId)) this.returned.add(peerId);
+    }
+    for (const peerId of this.links.keys()) {
+      if (!present.has(peerId) && !this.absentSince.has(peerId)) this.absentSince.set(peerId, now);
+    }
+    this.present = present;
+    this.reconcile();
+  }
+
+  reconcile() {
+    if (this.admitted) {
+      for (const [peerId, p] of this.present) {
+        const link = this.links.get(peerId);
+        if (p.state !== "admitted") {
+          // Back in the waiting room (removed, then knocked again): no media with them.
+          if (link) this.closeLink(peerId);
+          continue;
+        }
+        if (!link) {
+          this.open(peerId, Boolean(p.polite));
+        } else if (link.polite !== Boolean(p.polite)) {
+          this.rebuild(peerId);
+        } else if (this.returned.has(peerId)) {
+          link.resendPendingOffer();
+        }
+      }
+    }
+    this.returned.clear();
+    this.changed();
+  }
+
+  open(peerId, polite) {
+    const link = new PeerLink({
+      peerId, polite, iceServers: this.iceServers, media: this.media, audioOnly: this.audioOnly,
+      send: (message) => this.signaling.send(message),
+    });
+    link.addEventListener("state", () => this.changed());
+    link.addEventListener("track", () => this.emit("remote", { peerId, link }));
+    this.links.set(peerId, link);
+    this.emit("remote", { peerId, link });
+    return link;
+  }
+
+  rebuild(peerId) {
+    const old = this.links.get(peerId);
+    const p = this.present.get(peerId) || this.known.get(peerId);
+    const polite = p ? Boolean(p.polite) : Boolean(old && old.polite);
+    if (old) old.close();
+    this.links.delete(peerId);
+    return this.open(peerId, polite);
+  }
+
+  closeLink(peerId) {
+    const link = this.links.get(peerId);
+    if (!link) return;
+    link.close();
+    this.links.delete(peerId);
+    this.absentSince.delete(peerId);
+    this.emit("gone", { peerId });
+    this.changed();
+  }
+
+  onSignal(message) {
+    const peerId = message.from;
+    let link = this.links.get(peerId);
+    if (!link) {
+      // An offer can overtake the presence that announces its sender.
+      if (!this.admitted || !message.description || message.description.type !== "offer") return;
+      const p = this.present.get(peerId);
+      link = this.open(peerId, p ? Boolean(p.polite) : true);
+    }
+    link.handle(message).catch((error) => {
+      if (!(error instanceof LinkBroken) || this.links.get(peerId) !== link) {
+        console.warn(error);
+        return;
+      }
+      // The peer built a new connection (a reload, or its own rebuild): ours cannot
+      // follow it, so start fresh. A polite link answers the offer that broke the old
+      // one; an impolite link makes its own offer, which the peer will accept.
+      const fresh = this.rebuild(peerId);
+      if (fresh.polite && message.description.type === "offer") {
+        fresh.handle(message).catch((again) => console.warn(again));
+      }
+    });
+  }
+
+  // Signaling is back after a drop: restart ICE where media suffered, and give every
+  // unfinished connection a fresh 10 seconds before it is rebuilt.
+  onReconnected() {
+    const now = Date.now();
+    for (const link of this.links.values()) {
+      if (link.state === "disconnected" || link.state === "failed") {
+        link.restartedAt = 0;
+        if (!link.restartIce()) link.lastProgress = now;
+      } else if (link.state !== "connected") {
+        link.lastProgress = now;
+      }
+    }
+    this.changed();
+  }
+
+  watch() {
+    const now = Date.now();
+    const up = this.signaling.isUp;
+    for (const [peerId, link] of [...this.links]) {
+      const state = link.state;
+      const absent = this.absentSince.get(peerId);
+      if (absent !== undefined && (["disconnected", "failed", "closed"].includes(state) ||
+          (state !== "connected" && now - absent > ABSENT_GRACE_MS))) {
+        this.closeLink(peerId);
+        continue;
+      }
+      // Without signaling nothing can be renegotiated: wait for it to come back.
+      if (state === "connected" || !up || absent !== undefined) continue;
+      const troubled = state === "failed" ||
+        (state === "disconnected" && now - link.stateSince > RESTART_DISCONNECTED_AFTER_MS);
+      if (troubled && link.restartedAt === 0 && link.restartIce()) continue;
+      const limit = REBUILD_AFTER_MS + (link.polite ? POLITE_REBUILD_EXTRA_MS : 0);
+      if (now - link.lastProgress > limit) this.rebuild(peerId);
+    }
+    this.changed();
+  }
+
+  setAudioOnly(on) {
+    this.audioOnly = on;
+    for (const link of this.links.values()) link.setAudioOnly(on);
+  }
+
+  summary() {
+    const now = Date.now();
+    let connected = 0;
+    let troubled = 0;
+    let failed = 0;
+    for (const link of this.links.values()) {
+      const state = link.state;
+      if (state === "connected") connected += 1;
+      if (state === "disconnected" || state === "failed") troubled += 1;
+      if (state === "failed" && (!this.hasTurn || now - link.stateSince > FAILED_WITH_TURN_AFTER_MS)) {
+        failed += 1;
+      }
+    }
+    return { count: this.links.size, connected, troubled, failed };
+  }
+
+  changed() {
+    this.dispatchEvent(new Event("change"));
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  close() {
+    clearInterval(this.timer);
+    for (const peerId of [...this.links.keys()]) this.closeLink(peerId);
+  }
+}

@@ -1,0 +1,587 @@
+// The visit room: local preview, the waiting room, admission, the mesh of remote
+// videos, and one plain-words connection state that the person can trust.
+//
+// `data-testid="connection-state"` always reads one of: waiting, connecting,
+// connected, reconnecting, failed (and ended once the visit is over for this page).
+
+import { PeerMesh } from "./peer-mesh.js";
+import { LocalMedia } from "./media.js";
+import { SignalingClient, peerIdFor } from "./signaling-client.js";
+
+const NO_TURN_ADVICE = "Your network is blocking the video connection. Try switching from " +
+  "Wi-Fi to mobile data, or the other way round, or join from another network.";
+const STAFF_ROLES = new Set(["prescriber", "coordinator"]);
+const ROLE_LABELS = { patient: "Patient", prescriber: "Prescriber", coordinator: "Care coordinator",
+  guest: "Guest", admin: "Admin" };
+const ICE_REFRESH_MARGIN_MS = 60_000;
+
+const $ = (id) => document.getElementById(id);
+
+function parseInstant(value) {
+  if (value === null || value === undefined || value === "") return NaN;
+  if (typeof value === "number") return value < 1e12 ? value * 1000 : value;
+  const asNumber = Number(value);
+  if (Number.isFinite(asNumber)) return parseInstant(asNumber);
+  return Date.parse(value);
+}
+
+export function formatWait(ms) {
+  const seconds = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  if (h > 0) return `${h} h ${String(m).padStart(2, "0")} min`;
+  return `${m}:${String(s).padStart(2, "0")}`;
+}
+
+function spokenWait(ms) {
+  const minutes = Math.floor(ms / 60000);
+  if (minutes < 1) return "under a minute";
+  return minutes === 1 ? "1 minute" : `${minutes} minutes`;
+}
+
+function listNames(names) {
+  if (names.length <= 1) return names.join("");
+  return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+}
+
+class VisitRoom {
+  constructor(root) {
+    this.root = root;
+    this.visitId = root.dataset.visitId;
+    this.role = root.dataset.role;
+    this.isStaff = STAFF_ROLES.has(this.role);
+    this.canEnd = this.role === "prescriber";
+    this.otherName = root.dataset.otherName || "the clinician";
+    this.peerId = peerIdFor(this.visitId);
+    this.joinedKey = `mendwell.joined.${this.visitId}`;
+
+    this.joined = false;
+    this.selfState = null;      // "waiting" | "admitted" once welcomed
+    this.waitingSince = NaN;
+    this.ended = null;          // why the room is over for this page
+    this.fatal = null;          // a refusal that retrying cannot fix
+    this.participants = [];
+    this.iceTimer = null;
+    this.lastWord = "";
+    this.lastAnnounced = "";
+    this.tiles = new Map();
+
+    this.media = new LocalMedia();
+    this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId });
+    this.mesh = new PeerMesh({ signaling: this.signaling, media: this.media,
+      selfPeerId: this.peerId });
+
+    this.el = {
+      state: $("connection-state"), detail: $("state-detail"), announcer: $("announcer"),
+      advice: $("advice"), mediaError: $("media-error"), waitingRoom: $("waiting-room"),
+      waitTimer: $("wait-timer"), remoteGrid: $("remote-grid"), localVideo: $("local-video"),
+      localTile: $("local-tile"), join: $("join"), joinPanel: $("join-panel"),
+      mute: $("mute"), camera: $("camera"), audioOnly: $("audio-only"), soundOn: $("sound-on"),
+      leave: $("leave"), endVisit: $("end-visit"), cameraSelect: $("camera-select"),
+      microphoneSelect: $("microphone-select"), participants: $("participants"),
+      participantsEmpty: $("participants-empty"), controls: $("controls"),
+    };
+    this.wire();
+  }
+
+  wire() {
+    const { el, media, signaling, mesh } = this;
+    media.addEventListener("tracks", () => this.showLocal());
+    media.addEventListener("devices", () => this.fillDevices());
+    media.addEventListener("error", (event) => this.showMediaError(event.detail.message));
+
+    signaling.addEventListener("connection", () => this.render());
+    signaling.addEventListener("welcome", (event) => this.onWelcome(event.detail));
+    signaling.addEventListener("presence", (event) => this.onPresence(event.detail));
+    signaling.addEventListener("admitted", () => this.onAdmitted());
+    signaling.addEventListener("signal", (event) => mesh.onSignal(event.detail));
+    signaling.addEventListener("ice-servers", (event) => this.onIceServers(event.detail));
+    signaling.addEventListener("removed", () => this.onRemoved());
+    signaling.addEventListener("ended", () => this.finish("ended"));
+    signaling.addEventListener("error", (event) => this.onServerError(event.detail));
+    signaling.addEventListener("connection", (event) => {
+      if (event.detail.status === "closed") this.onRefused(event.detail.code);
+    });
+
+    mesh.addEventListener("change", () => this.render());
+    mesh.addEventListener("remote", (event) => this.showRemote(event.detail.peerId,
+      event.detail.link));
+    mesh.addEventListener("gone", (event) => this.removeTile(event.detail.peerId));
+
+    el.join.addEventListener("click", () => this.join());
+    el.mute.addEventListener("click", () => {
+      media.setMuted(!media.muted);
+      this.setPressed(el.mute, media.muted);
+      this.announce(media.muted ? "Your microphone is off." : "Your microphone is on.");
+    });
+    el.camera.addEventListener("click", () => {
+      media.setCameraOff(!media.cameraOff);
+      this.setPressed(el.camera, media.cameraOff);
+      el.localTile.classList.toggle("camera-off", media.cameraOff || !media.videoTrack);
+      this.announce(media.cameraOff ? "Your camera is off." : "Your camera is on.");
+    });
+    el.audioOnly.addEventListener("click", () => this.toggleAudioOnly());
+    el.soundOn.addEventListener("click", () => this.unmuteRemotes());
+    el.leave.addEventListener("click", () => this.leave());
+    if (el.endVisit) el.endVisit.addEventListener("click", () => this.endVisit());
+    el.cameraSelect.addEventListener("change", () => media.useCamera(el.cameraSelect.value));
+    el.microphoneSelect.addEventListener("change",
+      () => media.useMicrophone(el.microphoneSelect.value));
+    if (el.participants) {
+      el.participants.addEventListener("click", (event) => this.onParticipantAction(event));
+    }
+    window.addEventListener("pagehide", () => {
+      if (this.joined) this.signaling.leave();
+    });
+    setInterval(() => this.tick(), 1000);
+  }
+
+  async start() {
+    this.render();
+    await this.media.start();
+    this.el.join.disabled = false;
+    let rejoin = false;
+    try {
+      rejoin = window.sessionStorage.getItem(this.joinedKey) === "1";
+    } catch {
+      // no storage: ask again
+    }
+    // Staff are admitted on arrival and need to see who is waiting at once; a patient
+    // who already joined in this tab (and reloaded) goes straight back in.
+    if (this.isStaff || rejoin) this.join();
+  }
+
+  join() {
+    if (this.joined || this.ended === "ended" || this.ended === "removed") return;
+    try {
+      window.sessionStorage.setItem(this.joinedKey, "1");
+    } catch {
+      // see start()
+    }
+    if (this.ended === "left") {
+      // Camera, socket and connections were all let go: a fresh page is the simplest
+      // correct way back in (the flag above joins it at once).
+      window.location.reload();
+      return;
+    }
+    this.joined = true;
+    this.el.joinPanel.hidden = true;
+    this.el.leave.hidden = false;
+    this.signaling.start();
+    this.render();
+  }
+
+  onWelcome(message) {
+    this.fatal = null;
+    this.selfState = message.state;
+    if (message.state === "waiting" && !Number.isFinite(this.waitingSince)) {
+      this.waitingSince = Date.now();
+    }
+    this.onIceServers(message);
+    this.mesh.setAdmitted(message.state === "admitted");
+    if (message.reconnected) {
+      // The welcome carries fresh credentials already; asking as well keeps to the
+      // protocol's recovery order and covers a server that hands out short ones.
+      this.signaling.send({ type: "ice-refresh" });
+      this.mesh.onReconnected();
+    }
+    this.render();
+  }
+
+  onIceServers(message) {
+    this.mesh.setIceServers(message.ice_servers || []);
+    clearTimeout(this.iceTimer);
+    const expires = parseInstant(message.ice_expires_at);
+    if (!Number.isFinite(expires)) return;
+    const left = expires - Date.now();
+    const delay = Math.max(1000, left - Math.min(ICE_REFRESH_MARGIN_MS, left * 0.2));
+    this.iceTimer = setTimeout(() => this.signaling.send({ type: "ice-refresh" }), delay);
+  }
+
+  onPresence(message) {
+    this.participants = message.participants || [];
+    const me = this.participants.find((p) => p.peer_id === this.peerId);
+    if (me) {
+      if (me.state) this.selfState = me.state;
+      const since = parseInstant(me.since);
+      if (me.state === "waiting" && Number.isFinite(since)) this.waitingSince = since;
+    }
+    this.mesh.updatePresence(this.participants);
+    this.mesh.setAdmitted(this.selfState === "admitted");
+    this.renderParticipants();
+    for (const [peerId, tile] of this.tiles) this.captionTile(peerId, tile);
+    this.render();
+  }
+
+  onAdmitted() {
+    this.selfState = "admitted";
+    this.mesh.setAdmitted(true);
+    this.announce("You have been let in. Connecting you now.");
+    this.render();
+  }
+
+  // The server sends a removed patient back to the waiting room (the socket stays), so
+  // the clinician can let them in again.
+  onRemoved() {
+    this.selfState = "waiting";
+    this.waitingSince = Date.now();
+    this.mesh.setAdmitted(false);
+    this.announce("The clinician has moved you back to the waiting room.");
+    this.render();
+  }
+
+  onServerError(message) {
+    if (message.code === "room_full") {
+      this.fatal = "This visit already has four people in it, the most it can hold. Ask the " +
+        "clinician to let you in when someone leaves.";
+    } else {
+      console.warn("signaling error", message);
+    }
+    this.render();
+  }
+
+  onRefused(code) {
+    if (code === 4410) {
+      this.finish("ended");
+      return;
+    }
+    this.fatal = {
+      4401: "You are signed out, so you cannot rejoin the visit. Sign in again and reopen it.",
+      4404: "This visit could not be found. Go back to your visits and open it again.",
+      4409: "This visit is open in another tab or window; it continues there. Close this one.",
+    }[code] || "You cannot join this visit with this account. If you think this is wrong, " +
+      "call the clinic.";
+    this.mesh.close();
+    this.render();
+  }
+
+  finish(why) {
+    this.ended = why;
+    clearTimeout(this.iceTimer);
+    this.signaling.stop();
+    this.mesh.close();
+    this.media.stop();
+    this.joined = false;
+    try {
+      window.sessionStorage.removeItem(this.joinedKey);
+    } catch {
+      // nothing kept
+    }
+    this.el.controls.hidden = true;
+    this.el.leave.hidden = true;
+    if (why === "left") {
+      this.el.join.textContent = "Rejoin the visit";
+      this.el.joinPanel.hidden = false;
+    }
+    this.render();
+  }
+
+  leave() {
+    this.signaling.leave();
+    this.finish("left");
+  }
+
+  endVisit() {
+    // eslint-disable-next-line no-alert
+    if (!window.confirm("End the visit for everyone?")) return;
+    this.signaling.send({ type: "end" });
+  }
+
+  async toggleAudioOnly() {
+    const on = !this.media.audioOnly;
+    this.setPressed(this.el.audioOnly, on);
+    await this.media.setAudioOnly(on);
+    this.mesh.setAudioOnly(on);
+    this.root.classList.toggle("audio-only", on);
+    this.announce(on ? "Sound only: video is off in both directions to save your connection."
+      : "Video is back on.");
+  }
+
+  onParticipantAction(event) {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const peerId = button.dataset.peerId;
+    const person = this.participants.find((p) => p.peer_id === peerId);
+    const name = person ? person.name : "this person";
+    if (button.dataset.action === "admit") {
+      button.disabled = true;
+      this.signaling.send({ type: "admit", peer_id: peerId });
+      this.announce(`Letting ${name} in.`);
+    } else if (button.dataset.action === "remove") {
+      // eslint-disable-next-line no-alert
+      if (!window.confirm(`Remove ${name} from the visit?`)) return;
+      this.signaling.send({ type: "remove", peer_id: peerId });
+    }
+  }
+
+  // --- rendering -----------------------------------------------------------------
+
+  others(state) {
+    return this.participants.filter((p) => p.peer_id !== this.peerId &&
+      (state === undefined || p.state === state));
+  }
+
+  word() {
+    if (this.ended) return "ended";
+    if (this.fatal) return "failed";
+    if (!this.joined) return "waiting";
+    if (!this.signaling.everWelcomed) return "connecting";
+    const media = this.mesh.summary();
+    if (media.failed > 0) return "failed";
+    if (!this.signaling.isUp) return "reconnecting";
+    if (this.selfState !== "admitted" || media.count === 0) return "waiting";
+    if (media.troubled > 0) return "reconnecting";
+    if (media.connected > 0) return "connected";
+    return "connecting";
+  }
+
+  detail(word) {
+    const connectedNames = [...this.mesh.links]
+      .filter(([, link]) => link.state === "connected")
+      .map(([peerId]) => (this.mesh.participant(peerId) || {}).name || "someone");
+    switch (word) {
+      case "ended":
+        return {
+          ended: "The visit has ended. Thank you. Your care team will follow up as planned.",
+          left: "You left the visit. You can rejoin while it is still going on.",
+        }[this.ended];
+      case "failed":
+        if (this.fatal) return this.fatal;
+        return this.mesh.hasTurn
+          ? "The video connection failed. Check your internet connection; we keep trying."
+          : NO_TURN_ADVICE;
+      case "waiting": {
+        if (!this.joined) {
+          return this.isStaff ? "Starting your camera…"
+            : "Check that you can see yourself, then join when you are ready.";
+        }
+        if (this.selfState !== "admitted") return "You are in the waiting room.";
+        const waiting = this.others("waiting");
+        if (this.isStaff && waiting.length > 0) {
+          return `${listNames(waiting.map((p) => p.name))} ${waiting.length === 1 ? "is" : "are"} ` +
+            "in the waiting room. Let them in when you are ready.";
+        }
+        return this.isStaff ? "Nobody else is here yet." : `Waiting for ${this.otherName} to join.`;
+      }
+      case "connecting":
+        return this.selfState === "admitted" && this.mesh.links.size > 0
+          ? "Connecting the video…" : "Connecting to the visit…";
+      case "reconnecting":
+        return this.signaling.isUp
+          ? "The connection is unstable. Trying to restore it…"
+          : "Reconnecting to the server… The call goes on if you can still see and hear the " +
+            "other person.";
+      case "connected":
+        return `Connected with ${listNames(connectedNames)}.`;
+      default:
+        return "";
+    }
+  }
+
+  render() {
+    const word = this.word();
+    const detail = this.detail(word) || "";
+    const { el } = this;
+    if (el.state.textContent !== word) el.state.textContent = word;
+    el.state.dataset.state = word;
+    if (el.detail.textContent !== detail) el.detail.textContent = detail;
+    const showAdvice = word === "failed";
+    el.advice.hidden = !showAdvice;
+    if (showAdvice && el.advice.textContent !== detail) el.advice.textContent = detail;
+    if (el.waitingRoom) {
+      el.waitingRoom.hidden = !(this.joined && this.selfState === "waiting" && !this.ended);
+    }
+    this.root.dataset.state = word;
+    if (word !== this.lastWord) {
+      this.lastWord = word;
+      this.announce(detail);
+    }
+    this.tick();
+  }
+
+  tick() {
+    if (this.el.waitTimer && Number.isFinite(this.waitingSince) && this.selfState === "waiting") {
+      const elapsed = Date.now() - this.waitingSince;
+      this.el.waitTimer.textContent = formatWait(elapsed);
+      this.el.waitTimer.setAttribute("aria-label", spokenWait(elapsed));
+    }
+    if (this.el.participants) {
+      for (const span of this.el.participants.querySelectorAll("[data-since]")) {
+        const since = Number(span.dataset.since);
+        span.textContent = `waiting ${formatWait(Date.now() - since)}`;
+      }
+    }
+  }
+
+  announce(text) {
+    if (!text || text === this.lastAnnounced) return;
+    this.lastAnnounced = text;
+    this.el.announcer.textContent = text;
+  }
+
+  setPressed(button, pressed) {
+    button.setAttribute("aria-pressed", String(pressed));
+  }
+
+  showMediaError(message) {
+    this.el.mediaError.textContent = message;
+    this.el.mediaError.hidden = false;
+  }
+
+  showLocal() {
+    const { el, media } = this;
+    el.localVideo.srcObject = null;
+    el.localVideo.srcObject = media.stream;
+    el.localVideo.play().catch(() => {});
+    el.localTile.classList.toggle("camera-off", media.cameraOff || !media.videoTrack);
+    el.mute.disabled = !media.audioTrack;
+    el.camera.disabled = !media.videoTrack;
+    this.fillDevices();
+  }
+
+  fillDevices() {
+    const fill = (select, devices, current, noun) => {
+      const options = devices.map((device, index) => {
+        const option = document.createElement("option");
+        option.value = device.deviceId;
+        option.textContent = device.label || `${noun} ${index + 1}`;
+        option.selected = device.deviceId === current;
+        return option;
+      });
+      select.replaceChildren(...options);
+      select.disabled = options.length < 2;
+    };
+    fill(this.el.cameraSelect, this.media.cameras, this.media.cameraId, "Camera");
+    fill(this.el.microphoneSelect, this.media.microphones, this.media.microphoneId, "Microphone");
+  }
+
+  renderParticipants() {
+    const list = this.el.participants;
+    if (!list) return;
+    const others = this.others();
+    const items = others.map((p) => {
+      const li = document.createElement("li");
+      li.className = `participant participant-${p.state}`;
+      li.dataset.peerId = p.peer_id;
+      const who = document.createElement("span");
+      who.className = "participant-name";
+      who.textContent = p.name;
+      const role = document.createElement("span");
+      role.className = "participant-role";
+      role.textContent = ROLE_LABELS[p.role] || p.role;
+      const state = document.createElement("span");
+      state.className = "participant-state";
+      const since = parseInstant(p.since);
+      if (p.state === "waiting" && Number.isFinite(since)) {
+        state.dataset.since = String(since);
+        state.textContent = `waiting ${formatWait(Date.now() - since)}`;
+      } else {
+        state.textContent = p.state === "waiting" ? "waiting" : "in the visit";
+      }
+      const actions = document.createElement("span");
+      actions.className = "participant-actions";
+      if (p.state === "waiting") {
+        actions.append(this.actionButton("admit", p, `Let ${p.name} in`, "Admit", true));
+      }
+      if (p.role !== "prescriber") {
+        actions.append(this.actionButton("remove", p, `Remove ${p.name} from the visit`,
+          "Remove", false));
+      }
+      li.append(who, role, state, actions);
+      return li;
+    });
+    list.replaceChildren(...items);
+    this.el.participantsEmpty.hidden = items.length > 0;
+  }
+
+  actionButton(action, person, label, text, primary) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.action = action;
+    button.dataset.peerId = person.peer_id;
+    button.setAttribute("aria-label", label);
+    button.textContent = text;
+    if (primary) button.className = "primary";
+    if (action === "admit") button.dataset.testid = "admit";
+    return button;
+  }
+
+  showRemote(peerId, link) {
+    let tile = this.tiles.get(peerId);
+    if (!tile) {
+      const figure = document.createElement("figure");
+      figure.className = "tile remote-tile";
+      const video = document.createElement("video");
+      video.autoplay = true;
+      video.playsInline = true;
+      const caption = document.createElement("figcaption");
+      figure.append(video, caption);
+      this.el.remoteGrid.append(figure);
+      tile = { figure, video, caption, stream: null };
+      this.tiles.set(peerId, tile);
+      this.markFirstRemote();
+    }
+    this.captionTile(peerId, tile);
+    if (tile.stream !== link.remoteStream) {
+      tile.stream = link.remoteStream;
+      tile.video.srcObject = link.remoteStream;
+    }
+    for (const track of link.remoteStream.getVideoTracks()) {
+      if (tile.watched === track) continue;
+      tile.watched = track;
+      const update = () => tile.figure.classList.toggle("no-video", track.muted);
+      track.addEventListener("mute", update);
+      track.addEventListener("unmute", update);
+      update();
+    }
+    this.play(tile.video);
+  }
+
+  captionTile(peerId, tile) {
+    const p = this.mesh.participant(peerId);
+    tile.caption.textContent = p ? p.name : "";
+    tile.video.setAttribute("aria-label", p ? `Video of ${p.name}` : "Video");
+  }
+
+  play(video) {
+    video.play().catch((error) => {
+      if (error.name !== "NotAllowedError") return;
+      // The browser wants a tap before it plays sound: play silently, offer the tap.
+      video.muted = true;
+      video.play().catch(() => {});
+      this.el.soundOn.hidden = false;
+    });
+  }
+
+  unmuteRemotes() {
+    for (const tile of this.tiles.values()) {
+      tile.video.muted = false;
+      tile.video.play().catch(() => {});
+    }
+    this.el.soundOn.hidden = true;
+  }
+
+  removeTile(peerId) {
+    const tile = this.tiles.get(peerId);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.figure.remove();
+    this.tiles.delete(peerId);
+    this.markFirstRemote();
+  }
+
+  markFirstRemote() {
+    const videos = this.el.remoteGrid.querySelectorAll("video");
+    videos.forEach((video, index) => {
+      if (index === 0) video.dataset.testid = "remote-video";
+      else delete video.dataset.testid;
+    });
+  }
+}
+
+const root = document.querySelector(".visit-room[data-live]");
+if (root) {
+  const room = new VisitRoom(root);
+  room.start();
+}

@@ -26,6 +26,7 @@ from server import audit, outbox
 from server.api import admin as admin_api
 from server.api import checkins as checkins_api
 from server.api import guests as guests_api
+from server.api import notes as notes_api
 from server.api import openapi
 from server.api import session as session_api
 from server.api import visits as visits_api
@@ -54,7 +55,8 @@ BackgroundTask = Callable[[Services], Coroutine[Any, Any, None]]
 
 def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
-            *escalation_api.OPERATIONS, *guests_api.OPERATIONS, *admin_api.OPERATIONS]
+            *notes_api.OPERATIONS, *escalation_api.OPERATIONS, *guests_api.OPERATIONS,
+            *admin_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

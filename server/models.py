@@ -397,3 +397,75 @@ class Timer(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     fired_by: Mapped[str | None] = mapped_column(String(64), default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class NoteStatus(enum.StrEnum):
+    draft = "draft"
+    signed = "signed"
+
+
+class VisitNote(Base):
+    """The prescriber's note for one visit. ``version`` grows with every save; a save
+    based on an older version is refused, never merged silently."""
+
+    __tablename__ = "visit_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[NoteStatus] = mapped_column(_enum(NoteStatus, "note_status"),
+                                               default=NoteStatus.draft)
+    sections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    medication_changes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    follow_up_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+
+
+class NoteAddendum(Base):
+    __tablename__ = "note_addenda"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("visit_notes.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Medication(Base):
+    """A medication on the patient's list, kept by signed notes."""
+
+    __tablename__ = "medications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    drug: Mapped[str] = mapped_column(String(120))
+    dose: Mapped[str | None] = mapped_column(String(40), default=None)
+    unit: Mapped[str | None] = mapped_column(String(20), default=None)
+    route: Mapped[str | None] = mapped_column(String(40), default=None)
+    frequency: Mapped[str | None] = mapped_column(String(60), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_monitored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class MedicationChange(Base):
+    """One change to a medication: who, when, why, from which signed note."""
+
+    __tablename__ = "medication_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    medication_id: Mapped[int] = mapped_column(ForeignKey("medications.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    note_id: Mapped[int | None] = mapped_column(ForeignKey("visit_notes.id"), default=None)
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

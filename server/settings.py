@@ -70,6 +70,12 @@ class Settings:
     ack_urgent_minutes: int = 60
     ack_step_up_business_days: int = 1
     timer_poll_seconds: float = 1.0
+    # Follow-up cadence matched to risk (CLINICAL.md), in days.
+    follow_up_urgent_days: int = 7
+    follow_up_medication_change_days: int = 28
+    follow_up_moderate_days: int = 28
+    follow_up_stable_days: int = 90
+    follow_up_default_days: int = 28
     # Video visits (signaling/). TURN credentials are short-lived so a leaked one is
     # soon useless; clients refresh them with `ice-refresh` before they expire.
     turn_ttl_seconds: int = 600

@@ -1,0 +1,114 @@
+"""The visit note, its signing and addenda, the medication list and the summary."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server import medications, notes
+from server.api.registry import ApiOperation
+from server.http import actor_of, json_body, path_id, services_of
+
+
+class Addendum(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=20_000)
+
+
+class NextVisit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: int | None = Field(default=None, ge=1, le=365)
+
+
+async def get_note(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await notes.get_note(session, services, actor, visit_id)
+    return JSONResponse(data)
+
+
+async def put_note(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_body(request, notes.NoteSave)
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await notes.save_note(session, services, actor, visit_id, body)
+    return JSONResponse(data)
+
+
+async def sign(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await notes.sign_note(session, services, actor, visit_id)
+    return JSONResponse(data)
+
+
+async def add_addendum(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_body(request, Addendum)
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await notes.add_addendum(session, services, actor, visit_id, body.text)
+    return JSONResponse(data, status_code=201)
+
+
+async def next_visit(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_body(request, NextVisit)
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await notes.schedule_next(session, services, actor, visit_id, body.days)
+    return JSONResponse(data, status_code=201)
+
+
+async def summary(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await notes.after_visit_summary(session, services, actor, visit_id)
+    return JSONResponse(data)
+
+
+async def medication_list(request: Request) -> Response:
+    actor = actor_of(request)
+    patient_id = path_id(request, "patient_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        found = await medications.medication_list(session, actor, patient_id,
+                                                  services.clock.now())
+    return JSONResponse({"medications": found})
+
+
+OPERATIONS = [
+    ApiOperation("GET", "/api/v1/visits/{visit_id}/note", get_note,
+                 "The visit note (created empty on first read), its follow-up default and "
+                 "whether a safety assessment is required", tag="notes"),
+    ApiOperation("PUT", "/api/v1/visits/{visit_id}/note", put_note,
+                 "Save the whole note, based on `version` (409 version_conflict when stale)",
+                 body=notes.NoteSave, tag="notes"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/note/sign", sign,
+                 "Sign and lock the note; applies medication changes "
+                 "(409 safety_assessment_required)", tag="notes"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/note/addenda", add_addendum,
+                 "Append an addendum to a signed note", body=Addendum, success=201,
+                 tag="notes"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/next-visit", next_visit,
+                 "Schedule the next visit at the chosen interval and email the invitation",
+                 body=NextVisit, success=201, tag="notes"),
+    ApiOperation("GET", "/api/v1/visits/{visit_id}/summary", summary,
+                 "The after-visit summary (once the note is signed)", tag="notes"),
+    ApiOperation("GET", "/api/v1/patients/{patient_id}/medications", medication_list,
+                 "Current and past medications with their history and monitoring",
+                 tag="notes"),
+]

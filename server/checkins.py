@@ -1,16 +1,19 @@
 """The pre-visit check-in: drafts, completion, scoring, triage and its hand-off.
 
 Safety decisions made here (see docs/clinical.md):
-- A draft is triaged on every save using the instruments that are complete so far.
-  When that reaches ``urgent`` or ``emergency`` (for example PHQ-9 item 9 answered
-  above 0 before the C-SSRS is done), the result is stored and handed to the
-  escalation workflow at once, so it is not lost if the patient closes the page.
+- A draft is triaged on every save using the instruments that are complete so far,
+  and those still being answered at the least their answers so far show (a "yes" to
+  intent is high risk before the screener's last questions are answered). When that reaches
+  ``urgent`` or ``emergency`` (for example PHQ-9 item 9 answered above 0 before the
+  C-SSRS is done), the result is stored and handed to the escalation workflow at
+  once, so it is not lost if the patient closes the page.
 - A completed check-in never goes unrecorded for missing pieces when its level is
   ``urgent`` or higher: the missing fields are listed instead of refusing it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -35,7 +38,7 @@ from server.models import (
     VisitStatus,
 )
 from server.services import Services
-from server.triage import Level, TriageResult, evaluate, level_at_least
+from server.triage import Level, TriageResult, evaluate, level_at_least, level_rank
 from server.visits import ENDED, care_team_ids
 
 OPEN_BEFORE = timedelta(hours=72)
@@ -181,22 +184,75 @@ async def _previous_phq9(session: AsyncSession, patient_id: int,
     return await session.scalar(query.order_by(MeasureResult.at.desc()).limit(1))
 
 
+def _answers_so_far(instrument: str, raw: object) -> dict[str, Any] | None:
+    """A partly answered instrument, with the lowest answer for each item the patient
+    has not reached: 0 for a scored item, "no" for a C-SSRS question.
+
+    Every triage rule only rises with an answer (a total over a threshold, the highest
+    endorsed C-SSRS answer), so this is the least the finished instrument can show: a
+    "yes" to q4 (intent) is high risk whatever comes after it, and PHQ-9 item 9 above 0
+    needs the screener whatever items 1-8 turn out to be. None when even so it is not
+    valid (a wrong value, or answers against the skip logic).
+    """
+    if not isinstance(raw, dict):
+        return None
+    answers = raw.get("answers")
+    if isinstance(answers, list):
+        return {**raw, "answers": [0 if value is None else value for value in answers]}
+    if instrument != "cssrs" or set(raw) != {"answers"} or not isinstance(answers, dict):
+        return None
+    filled: dict[str, Any] = dict(answers)
+    for key in ("q1", "q2", "q6"):
+        if filled.get(key) is None:
+            filled[key] = False
+    if filled["q2"] is True:
+        for key in ("q3", "q4", "q5"):
+            if filled.get(key) is None:
+                filled[key] = False
+    if filled["q6"] is True and filled.get("q6_recent") is None:
+        filled["q6_recent"] = False
+    return {"answers": filled}
+
+
 def _partial_triage(services: Services, data: dict[str, Any]) -> TriageResult | None:
-    """Triage the instruments of a draft that are complete and valid; None if none are."""
+    """Triage a draft: the instruments that are complete, and the ones still being
+    answered at the least their answers so far show (``_answers_so_far``), so that a
+    patient who says yes to intent and then closes the page reaches the emergency
+    level at once. An unfinished instrument is not done: item 9 above 0 still requires
+    the C-SSRS until the screener is complete. None when nothing can be triaged yet.
+    """
     responses = data.get("responses")
     if not isinstance(responses, dict):
         return None
-    valid: dict[str, Any] = {}
     sex = data.get("sex") if data.get("sex") in ("female", "male") else None
-    for key, value in responses.items():
+
+    def triage(chosen: dict[str, Any]) -> TriageResult | None:
         try:
-            evaluate({"responses": {key: value}, "sex": sex}, services.rules)
+            return evaluate({"responses": chosen, "sex": sex}, services.rules)
         except ValidationFailed:
+            return None
+
+    complete: dict[str, Any] = {}
+    so_far: dict[str, Any] = {}
+    for key, value in responses.items():
+        if triage({key: value}) is not None:
+            complete[key] = value
             continue
-        valid[key] = value
-    if not valid:
-        return None
-    return evaluate({"responses": valid, "sex": sex}, services.rules)
+        filled = _answers_so_far(key, value)
+        if filled is not None and triage({key: filled}) is not None:
+            so_far[key] = filled
+    result = triage(complete) if complete else None
+    if not so_far:
+        return result
+    bound = triage(complete | so_far)
+    unfinished_screener = {k: v for k, v in so_far.items() if k != "cssrs"}
+    asked = triage(complete | unfinished_screener)
+    requires = asked.requires if asked is not None else ()
+    # A partial C-SSRS counts as given in ``bound``, which turns "item 9 unassessed"
+    # (urgent) into "item 9 positive" (review): keep whichever level is higher.
+    best = bound if bound is not None and (
+        result is None or level_rank(bound.level) > level_rank(result.level)) else result
+    return replace(best, requires=requires) if best is not None else None
 
 
 async def _get_or_start(session: AsyncSession, visit: Visit, now: datetime) -> CheckIn:

@@ -9,6 +9,8 @@ import sys
 
 from server.settings import Settings, SettingsError
 
+WS_HARD_MAX_BYTES = 1024 * 1024
+
 
 def _settings() -> Settings:
     try:
@@ -113,7 +115,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{settings.database_url.split('://')[0]})", flush=True)
     uvicorn.run(
         create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
-        ws="websockets-sansio", ws_per_message_deflate=False, ws_max_size=64 * 1024,
+        ws="websockets-sansio",
+        # Per-message deflate costs about 4x the memory of an idle signaling socket.
+        ws_per_message_deflate=False,
+        # uvicorn fails the connection (1009) on a frame over ws_max_size, with no
+        # chance to answer. The protocol's 64 KiB limit is enforced by the app, which
+        # answers an error and keeps the socket; this is only the hard ceiling.
+        ws_max_size=WS_HARD_MAX_BYTES,
+        # Heartbeats: ping every interval, drop a socket silent for interval + timeout.
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
         proxy_headers=True, log_level="info", server_header=False,
     )
     return 0

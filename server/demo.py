@@ -73,6 +73,7 @@ async def seed(services: Services, *, password: str | None = None) -> DemoResult
                                                role=member.role, added_at=now))
         visits_created = await _visits_today(session, now, prescriber, [
             users["patient@demo.test"], users["patient2@demo.test"]])
+        await _past_checkins(session, users["patient@demo.test"], now)
         audit.record(session, None, "seed_demo", "clinic", None, created=len(created))
     return DemoResult(password, generated, created, visits_created)
 
@@ -89,8 +90,10 @@ async def _visits_today(session: object, now: datetime, prescriber: User,
         Visit.scheduled_at < day_start + timedelta(days=1)))
     if existing is not None:
         return 0
-    # The first visit starts soon so a person trying the demo can join it right away.
-    soon = (now + timedelta(minutes=10)).replace(second=0, microsecond=0)
+    # The first visit starts soon so a person trying the demo can join it right away;
+    # late in the evening both still fall on today's list (the prescriber's day).
+    soon = min((now + timedelta(minutes=10)).replace(second=0, microsecond=0),
+               day_start + timedelta(days=1) - timedelta(minutes=40))
     plan = [
         (patients[0], VisitKind.follow_up, soon),
         (patients[1], VisitKind.follow_up, soon + timedelta(minutes=30)),
@@ -106,5 +109,78 @@ async def _visits_today(session: object, now: datetime, prescriber: User,
             status=VisitStatus.completed if past else VisitStatus.scheduled,
             created_at=now, started_at=when if past else None,
             ended_at=when + timedelta(minutes=15) if past else None))
+        count += 1
+    return count
+
+
+# Completed check-ins for the demo patient's two earlier visits (intake 56 days ago,
+# follow-up 28 days ago), improving, so the prescriber sees a trend in `make run`.
+# They are written as rows rather than through server.checkins.complete, which only
+# accepts a check-in while its visit is open. Scores come from the instrument modules;
+# every answer is chosen so that no triage reason fires (PHQ-9 under 20 with item 9 at
+# 0, GAD-7 under 15, AUDIT-C under 3, ASRM under 6), so the stored level is "none" —
+# tests/test_checkin_pages.py checks that against server.triage.evaluate.
+DEMO_CHECKINS = (
+    # days before now, PHQ-9 answers, PHQ-9 difficulty, GAD-7 answers, AUDIT-C, ASRM
+    (56, [2, 3, 2, 2, 2, 2, 2, 2, 0], 2, [2, 2, 2, 2, 1, 2, 2], [1, 1, 0], [0, 0, 1, 0, 0]),
+    (28, [1, 2, 1, 2, 1, 1, 1, 1, 0], 1, [1, 1, 2, 1, 1, 1, 1], None, None),
+)
+
+
+async def _past_checkins(session: object, patient: User, now: datetime) -> int:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from server.instruments import asrm, auditc, gad7, phq9
+    from server.models import CheckIn, CheckInStatus, MeasureResult
+
+    assert isinstance(session, AsyncSession)
+    if await session.scalar(select(CheckIn.id).where(CheckIn.patient_id == patient.id)):
+        return 0  # the demo already has its history (or the patient checked in)
+    profile = await session.get(PatientProfile, patient.id)
+    count = 0
+    for days, phq9_answers, difficulty, gad7_answers, auditc_answers, asrm_answers in \
+            DEMO_CHECKINS:
+        visit = await session.scalar(select(Visit).where(
+            Visit.patient_id == patient.id, Visit.status == VisitStatus.completed,
+            Visit.scheduled_at <= now - timedelta(days=days - 1),
+            Visit.scheduled_at >= now - timedelta(days=days + 1)).limit(1))
+        if visit is None:
+            continue
+        at = visit.scheduled_at - timedelta(hours=2)
+        responses: dict[str, object] = {
+            "phq9": {"answers": phq9_answers, "difficulty": difficulty},
+            "gad7": {"answers": gad7_answers}}
+        scores: dict[str, dict[str, object]] = {
+            "phq9": phq9.from_answers(tuple(phq9_answers), difficulty).to_json(),
+            "gad7": gad7.from_answers(tuple(gad7_answers)).to_json()}
+        if auditc_answers and asrm_answers:
+            responses["auditc"] = {"answers": auditc_answers}
+            responses["asrm"] = {"answers": asrm_answers}
+            scores["auditc"] = auditc.from_answers(tuple(auditc_answers), None).to_json()
+            scores["asrm"] = asrm.from_answers(tuple(asrm_answers)).to_json()
+        address = "221 Maple Avenue, Apt 3, Springfield"
+        phone = profile.phone if profile and profile.phone else "+1 555 0100"
+        contact = {"name": "Taylor Rivera", "phone": "+1 555 010 2000"}
+        emergency = {"location": {"address": address}, "callback_phone": phone,
+                     "emergency_contact": contact}
+        checkin = CheckIn(
+            visit_id=visit.id, patient_id=patient.id, status=CheckInStatus.completed,
+            started_at=at, updated_at=at, completed_at=at,
+            data={"responses": responses, "sex": None, **emergency,
+                  "side_effects": [{"effect": "sedation", "severity": "mild"}],
+                  "missed_doses": {"days_missed": 1, "reasons": ["forgot"]},
+                  "sleep": {"hours": 6.5, "quality": "fair"},
+                  "substance_use": {"cravings": 2, "used_since_last_visit": False}},
+            scores=scores, level="none", reasons=[],
+            location_address=address, callback_phone=phone,
+            emergency_contact_name=contact["name"], emergency_contact_phone=contact["phone"])
+        session.add(checkin)
+        await session.flush()
+        for name, score in scores.items():
+            total = score.get("total")
+            session.add(MeasureResult(checkin_id=checkin.id, patient_id=patient.id,
+                                      instrument=name, at=at,
+                                      total=total if isinstance(total, int) else None,
+                                      result=score))
         count += 1
     return count

@@ -123,10 +123,16 @@ class BodyTooLarge(Exception):
 
 def _same_origin(headers: Headers, base_url: str) -> bool:
     origin = headers.get("origin") or headers.get("referer")
-    if not origin or origin == "null":
+    if origin == "null":
+        # Our own Referrer-Policy (no-referrer) makes browsers send `Origin: null` on
+        # same-origin form posts (Fetch standard, "append a request Origin header"), as
+        # they do for sandboxed frames and cross-site redirects. Sec-Fetch-Site, which
+        # no page can set, tells them apart; a browser without it stays refused.
+        return headers.get("sec-fetch-site") == "same-origin"
+    if not origin:
         # Browsers send Origin on every cross-site POST; a missing one is a non-browser
         # client, which cookies do not ride along with by accident.
-        return origin is None
+        return True
     netloc = urlsplit(origin).netloc
     return netloc in (headers.get("host", ""), urlsplit(base_url).netloc)
 

@@ -19,7 +19,7 @@ from email.utils import make_msgid
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.models import OutboxEmail
@@ -50,19 +50,40 @@ def backoff(services: Services, attempts: int) -> timedelta:
 async def _claim(services: Services, now: datetime) -> list[OutboxEmail]:
     async with services.transaction() as session:
         query = (
-            select(OutboxEmail)
-            .where(OutboxEmail.sent_at.is_(None), OutboxEmail.failed_at.is_(None),
-                   OutboxEmail.next_attempt_at <= now,
-                   or_(OutboxEmail.claimed_until.is_(None), OutboxEmail.claimed_until < now))
+            select(OutboxEmail.id)
+            .where(*_due(now))
             .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
             .limit(BATCH)
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = list((await session.scalars(query)).all())
-        for row in rows:
-            row.claimed_until = now + LEASE
-        return rows
+        claimed = []
+        for candidate in list((await session.scalars(query)).all()):
+            # SQLite has no SKIP LOCKED: two senders can read the same due row. The claim
+            # repeats the due conditions, so only the sender whose update still matches
+            # (writes are serialised) gets the row; the other's updates nothing.
+            result = await session.execute(
+                update(OutboxEmail)
+                .where(OutboxEmail.id == candidate, *_due(now))
+                .values(claimed_until=now + LEASE)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) == 1:
+                claimed.append(candidate)
+        if not claimed:
+            return []
+        rows = await session.scalars(
+            select(OutboxEmail).where(OutboxEmail.id.in_(claimed))
+            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
+            .execution_options(populate_existing=True)
+        )
+        return list(rows.all())
+
+
+def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (OutboxEmail.sent_at.is_(None), OutboxEmail.failed_at.is_(None),
+            OutboxEmail.next_attempt_at <= now,
+            or_(OutboxEmail.claimed_until.is_(None), OutboxEmail.claimed_until < now))
 
 
 def _message(services: Services, row: OutboxEmail) -> EmailMessage:

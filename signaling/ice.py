@@ -42,7 +42,8 @@ def ice_config(settings: Settings, user: str, now: datetime) -> IceConfig:
         servers.append({"urls": list(settings.stun_urls)})
     expires_at = None
     if settings.turn_urls and settings.turn_secret:
-        expires_at = (now + timedelta(seconds=settings.turn_ttl_seconds)).astimezone(UTC)
+        expires = int((now + timedelta(seconds=settings.turn_ttl_seconds)).timestamp())
+        expires_at = datetime.fromtimestamp(expires, UTC)
         username, credential = turn_credentials(settings.turn_secret, user, expires_at)
         servers.append({"urls": list(settings.turn_urls), "username": username,
                         "credential": credential})

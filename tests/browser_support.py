@@ -1,7 +1,7 @@
 """Browser tests' real services: the app in a uvicorn subprocess, headless Chromium.
 
-The app runs as ``mendwell serve`` in its own process (so a test can kill it and start
-it again on the same port and database), seeded with ``mendwell demo``. Chromium is
+The app runs as ``mendwell serve --demo`` in its own process (so a test can kill it and
+start it again, as plain ``mendwell serve``, on the same port and database). Chromium is
 Debian's, driven by Playwright for Python with fake camera and microphone devices.
 Without Chromium the tests skip with one line; with MENDWELL_REQUIRE_SERVICES=1 they
 fail instead.
@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-START_TIMEOUT = 20.0
+START_TIMEOUT = 30.0
 
 # --- in-page probes (plain JavaScript run by Playwright) ---------------------------------
 
@@ -111,8 +111,10 @@ def free_port() -> int:
 class AppServer:
     """``mendwell serve`` on a fixed port and database, which a test may kill and restart."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None,
+                 settings: dict[str, str] | None = None) -> None:
         self.directory = directory
+        self.settings = settings or {}
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.database = directory / "mendwell.db"
@@ -129,23 +131,21 @@ class AppServer:
             "MENDWELL_DEMO_PASSWORD": DEMO_PASSWORD,
             "MENDWELL_VAR_DIR": str(self.directory),
             "MENDWELL_BASE_URL": self.base_url,
+            **{f"MENDWELL_{name.upper()}": value for name, value in self.settings.items()},
         })
         return env
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "server.cli", *args]
 
-    def seed(self) -> None:
-        result = subprocess.run(self.command("demo"), env=self.env(), capture_output=True,
-                                timeout=60, check=False, cwd=Path(__file__).parent.parent)
-        assert result.returncode == 0, f"mendwell demo failed:\n{result.stderr.decode()}"
-
-    def start(self) -> None:
+    def start(self, *, demo: bool = False) -> None:
+        """Serve (``demo``: first migrate and seed the demo clinic, ``serve --demo``)."""
         assert self.process is None, "already running"
         self.starts += 1
         self.log = (self.directory / f"server-{self.starts}.log").open("wb")
+        demo_flag = ["--demo"] if demo else []
         self.process = subprocess.Popen(
-            self.command("serve", "--host", "127.0.0.1", "--port", str(self.port)),
+            self.command("serve", *demo_flag, "--host", "127.0.0.1", "--port", str(self.port)),
             env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
             cwd=Path(__file__).parent.parent)
         deadline = time.monotonic() + START_TIMEOUT
@@ -198,8 +198,7 @@ class AppServer:
 @pytest.fixture
 def app_server(tmp_path: Path) -> Iterator[AppServer]:
     server = AppServer(tmp_path)
-    server.seed()
-    server.start()
+    server.start(demo=True)
     yield server
     server.stop()
 
@@ -239,7 +238,16 @@ class Person:
         page.goto("/login")
         page.get_by_test_id("email").fill(self.email)
         page.get_by_test_id("password").fill(DEMO_PASSWORD)
-        page.get_by_test_id("login").click()
+        with page.expect_response(lambda r: r.request.method == "POST" and
+                                  r.url.endswith("/login")) as posted:
+            page.get_by_test_id("login").click()
+        response = posted.value
+        if response.status == 403 and b"csrf_failed" in response.body():
+            raise AssertionError(
+                "the sign-in form was refused as cross-site: the browser sent "
+                f"Origin: {response.request.header_value('origin')!r} (with "
+                "Referrer-Policy: no-referrer, browsers send Origin: null on same-origin "
+                "form posts)")
         page.wait_for_url(lambda url: "/login" not in url)
 
     def close(self) -> None:
@@ -252,9 +260,9 @@ class Person:
     def first_visit_id(self) -> int:
         """The patient's next visit, as their home page lists it (the demo's visit soon)."""
         self.page.goto("/home")
-        href = self.page.locator('.visit a[href^="/visits/"]').first.get_attribute("href")
-        assert href is not None
-        return int(href.rsplit("/", 1)[1])
+        found = self.page.locator(".visit[data-visit-id]").first.get_attribute("data-visit-id")
+        assert found is not None, "the patient has no visit listed"
+        return int(found)
 
     # In-page probes (plain JavaScript, run by Playwright).
 

@@ -48,6 +48,15 @@ class Socket:
     def send_text(self, text: str) -> None:
         self.session.send_text(text)
 
+    def burst(self, messages: list[dict[str, Any]]) -> None:
+        """Queue many frames at once, as a runaway client on a fast link would."""
+        async def put() -> None:
+            for message in messages:
+                await self.session._receive_tx.send(
+                    {"type": "websocket.receive", "text": json.dumps(message)})
+
+        self.session.portal.call(put)
+
     def receive(self, timeout: float = 5.0) -> dict[str, Any]:
         async def get() -> Any:
             with anyio.fail_after(timeout):

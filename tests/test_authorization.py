@@ -30,7 +30,16 @@ from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
 from server.app import create_app
 from server.auth import make_join_token
-from server.models import AuditEntry, Role, Visit, VisitKind, VisitStatus
+from server.models import (
+    AuditEntry,
+    Escalation,
+    EscalationStatus,
+    Role,
+    Visit,
+    VisitKind,
+    VisitStatus,
+)
+from server.notes import sign_note
 from server.services import Services
 from server.settings import Settings
 from tests.checkin_bodies import checkin_body
@@ -76,6 +85,7 @@ class Row:
     json: Make | None = None
     form: Make | None = None
     query: Make | None = None
+    send: Make | None = None        # a WebSocket's first message
     # Makes what this cell acts on; returns path values that replace the clinic's.
     prepare: Make | None = None
     note: str = ""                  # tells apart rows of one route
@@ -184,6 +194,48 @@ def throwaway_patient(cell: Cell) -> dict[str, Any]:
     return {"glass_patient_id": cell.run(make)}
 
 
+def signed_note(cell: Cell) -> dict[str, Any]:
+    """A fresh visit whose note the prescriber has signed."""
+    values = fresh_visit(cell)
+
+    async def sign() -> None:
+        async with cell.services.transaction() as session:
+            await sign_note(session, cell.services, _prescriber(cell), values["visit_id"])
+
+    cell.run(sign)
+    return values
+
+
+def escalation(status: EscalationStatus) -> Make:
+    """An escalation of the patient in ``status``, made for one cell: acknowledging,
+    logging and resolving move it on, so no two cells may share one."""
+
+    def prepare(cell: Cell) -> dict[str, Any]:
+        async def make() -> int:
+            async with cell.services.transaction() as session:
+                now = cell.services.clock.now()
+                acknowledged = status is not EscalationStatus.open
+                row = Escalation(
+                    patient_id=cell.clinic.patient.id, level="urgent", reasons=["relapse"],
+                    source="manual", status=status, raised_at=now, realerts=0,
+                    raised_by_id=cell.clinic.prescriber.id,
+                    ack_due_at=now + timedelta(hours=1),
+                    acknowledged_at=now if acknowledged else None,
+                    acknowledged_by_id=cell.clinic.coordinator.id if acknowledged else None)
+                session.add(row)
+                await session.flush()
+                return row.id
+
+        return {"escalation_id": cell.run(make)}
+
+    return prepare
+
+
+def hello(cell: Cell) -> dict[str, Any]:
+    return {"type": "hello", "peer_id": f"matrix-{uuid.uuid4().hex[:16]}",
+            "polite_capable": False}
+
+
 def new_visit_body(cell: Cell) -> dict[str, Any]:
     when = cell.services.clock.now() + timedelta(days=1)
     return {"patient_id": cell.clinic.patient.id, "prescriber_id": cell.clinic.prescriber.id,
@@ -256,6 +308,57 @@ API = [
         401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
     row("GET", "/api/v1/patients/{patient_id}/fhir",
         401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    # The note is the care team's; only the visit's prescribers write and sign it.
+    row("GET", "/api/v1/visits/{visit_id}/note",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("PUT", "/api/v1/visits/{visit_id}/note",
+        401,     403,     403,     403,     200,     DENIED,  403,     403,     403,
+        prepare=fresh_visit, json=lambda cell: {"version": 0, "sections": {}}),
+    row("POST", "/api/v1/visits/{visit_id}/note/sign",
+        401,     403,     403,     403,     200,     DENIED,  403,     403,     403,
+        prepare=fresh_visit),
+    row("POST", "/api/v1/visits/{visit_id}/note/addenda",
+        401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
+        prepare=signed_note, json=lambda cell: {"text": "Called the pharmacy."}),
+    row("POST", "/api/v1/visits/{visit_id}/next-visit",
+        401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
+        json=lambda cell: {"days": 28}),
+    row("GET", "/api/v1/visits/{visit_id}/summary",
+        401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=signed_note),
+    row("GET", "/api/v1/patients/{patient_id}/medications",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/visits/{visit_id}/guests",
+        401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
+        json=lambda cell: {"name": "Ana Interpreter", "email": "ana@interpreters.test"}),
+    # Escalations are the care team's work: prescribers and coordinators, per team.
+    row("GET", "/api/v1/escalations",
+        401,     403,     403,     403,     200,     200,     200,     200,     403),
+    row("POST", "/api/v1/escalations",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        json=lambda cell: {"patient_id": cell.clinic.patient.id, "level": "urgent",
+                           "reason": "relapse"}),
+    row("GET", "/api/v1/escalations/measures",
+        401,     403,     403,     403,     200,     200,     200,     200,     403),
+    row("GET", "/api/v1/escalations/{escalation_id}",
+        401,     DENIED,  DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=escalation(EscalationStatus.open)),
+    row("POST", "/api/v1/escalations/{escalation_id}/acknowledge",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open)),
+    row("POST", "/api/v1/escalations/{escalation_id}/assign",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open),
+        json=lambda cell: {"assignee_id": cell.clinic.coordinator.id}),
+    row("POST", "/api/v1/escalations/{escalation_id}/events",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        prepare=escalation(EscalationStatus.acknowledged),
+        json=lambda cell: {"kind": "note", "text": "Left a message with the pharmacy."}),
+    row("POST", "/api/v1/escalations/{escalation_id}/resolve",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=escalation(EscalationStatus.acknowledged),
+        json=lambda cell: {"disposition": "outpatient_follow_up",
+                           "note": "Seen in clinic the same day."}),
     row("GET", "/api/v1/users",
         401,     403,     403,     403,     403,     403,     403,     403,     200),
     row("POST", "/api/v1/users",
@@ -326,6 +429,16 @@ PAGES = [
     row("GET", "/visits/{visit_id}",
         LOGIN,   404,     404,     404,     404,     404,     404,     404,     404,
         prepare=missing_visit, note="no such visit"),
+    row("GET", "/visits/{visit_id}/checkin",
+        LOGIN,   200,     DENIED,  200,     403,     403,     403,     403,     403),
+    # A patient's own page is their progress page.
+    row("GET", "/patients/{patient_id}",
+        LOGIN,   303,     DENIED,  303,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("GET", "/progress",
+        LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
+    row("GET", "/escalations/{escalation_id}",
+        LOGIN,   DENIED,  DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=escalation(EscalationStatus.open)),
     row("GET", "/admin",
         LOGIN,   403,     403,     403,     403,     403,     403,     403,     200),
     row("POST", "/admin/users",
@@ -354,9 +467,24 @@ PAGES = [
         200,     200,     200,     200,     200,     200,     200,     200,     200),
 ]
 
-# WebSocket rows use method "WS": 101 when the connection is accepted, otherwise the
-# HTTP status of a denial response, or close code 4401/4403/4404 read as 401/403/404.
-WEBSOCKETS: list[Row] = []
+# WebSocket rows use method "WS": after ``send``, 101 when the server answers with
+# anything but an error; a refusal is an error then close code 4401/4403/4404, read as
+# 401/403/404 (or the status of an HTTP denial of the upgrade).
+#    anon     patient  patient2 join     presc    o.presc  coord    o.coord  admin
+WEBSOCKETS = [
+    # Never an admin: break-glass reads a record, it does not enter a consultation.
+    row("WS", "/ws/visits/{visit_id}",
+        401,     101,     DENIED,  101,     101,     DENIED,  101,     DENIED,  DENIED,
+        prepare=fresh_visit, send=hello),
+    row("WS", "/ws/visits/{visit_id}",
+        401,     101,     DENIED,  DENIED,  101,     DENIED,  101,     DENIED,  DENIED,
+        prepare=other_visit, send=hello, note="another visit of the patient"),
+    row("WS", "/ws/events",
+        401,     101,     101,     101,     101,     101,     101,     101,     101),
+    row("WS", "/ws/device-check",
+        401,     101,     101,     101,     101,     101,     101,     101,     101,
+        send=lambda cell: {"type": "start"}),
+]
 
 MATRIX = [*API, *PAGES, *WEBSOCKETS]
 
@@ -442,9 +570,13 @@ def _denials_since(m: Matrix, after: int) -> list[tuple[int | None, int | None]]
     return m.run(rows)
 
 
-def _websocket_status(client: TestClient, url: str) -> int:
+def _websocket_status(client: TestClient, url: str, first: dict[str, Any] | None) -> int:
     try:
-        with client.websocket_connect(url):
+        with client.websocket_connect(url) as socket:
+            if first is not None:
+                socket.send_json(first)
+            while socket.receive_json().get("type") == "error":
+                pass  # a refusal closes right after its error
             return 101
     except WebSocketDenialResponse as denial:
         return denial.status_code
@@ -465,24 +597,26 @@ def test_matrix(matrix: Matrix, r: Row, method: str, role: str) -> None:
     before = _last_audit_id(matrix) if isinstance(expected, Denied) else 0
 
     if method == "WS":
-        assert _websocket_status(matrix.client, url) == expected
-        return
-    response = matrix.client.request(
-        method, url, follow_redirects=False,
-        params=r.query(cell) if r.query else None,
-        json=r.json(cell) if r.json else None,
-        data=r.form(cell) if r.form else None,
-    )
-
-    assert response.status_code == expected, response.text[:300]
-    assert "Traceback" not in response.text
-    if isinstance(expected, ToLogin):
-        assert urlsplit(response.headers["location"]).path == "/login"
+        status = _websocket_status(matrix.client, url, r.send(cell) if r.send else None)
+        assert status == expected
+    else:
+        response = matrix.client.request(
+            method, url, follow_redirects=False,
+            params=r.query(cell) if r.query else None,
+            json=r.json(cell) if r.json else None,
+            data=r.form(cell) if r.form else None,
+        )
+        assert response.status_code == expected, response.text[:300]
+        assert "Traceback" not in response.text
     if isinstance(expected, Denied):
         assert person is not None
         # Refusals of patient data are audited, in their own transaction (the request's
         # own one was rolled back with the refusal).
         assert (person.id, matrix.clinic.patient.id) in _denials_since(matrix, before)
+    if method == "WS":
+        return
+    if isinstance(expected, ToLogin):
+        assert urlsplit(response.headers["location"]).path == "/login"
     if method != "HEAD" and response.status_code >= 400:
         if url.startswith("/api/"):
             assert set(response.json()["error"]) >= {"code", "message", "field"}

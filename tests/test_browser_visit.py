@@ -53,7 +53,10 @@ def join_waiting_room(patient: Person, visit_id: int) -> None:
         timeout=10_000)
     page.get_by_test_id("join").click()
     expect_state(patient, "waiting")
-    expect(page.get_by_text("You are in the waiting room")).to_be_visible()
+    expect(page.get_by_role("heading", name="You are in the waiting room")).to_be_visible()
+    timer = page.locator("#wait-timer")
+    first = timer.inner_text()
+    expect(timer).not_to_have_text(first, timeout=3000)  # the waiting time counts up
 
 
 def admit(prescriber: Person, patient: Person, visit_id: int) -> float:
@@ -131,11 +134,13 @@ def test_prescriber_day_shows_a_patient_starting_to_wait(
 
 
 def test_visit_room_fits_a_phone(app_server: AppServer, people: dict[str, Person]) -> None:
+    from playwright.sync_api import expect
+
     patient = people["patient"]  # a 375 px wide viewport
     visit_id = patient.first_visit_id()
     page = patient.page
     page.goto(f"/visits/{visit_id}")
-    page.get_by_test_id("join").wait_for(state="visible")
+    expect(page.get_by_test_id("join")).to_be_enabled()  # the camera has started
     overflow = page.evaluate(
         "() => document.scrollingElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow} px at 375 px"

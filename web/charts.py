@@ -38,6 +38,10 @@ class Band:
     def label(self) -> str:
         return self.name.replace("_", " ")
 
+    @property
+    def short_label(self) -> str:
+        return "mod. severe" if self.name == "moderately_severe" else self.label
+
 
 def _bands(severity_from: Sequence[tuple[int, str]], total_max: int) -> tuple[Band, ...]:
     lows = sorted(severity_from)
@@ -88,14 +92,16 @@ class TrendChart:
     chart_id: str
     title: str
     tz: str = CLINIC_TZ
-    width: int = 480
-    height: int = 240
-    left: int = 34
-    right: int = 14
-    top: int = 14
-    bottom: int = 30
+    width: int = 400
+    height: int = 250
+    left: int = 28
+    right: int = 6
+    top: int = 12
+    bottom: int = 46
+    # The bands' names sit in a gutter on the right that the line never enters.
+    gutter: int = 78
     # Keeps the first and last point off the plot's edges.
-    inset: int = 18
+    inset: int = 16
 
     def __post_init__(self) -> None:
         high = TOTAL_MAX[self.instrument]
@@ -117,6 +123,10 @@ class TrendChart:
         return float(self.width - self.right)
 
     @property
+    def data_right(self) -> float:
+        return self.plot_right - self.gutter
+
+    @property
     def plot_top(self) -> float:
         return float(self.top)
 
@@ -133,8 +143,8 @@ class TrendChart:
         first, last = self.points[0].at, self.points[-1].at
         span = (last - first).total_seconds()
         if span <= 0:
-            return round((self.plot_left + self.plot_right) / 2, 2)
-        usable = self.plot_right - self.plot_left - 2 * self.inset
+            return round((self.plot_left + self.data_right) / 2, 2)
+        usable = self.data_right - self.plot_left - 2 * self.inset
         share = (at - first).total_seconds() / span
         return round(self.plot_left + self.inset + share * usable, 2)
 
@@ -184,7 +194,8 @@ class TrendChart:
     def svg(self) -> Markup:
         title_id, desc_id = f"{self.chart_id}-title", f"{self.chart_id}-desc"
         parts: list[str] = [
-            f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart" id="{escape(self.chart_id)}"'
+            '<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart"'
+            f' id="{escape(self.chart_id)}"'
             f' viewBox="0 0 {self.width} {self.height}" role="img"'
             f' aria-labelledby="{escape(title_id)} {escape(desc_id)}"'
             f' data-instrument="{self.instrument}" data-points="{len(self.points)}">',
@@ -201,18 +212,22 @@ class TrendChart:
                 f' fill="{BAND_FILLS[index % len(BAND_FILLS)]}"/>')
             parts.append(
                 f'<text class="band-label" x="{self.plot_right - 4}"'
-                f' y="{round((top + bottom) / 2 + 4, 2)}" text-anchor="end" font-size="11"'
-                f' fill="#3d4556">{escape(band.label)}</text>')
+                f' y="{round((top + bottom) / 2 + 4, 2)}" text-anchor="end" font-size="12"'
+                f' fill="#3d4556">{escape(band.short_label)}</text>')
             parts.append(
-                f'<text class="tick" x="{self.plot_left - 6}" y="{round(bottom + 4, 2)}"'
-                f' text-anchor="end" font-size="11" fill="#3d4556">{band.low}</text>')
+                f'<text class="tick" x="{self.plot_left - 5}" y="{round(bottom + 4, 2)}"'
+                f' text-anchor="end" font-size="12" fill="#3d4556">{band.low}</text>')
         parts.append(
-            f'<text class="tick" x="{self.plot_left - 6}" y="{round(self.plot_top + 4, 2)}"'
-            f' text-anchor="end" font-size="11" fill="#3d4556">'
+            f'<text class="tick" x="{self.plot_left - 5}" y="{round(self.plot_top + 4, 2)}"'
+            f' text-anchor="end" font-size="12" fill="#3d4556">'
             f'{TOTAL_MAX[self.instrument]}</text>')
         parts.append(
             f'<line class="axis" x1="{self.plot_left}" y1="{self.plot_bottom}"'
             f' x2="{self.plot_right}" y2="{self.plot_bottom}" stroke="#5b6478"/>')
+        parts.append(
+            f'<line class="divider" x1="{self.data_right}" y1="{self.plot_top}"'
+            f' x2="{self.data_right}" y2="{self.plot_bottom}" stroke="#ffffff"'
+            f' stroke-width="2"/>')
         if self.points:
             parts.extend(self._data_marks())
         parts.append("</svg>")
@@ -224,11 +239,17 @@ class TrendChart:
         base_y = self.y(baseline.total)
         parts.append(
             f'<line class="baseline" x1="{self.plot_left}" y1="{base_y}"'
-            f' x2="{self.plot_right}" y2="{base_y}" stroke="#1d2433" stroke-width="1"'
-            f' stroke-dasharray="5 4"/>')
+            f' x2="{self.data_right}" y2="{base_y}" stroke="#1d2433" stroke-width="1"'
+            f' stroke-dasharray="5 4" data-total="{baseline.total}"/>')
+        legend_y = self.height - 6
         parts.append(
-            f'<text class="baseline-label" x="{self.plot_left + 4}" y="{round(base_y - 5, 2)}"'
-            f' font-size="11" fill="#1d2433">baseline {baseline.total}</text>')
+            f'<g class="legend" font-size="12" fill="#1d2433">'
+            f'<circle cx="{self.plot_left + 6}" cy="{legend_y - 4}" r="5" fill="#ffffff"'
+            f' stroke="#1f5fa8" stroke-width="2.5"/>'
+            f'<line x1="{self.plot_left + 14}" y1="{legend_y - 4}" x2="{self.plot_left + 34}"'
+            f' y2="{legend_y - 4}" stroke="#1d2433" stroke-dasharray="5 4"/>'
+            f'<text x="{self.plot_left + 40}" y="{legend_y}">baseline {baseline.total}'
+            f' (first score)</text></g>')
         coords = [(self.x(p.at), self.y(p.total)) for p in self.points]
         if len(coords) > 1:
             path = " ".join(f"{x},{y}" for x, y in coords)
@@ -251,8 +272,8 @@ class TrendChart:
                 f' font-size="13" font-weight="700" fill="#1d2433">{point.total}</text>')
         for point in self._label_days():
             parts.append(
-                f'<text class="day" x="{self.x(point.at)}" y="{self.height - 10}"'
-                f' text-anchor="middle" font-size="11" fill="#3d4556">'
+                f'<text class="day" x="{self.x(point.at)}" y="{self.plot_bottom + 16}"'
+                f' text-anchor="middle" font-size="12" fill="#3d4556">'
                 f'{escape(_short_day(point.at, self.tz))}</text>')
         return parts
 

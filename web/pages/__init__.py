@@ -7,7 +7,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from web.pages import admin, home, signin, visit_room
+from web.pages import (
+    admin,
+    checkin,
+    coordinator,
+    escalations,
+    home,
+    patient,
+    progress,
+    signin,
+    visit_room,
+)
 from web.rendering import STATIC, render
 
 TITLES = {400: "Something is not right", 401: "Please sign in", 403: "Not allowed",
@@ -18,9 +28,16 @@ TITLES = {400: "Something is not right", 401: "Please sign in", 403: "Not allowe
 def routes() -> list[BaseRoute]:
     return [
         *signin.ROUTES,
-        *home.ROUTES,
+        # The coordinator's home is the escalation queue (web.pages.coordinator), which
+        # also lists today's visits: it replaces home's plain list.
+        *(r for r in home.ROUTES if r.path != "/coordinator"),
+        *coordinator.ROUTES,
+        *escalations.ROUTES,
         *admin.ROUTES,
         *visit_room.ROUTES,
+        *checkin.ROUTES,
+        *patient.ROUTES,
+        *progress.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

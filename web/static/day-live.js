@@ -94,23 +94,38 @@ async function refreshRows() {
   if (next && current) current.replaceChildren(...next.childNodes);
 }
 
+// The status each event leaves a visit in (server/visits.py emits these).
+const STATUS_OF = {
+  "visit.waiting": () => "waiting",
+  "visit.admitted": () => "in_progress",
+  "visit.left_waiting": (message) => message.status,
+  "visit.ended": (message) => message.status,
+  "visit.status": (message) => message.status,
+};
+
 function onEvent(message) {
   if (!message.visit_id) return;
-  if (message.type === "visit.waiting") {
-    if (!row(message.visit_id)) {
-      refreshRows().then(() => someoneWaiting(message.visit_id));
-      return;
-    }
-    const before = setStatus(message.visit_id, "waiting");
-    if (before !== "waiting") someoneWaiting(message.visit_id);
-  } else if (message.type === "visit.status" && message.status) {
-    if (!row(message.visit_id)) {
-      refreshRows();
-      return;
-    }
-    const before = setStatus(message.visit_id, message.status);
-    if (message.status === "waiting" && before !== "waiting") someoneWaiting(message.visit_id);
+  if (message.type === "visit.created") {
+    refreshRows();
+    return;
   }
+  if (message.type === "visit.waiting_too_long") {
+    const li = row(message.visit_id);
+    announce(`${li ? li.dataset.name : "A patient"} has been waiting a long time.`);
+    chime();
+    return;
+  }
+  const statusOf = STATUS_OF[message.type];
+  const status = statusOf && statusOf(message);
+  if (!status) return;
+  if (!row(message.visit_id)) {
+    refreshRows().then(() => {
+      if (status === "waiting") someoneWaiting(message.visit_id);
+    });
+    return;
+  }
+  const before = setStatus(message.visit_id, status);
+  if (status === "waiting" && before !== "waiting") someoneWaiting(message.visit_id);
 }
 
 if (root) {

@@ -242,6 +242,28 @@ export class PeerLink extends EventTarget {
     }
   }
 
+  // Whether media from the peer is still arriving: packets received keep growing while
+  // its connection lives, even with its camera off or microphone muted (black frames
+  // and silence are still sent). Returns the ms since the count last moved.
+  async inboundStalledFor() {
+    if (this.closed) return Infinity;
+    let packets = 0;
+    try {
+      const stats = await this.pc.getStats();
+      stats.forEach((report) => {
+        if (report.type === "inbound-rtp") packets += report.packetsReceived || 0;
+      });
+    } catch {
+      return 0;
+    }
+    const now = Date.now();
+    if (packets !== this.inboundPackets) {
+      this.inboundPackets = packets;
+      this.inboundMovedAt = now;
+    }
+    return now - (this.inboundMovedAt || now);
+  }
+
   setIceServers(iceServers) {
     if (this.closed) return;
     try {

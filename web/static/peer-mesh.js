@@ -16,6 +16,10 @@ const REBUILD_AFTER_MS = 10_000;
 const POLITE_REBUILD_EXTRA_MS = 5000;
 const ABSENT_GRACE_MS = 10_000;
 const FAILED_WITH_TURN_AFTER_MS = 20_000;
+// A peer that left presence and whose media stopped has closed its connection (a
+// reload, a closed tab): ICE would only notice after 5 to 30 seconds.
+const STALLED_MS = 2000;
+const RETURN_WATCH_MS = 10_000;
 
 export function hasTurn(iceServers) {
   return (iceServers || []).some((server) => {
@@ -37,12 +41,15 @@ export class PeerMesh extends EventTarget {
     this.known = new Map();
     this.absentSince = new Map();
     this.returned = new Set();
+    this.returnedAt = new Map();
     this.iceServers = [];
     this.audioOnly = false;
     this.admitted = false;
     this.timer = setInterval(() => this.watch(), WATCH_MS);
     media.addEventListener("tracks", () => {
-      for (const link of this.links.values()) link.updateTracks();
+      for (const link of this.links.values()) {
+        link.updateTracks().catch((error) => console.warn("could not swap tracks", error));
+      }
     });
   }
 
@@ -76,7 +83,10 @@ export class PeerMesh extends EventTarget {
     const now = Date.now();
     for (const [peerId, p] of present) {
       this.known.set(peerId, p);
-      if (this.absentSince.delete(peerId)) this.returned.add(peerId);
+      if (this.absentSince.delete(peerId)) {
+        this.returned.add(peerId);
+        this.returnedAt.set(peerId, now);
+      }
     }
     for (const peerId of this.links.keys()) {
       if (!present.has(peerId) && !this.absentSince.has(peerId)) this.absentSince.set(peerId, now);
@@ -134,6 +144,7 @@ export class PeerMesh extends EventTarget {
     link.close();
     this.links.delete(peerId);
     this.absentSince.delete(peerId);
+    this.returnedAt.delete(peerId);
     this.emit("gone", { peerId });
     this.changed();
   }
@@ -188,8 +199,12 @@ export class PeerMesh extends EventTarget {
         this.closeLink(peerId);
         continue;
       }
+      if (state === "connected") {
+        this.checkLiveness(peerId, link, absent, now);
+        continue;
+      }
       // Without signaling nothing can be renegotiated: wait for it to come back.
-      if (state === "connected" || !up || absent !== undefined) continue;
+      if (!up || absent !== undefined) continue;
       const troubled = state === "failed" ||
         (state === "disconnected" && now - link.stateSince > RESTART_DISCONNECTED_AFTER_MS);
       if (troubled && link.restartedAt === 0 && link.restartIce()) continue;
@@ -199,9 +214,32 @@ export class PeerMesh extends EventTarget {
     this.changed();
   }
 
+  // Only for peers that left presence or just came back: everyone else's media is
+  // judged by ICE. A returning peer with dead media reloaded its page: its fresh
+  // connection needs a fresh one here (the impolite side's new offer starts it).
+  checkLiveness(peerId, link, absent, now) {
+    const returnedAt = this.returnedAt.get(peerId);
+    if (returnedAt !== undefined && now - returnedAt > RETURN_WATCH_MS) {
+      this.returnedAt.delete(peerId);
+    }
+    if (absent === undefined && !this.returnedAt.has(peerId)) return;
+    link.inboundStalledFor().then((stalled) => {
+      if (stalled < STALLED_MS || this.links.get(peerId) !== link) return;
+      if (Date.now() - link.lastProgress < STALLED_MS) return; // renegotiating right now
+      if (this.absentSince.has(peerId)) {
+        this.closeLink(peerId);
+      } else if (this.signaling.isUp) {
+        this.returnedAt.delete(peerId);
+        this.rebuild(peerId);
+      }
+    });
+  }
+
   setAudioOnly(on) {
     this.audioOnly = on;
-    for (const link of this.links.values()) link.setAudioOnly(on);
+    for (const link of this.links.values()) {
+      link.setAudioOnly(on).catch((error) => console.warn("could not switch video", error));
+    }
   }
 
   summary() {

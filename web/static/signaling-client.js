@@ -41,10 +41,13 @@ export function peerIdFor(visitId) {
 // the message as detail; plus "connection" (detail: {status: "connecting" | "open" |
 // "down" | "closed", code}) for the socket itself.
 export class SignalingClient extends EventTarget {
-  constructor({ visitId, peerId }) {
+  constructor({ visitId, peerId, guestToken = null }) {
     super();
     this.peerId = peerId;
     this.hello = { type: "hello", peer_id: peerId, polite_capable: true };
+    // An invited guest (interpreter, family member) has no account: the invitation's
+    // token in the hello is their authentication.
+    if (guestToken) this.hello.guest_token = guestToken;
     this.socket = new ReconnectingSocket(socketUrl(`/ws/visits/${visitId}`),
       { finalCodes: FINAL_CLOSE_CODES });
     this.welcomed = false;

@@ -14,6 +14,10 @@ const STAFF_ROLES = new Set(["prescriber", "coordinator"]);
 const ROLE_LABELS = { patient: "Patient", prescriber: "Prescriber", coordinator: "Care coordinator",
   guest: "Guest", admin: "Admin" };
 const ICE_REFRESH_MARGIN_MS = 60_000;
+// A visit is activity even when nobody clicks: while in it, the page keeps the session
+// (and session-timeout.js's idle warning) moving, so nobody is signed out mid-visit
+// and a reconnect late in a long visit is still accepted.
+const SESSION_KEEPALIVE_MS = 120_000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -68,7 +72,8 @@ class VisitRoom {
     this.tiles = new Map();
 
     this.media = new LocalMedia();
-    this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId });
+    this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId,
+      guestToken: root.dataset.guestToken || null });
     this.mesh = new PeerMesh({ signaling: this.signaling, media: this.media,
       selfPeerId: this.peerId });
 
@@ -135,6 +140,20 @@ class VisitRoom {
       if (this.joined) this.signaling.leave();
     });
     setInterval(() => this.tick(), 1000);
+    setInterval(() => this.keepSessionAlive(), SESSION_KEEPALIVE_MS);
+  }
+
+  async keepSessionAlive() {
+    if (!this.joined || this.ended || this.fatal) return;
+    try {
+      const response = await fetch("/api/v1/session", { credentials: "same-origin" });
+      if (!response.ok) return;
+      const session = await response.json();
+      window.dispatchEvent(new CustomEvent("mendwell:session-active", {
+        detail: { idleExpiresAt: session.idle_expires_at } }));
+    } catch {
+      // offline for a moment: the next round tries again
+    }
   }
 
   async start() {
@@ -237,6 +256,8 @@ class VisitRoom {
         "clinician to let you in when someone leaves.";
     } else {
       console.warn("signaling error", message);
+      // An admit or remove that was refused: give the buttons back.
+      this.renderParticipants();
     }
     this.render();
   }
@@ -356,7 +377,7 @@ class VisitRoom {
           return this.isStaff ? "Starting your camera…"
             : "Check that you can see yourself, then join when you are ready.";
         }
-        if (this.selfState !== "admitted") return "You are in the waiting room.";
+        if (this.selfState !== "admitted") return `Waiting for ${this.otherName} to let you in.`;
         const waiting = this.others("waiting");
         if (this.isStaff && waiting.length > 0) {
           return `${listNames(waiting.map((p) => p.name))} ${waiting.length === 1 ? "is" : "are"} ` +

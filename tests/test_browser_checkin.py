@@ -1,0 +1,478 @@
+"""The patient's check-in in real Chromium, on a phone-sized screen, against the real app.
+
+The app runs as ``mendwell serve`` seeded with ``mendwell demo`` (tests.browser_support);
+the demo patient checks in for the visit the demo schedules in a few minutes. Every
+test checks that the page logged no error, which includes Content-Security-Policy
+refusals (no inline scripts or styles).
+
+axe-core comes from npm: ``bench/node_modules`` when the benchmarks installed it, else
+``tests/.node`` (installed on first use, ignored by git).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.browser_support import AppServer
+
+# The fixtures (app_server, browser) live there. The module is imported by pytest as a
+# plugin, so its asserts are rewritten; names from it are imported where used.
+pytest_plugins = ["tests.browser_support"]
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).parent.parent
+PHONE = {"width": 375, "height": 740}
+WAIT_MS = 10_000
+ITEM9 = "responses.phq9.answers.8"
+# Where to put screenshots of the flow, for a person to look at (unset: none).
+SCREENSHOTS = os.environ.get("MENDWELL_SCREENSHOTS")
+
+
+# --- a phone, signed in as the demo patient -------------------------------------------
+
+
+class Phone:
+    def __init__(self, browser: Any, server: AppServer, *, bypass_csp: bool = False) -> None:
+        self.server = server
+        self.browser = browser
+        self.bypass_csp = bypass_csp
+        self.errors: list[str] = []
+        self.context = browser.new_context(
+            base_url=server.base_url, viewport=PHONE, is_mobile=True, has_touch=True,
+            bypass_csp=bypass_csp)
+        self.context.set_default_timeout(WAIT_MS)
+        self.page = self.open_page()
+
+    def open_page(self) -> Any:
+        page = self.context.new_page()
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        return page
+
+    def sign_in(self, email: str = "patient@demo.test") -> None:
+        from tests.browser_support import DEMO_PASSWORD
+
+        page = self.page
+        if os.environ.get("DEV_API_SIGNIN"):  # TEMPORARY, remove
+            self.context.request.post("/api/v1/session", data={"email": email, "password": DEMO_PASSWORD})
+            return
+        page.goto("/login")
+        page.get_by_test_id("email").fill(email)
+        page.get_by_test_id("password").fill(DEMO_PASSWORD)
+        with page.expect_response(lambda r: r.request.method == "POST" and
+                                  r.url.endswith("/login")) as posted:
+            page.get_by_test_id("login").click()
+        assert posted.value.status == 303 or posted.value.ok, \
+            f"sign-in refused: {posted.value.status} {posted.value.text()[:200]}"
+        page.wait_for_url(lambda url: "/login" not in url)
+
+    def open_checkin(self) -> int:
+        page = self.page
+        page.goto("/home")
+        link = page.get_by_test_id("checkin-link").first
+        href = link.get_attribute("href")
+        assert href is not None
+        link.click()
+        page.wait_for_selector("#checkin-form.is-live")
+        return int(href.split("/")[2])
+
+    def reopen(self, visit_id: int) -> None:
+        self.page = self.open_page()
+        self.page.goto(f"/visits/{visit_id}/checkin")
+        self.page.wait_for_selector("#checkin-form.is-live")
+
+    def shot(self, name: str) -> None:
+        if SCREENSHOTS:
+            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+    def api(self, path: str) -> Any:
+        response = self.context.request.get(path)
+        assert response.ok, f"GET {path}: {response.status}"
+        return response.json()
+
+    def assert_no_errors(self) -> None:
+        # The 404 of a missing favicon is the browser's own request, not the page's.
+        errors = [e for e in self.errors if "favicon" not in e and "status of 404" not in e]
+        assert not errors, "the page logged errors:\n" + "\n".join(errors)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def phone(browser: Any, app_server: AppServer) -> Iterator[Phone]:
+    device = Phone(browser, app_server)
+    device.sign_in()
+    yield device
+    device.close()
+
+
+# --- driving the form ---------------------------------------------------------------
+
+
+def question(page: Any, field: str) -> Any:
+    return page.locator(f'.q[data-field="{field}"]')
+
+
+def choose(page: Any, field: str, label: str) -> None:
+    """Tap an answer of the question on show, as a patient would."""
+    from playwright.sync_api import expect
+
+    q = question(page, field)
+    expect(q).to_be_visible()
+    q.locator("label.option").filter(has_text=label).first.tap()
+    expect(q.get_by_label(label, exact=True)).to_be_checked()
+
+
+def next_screen(page: Any) -> None:
+    page.get_by_test_id("checkin-next").tap()
+
+
+def wait_saved(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("checkin-save-state")).to_have_attribute(
+        "data-state", "saved", timeout=WAIT_MS)
+
+
+def answer_phq9(page: Any, answers: list[str]) -> None:
+    for index, label in enumerate(answers):
+        choose(page, f"responses.phq9.answers.{index}", label)
+        next_screen(page)
+
+
+def finish_from_here(phone: Phone, visit_id: int) -> dict[str, Any]:
+    """Answer whatever is asked, screen by screen, until the check-in is sent."""
+    from playwright.sync_api import expect
+
+    page = phone.page
+    for _ in range(60):
+        for q in page.locator(".q:visible").all():
+            kind = q.get_attribute("data-kind")
+            field = q.get_attribute("data-field")
+            if kind == "choice" and not q.locator("input:checked").count():
+                if field == "sex":
+                    continue
+                q.locator("label.option").first.tap()
+            elif kind == "number":
+                q.locator("input").fill("7.5")
+            elif kind == "side-effects":
+                q.locator("label.option").filter(has_text="Feeling sleepy").tap()
+                q.locator('.severity[data-effect="sedation"] label.option').filter(
+                    has_text="Mild").tap()
+            elif kind == "emergency":
+                q.locator("input[data-confirm]").check()
+        last = page.get_by_test_id("checkin-next").inner_text() == "Send my check-in"
+        next_screen(page)
+        if last:
+            break
+    expect(page.get_by_test_id("checkin-done")).to_be_visible()
+    state: dict[str, Any] = phone.api(f"/api/v1/visits/{visit_id}/checkin")
+    return state
+
+
+# --- the tests ------------------------------------------------------------------------
+
+
+def test_item9_brings_the_cssrs_and_a_high_risk_answer_shows_crisis_resources(
+    phone: Phone,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = phone.page
+    visit_id = phone.open_checkin()
+    crisis = page.get_by_test_id("crisis-resources")
+    expect(crisis).to_be_hidden()
+    phone.shot("checkin-first-question")
+    answer_phq9(page, ["Not at all"] * 8)
+    expect(question(page, "responses.cssrs.answers.q1")).to_be_hidden()
+
+    with page.expect_response(lambda r: r.request.method == "PUT") as saved:
+        choose(page, ITEM9, "Several days")
+    # Item 9 without a C-SSRS is urgent on its own (CLINICAL.md): help shows at once.
+    assert saved.value.json()["requires"] == ["cssrs"]
+    expect(crisis).to_be_visible()
+    expect(crisis).to_have_attribute("data-level", "urgent")
+    next_screen(page)
+    # The screener follows immediately, before the rest of PHQ-9.
+    expect(question(page, "responses.cssrs.answers.q1")).to_be_visible()
+    expect(question(page, "responses.phq9.difficulty")).to_be_hidden()
+    phone.shot("checkin-cssrs")
+
+    choose(page, "responses.cssrs.answers.q1", "Yes")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q2", "Yes")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q3", "No")  # asked because q2 is yes
+    next_screen(page)
+    with page.expect_response(lambda r: r.request.method == "PUT" and
+                              r.json().get("level") == "emergency"):
+        choose(page, "responses.cssrs.answers.q4", "Yes")
+    expect(crisis).to_be_visible()
+    expect(crisis).to_have_attribute("data-level", "emergency")
+    expect(crisis).to_contain_text("988")
+    expect(crisis).to_contain_text("911")
+    expect(crisis).to_contain_text("Your care team has been alerted")
+    expect(crisis).to_contain_text("press 1 for the Veterans Crisis Line")
+    expect(crisis.locator('a[href="tel:988"]').first).to_be_visible()
+    expect(crisis.locator('a[href="sms:988"]')).to_be_visible()
+    expect(crisis.locator('a[href="tel:911"]').first).to_be_visible()
+    phone.shot("checkin-crisis")
+
+    # The patient can carry on, with the numbers still one tap away.
+    next_screen(page)
+    expect(question(page, "responses.cssrs.answers.q5")).to_be_visible()
+    expect(page.locator("#crisis-strip")).to_be_visible()
+    stored = phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]
+    assert stored["level"] == "emergency"
+    assert stored["data"]["responses"]["cssrs"]["answers"]["q4"] is True
+    phone.assert_no_errors()
+
+
+def test_skip_logic_and_back_keep_every_answer(phone: Phone) -> None:
+    from playwright.sync_api import expect
+
+    page = phone.page
+    visit_id = phone.open_checkin()
+    answer_phq9(page, ["Several days", "Not at all", "Not at all", "Nearly every day",
+                       "Not at all", "Not at all", "Not at all", "Not at all"])
+    choose(page, ITEM9, "Several days")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q1", "No")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q2", "No")
+    next_screen(page)
+    # q3-q5 are asked only when q2 is yes.
+    expect(question(page, "responses.cssrs.answers.q6")).to_be_visible()
+    choose(page, "responses.cssrs.answers.q6", "Yes")
+    next_screen(page)
+    expect(question(page, "responses.cssrs.answers.q6_recent")).to_be_visible()
+    choose(page, "responses.cssrs.answers.q6_recent", "No")
+
+    # Back, all the way to the first question: every answer is still there.
+    for _ in range(13):
+        if page.get_by_test_id("checkin-back").is_hidden():
+            break
+        page.get_by_test_id("checkin-back").tap()
+    expect(question(page, "responses.phq9.answers.0")).to_be_visible()
+    expect(question(page, "responses.phq9.answers.0").get_by_label("Several days")) \
+        .to_be_checked()
+    expect(page.locator("#progress-text")).to_have_text("Question 1 of 29")
+    assert question(page, "responses.phq9.answers.3").get_by_label(
+        "Nearly every day", exact=True).is_checked()
+
+    # The draft holds what was asked and nothing that was not.
+    wait_saved(page)
+    stored = phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]["data"]
+    assert stored["responses"]["cssrs"] == {"answers": {
+        "q1": False, "q2": False, "q3": None, "q4": None, "q5": None, "q6": True,
+        "q6_recent": False}}
+    assert stored["responses"]["phq9"]["answers"] == [1, 0, 0, 3, 0, 0, 0, 0, 1]
+    phone.assert_no_errors()
+
+
+def test_a_draft_survives_closing_the_page_and_a_server_restart(
+    phone: Phone, app_server: AppServer,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = phone.page
+    visit_id = phone.open_checkin()
+    answers = ["Several days", "More than half the days", "Not at all", "Nearly every day",
+               "Several days"]
+    answer_phq9(page, answers[:4])
+    choose(page, "responses.phq9.answers.4", answers[4])
+    # Closed before the debounced save is due: the page-hide save must carry it.
+    page.close()
+
+    def check(where: str) -> None:
+        phone.reopen(visit_id)
+        for index, label in enumerate(answers):
+            field = f"responses.phq9.answers.{index}"
+            assert question(phone.page, field).get_by_label(label, exact=True).is_checked(), \
+                f"{field} lost {where}"
+        # It resumes at the first question still to answer.
+        expect(question(phone.page, "responses.phq9.answers.5")).to_be_visible()
+
+    check("after closing the page")
+    app_server.stop()
+    app_server.start()
+    check("after the server restarted")
+    phone.assert_no_errors()
+
+
+def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
+    from playwright.sync_api import expect
+
+    page = phone.page
+    visit_id = phone.open_checkin()
+    answer_phq9(page, ["Several days", "Several days", "Not at all", "Several days",
+                       "Not at all", "Not at all", "Not at all", "Not at all"])
+    choose(page, ITEM9, "Not at all")
+    next_screen(page)
+    # Item 9 at 0: no screener, and the difficulty question comes next.
+    choose(page, "responses.phq9.difficulty", "Somewhat difficult")
+    next_screen(page)
+    for index in range(7):
+        choose(page, f"responses.gad7.answers.{index}", "Several days")
+        next_screen(page)
+
+    # Side effects: a ticked effect needs its severity before moving on.
+    effects = question(page, "side_effects")
+    effects.locator("label.option").filter(has_text="Dizziness").tap()
+    next_screen(page)
+    expect(effects.locator(".field-error")).to_be_visible()
+    effects.locator('.severity[data-effect="dizziness"] label.option').filter(
+        has_text="Moderate").tap()
+    phone.shot("checkin-side-effects")
+    next_screen(page)
+
+    choose(page, "missed_doses.days_missed", "2 days")
+    next_screen(page)
+    reasons = question(page, "missed_doses.reasons")
+    reasons.locator("label.option").filter(has_text="The cost").tap()
+    next_screen(page)
+    question(page, "sleep.hours").locator("input").fill("6.5")
+    next_screen(page)
+    choose(page, "sleep.quality", "Fair")
+    next_screen(page)
+    choose(page, "substance_use.cravings", "3")
+    next_screen(page)
+    choose(page, "substance_use.used_since_last_visit", "No")
+    next_screen(page)
+
+    # The emergency information is prefilled from last time and confirmed again.
+    location = question(page, "location.address")
+    expect(location.locator("textarea")).to_have_value("221 Maple Avenue, Apt 3, Springfield")
+    next_screen(page)
+    expect(location.locator(".field-error")).to_contain_text("tick the box")
+    location.locator("textarea").fill("14 Harbor Road, Springfield")
+    location.locator("input[data-confirm]").check()
+    next_screen(page)
+    contact = question(page, "emergency_contact")
+    expect(contact.locator('input[name="emergency_contact.name"]')).to_have_value("Taylor Rivera")
+    contact.locator("input[data-confirm]").check()
+    phone.shot("checkin-emergency")
+    expect(page.get_by_test_id("checkin-next")).to_have_text("Send my check-in")
+    next_screen(page)
+
+    done = page.get_by_test_id("checkin-done")
+    expect(done).to_be_visible()
+    expect(done.get_by_test_id("checkin-to-visit")).to_have_attribute("href",
+                                                                      f"/visits/{visit_id}")
+    phone.shot("checkin-done")
+    stored = phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]
+    assert stored["status"] == "completed"
+    assert stored["scores"]["phq9"]["total"] == 3
+    assert stored["scores"]["gad7"]["total"] == 7
+    assert stored["location"] == {"address": "14 Harbor Road, Springfield"}
+    data = stored["data"]
+    assert data["side_effects"] == [{"effect": "dizziness", "severity": "moderate"}]
+    assert data["missed_doses"] == {"days_missed": 2, "reasons": ["cost_or_refill"]}
+    assert data["sleep"] == {"hours": 6.5, "quality": "fair"}
+    assert data["substance_use"] == {"cravings": 3, "used_since_last_visit": False}
+    assert phone.api(f"/api/v1/visits/{visit_id}")["status"] == "checked_in"
+    # Opening it again shows the completion, not the form.
+    page.goto(f"/visits/{visit_id}/checkin")
+    expect(page.get_by_test_id("checkin-done")).to_be_visible()
+    expect(page.locator("#checkin-form")).to_have_count(0)
+    phone.assert_no_errors()
+
+
+def test_a_checkin_with_a_screener_can_be_completed(phone: Phone) -> None:
+    visit_id = phone.open_checkin()
+    page = phone.page
+    answer_phq9(page, ["Not at all"] * 8)
+    choose(page, ITEM9, "Several days")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q1", "Yes")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q2", "No")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q6", "No")
+    next_screen(page)
+    stored = finish_from_here(phone, visit_id)["checkin"]
+    assert stored["scores"]["cssrs"] == {"risk": "low"}
+    assert stored["level"] == "review"
+    assert stored["reasons"] == ["cssrs_low", "phq9_item9_positive"]
+    phone.assert_no_errors()
+
+
+# --- accessibility: axe-core ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    from tests.browser_support import unavailable
+
+    for candidate in (ROOT / "bench" / "node_modules" / "axe-core" / "axe.min.js",
+                      ROOT / "tests" / ".node" / "node_modules" / "axe-core" / "axe.min.js"):
+        if candidate.exists():
+            return candidate
+    npm = shutil.which("npm")
+    if npm is None:
+        unavailable("npm not installed (needed once to fetch axe-core)")
+    assert npm is not None
+    target = ROOT / "tests" / ".node"
+    target.mkdir(exist_ok=True)
+    try:
+        result = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(target), "axe-core@4"],
+            capture_output=True, timeout=180, check=False)
+    except subprocess.TimeoutExpired:
+        unavailable("npm install axe-core timed out")
+    if result.returncode != 0:
+        unavailable(f"npm install axe-core failed: {result.stderr.decode()[-300:]}")
+    found = target / "node_modules" / "axe-core" / "axe.min.js"
+    assert found.exists(), f"npm installed axe-core without {found}"
+    return found
+
+
+RUN_AXE = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")) }));
+}"""
+
+
+def serious_violations(page: Any, axe: Path) -> list[dict[str, Any]]:
+    page.add_script_tag(path=str(axe))
+    found: list[dict[str, Any]] = page.evaluate(RUN_AXE)
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def test_patient_pages_have_no_serious_accessibility_violations(
+    browser: Any, app_server: AppServer, axe_script: Path,
+) -> None:
+    # axe is injected as a script, which our CSP rightly refuses; this context only.
+    device = Phone(browser, app_server, bypass_csp=True)
+    try:
+        device.sign_in()
+        page = device.page
+        visit_id = device.open_checkin()
+        checked: dict[str, list[dict[str, Any]]] = {
+            "check-in": serious_violations(page, axe_script)}
+        # The check-in again with the screener and the crisis resources on show.
+        answer_phq9(page, ["Not at all"] * 8)
+        choose(page, ITEM9, "Several days")
+        page.get_by_test_id("crisis-resources").wait_for(state="visible")
+        next_screen(page)
+        checked["check-in with crisis resources"] = serious_violations(page, axe_script)
+        for path in ("/home", "/progress", f"/visits/{visit_id}/checkin"):
+            page.goto(path)
+            checked[path] = serious_violations(page, axe_script)
+        failures = {where: found for where, found in checked.items() if found}
+        assert not failures, json.dumps(failures, indent=2)
+    finally:
+        device.close()

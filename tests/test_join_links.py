@@ -1,0 +1,472 @@
+"""Joining a visit by the link in the invitation email, over the real app and real SMTP."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from email.message import Message
+from typing import Any
+
+import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from server import outbox
+from server.accounts import add_to_care_team, create_user
+from server.actors import Actor
+from server.auth import COOKIE_NAME, JOIN_SALT
+from server.models import (
+    AuditEntry,
+    AuthSession,
+    OutboxEmail,
+    Role,
+    User,
+    Visit,
+    VisitKind,
+    VisitStatus,
+)
+from server.services import Services
+from tests.clinic import PASSWORD, Clinic, Person
+from tests.conftest import Runner, SignIn
+from tests.mail import SmtpServer
+
+LINK = re.compile(r"http://testserver/visits/(\d+)/join\?t=([A-Za-z0-9_.\-]+)")
+NEW_PASSWORD = "my own new password"
+
+
+@pytest.fixture
+def settings_overrides(smtp_server: SmtpServer) -> dict[str, Any]:
+    return {"smtp_url": smtp_server.url}
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def add_visit(run: Runner, services: Services, clinic: Clinic, patient_id: int,
+              hours: int = 26) -> int:
+    async def insert() -> int:
+        async with services.transaction() as session:
+            now = services.clock.now()
+            visit = Visit(patient_id=patient_id, prescriber_id=clinic.prescriber.id,
+                          kind=VisitKind.follow_up, scheduled_at=now + timedelta(hours=hours),
+                          status=VisitStatus.scheduled, created_at=now)
+            session.add(visit)
+            await session.flush()
+            return visit.id
+
+    return run(insert)
+
+
+def patient_without_password(run: Runner, services: Services, clinic: Clinic) -> Person:
+    """A patient whose only way in so far is the invitation."""
+
+    async def create() -> Person:
+        async with services.transaction() as session:
+            now = services.clock.now()
+            user = await create_user(session, None, email="new-patient@clinic.test",
+                                     name="New Patient", role=Role.patient, password=None,
+                                     now=now)
+            admin = await session.get(User, clinic.admin.id)
+            assert admin is not None
+            await add_to_care_team(session, Actor.of(admin), patient_id=user.id,
+                                   member_id=clinic.prescriber.id, now=now)
+            return Person(user.id, user.email, user.name, user.role)
+
+    return run(create)
+
+
+def invite(client: TestClient, sign_in: SignIn, clinic: Clinic, visit_id: int) -> int:
+    """The prescriber invites; returns the outbox id. Leaves the client signed out."""
+    sign_in(clinic.prescriber)
+    response = client.post(f"/api/v1/visits/{visit_id}/invite")
+    assert response.status_code == 201, response.text
+    sign_in(None)
+    outbox_id: int = response.json()["id"]
+    return outbox_id
+
+
+def queued_token(run: Runner, services: Services, outbox_id: int) -> str:
+    async def body() -> str:
+        async with services.transaction() as session:
+            row = await session.get(OutboxEmail, outbox_id)
+            assert row is not None
+            return row.body
+
+    match = LINK.search(run(body))
+    assert match is not None
+    return match.group(2)
+
+
+def body_of(message: Message) -> str:
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(message.get_content_charset() or "utf-8").replace("\r\n", "\n")
+
+
+def no_session_cookie(response: Any, client: TestClient) -> bool:
+    return COOKIE_NAME not in response.headers.get("set-cookie", "") and \
+        COOKIE_NAME not in client.cookies
+
+
+def join(client: TestClient, visit_id: int, token: str) -> Any:
+    """Press the button on the join page: sign in to the visit; sets the CSRF header."""
+    client.cookies.clear()
+    client.headers.pop("X-CSRF-Token", None)
+    response = client.post(f"/visits/{visit_id}/join", data={"t": token},
+                           follow_redirects=False)
+    if response.status_code == 303:
+        client.headers["X-CSRF-Token"] = client.get("/api/v1/session").json()["csrf_token"]
+    return response
+
+
+def old_token(services: Services, visit_id: int, patient_id: int, age: timedelta) -> str:
+    """A join token exactly as the app would have signed it ``age`` ago."""
+
+    class SignedBack(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - age.total_seconds())
+
+    serializer = URLSafeTimedSerializer(services.settings.secret_key, salt=JOIN_SALT,
+                                        signer=SignedBack)
+    return serializer.dumps({"v": visit_id, "p": patient_id, "n": "0badc0de"})
+
+
+# --- the invitation ------------------------------------------------------------------
+
+
+def test_invite_queues_an_email_that_reaches_the_patient(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+    smtp_server: SmtpServer,
+) -> None:
+    sign_in(clinic.prescriber)
+    response = client.post(f"/api/v1/visits/{clinic.visit_id}/invite")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["visit_id"] == clinic.visit_id
+    assert body["to"] == clinic.patient.email
+
+    async def queued() -> list[OutboxEmail]:
+        async with services.transaction() as session:
+            return list((await session.scalars(select(OutboxEmail))).all())
+
+    [row] = run(queued)
+    assert row.id == body["id"]
+    assert (row.to_addr, row.kind, row.sent_at, row.attempts) == (
+        clinic.patient.email, "visit_invite", None, 0)
+    [entry] = [e for e in run(_audit, services) if e.action == "invite"]
+    assert (entry.actor_id, entry.resource_id, entry.patient_id, entry.detail["outbox_id"]) == (
+        clinic.prescriber.id, str(clinic.visit_id), clinic.patient.id, row.id)
+
+    assert smtp_server.inbox.messages == []  # queued, not yet sent
+    assert run(outbox.deliver_due, services) == 1
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["To"] == clinic.patient.email
+    assert message["Subject"] == "Your Mendwell video visit"
+    assert message["X-Mendwell-Outbox-Id"] == str(row.id)
+    text = body_of(message)
+    match = LINK.search(text)
+    assert match is not None
+    assert int(match.group(1)) == clinic.visit_id
+    assert match.group(2) == queued_token(run, services, row.id)
+
+
+async def _audit(services: Services) -> list[AuditEntry]:
+    async with services.transaction() as session:
+        return list((await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all())
+
+
+def test_the_email_carries_no_clinical_content(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+    smtp_server: SmtpServer,
+) -> None:
+    invite(client, sign_in, clinic, clinic.visit_id)
+    run(outbox.deliver_due, services)
+    [message] = smtp_server.inbox.wait_for(1)
+    text = body_of(message)
+    paragraphs = [p.strip() for p in text.strip().split("\n\n")]
+    # A greeting, what to do, the link, how long it works. Nothing else.
+    assert paragraphs[0] == f"Hello {clinic.patient.name},"
+    assert LINK.fullmatch(paragraphs[2])
+    assert len(paragraphs) == 4
+    lowered = (text + message["Subject"]).lower()
+    for clinical in (clinic.prescriber.name.lower(), "follow", "intake", "psychiatr",
+                     "medication", "dose", "diagnos", "substance", "phq", "mood",
+                     "depress", "anxiety", "suicid"):
+        assert clinical not in lowered, clinical
+    assert not message.is_multipart()
+    assert message.get_content_type() == "text/plain"
+
+
+@pytest.mark.parametrize("who", ["patient", "other_prescriber", "admin", "patient2"])
+def test_only_the_care_team_invites(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+    who: str,
+) -> None:
+    sign_in(getattr(clinic, who))
+    response = client.post(f"/api/v1/visits/{clinic.visit_id}/invite")
+    assert response.status_code == 403
+
+    async def queued() -> int:
+        async with services.transaction() as session:
+            return len((await session.scalars(select(OutboxEmail.id))).all())
+
+    assert run(queued) == 0
+
+
+def test_coordinator_on_the_team_invites(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.coordinator)
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/invite").status_code == 201
+
+
+# --- following the link --------------------------------------------------------------
+
+
+def test_opening_the_link_shows_a_button_and_no_session(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    response = client.get(f"/visits/{clinic.visit_id}/join", params={"t": token})
+    assert response.status_code == 200
+    assert 'data-testid="join"' in response.text
+    assert clinic.patient.name in response.text
+    assert f'value="{token}"' in response.text
+    # A mail scanner that opens links must not get a session.
+    assert no_session_cookie(response, client)
+
+    async def sessions() -> int:
+        async with services.transaction() as session:
+            return len((await session.scalars(select(AuthSession.id))).all())
+
+    assert run(sessions) == 1  # the prescriber's, from invite()
+
+
+def test_joining_signs_the_patient_into_that_visit_only(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    other_visit = add_visit(run, services, clinic, clinic.patient.id)
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+
+    response = join(client, clinic.visit_id, token)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/visits/{clinic.visit_id}"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    assert "HttpOnly" in cookie
+
+    me = client.get("/api/v1/session").json()
+    assert me["user"]["id"] == clinic.patient.id
+    assert me["visit_id"] == clinic.visit_id
+
+    assert client.get(f"/api/v1/visits/{clinic.visit_id}").status_code == 200
+    assert client.get(f"/visits/{clinic.visit_id}").status_code == 200
+    assert client.get(f"/api/v1/visits/{other_visit}").status_code == 403
+    assert client.get(f"/visits/{other_visit}").status_code == 403
+    assert client.get(f"/api/v1/visits/{clinic.visit2_id}").status_code == 403
+    listed = client.get("/api/v1/visits").json()["visits"]
+    assert [v["id"] for v in listed] == [clinic.visit_id]
+    home = client.get("/home")
+    assert home.status_code == 200
+    assert re.findall(r'data-visit-id="(\d+)"', home.text) == [str(clinic.visit_id)]
+
+    async def stored() -> tuple[list[AuthSession], list[AuditEntry]]:
+        async with services.transaction() as session:
+            rows = (await session.scalars(select(AuthSession).where(
+                AuthSession.user_id == clinic.patient.id))).all()
+            joins = (await session.scalars(select(AuditEntry).where(
+                AuditEntry.action == "join_link"))).all()
+            return list(rows), list(joins)
+
+    [row], [entry] = run(stored)
+    assert row.visit_id == clinic.visit_id
+    assert (entry.actor_id, entry.resource_id, entry.patient_id, entry.outcome) == (
+        clinic.patient.id, str(clinic.visit_id), clinic.patient.id, "success")
+
+
+def test_a_full_session_of_the_same_patient_sees_every_visit(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    # The contrast to the test above: the restriction comes from the join link.
+    other_visit = add_visit(run, services, clinic, clinic.patient.id)
+    sign_in(clinic.patient)
+    listed = client.get("/api/v1/visits").json()["visits"]
+    assert [v["id"] for v in listed] == [clinic.visit_id, other_visit]
+
+
+def _tampered(token: str) -> str:
+    payload, timestamp, signature = token.rsplit(".", 2)
+    middle = len(signature) // 2
+    flipped = "A" if signature[middle] != "A" else "B"
+    return f"{payload}.{timestamp}.{signature[:middle]}{flipped}{signature[middle + 1:]}"
+
+
+@pytest.mark.parametrize(("spoil", "message"), [
+    (_tampered, "not valid"),
+    (lambda token: token[:-6], "not valid"),
+    (lambda token: "", "not valid"),
+    (lambda token: "a.b.c", "not valid"),
+    # Someone else's signature on a payload: signed with a key that is not ours.
+    (lambda token: URLSafeTimedSerializer("another-key-entirely-not-ours", salt=JOIN_SALT)
+     .dumps({"v": 1, "p": 1, "n": "00"}), "not valid"),
+])
+def test_a_spoiled_link_gets_a_clear_page_and_no_session(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+    spoil: Any, message: str,
+) -> None:
+    token = spoil(queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id)))
+    for method in ("GET", "POST"):
+        response = _use(client, method, clinic.visit_id, token)
+        assert response.status_code == 400
+        assert "This link cannot be used" in response.text
+        assert message in response.text
+        assert 'data-testid="join"' not in response.text
+        assert no_session_cookie(response, client)
+
+
+def _use(client: TestClient, method: str, visit_id: int, token: str) -> Any:
+    client.cookies.clear()
+    if method == "GET":
+        return client.get(f"/visits/{visit_id}/join", params={"t": token})
+    return client.post(f"/visits/{visit_id}/join", data={"t": token}, follow_redirects=False)
+
+
+def test_an_expired_link_says_so_and_gives_no_session(
+    client: TestClient, clinic: Clinic, run: Runner, services: Services,
+) -> None:
+    hours = services.settings.join_link_hours
+    fresh_enough = old_token(services, clinic.visit_id, clinic.patient.id,
+                             timedelta(hours=hours) - timedelta(minutes=5))
+    assert _use(client, "GET", clinic.visit_id, fresh_enough).status_code == 200
+
+    expired = old_token(services, clinic.visit_id, clinic.patient.id,
+                        timedelta(hours=hours, minutes=5))
+    for method in ("GET", "POST"):
+        response = _use(client, method, clinic.visit_id, expired)
+        assert response.status_code == 400
+        assert "This link has expired" in response.text
+        assert no_session_cookie(response, client)
+
+
+@pytest.mark.parametrize("whose", ["same patient", "another patient"])
+def test_a_link_for_another_visit_gets_no_session(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+    whose: str,
+) -> None:
+    other_visit = add_visit(run, services, clinic, clinic.patient.id) \
+        if whose == "same patient" else clinic.visit2_id
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    for method in ("GET", "POST"):
+        response = _use(client, method, other_visit, token)
+        assert response.status_code == 400
+        assert "This link is for a different visit" in response.text
+        assert no_session_cookie(response, client)
+
+
+def test_a_link_to_an_ended_visit_gives_no_session(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+
+    async def cancel() -> None:
+        async with services.transaction() as session:
+            visit = await session.get(Visit, clinic.visit_id)
+            assert visit is not None
+            visit.status = VisitStatus.cancelled
+
+    run(cancel)
+    response = _use(client, "POST", clinic.visit_id, token)
+    assert response.status_code == 400
+    assert "This visit has ended" in response.text
+    assert no_session_cookie(response, client)
+
+
+def test_a_deactivated_patient_cannot_join(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    sign_in(clinic.admin)
+    assert client.patch(f"/api/v1/users/{clinic.patient.id}",
+                        json={"is_active": False}).status_code == 200
+    response = _use(client, "POST", clinic.visit_id, token)
+    assert response.status_code == 400
+    assert no_session_cookie(response, client)
+
+
+# --- what a join session may do ------------------------------------------------------
+
+
+def test_a_join_session_cannot_invite_or_break_glass(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    assert join(client, clinic.visit_id, token).status_code == 303
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/invite").status_code == 403
+    glass = client.post("/api/v1/break-glass", json={
+        "patient_id": clinic.patient.id, "reason": "I would like to see my own record"})
+    assert glass.status_code == 403
+    assert client.get("/api/v1/audit").status_code == 403
+
+    async def counts() -> tuple[int, int]:
+        async with services.transaction() as session:
+            emails = len((await session.scalars(select(OutboxEmail.id))).all())
+            from server.models import BreakGlassGrant
+
+            grants = len((await session.scalars(select(BreakGlassGrant.id))).all())
+            return emails, grants
+
+    assert run(counts) == (1, 0)
+
+
+def test_a_join_session_sets_a_first_password_then_signs_in_normally(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    patient = patient_without_password(run, services, clinic)
+    visit_id = add_visit(run, services, clinic, patient.id, hours=2)
+    token = queued_token(run, services, invite(client, sign_in, clinic, visit_id))
+    assert client.post("/api/v1/session", json={"email": patient.email,
+                                                "password": NEW_PASSWORD}).status_code == 401
+
+    assert join(client, visit_id, token).status_code == 303
+    weak = client.put("/api/v1/account/password", json={"new_password": "short"})
+    assert weak.status_code == 422
+    assert weak.json()["error"]["field"] == "new_password"
+    first = client.put("/api/v1/account/password", json={"new_password": NEW_PASSWORD})
+    assert first.status_code == 204
+    # Once there is a password, the one-visit session cannot change it.
+    again = client.put("/api/v1/account/password", json={
+        "current_password": NEW_PASSWORD, "new_password": "yet another password"})
+    assert again.status_code == 403
+
+    client.cookies.clear()
+    client.headers.pop("X-CSRF-Token", None)
+    signed_in = client.post("/api/v1/session", json={"email": patient.email,
+                                                     "password": NEW_PASSWORD})
+    assert signed_in.status_code == 200
+    assert signed_in.json()["visit_id"] is None
+    assert [v["id"] for v in client.get("/api/v1/visits").json()["visits"]] == [visit_id]
+    assert client.get("/home").status_code == 200
+
+
+def test_a_join_session_cannot_change_an_existing_password(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    assert join(client, clinic.visit_id, token).status_code == 303
+    for body in ({"new_password": NEW_PASSWORD},
+                 {"current_password": PASSWORD, "new_password": NEW_PASSWORD}):
+        response = client.put("/api/v1/account/password", json=body)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+    # The form route says the same.
+    csrf = client.headers["X-CSRF-Token"]
+    form = client.post("/account/password", data={
+        "csrf_token": csrf, "current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    assert form.status_code == 403
+
+    client.cookies.clear()
+    client.headers.pop("X-CSRF-Token", None)
+    assert client.post("/api/v1/session", json={"email": clinic.patient.email,
+                                                "password": PASSWORD}).status_code == 200

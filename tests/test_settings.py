@@ -1,0 +1,221 @@
+"""Settings from the environment: parsing, the production secret key, documentation."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.settings import MIN_SECRET_LENGTH, PLACEHOLDER_SECRETS, Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One raw value and what it parses to, per kind of field. A field of a new kind fails
+# test_every_field_parses_from_the_environment until its parsing is added here and in
+# server/settings.py.
+SAMPLES: dict[str, tuple[str, Any]] = {
+    "str": ("some text", "some text"),
+    "int": ("4200", 4200),
+    "float": ("2.5", 2.5),
+    "bool": ("yes", True),
+    "tuple[str, ...]": (" stun:a.test:3478, ,stun:b.test:3478 ",
+                        ("stun:a.test:3478", "stun:b.test:3478")),
+}
+# Fields whose value is checked: a sample of the right kind would not be accepted.
+SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production")}
+
+
+def good_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def base_environ(tmp_path: Path, **values: str) -> dict[str, str]:
+    environ = {"MENDWELL_ENV": "test", "MENDWELL_SECRET_KEY": good_secret(),
+               "MENDWELL_VAR_DIR": str(tmp_path / "var"), "MENDWELL_TURN_SECRET": "turn"}
+    environ.update(values)
+    return environ
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Settings)])
+def test_every_field_parses_from_the_environment(tmp_path: Path, name: str) -> None:
+    kind = str({f.name: f.type for f in fields(Settings)}[name])
+    if name in SPECIAL:
+        raw, expected = SPECIAL[name]
+    elif kind == "Path":
+        raw, expected = str(tmp_path / "elsewhere"), (tmp_path / "elsewhere").resolve()
+    else:
+        assert kind in SAMPLES, f"Settings.{name} has a type ({kind}) that no test parses"
+        raw, expected = SAMPLES[kind]
+    settings = Settings.from_env(base_environ(tmp_path, **{f"MENDWELL_{name.upper()}": raw}))
+    value = getattr(settings, name)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_unset_variables_keep_the_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env({"MENDWELL_ENV": "test", "MENDWELL_SECRET_KEY": good_secret(),
+                                  "MENDWELL_VAR_DIR": str(tmp_path)})
+    defaults = Settings()
+    for f in fields(Settings):
+        if f.name not in ("env", "secret_key", "var_dir", "database_url"):
+            assert getattr(settings, f.name) == getattr(defaults, f.name), f.name
+    # The database defaults to a SQLite file under var_dir.
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve() / 'mendwell.db'}"
+
+
+def test_relative_var_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env(base_environ(tmp_path, MENDWELL_VAR_DIR="state"))
+    assert settings.var_dir == tmp_path.resolve() / "state"
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "Yes", "on"])
+def test_true_spellings(tmp_path: Path, raw: str) -> None:
+    environ = base_environ(tmp_path, MENDWELL_RUN_BACKGROUND_TASKS=raw)
+    assert Settings.from_env(environ).run_background_tasks is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "No", "OFF", ""])
+def test_false_spellings(tmp_path: Path, raw: str) -> None:
+    environ = base_environ(tmp_path, MENDWELL_RUN_BACKGROUND_TASKS=raw)
+    assert Settings.from_env(environ).run_background_tasks is False
+
+
+def test_empty_list_is_empty(tmp_path: Path) -> None:
+    assert Settings.from_env(base_environ(tmp_path, MENDWELL_STUN_URLS="")).stun_urls == ()
+
+
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("MENDWELL_RUN_BACKGROUND_TASKS", "maybe", "must be true or false, not 'maybe'"),
+    ("MENDWELL_MAX_BODY_BYTES", "lots", "must be a number, not 'lots'"),
+    ("MENDWELL_MAX_BODY_BYTES", "1.5", "must be a number, not '1.5'"),
+    ("MENDWELL_OUTBOX_POLL_SECONDS", "soon", "must be a number, not 'soon'"),
+    ("MENDWELL_ENV", "staging", "must be one of development, test, production"),
+])
+def test_bad_values_name_the_variable(
+    tmp_path: Path, name: str, raw: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(base_environ(tmp_path, **{name: raw}))
+    assert name in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_turn_urls_need_the_turn_secret(tmp_path: Path) -> None:
+    environ = base_environ(tmp_path, MENDWELL_TURN_URLS="turn:turn.test:3478")
+    del environ["MENDWELL_TURN_SECRET"]
+    with pytest.raises(SettingsError, match="MENDWELL_TURN_SECRET"):
+        Settings.from_env(environ)
+
+
+def test_overrides_win_over_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(base_environ(tmp_path, MENDWELL_MAX_BODY_BYTES="10"),
+                                 max_body_bytes=20)
+    assert settings.max_body_bytes == 20
+
+
+# --- the secret key -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [
+    None, "", "   ", "change-me", "CHANGEME", " secret ", "your-secret-key",
+    *sorted(PLACEHOLDER_SECRETS - {""}),
+    "x" * (MIN_SECRET_LENGTH - 1),
+])
+def test_production_refuses_a_missing_placeholder_or_short_key(
+    tmp_path: Path, key: str | None
+) -> None:
+    environ = base_environ(tmp_path, MENDWELL_ENV="production")
+    if key is None:
+        del environ["MENDWELL_SECRET_KEY"]
+    else:
+        environ["MENDWELL_SECRET_KEY"] = key
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ)
+    message = str(raised.value)
+    assert "MENDWELL_SECRET_KEY" in message
+    assert f"at least {MIN_SECRET_LENGTH} characters" in message
+    assert "secrets.token_urlsafe" in message  # says how to make one
+    # A production key is never invented and written to disk.
+    assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def test_production_accepts_a_real_key(tmp_path: Path) -> None:
+    key = good_secret()
+    settings = Settings.from_env(base_environ(tmp_path, MENDWELL_ENV="production",
+                                              MENDWELL_SECRET_KEY=key))
+    assert settings.secret_key == key
+    assert settings.is_production and settings.secure_cookies
+    assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def _environ_without_mendwell(**values: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MENDWELL_")}
+    environ.update(values)
+    return environ
+
+
+def test_serve_in_production_without_a_key_exits_with_the_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "9"],
+        env=_environ_without_mendwell(MENDWELL_ENV="production",
+                                      MENDWELL_VAR_DIR=str(tmp_path / "var")),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode != 0
+    assert "MENDWELL_SECRET_KEY is missing or a placeholder" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Mendwell on http" not in result.stdout  # it never started serving
+
+
+def test_development_generates_and_keeps_a_key(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    environ = {"MENDWELL_ENV": "development", "MENDWELL_VAR_DIR": str(var)}
+    first = Settings.from_env(environ)
+    path = var / "secret_key"
+    assert len(first.secret_key) >= MIN_SECRET_LENGTH
+    assert path.read_text().strip() == first.secret_key
+    # Only the server's user may read it.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # A restart keeps everyone's sessions and links valid.
+    assert Settings.from_env(environ).secret_key == first.secret_key
+    # An explicit key wins over the stored one.
+    explicit = good_secret()
+    assert Settings.from_env(environ | {"MENDWELL_SECRET_KEY": explicit}).secret_key == explicit
+
+
+# --- documentation --------------------------------------------------------------------
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = ROOT / "README.md"
+    assert readme.exists(), "README.md is missing: it documents every MENDWELL_ setting"
+    text = readme.read_text()
+    missing = [f"MENDWELL_{f.name.upper()}" for f in fields(Settings)
+               if not re.search(rf"\bMENDWELL_{f.name.upper()}\b", text)]
+    assert not missing, f"document these settings in README.md: {', '.join(missing)}"
+
+
+def test_readme_names_no_setting_that_does_not_exist() -> None:
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"\bMENDWELL_([A-Z][A-Z0-9_]*[A-Z0-9])\b", text))
+    settings = {f.name.upper() for f in fields(Settings)}
+    # Variables read by the test suite, CI and tooling rather than by the server.
+    elsewhere: set[str] = set()
+    for folder in ("tests", ".ci", "bench", "docker"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and path.suffix in ("", ".py", ".sh", ".yml", ".yaml", ".env"):
+                elsewhere |= set(re.findall(r"MENDWELL_([A-Z][A-Z0-9_]*[A-Z0-9])",
+                                            path.read_text(errors="replace")))
+    elsewhere |= set(re.findall(r"MENDWELL_([A-Z][A-Z0-9_]*[A-Z0-9])",
+                                (ROOT / "Makefile").read_text()))
+    unknown = sorted(named - settings - elsewhere)
+    assert not unknown, f"README.md names variables nothing reads: {unknown}"

@@ -1,0 +1,122 @@
+"""TURN: coturn on loopback with ``use-auth-secret``; a relay-only aiortc call connects
+with the credentials the server hands out, and does not with expired ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from signaling.client import Client
+from signaling.ice import turn_credentials
+from signaling.peers import ColourTrack
+from tests.clinic import Clinic
+from tests.conftest import SignIn
+from tests.signaling_support import LiveServer, cookie_of, free_port, service_or_skip
+from tests.test_webrtc import GREEN, MAGENTA, place_call
+
+
+@dataclass(frozen=True)
+class Coturn:
+    url: str
+    secret: str
+
+
+@pytest.fixture
+def coturn(tmp_path: Path) -> Iterator[Coturn]:
+    binary = shutil.which("turnserver")
+    service_or_skip(None if binary else "coturn (turnserver) is not installed")
+    assert binary is not None
+    port = free_port()
+    secret = secrets.token_urlsafe(24)
+    relay_ports = free_port()
+    log = (tmp_path / "turnserver.log").open("wb")
+    process = subprocess.Popen(
+        [binary, "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
+         "--relay-ip=127.0.0.1", "--use-auth-secret", f"--static-auth-secret={secret}",
+         "--realm=mendwell.test", "--no-tls", "--no-dtls", "--no-cli",
+         # The two test peers are both on loopback; never in production.
+         "--allow-loopback-peers",
+         f"--min-port={relay_ports}", f"--max-port={relay_ports + 50}",
+         f"--pidfile={tmp_path / 'turnserver.pid'}", f"--userdb={tmp_path / 'turndb'}",
+         "--log-file=stdout", "--simple-log"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = 50
+        while b"Total General servers" not in (tmp_path / "turnserver.log").read_bytes() \
+                and deadline:
+            if process.poll() is not None:
+                pytest.fail((tmp_path / "turnserver.log").read_text()[-2000:])
+            deadline -= 1
+            time.sleep(0.1)
+        yield Coturn(f"turn:127.0.0.1:{port}?transport=udp", secret)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+@pytest.mark.coturn
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_relay_only_call_connects_with_fresh_credentials(
+    clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path, coturn: Coturn
+) -> None:
+    patient_cookie = cookie_of(sign_in, clinic.patient)
+    prescriber_cookie = cookie_of(sign_in, clinic.prescriber)
+    with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
+                    MENDWELL_TURN_SECRET=coturn.secret) as server:
+        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        timings = asyncio.run(asyncio.wait_for(
+            place_call(url, url, patient_cookie, prescriber_cookie, relay=True), 20))
+    print(f"admit to video through TURN: {timings['admit_to_video']:.3f} s")
+
+
+@pytest.mark.coturn
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_relay_only_call_fails_with_expired_credentials(
+    clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path, coturn: Coturn
+) -> None:
+    patient_cookie = cookie_of(sign_in, clinic.patient)
+    prescriber_cookie = cookie_of(sign_in, clinic.prescriber)
+
+    def expired(user: int) -> list[dict[str, object]]:
+        username, credential = turn_credentials(
+            coturn.secret, str(user), datetime.now(UTC) - timedelta(minutes=1))
+        return [{"urls": [coturn.url], "username": username, "credential": credential}]
+
+    async def call(url: str) -> None:
+        patient = Client(url, cookie=patient_cookie, peer_id="patient-aiortc", relay=True,
+                         ice_servers=expired(clinic.patient.id),
+                         make_tracks=lambda: [ColourTrack(GREEN)])
+        prescriber = Client(url, cookie=prescriber_cookie, peer_id="prescriber-aiortc",
+                            relay=True, ice_servers=expired(clinic.prescriber.id),
+                            make_tracks=lambda: [ColourTrack(MAGENTA)])
+        try:
+            await patient.start()
+            await prescriber.start()
+            await prescriber.wait_for_peer(lambda p: p["state"] == "waiting")
+            await prescriber.admit("patient-aiortc")
+            # aiortc reports no error for a refused TURN allocation: the call just never
+            # connects.
+            with pytest.raises(TimeoutError):
+                await patient.wait_connected("prescriber-aiortc", within=5)
+        finally:
+            await patient.close()
+            await prescriber.close()
+
+    with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
+                    MENDWELL_TURN_SECRET=coturn.secret) as server:
+        asyncio.run(asyncio.wait_for(call(f"{server.ws_url}/ws/visits/{clinic.visit_id}"), 20))

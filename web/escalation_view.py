@@ -1,0 +1,362 @@
+"""An escalation as people read it: levels, reasons, dispositions and timeline steps in
+plain words, emergency information with numbers a phone can dial, and the waiting time.
+
+Pure functions over the dictionaries of ``escalation.queries`` (the JSON API's shapes),
+so the pages and the API show the same facts. The wording of clinical items comes from
+``server.instruments`` unchanged (validated wording, see docs/clinical.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from escalation.lifecycle import CONTACT_OUTCOMES, DISPOSITIONS, MANUAL_REASONS
+from server.instruments import INSTRUMENTS
+from server.instruments.base import FREQUENCY
+
+LEVEL_LABELS: Final = {
+    "emergency": "Emergency", "urgent": "Urgent", "step_up": "Step up care",
+    "review": "Review", "none": "None",
+}
+# What each level asks of the coordinator (CLINICAL.md, "What the levels mean").
+LEVEL_MEANINGS: Final = {
+    "emergency": "Imminent risk",
+    "urgent": "Same-day safety or in-person evaluation",
+    "step_up": "Higher level of care or in-person care within days",
+}
+# A manual raise creates a coordinator task, so only these levels are offered.
+RAISE_LEVELS: Final = ("emergency", "urgent", "step_up")
+
+STATUS_LABELS: Final = {
+    "open": "Not acknowledged", "acknowledged": "Acknowledged",
+    "in_progress": "In progress", "resolved": "Resolved",
+}
+
+REASON_LABELS: Final = {
+    # From check-ins (CLINICAL.md, "Triage").
+    "cssrs_high": "Suicide risk screen high: intent or a plan, or recent suicidal behaviour",
+    "cssrs_moderate": "Suicide risk screen moderate: thinking about a method, or past "
+                      "suicidal behaviour",
+    "phq9_item9_unassessed": "Thoughts of death or self-harm, not yet assessed further",
+    "cssrs_low": "Suicide risk screen low: wish to be dead or suicidal thoughts",
+    "phq9_item9_positive": "Thoughts of death or self-harm (depression questionnaire)",
+    "phq9_severe": "Severe depression (PHQ-9 20 or more)",
+    "asrm_positive": "Possible mania or hypomania (ASRM 6 or more)",
+    "gad7_severe": "Severe anxiety (GAD-7 15 or more)",
+    "auditc_positive": "Risky drinking (AUDIT-C positive)",
+    "phq9_worsened": "Depression worse by 5 points or more since the last PHQ-9",
+    # Raised by hand (escalation.lifecycle.MANUAL_REASONS).
+    "suicidal_ideation_plan_or_intent": "Suicidal thoughts with a plan or intent",
+    "homicidal_ideation": "Thoughts of harming someone else",
+    "mania": "Mania",
+    "psychosis": "Psychosis",
+    "severe_withdrawal_or_intoxication": "Severe withdrawal or intoxication",
+    "overdose_risk": "Overdose risk or a recent overdose",
+    "relapse": "Relapse",
+    "medically_unstable": "Medically unstable",
+    "needs_in_person_assessment": "Needs in-person assessment or labs",
+    "other": "Other",
+}
+
+DISPOSITION_LABELS: Final = {
+    "emergency_services": "Emergency services (911 or emergency department)",
+    "mobile_crisis": "Mobile crisis team",
+    "inpatient": "Inpatient admission",
+    "residential": "Residential treatment",
+    "partial_hospitalization": "Partial hospitalization program",
+    "intensive_outpatient": "Intensive outpatient program",
+    "in_person_visit": "In-person visit",
+    "outpatient_follow_up": "Outpatient follow-up",
+    "no_action_needed": "No action needed (say why)",
+}
+
+OUTCOME_LABELS: Final = {
+    "reached": "Reached the patient", "no_answer": "No answer",
+    "voicemail": "Left a voicemail", "wrong_number": "Wrong number", "busy": "Line busy",
+}
+
+SEVERITY_LABELS: Final = {
+    "minimal": "minimal", "mild": "mild", "moderate": "moderate",
+    "moderately_severe": "moderately severe", "severe": "severe",
+}
+RISK_LABELS: Final = {"none": "none", "low": "low", "moderate": "moderate", "high": "high"}
+
+# Every choice a form offers has its words: a new code must not show up as a raw code.
+assert set(MANUAL_REASONS) <= set(REASON_LABELS)
+assert set(DISPOSITIONS) == set(DISPOSITION_LABELS)
+assert set(CONTACT_OUTCOMES) == set(OUTCOME_LABELS)
+
+
+def _humanize(code: str) -> str:
+    return code.replace("_", " ").capitalize()
+
+
+def reason_label(code: str) -> str:
+    return REASON_LABELS.get(code, _humanize(code))
+
+
+def level_label(level: str) -> str:
+    return LEVEL_LABELS.get(level, _humanize(level))
+
+
+def choices(codes: tuple[str, ...], labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a <select>, in the vocabulary's own order."""
+    return [(code, labels.get(code, _humanize(code))) for code in codes]
+
+
+def tel_href(phone: str | None) -> str | None:
+    """A ``tel:`` link for a number as the patient typed it ("+1 (555) 010-0100")."""
+    if not phone:
+        return None
+    digits = re.sub(r"[^\d+]", "", phone)
+    digits = digits[:1] + digits[1:].replace("+", "")
+    return f"tel:{digits}" if any(c.isdigit() for c in digits) else None
+
+
+def duration_text(seconds: float) -> str:
+    """"42 s", "4 min 05 s", "2 h 07 min", "3 d 4 h": the same as the pages' script
+    (escalation-clock.js), so a live clock does not jump when it takes over."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def minutes_text(minutes: float | None) -> str:
+    """A measure in minutes, for the clinic measures table ("—" when nothing to measure)."""
+    if minutes is None:
+        return "—"
+    return duration_text(minutes * 60)
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How long since the escalation was raised, and how long to its deadline."""
+
+    waiting: str
+    due: str | None
+    overdue: bool
+
+
+def clock(escalation: Mapping[str, Any], now: datetime) -> Clock:
+    raised = _parse(escalation["raised_at"])
+    due_at = _parse(escalation.get("ack_due_at"))
+    waiting = duration_text((now - raised).total_seconds()) if raised else ""
+    if due_at is None:
+        return Clock(waiting, None, False)
+    left = (due_at - now).total_seconds()
+    if left >= 0:
+        return Clock(waiting, f"Acknowledge within {duration_text(left)}", False)
+    return Clock(waiting, f"Overdue by {duration_text(-left)}", True)
+
+
+@dataclass(frozen=True)
+class EmergencyInfo:
+    address: str | None
+    callback: str | None
+    callback_href: str | None
+    contact_name: str | None
+    contact_phone: str | None
+    contact_href: str | None
+
+
+def emergency_info(escalation: Mapping[str, Any]) -> EmergencyInfo:
+    contact = escalation.get("emergency_contact") or {}
+    return EmergencyInfo(
+        address=(escalation.get("location") or {}).get("address"),
+        callback=escalation.get("callback_phone"),
+        callback_href=tel_href(escalation.get("callback_phone")),
+        contact_name=contact.get("name"),
+        contact_phone=contact.get("phone"),
+        contact_href=tel_href(contact.get("phone")),
+    )
+
+
+def person_name(person: Mapping[str, Any] | None) -> str:
+    return str(person.get("name") or f"user {person.get('id')}") if person else ""
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    who: str
+    what: str
+    text: str | None
+
+
+def _reasons_text(codes: object) -> str:
+    if not isinstance(codes, list):
+        return ""
+    return "; ".join(reason_label(str(c)) for c in codes)
+
+
+def timeline_entry(event: Mapping[str, Any], names: Mapping[int, str]) -> TimelineEntry:
+    kind = str(event.get("kind", ""))
+    actor = event.get("actor")
+    who = person_name(actor) if actor else "Mendwell"
+    text = event.get("text") or None
+    if kind == "raised":
+        source = "from the check-in" if event.get("source") == "checkin" else "by hand"
+        what = f"Raised {source} at level {level_label(str(event.get('level')))}: " \
+            f"{_reasons_text(event.get('reasons'))}"
+    elif kind == "level_raised":
+        what = f"Level raised from {level_label(str(event.get('previous')))} to " \
+            f"{level_label(str(event.get('level')))}: {_reasons_text(event.get('reasons'))}"
+    elif kind == "reasons_added":
+        what = f"Reasons added: {_reasons_text(event.get('reasons'))}"
+    elif kind == "acknowledged":
+        what = "Acknowledged"
+    elif kind == "assigned":
+        assignee = event.get("assignee_id")
+        name = names.get(assignee, f"user {assignee}") if isinstance(assignee, int) else "?"
+        what = f"Assigned to {name}"
+    elif kind == "started":
+        what = "Started working on it"
+    elif kind == "contact_attempt":
+        outcome = str(event.get("outcome") or "")
+        what = f"Call to the patient: {OUTCOME_LABELS.get(outcome, _humanize(outcome))}"
+    elif kind == "note":
+        what = "Note"
+    elif kind == "message":
+        what = "Message"
+    elif kind == "realert":
+        what = "Not acknowledged in time: coordinators alerted again"
+        if event.get("backup"):
+            what += ", and the backup (on call)"
+    elif kind == "resolved":
+        disposition = str(event.get("disposition") or "")
+        what = f"Resolved: {DISPOSITION_LABELS.get(disposition, _humanize(disposition))}"
+    else:
+        what = _humanize(kind)
+    return TimelineEntry(datetime.fromisoformat(str(event["at"])), who, what, text)
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Score:
+    name: str
+    result: str
+
+
+@dataclass(frozen=True)
+class Triggering:
+    """The check-in answers behind an escalation, as the coordinator reads them."""
+
+    scores: list[Score]
+    reasons: list[str]
+    cssrs: list[Answer]
+    phq9_item9: Answer | None
+
+
+def _yes_no(value: object) -> str:
+    if value is True:
+        return "Yes"
+    if value is False:
+        return "No"
+    return "Not asked"
+
+
+def _score_lines(scores: Mapping[str, Any]) -> list[Score]:
+    lines: list[Score] = []
+    if phq9 := scores.get("phq9"):
+        severity = SEVERITY_LABELS.get(phq9.get("severity"), phq9.get("severity"))
+        lines.append(Score("PHQ-9 depression", f"{phq9.get('total')} of 27, {severity}"))
+    if gad7 := scores.get("gad7"):
+        severity = SEVERITY_LABELS.get(gad7.get("severity"), gad7.get("severity"))
+        lines.append(Score("GAD-7 anxiety", f"{gad7.get('total')} of 21, {severity}"))
+    if cssrs := scores.get("cssrs"):
+        risk = RISK_LABELS.get(cssrs.get("risk"), cssrs.get("risk"))
+        lines.append(Score("C-SSRS suicide risk screen", f"risk {risk}"))
+    if auditc := scores.get("auditc"):
+        positive = "positive" if auditc.get("positive") else "negative"
+        lines.append(Score("AUDIT-C alcohol", f"{auditc.get('total')} of 12, {positive}"))
+    if asrm := scores.get("asrm"):
+        positive = "positive" if asrm.get("positive") else "negative"
+        lines.append(Score("ASRM mania", f"{asrm.get('total')} of 20, {positive}"))
+    return lines
+
+
+def triggering(data: Mapping[str, Any] | None) -> Triggering | None:
+    if not data:
+        return None
+    responses = data.get("responses") or {}
+    cssrs_answers = ((responses.get("cssrs") or {}).get("answers")) or {}
+    cssrs = [Answer(item.text, _yes_no(cssrs_answers.get(item.id)))
+             for item in INSTRUMENTS["cssrs"].items] if cssrs_answers else []
+    item9 = None
+    phq9_answers = (responses.get("phq9") or {}).get("answers")
+    if isinstance(phq9_answers, list) and len(phq9_answers) == 9:
+        value = phq9_answers[8]
+        label = FREQUENCY[value].label if isinstance(value, int) and \
+            0 <= value < len(FREQUENCY) else str(value)
+        item9 = Answer(INSTRUMENTS["phq9"].items[8].text, label)
+    return Triggering(scores=_score_lines(data.get("scores") or {}),
+                      reasons=[reason_label(str(r)) for r in data.get("reasons") or []],
+                      cssrs=cssrs, phq9_item9=item9)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a queue row and the top of the escalation page show."""
+
+    id: int
+    level: str
+    level_label: str
+    level_meaning: str | None
+    patient_id: int
+    patient: str
+    reasons: list[str]
+    reason_text: str | None
+    status: str
+    status_label: str
+    raised_at: datetime
+    ack_due_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str
+    assigned_to: str
+    clock: Clock
+    info: EmergencyInfo
+    visit_id: int | None
+    live_visit_id: int | None
+
+
+def summary(escalation: Mapping[str, Any], now: datetime) -> Summary:
+    raised = _parse(escalation["raised_at"])
+    assert raised is not None
+    level = str(escalation["level"])
+    status = str(escalation["status"])
+    return Summary(
+        id=int(escalation["id"]), level=level, level_label=level_label(level),
+        level_meaning=LEVEL_MEANINGS.get(level),
+        patient_id=int(escalation["patient"]["id"]),
+        patient=person_name(escalation["patient"]),
+        reasons=[reason_label(str(r)) for r in escalation.get("reasons") or []],
+        reason_text=escalation.get("reason_text"),
+        status=status, status_label=STATUS_LABELS.get(status, _humanize(status)),
+        raised_at=raised, ack_due_at=_parse(escalation.get("ack_due_at")),
+        acknowledged_at=_parse(escalation.get("acknowledged_at")),
+        acknowledged_by=person_name(escalation.get("acknowledged_by")),
+        assigned_to=person_name(escalation.get("assigned_to")),
+        clock=clock(escalation, now), info=emergency_info(escalation),
+        visit_id=escalation.get("visit_id"), live_visit_id=escalation.get("live_visit_id"),
+    )

@@ -1,0 +1,79 @@
+"""One escalation: emergency information first, then the actions, the answers that
+triggered it and its full timeline.
+
+The actions are forms that ``static/escalation-detail.js`` sends to the JSON API
+(``/api/v1/escalations/{id}/...``), so every change goes through the one lifecycle
+function that also writes its timeline event, audit record and live event.
+``?part=live`` answers only the parts that change (status, timeline), which the script
+fetches again when an event about this escalation arrives.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from escalation import queries
+from escalation.lifecycle import CONTACT_OUTCOMES, DISPOSITIONS
+from server.http import actor_of, path_id, services_of
+from server.models import CareTeamMember, Role, User
+from web import escalation_view as view
+from web.pages.coordinator import raise_form_choices
+from web.pages.home import CLINIC_TZ
+from web.rendering import render
+
+BACK_LINKS = {Role.coordinator: ("/coordinator", "← Escalation queue"),
+              Role.prescriber: ("/day", "← My day")}
+
+
+async def assignable(session: AsyncSession, patient_id: int) -> list[User]:
+    """The prescribers and coordinators on the patient's care team (who may own it)."""
+    rows = await session.scalars(
+        select(User).join(CareTeamMember, CareTeamMember.member_id == User.id)
+        .where(CareTeamMember.patient_id == patient_id, User.is_active.is_(True),
+               User.role.in_((Role.prescriber, Role.coordinator)))
+        .order_by(User.role, User.name, User.id))
+    return list(rows.all())
+
+
+async def escalation_page(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    now = services.clock.now()
+    async with services.transaction() as session:
+        # Checks access (care team, on call, or an admin's break-glass) and audits the read.
+        data = await queries.escalation_detail(session, actor, escalation_id)
+        people = await assignable(session, int(data["patient"]["id"]))
+        names = {u.id: u.name for u in people}
+        missing = {e["assignee_id"] for e in data["timeline"]
+                   if isinstance(e.get("assignee_id"), int)} - names.keys()
+        if missing:
+            rows = await session.execute(select(User.id, User.name).where(User.id.in_(missing)))
+            names.update({row[0]: row[1] for row in rows})
+    context = {
+        "e": view.summary(data, now), "data": data, "now": now, "tz": CLINIC_TZ,
+        "timeline": [view.timeline_entry(event, names) for event in data["timeline"]],
+        "triggering": view.triggering(data.get("triggering")),
+        "disposition_label": view.DISPOSITION_LABELS.get(data.get("disposition") or "", ""),
+    }
+    if request.query_params.get("part") == "live":
+        return render(request, "_escalation_live.html", **context)
+    # An admin reading under break-glass sees the record, never the actions: they
+    # cannot change it (server.access.access_escalation).
+    can_act = actor.role in (Role.prescriber, Role.coordinator)
+    back_href, back_text = BACK_LINKS.get(actor.role, ("/", "Start page"))
+    return render(
+        request, "escalation.html", **context, can_act=can_act, back_href=back_href,
+        back_text=back_text, status_labels=view.STATUS_LABELS,
+        assignees=[(u.id, f"{u.name} ({u.role.value})") for u in people],
+        outcomes=view.choices(CONTACT_OUTCOMES, view.OUTCOME_LABELS),
+        dispositions=view.choices(DISPOSITIONS, view.DISPOSITION_LABELS),
+        **raise_form_choices(),
+    )
+
+
+ROUTES = [Route("/escalations/{escalation_id}", escalation_page)]

@@ -7,12 +7,17 @@
 - docker/Dockerfile: stages, non-root final user, health check, runtime dependencies only,
   no migration at start.
 - docker/turnserver.conf: REST credentials with the secret from the environment, no relay into
-  private ranges except the app containers' media network.
+  private ranges except the app containers' addresses (the device check's echo peer).
 - docker/Caddyfile: proxies everything (the /ws/ WebSockets included) to both instances with
   /healthz checks, and never logs a URL query string (join links carry their token there).
 - docker/env.example: every MENDWELL_ setting of server/settings.py, placeholders only.
 - The small shell programs in compose.yaml and docker/postgres/app-role.sh, run with stand-ins
   for the programs they start.
+
+tests/data/compose-spec.json is the Compose Specification's JSON schema (Apache-2.0, licence in
+tests/data/compose-spec.LICENSE), copied from the check-jsonschema 0.39.0 wheel on PyPI
+(check_jsonschema/builtin_schemas/vendor/compose-spec.json). To refresh it:
+pip download --no-deps check-jsonschema, unzip, copy that file.
 """
 
 from __future__ import annotations
@@ -482,27 +487,40 @@ def test_turnserver_relays_udp_only_and_never_into_private_ranges() -> None:
     options = turnserver_conf()
     names = {name for name, _ in options}
     assert {"no-tcp-relay", "no-multicast-peers", "no-cli"} <= names
-    ranges = [value.split("-") for name, value in options if name == "denied-peer-ip"]
-    denied_v4 = [(ip_to_int(low), ip_to_int(high)) for low, high in
-                 (pair for pair in ranges if len(pair) == 2 and ":" not in pair[0])]
 
-    def is_denied(address: str) -> bool:
+    def ranges(option: str) -> list[tuple[int, int]]:
+        pairs = [value.split("-") for name, value in options if name == option]
+        return [(ip_to_int(low), ip_to_int(high if high else low)) for low, high in
+                (pair if len(pair) == 2 else [pair[0], ""] for pair in pairs)
+                if ":" not in low]
+
+    denied, allowed = ranges("denied-peer-ip"), ranges("allowed-peer-ip")
+
+    def relayable(address: str) -> bool:
+        # coturn: an address both allowed and denied is allowed.
         value = ip_to_int(address)
-        return any(start <= value <= end for start, end in denied_v4)
+        if any(low <= value <= high for low, high in allowed):
+            return True
+        return not any(low <= value <= high for low, high in denied)
 
-    for address in ("10.1.2.3", "172.17.0.2", "172.28.20.5", "192.168.1.1", "127.0.0.1",
-                    "169.254.169.254", "100.64.0.1", "0.0.0.1"):
-        assert is_denied(address), address
-    assert not is_denied("8.8.8.8")
-    # The single exception: the apps' media network, where the device-check echo peer is.
-    allowed = [value for name, value in options if name == "allowed-peer-ip"]
-    media_start, media_end = subnet_range(network_subnet("media"))
-    assert len(allowed) == 1
-    low, high = (ip_to_int(part) for part in allowed[0].split("-"))
-    assert (low, high) == (media_start, media_end)
-    for name in ("edge", "data"):
-        start, end = subnet_range(network_subnet(name))
-        assert is_denied(compose_ip(start)) and is_denied(compose_ip(end))
+    for address in ("10.1.2.3", "172.17.0.2", "192.168.1.1", "127.0.0.1", "169.254.169.254",
+                    "100.64.0.1", "0.0.0.1", "198.18.0.1", "240.0.0.1"):
+        assert not relayable(address), address
+    assert relayable("8.8.8.8")
+    assert relayable("203.0.114.9")
+
+    # The single exception: the apps' dynamic addresses on `edge`, where the device-check echo
+    # peer is; not the gateway (the host itself), not Caddy, not the data network.
+    edge = compose()["networks"]["edge"]["ipam"]["config"][0]
+    dynamic_low, dynamic_high = subnet_range(edge["ip_range"])
+    assert allowed == [(dynamic_low, dynamic_high - 1)], "allowed-peer-ip = edge's ip_range"
+    subnet_low, _ = subnet_range(edge["subnet"])
+    caddy_ip = services()["caddy"]["networks"]["edge"]["ipv4_address"]
+    assert not relayable(compose_ip(subnet_low + 1)), "the gateway is the host"
+    assert not relayable(caddy_ip)
+    assert not dynamic_low <= ip_to_int(caddy_ip) <= dynamic_high
+    data_low, data_high = subnet_range(network_subnet("data"))
+    assert not relayable(compose_ip(data_low + 1)) and not relayable(compose_ip(data_high - 1))
 
 
 def compose_ip(value: int) -> str:

@@ -21,6 +21,7 @@ mendwell_app_role() {
     local app_user="${creds%%:*}"
     local app_password="${creds#*:}"
     local owner="${POSTGRES_USER:?POSTGRES_USER (docker/db-owner.env) is not set}"
+    # shellcheck disable=SC2034  # read through ${!name} below
     local owner_password="${POSTGRES_PASSWORD:?POSTGRES_PASSWORD (docker/db-owner.env) is not set}"
     local db="${POSTGRES_DB:-$owner}"
 

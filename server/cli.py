@@ -101,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.logs import uvicorn_log_config
 
     settings = _settings()
     if args.demo:
@@ -126,6 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_timeout_seconds,
         proxy_headers=True, log_level="info", server_header=False,
+        log_config=uvicorn_log_config(),
     )
     return 0
 

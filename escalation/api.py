@@ -11,15 +11,15 @@ from starlette.responses import JSONResponse, Response
 from escalation import lifecycle, queries
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
-from server.http import actor_of, json_body, path_id, services_of
+from server.http import MAX_ID, actor_of, json_body, path_id, services_of
 from server.models import EscalationStatus
 
 
 class NewEscalation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    patient_id: int = Field(gt=0)
-    visit_id: int | None = Field(default=None, gt=0)
+    patient_id: int = Field(gt=0, le=MAX_ID)
+    visit_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     level: str = Field(max_length=16)
     reason: str = Field(max_length=64)
     text: str | None = Field(default=None, max_length=1000)
@@ -28,7 +28,7 @@ class NewEscalation(BaseModel):
 class Assignment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    assignee_id: int = Field(gt=0)
+    assignee_id: int = Field(gt=0, le=MAX_ID)
 
 
 class NewEvent(BaseModel):

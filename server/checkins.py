@@ -241,18 +241,18 @@ def _partial_triage(services: Services, data: dict[str, Any]) -> TriageResult | 
         filled = _answers_so_far(key, value)
         if filled is not None and triage({key: filled}) is not None:
             so_far[key] = filled
-    result = triage(complete) if complete else None
-    if not so_far:
+    # The partial C-SSRS is left out here: it does not assess item 9 until it is done.
+    others = {k: v for k, v in so_far.items() if k != "cssrs"}
+    result = triage(complete | others) if complete or others else None
+    if "cssrs" not in so_far:
         return result
+    # With the partial C-SSRS counted as given, "item 9 unassessed" (urgent) turns into
+    # "item 9 positive" (review): keep whichever level is higher, and keep asking.
     bound = triage(complete | so_far)
-    unfinished_screener = {k: v for k, v in so_far.items() if k != "cssrs"}
-    asked = triage(complete | unfinished_screener)
-    requires = asked.requires if asked is not None else ()
-    # A partial C-SSRS counts as given in ``bound``, which turns "item 9 unassessed"
-    # (urgent) into "item 9 positive" (review): keep whichever level is higher.
-    best = bound if bound is not None and (
-        result is None or level_rank(bound.level) > level_rank(result.level)) else result
-    return replace(best, requires=requires) if best is not None else None
+    if bound is None or (result is not None and
+                         level_rank(bound.level) <= level_rank(result.level)):
+        return result
+    return replace(bound, requires=result.requires if result is not None else ())
 
 
 async def _get_or_start(session: AsyncSession, visit: Visit, now: datetime) -> CheckIn:

@@ -1,4 +1,4 @@
-"""The ``mendwell`` command: serve, db upgrade, user create, demo."""
+"""The ``mendwell`` command: serve, db upgrade, user create, demo, probe."""
 
 from __future__ import annotations
 
@@ -132,6 +132,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    # The one place server/ reaches into signaling/ besides app.py: lazily, so the rest
+    # of the CLI does not load aiortc.
+    from signaling.probe import probe
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else \
+        getpass.getpass("Password: ")
+    report = asyncio.run(probe(args.base_url, args.email, password, visit_id=args.visit,
+                               relay=args.relay, within=args.timeout))
+    for line in report.lines:
+        print(line, file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mendwell", description="Mendwell telepsychiatry server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +168,16 @@ def parser() -> argparse.ArgumentParser:
                         help="read the password from the first line of standard input")
     create.set_defaults(func=cmd_user_create)
     sub.add_parser("demo", help="migrate and seed the demo clinic").set_defaults(func=cmd_demo)
+    probe = sub.add_parser("probe", help="place a synthetic call through a running deployment")
+    probe.add_argument("--base-url", required=True, help="for example https://visits.example.org")
+    probe.add_argument("--email", required=True, help="a staff account kept for probing")
+    probe.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+    probe.add_argument("--visit", type=int, default=None,
+                       help="also call between two probe peers in this visit's room")
+    probe.add_argument("--relay", action="store_true", help="force the TURN relay path")
+    probe.add_argument("--timeout", type=float, default=20.0, help="seconds per step")
+    probe.set_defaults(func=cmd_probe)
     return p
 
 

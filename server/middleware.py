@@ -172,6 +172,9 @@ class SessionMiddleware:
                     403, "csrf_failed", "Send the X-CSRF-Token header from the session.",
                     "X-CSRF-Token"))
                 return
+        # Not held in this frame for the life of a WebSocket: the endpoint takes what it
+        # needs from the scope and lets the session's rows go.
+        del current
         await self.app(scope, receive, send)
 
 

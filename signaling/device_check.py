@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import av
@@ -40,6 +41,7 @@ log = logging.getLogger("mendwell.signaling.device_check")
 ECHO_WIDTH = 320
 STATS_SECONDS = 1.0
 START_TIMEOUT_SECONDS = 30.0
+MEDIA_LINE = re.compile(r"^m=(audio|video) ", re.MULTILINE)
 
 
 class ReducedEcho(MediaStreamTrack):
@@ -96,6 +98,8 @@ class EchoPeer:
                 self.pc.addTrack(AudioEcho(track))
 
     async def answer(self, offer_sdp: str) -> str:
+        if not MEDIA_LINE.search(offer_sdp):
+            raise ValueError("it has no camera or microphone in it")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)

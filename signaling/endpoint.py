@@ -19,7 +19,7 @@ from server import audit, guests
 from server.access import access_visit_room
 from server.auth import Current
 from server.errors import APIError, Forbidden, NotFound
-from server.http import client_ip, current_of, services_of
+from server.http import MAX_ID, client_ip, current_of, services_of
 from server.models import Visit
 from server.services import Services
 from server.visits import ENDED
@@ -127,7 +127,7 @@ async def visit_room(websocket: WebSocket) -> None:
         return
     raw_id = str(websocket.path_params["visit_id"])
     visit_id = int(raw_id) if raw_id.isdigit() and len(raw_id) < 19 else 0
-    if visit_id <= 0:
+    if not 0 < visit_id <= MAX_ID:
         await refuse(websocket, protocol.CLOSE_NOT_FOUND, "not_found",
                      f"There is no visit {raw_id[:20]}.")
         return
@@ -140,6 +140,10 @@ async def visit_room(websocket: WebSocket) -> None:
     outlet = SocketOutlet(websocket)
     if current is not None:
         hub.watch(outlet, current, idle=False)
+        # Everything needed is in the identity now; the session's database rows would
+        # otherwise stay in memory for as long as the socket is open.
+        websocket.scope["state"].pop("current", None)
+        current = None
     connection_id = uuid.uuid4().hex
     limiter = RateLimiter()
     loop = asyncio.get_running_loop()

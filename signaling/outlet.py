@@ -24,7 +24,8 @@ class SocketOutlet:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
-        self._pending: deque[str | int] = deque()
+        # Created on first use: an idle socket keeps no queue (a deque costs 600 bytes).
+        self._pending: deque[str | int] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.closing = False
         self.closed = False
@@ -32,7 +33,9 @@ class SocketOutlet:
     def push(self, message: dict[str, Any]) -> None:
         if self.closing:
             return
-        if len(self._pending) >= QUEUE_LIMIT:
+        if self._pending is None:
+            self._pending = deque()
+        elif len(self._pending) >= QUEUE_LIMIT:
             self.close(CLOSE_TOO_SLOW)
             return
         self._pending.append(dumps(message))
@@ -43,6 +46,8 @@ class SocketOutlet:
         if self.closing:
             return
         self.closing = True
+        if self._pending is None:
+            self._pending = deque()
         self._pending.append(code)
         self._start()
 
@@ -51,9 +56,11 @@ class SocketOutlet:
             self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
+        pending = self._pending
+        assert pending is not None
         try:
-            while self._pending:
-                item = self._pending.popleft()
+            while pending:
+                item = pending.popleft()
                 if isinstance(item, int):
                     self.closed = True
                     await self._websocket.close(item)
@@ -63,8 +70,8 @@ class SocketOutlet:
             # The client is gone; the reader sees the disconnect and cleans up.
             self.closed = True
         finally:
-            if self.closed:
-                self._pending.clear()
+            # Drained (or closed): let the queue go until there is something to send.
+            self._pending = None
             self._flusher = None
 
     async def finish(self) -> None:
@@ -74,6 +81,6 @@ class SocketOutlet:
 
     def abort(self) -> None:
         self.closing = self.closed = True
-        self._pending.clear()
+        self._pending = None
         if self._flusher is not None:
             self._flusher.cancel()

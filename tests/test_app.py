@@ -11,6 +11,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
 from server.auth import COOKIE_SALT
@@ -76,26 +77,28 @@ def test_security_headers_on_every_kind_of_response(
     assert_security_headers(static, "static file", cacheable=True)
 
 
-@pytest.mark.parametrize("who", ["anonymous", "patient", "join_link", "prescriber",
-                                 "coordinator", "admin"])
 def test_pages_need_nothing_that_the_policy_blocks(
-    client: TestClient, clinic: Clinic, sign_in: SignIn, who: str
+    client: TestClient, clinic: Clinic, sign_in: SignIn
 ) -> None:
     # The policy allows no inline script or style: an inline <script>, a style=""
     # attribute or an on*="" handler in a page would silently not work in a browser.
-    person = None if who == "anonymous" else getattr(clinic, "patient" if who == "join_link"
-                                                     else who)
-    sign_in(person, visit_id=clinic.visit_id if who == "join_link" else None)
-    pages = ["/login", "/account/password", "/home", "/day", "/coordinator", "/admin",
-             "/admin/care-teams", "/admin/audit", "/admin/outbox", f"/visits/{clinic.visit_id}",
-             "/nothing-here"]
-    for path in pages:
-        response = client.get(path)
-        assert response.headers["content-type"].startswith("text/html"), path
-        html = response.text
-        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
-        assert not re.search(r"\sstyle\s*=", html, re.IGNORECASE), path
-        assert not re.search(r"\son[a-z]+\s*=", html, re.IGNORECASE), path
+    pages = ["/login", "/account/password", "/home", "/progress", "/day", "/coordinator",
+             "/admin", "/admin/care-teams", "/admin/audit", "/admin/outbox",
+             f"/visits/{clinic.visit_id}", f"/visits/{clinic.visit_id}/checkin",
+             f"/patients/{clinic.patient.id}", "/nothing-here"]
+    people = {"anonymous": None, "patient": clinic.patient, "join_link": clinic.patient,
+              "prescriber": clinic.prescriber, "coordinator": clinic.coordinator,
+              "admin": clinic.admin}
+    for who, person in people.items():
+        sign_in(person, visit_id=clinic.visit_id if who == "join_link" else None)
+        for path in pages:
+            response = client.get(path)
+            where = f"{path} as {who}"
+            assert response.headers["content-type"].startswith("text/html"), where
+            html = response.text
+            assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), where
+            assert not re.search(r"\sstyle\s*=", html, re.IGNORECASE), where
+            assert not re.search(r"\son[a-z]+\s*=", html, re.IGNORECASE), where
 
 
 # --- health ---------------------------------------------------------------------------
@@ -307,22 +310,42 @@ def test_body_over_the_limit_is_413_with_or_without_content_length(
                  field="password")
 
 
-@pytest.mark.parametrize("raw", ["abc", "1.5", "-3", "0", str(2**31), str(2**63)])
 def test_path_id_that_is_not_a_positive_int_is_422(
-    client: TestClient, clinic: Clinic, sign_in: SignIn, raw: str
-) -> None:
-    sign_in(clinic.prescriber)
-    assert_error(client.get(f"/api/v1/visits/{raw}"), 422, "invalid", field="visit_id")
-
-
-def test_body_id_out_of_range_is_422_not_a_database_error(
     client: TestClient, clinic: Clinic, sign_in: SignIn
 ) -> None:
-    # PostgreSQL ids are 32-bit; a bigger one must not reach the driver.
     sign_in(clinic.prescriber)
-    response = client.post("/api/v1/visits", json={
-        "patient_id": 2**40, "kind": "follow_up", "scheduled_at": "2031-01-01T10:00:00+00:00"})
-    assert_error(response, 422, "invalid", field="patient_id")
+    # 2**31 and up: ids are 32-bit on PostgreSQL, so they must not reach the database.
+    for raw in ("abc", "1.5", "-3", "0", "%20", str(2**31), str(2**63)):
+        assert_error(client.get(f"/api/v1/visits/{raw}"), 422, "invalid", field="visit_id")
+
+
+def test_ids_out_of_range_are_refused_before_the_database(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    # PostgreSQL ids are 32-bit; a bigger one reaching the driver is a 500 there.
+    huge = 2**40
+    sign_in(clinic.prescriber)
+    assert_error(client.post("/api/v1/visits", json={
+        "patient_id": huge, "kind": "follow_up", "scheduled_at": "2031-01-01T10:00:00+00:00"}),
+        422, "invalid", field="patient_id")
+    assert_error(client.post("/api/v1/escalations", json={
+        "patient_id": huge, "level": "urgent", "reason": "relapse"}),
+        422, "invalid", field="patient_id")
+    assert_error(client.post("/api/v1/escalations/1/assign", json={"assignee_id": huge}),
+                 422, "invalid", field="assignee_id")
+    with client.websocket_connect(f"/ws/visits/{huge}") as socket:
+        assert socket.receive_json()["code"] == "not_found"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    assert closed.value.code == 4404
+    sign_in(clinic.admin)
+    assert_error(client.post(f"/api/v1/patients/{clinic.patient.id}/care-team",
+                             json={"member_id": huge}), 422, "invalid", field="member_id")
+    assert_error(client.post("/api/v1/break-glass", json={
+        "patient_id": huge, "reason": "Unreachable after an emergency check-in"}),
+        422, "invalid", field="patient_id")
+    assert_error(client.get("/api/v1/audit", params={"patient_id": huge}), 422, "invalid",
+                 field="patient_id")
 
 
 def test_missing_things_on_pages_are_html(

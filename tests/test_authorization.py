@@ -671,5 +671,5 @@ def test_every_role_is_refused_somewhere_and_allowed_somewhere() -> None:
 
 def test_matrix_samples_audited_refusals_for_each_kind_of_outsider() -> None:
     audited = {role for r in MATRIX for role in ROLES if isinstance(r.expected(role), Denied)}
-    assert audited == {"patient2", "join_link", "other_prescriber", "other_coordinator",
-                       "admin"}
+    assert audited == {"patient", "patient2", "join_link", "other_prescriber",
+                       "other_coordinator", "admin"}

@@ -1,6 +1,7 @@
 """The patient's check-in in real Chromium, on a phone-sized screen, against the real app.
 
-The app runs as ``mendwell serve`` seeded with ``mendwell demo`` (tests.browser_support);
+The app runs as ``mendwell serve`` (tests.browser_support.AppServer) on a SQLite file
+seeded with ``mendwell demo``;
 the demo patient checks in for the visit the demo schedules in a few minutes. Every
 test checks that the page logged no error, which includes Content-Security-Policy
 refusals (no inline scripts or styles).
@@ -24,7 +25,7 @@ import pytest
 if TYPE_CHECKING:
     from tests.browser_support import AppServer
 
-# The fixtures (app_server, browser) live there. The module is imported by pytest as a
+# The browser fixture lives there. The module is imported by pytest as a
 # plugin, so its asserts are rewritten; names from it are imported where used.
 pytest_plugins = ["tests.browser_support"]
 
@@ -63,9 +64,6 @@ class Phone:
         from tests.browser_support import DEMO_PASSWORD
 
         page = self.page
-        if os.environ.get("DEV_API_SIGNIN"):  # TEMPORARY, remove
-            self.context.request.post("/api/v1/session", data={"email": email, "password": DEMO_PASSWORD})
-            return
         page.goto("/login")
         page.get_by_test_id("email").fill(email)
         page.get_by_test_id("password").fill(DEMO_PASSWORD)
@@ -111,8 +109,22 @@ class Phone:
 
 
 @pytest.fixture
-def phone(browser: Any, app_server: AppServer) -> Iterator[Phone]:
-    device = Phone(browser, app_server)
+def demo_server(tmp_path: Path) -> Iterator[AppServer]:
+    """The app on a fresh SQLite file, seeded by ``mendwell demo`` before it starts."""
+    from tests.browser_support import AppServer
+
+    server = AppServer(tmp_path)
+    seeded = subprocess.run(server.command("demo"), env=server.env(), cwd=ROOT,
+                            capture_output=True, timeout=60, check=False)
+    assert seeded.returncode == 0, f"mendwell demo failed:\n{seeded.stderr.decode()}"
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def phone(browser: Any, demo_server: AppServer) -> Iterator[Phone]:
+    device = Phone(browser, demo_server)
     device.sign_in()
     yield device
     device.close()
@@ -283,7 +295,7 @@ def test_skip_logic_and_back_keep_every_answer(phone: Phone) -> None:
 
 
 def test_a_draft_survives_closing_the_page_and_a_server_restart(
-    phone: Phone, app_server: AppServer,
+    phone: Phone, demo_server: AppServer,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -306,8 +318,8 @@ def test_a_draft_survives_closing_the_page_and_a_server_restart(
         expect(question(phone.page, "responses.phq9.answers.5")).to_be_visible()
 
     check("after closing the page")
-    app_server.stop()
-    app_server.start()
+    demo_server.stop()
+    demo_server.start()
     check("after the server restarted")
     phone.assert_no_errors()
 
@@ -452,11 +464,11 @@ def serious_violations(page: Any, axe: Path) -> list[dict[str, Any]]:
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
-def test_patient_pages_have_no_serious_accessibility_violations(
-    browser: Any, app_server: AppServer, axe_script: Path,
+def test_pages_have_no_serious_accessibility_violations(
+    browser: Any, demo_server: AppServer, axe_script: Path,
 ) -> None:
     # axe is injected as a script, which our CSP rightly refuses; this context only.
-    device = Phone(browser, app_server, bypass_csp=True)
+    device = Phone(browser, demo_server, bypass_csp=True)
     try:
         device.sign_in()
         page = device.page
@@ -472,7 +484,16 @@ def test_patient_pages_have_no_serious_accessibility_violations(
         for path in ("/home", "/progress", f"/visits/{visit_id}/checkin"):
             page.goto(path)
             checked[path] = serious_violations(page, axe_script)
-        failures = {where: found for where, found in checked.items() if found}
-        assert not failures, json.dumps(failures, indent=2)
     finally:
         device.close()
+    # And the prescriber's view of the same patient, charts and all.
+    staff = Phone(browser, demo_server, bypass_csp=True)
+    try:
+        staff.sign_in("prescriber@demo.test")
+        staff.page.locator(".visit .name a").first.click()
+        staff.page.wait_for_url("**/patients/*")
+        checked["/patients/{id}"] = serious_violations(staff.page, axe_script)
+    finally:
+        staff.close()
+    failures = {where: found for where, found in checked.items() if found}
+    assert not failures, json.dumps(failures, indent=2)

@@ -6,6 +6,7 @@ flow itself runs in Chromium in tests/test_browser_checkin.py.
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -63,8 +64,8 @@ class _Reader(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
         self.page.tags.append((tag, found))
-        if "id" in found and found["id"]:
-            self.page.by_id[found["id"]] = found | {"tag": tag}
+        if found.get("id"):
+            self.page.by_id[str(found["id"])] = found | {"tag": tag}
         if tag == "input":
             self.page.inputs.append(found)
         if tag == "textarea":
@@ -86,6 +87,10 @@ def read(html: str) -> Page:
     reader.feed(html)
     reader.page.text = " ".join(" ".join(reader.chunks).split())
     return reader.page
+
+
+def svg(markup: object) -> ET.Element:
+    return ET.fromstring(str(markup))  # noqa: S314 (our own markup, not untrusted input)
 
 
 def words(text: str) -> str:
@@ -118,8 +123,10 @@ def two_phq9_checkins(client: TestClient, clinic: Clinic, sign_in: SignIn, run: 
     first = client.post(f"/api/v1/visits/{clinic.visit_id}/checkin", json=checkin_body(
         phq9=[3, 3, 3, 3, 2, 2, 2, 2, 0], gad7=[1, 1, 1, 1, 1, 1, 1]))
     assert first.status_code == 201, first.text
-    second_visit = add_visit(run, services, clinic)
+    second_visit = add_visit(run, services, clinic,
+                             at=services.clock.now() + timedelta(days=28, hours=1))
     services.clock.advance(timedelta(days=28))
+    sign_in(clinic.patient)
     second = client.post(f"/api/v1/visits/{second_visit}/checkin", json=checkin_body(
         phq9=[1, 1, 1, 1, 0, 0, 0, 0, 0], gad7=[1, 1, 0, 0, 0, 0, 0]))
     assert second.status_code == 201, second.text
@@ -300,7 +307,9 @@ def test_emergency_information_is_prefilled_from_last_time_to_confirm_again(
     assert page.values("emergency_contact.name") == {"Taylor Rivera"}
     assert "We filled this in from last time" in page.text
     assert page.checked("confirm.location") == set()
-    assert page.checked("sex") == {"female"}
+    # AUDIT-C was just done, so sex is not asked again; the form sends last time's.
+    assert "sex" not in {i.get("name") for i in page.inputs}
+    assert page.by_id["checkin-form"]["data-prefill-sex"] == "female"
 
 
 def test_a_completed_checkin_shows_what_happens_next(
@@ -387,6 +396,15 @@ def test_a_screener_in_progress_counts_at_the_least_risk_it_already_shows(
     assert run(stored) == level
 
 
+def test_item9_counts_before_the_rest_of_phq9_is_answered(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.patient)
+    draft = {"responses": {"phq9": {"answers": [None] * 8 + [2]}}}
+    saved = client.put(f"/api/v1/visits/{clinic.visit_id}/checkin/draft", json=draft).json()
+    assert (saved["level"], saved["requires"], saved["crisis"]) == ("urgent", ["cssrs"], True)
+
+
 def test_a_screener_in_progress_against_skip_logic_is_not_guessed_at(
     client: TestClient, clinic: Clinic, sign_in: SignIn
 ) -> None:
@@ -411,7 +429,7 @@ def test_staff_patient_page_shows_scores_flags_and_charts(
     assert clinic.patient.name in page.text
     svgs = re.findall(r"<svg.*?</svg>", html, re.S)
     assert len(svgs) == 2
-    phq9 = ET.fromstring(svgs[0])
+    phq9 = svg(svgs[0])
     ns = {"s": "http://www.w3.org/2000/svg"}
     assert phq9.get("role") == "img"
     bands = [r.get("data-band") for r in phq9.findall("s:rect", ns)]
@@ -420,7 +438,7 @@ def test_staff_patient_page_shows_scores_flags_and_charts(
     assert desc is not None and desc.text is not None
     assert "20 (severe)" in desc.text and "4 (minimal)" in desc.text
     assert "down 16 from the baseline of 20" in desc.text
-    gad7 = ET.fromstring(svgs[1])
+    gad7 = svg(svgs[1])
     assert [r.get("data-band") for r in gad7.findall("s:rect", ns)] == [
         "minimal", "mild", "moderate", "severe"]
     section = html[html.index('id="measure-phq9"'):html.index('id="measure-gad7"')]
@@ -518,7 +536,7 @@ def test_chart_coordinates() -> None:
     # Bands tile the plot from 0 to the maximum without gaps or overlaps.
     boxes = [chart.band_box(b) for b in charts.BANDS["phq9"]]
     assert boxes[0][1] == chart.plot_bottom and boxes[-1][0] == chart.plot_top
-    for (top, _), (_, bottom) in zip(boxes, boxes[1:], strict=False):
+    for (top, _), (_, bottom) in itertools.pairwise(boxes):
         assert top == bottom
     # A total on a band's lowest value is inside that band, not on its edge.
     mild_top, mild_bottom = chart.band_box(charts.BANDS["phq9"][1])
@@ -526,30 +544,29 @@ def test_chart_coordinates() -> None:
 
 
 def test_chart_points_line_and_baseline_in_the_svg() -> None:
-    svg = ET.fromstring(str(trend_chart("phq9", series(20, 12, 4), chart_id="t")))
+    tree = svg(trend_chart("phq9", series(20, 12, 4), chart_id="t"))
     ns = {"s": "http://www.w3.org/2000/svg"}
-    circles = svg.findall("s:circle", ns)
+    circles = tree.findall("s:circle", ns)
     assert [c.get("data-total") for c in circles] == ["20", "12", "4"]
     assert "baseline-point" in str(circles[0].get("class"))
     chart = TrendChart("phq9", tuple(series(20, 12, 4)), "t", "x")
     assert [(float(str(c.get("cx"))), float(str(c.get("cy")))) for c in circles] == [
         (chart.x(p.at), chart.y(p.total)) for p in chart.points]
-    line = svg.find("s:polyline", ns)
+    line = tree.find("s:polyline", ns)
     assert line is not None
     assert len(str(line.get("points")).split()) == 3
-    baseline = svg.find("s:line[@class='baseline']", ns)
+    baseline = tree.find("s:line[@class='baseline']", ns)
     assert baseline is not None and baseline.get("data-total") == "20"
     assert baseline.get("y1") == str(chart.y(20))
 
 
 def test_chart_is_an_image_with_a_title_and_a_description_in_words() -> None:
-    svg = ET.fromstring(str(trend_chart("gad7", series(15, 8), chart_id="g",
-                                        title="Anxiety <scores>")))
+    tree = svg(trend_chart("gad7", series(15, 8), chart_id="g", title="Anxiety <scores>"))
     ns = {"s": "http://www.w3.org/2000/svg"}
-    assert svg.get("role") == "img"
-    assert svg.get("aria-labelledby") == "g-title g-desc"
-    title = svg.find("s:title", ns)
-    desc = svg.find("s:desc", ns)
+    assert tree.get("role") == "img"
+    assert tree.get("aria-labelledby") == "g-title g-desc"
+    title = tree.find("s:title", ns)
+    desc = tree.find("s:desc", ns)
     assert title is not None and title.get("id") == "g-title"
     assert title.text == "Anxiety <scores>"  # escaped in the markup, intact as text
     assert desc is not None and desc.get("id") == "g-desc"
@@ -562,14 +579,13 @@ def test_chart_with_one_point_centres_it_and_says_it_is_the_baseline() -> None:
     chart = TrendChart("phq9", tuple(series(9)), "one", "PHQ-9")
     assert chart.x(T0) == (chart.plot_left + chart.data_right) / 2
     assert chart.description().endswith("This is the baseline, 9. Lower is better.")
-    svg = ET.fromstring(str(chart.svg()))
-    assert svg.find("{http://www.w3.org/2000/svg}polyline") is None
+    assert svg(chart.svg()).find("{http://www.w3.org/2000/svg}polyline") is None
 
 
 def test_chart_without_points_says_so() -> None:
     chart = TrendChart("gad7", (), "none", "GAD-7")
     assert chart.description() == "No GAD-7 anxiety scores yet."
-    ET.fromstring(str(chart.svg()))
+    svg(chart.svg())
 
 
 @pytest.mark.parametrize("points,problem", [

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, time as day_time, timedelta
-from http.cookiejar import CookieJar
+from datetime import datetime, timedelta
+from datetime import time as day_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx2
 import pytest
 from alembic.script import ScriptDirectory
 from starlette.testclient import TestClient
@@ -219,10 +217,9 @@ def served(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]
         while True:
             assert process.poll() is None, log.read_text()
             try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
+                if httpx2.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
                 pass
             assert time.monotonic() < deadline, "serve did not answer: " + log.read_text()
             time.sleep(0.2)
@@ -238,28 +235,22 @@ def served(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]
 
 
 def test_serve_demo_answers_and_the_prescriber_signs_in(
-    served: tuple[str, subprocess.Popen[bytes], Path]
+    served: tuple[str, subprocess.Popen[bytes], Path],
 ) -> None:
     base, process, log = served
-    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
-        health = json.load(response)
-    assert health["status"] == "ok"
-    assert health["checks"]["database"] == "ok"
-
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-    sign_in = urllib.request.Request(
-        f"{base}/api/v1/session", method="POST",
-        data=json.dumps({"email": "prescriber@demo.test", "password": DEMO_PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"})
-    with browser.open(sign_in, timeout=10) as response:
-        assert response.status == 200
-        assert json.load(response)["user"]["role"] == "prescriber"
-        assert "HttpOnly" in response.headers["Set-Cookie"]
-    with browser.open(f"{base}/day", timeout=10) as response:
-        assert response.status == 200
-        page = response.read().decode()
-    assert "Dr. Priya Shah" in page
-    assert "Jordan Rivera" in page
+    with httpx2.Client(base_url=base, timeout=10) as browser:
+        health = browser.get("/healthz").json()
+        assert health["status"] == "ok"
+        assert health["checks"]["database"] == "ok"
+        response = browser.post("/api/v1/session", json={"email": "prescriber@demo.test",
+                                                          "password": DEMO_PASSWORD})
+        assert response.status_code == 200
+        assert response.json()["user"]["role"] == "prescriber"
+        assert "HttpOnly" in response.headers["set-cookie"]
+        page = browser.get("/day")
+        assert page.status_code == 200
+    assert "Dr. Priya Shah" in page.text
+    assert "Jordan Rivera" in page.text
 
     # A clean shutdown on SIGTERM (what a process manager sends). uvicorn shuts the
     # app down, then re-raises the signal, so the exit status still says SIGTERM.

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from signaling.client import Client
+from signaling.client import Client, device_check
 from signaling.ice import turn_credentials
 from signaling.peers import ColourTrack
 from tests.clinic import Clinic
 from tests.conftest import SignIn
 from tests.signaling_support import LiveServer, cookie_of, free_port, service_or_skip
-from tests.test_webrtc import GREEN, MAGENTA, place_call
+from tests.test_webrtc import GREEN, MAGENTA, near, place_call
 
 
 @dataclass(frozen=True)
@@ -120,3 +120,20 @@ def test_relay_only_call_fails_with_expired_credentials(
     with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
                     MENDWELL_TURN_SECRET=coturn.secret) as server:
         asyncio.run(asyncio.wait_for(call(f"{server.ws_url}/ws/visits/{clinic.visit_id}"), 20))
+
+
+@pytest.mark.coturn
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_device_check_can_force_the_relay_path(
+    clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path, coturn: Coturn
+) -> None:
+    cookie = cookie_of(sign_in, clinic.patient)
+    with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
+                    MENDWELL_TURN_SECRET=coturn.secret) as server:
+        result = asyncio.run(asyncio.wait_for(device_check(
+            f"{server.ws_url}/ws/device-check", cookie=cookie, relay=True,
+            track=ColourTrack(GREEN), seconds=1.0), 20))
+    assert result.ready["relay"] is True
+    turn = result.ready["ice_servers"][-1]
+    assert turn["username"].endswith(f":{clinic.patient.id}")
+    assert near(result.echo.colour, GREEN)

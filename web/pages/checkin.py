@@ -135,7 +135,12 @@ class FormValues:
     information and sex, what was given last time (to be confirmed again)."""
 
     values: dict[str, set[str]] = field(default_factory=dict)
-    prefilled: bool = False
+    prefilled_location: bool = False
+    prefilled_contact: bool = False
+
+    @property
+    def prefilled(self) -> bool:
+        return self.prefilled_location or self.prefilled_contact
 
     def add(self, name: str, value: object) -> None:
         if isinstance(value, bool):
@@ -195,12 +200,13 @@ def form_values(draft: Mapping[str, Any], prefill: Mapping[str, Any]) -> FormVal
 
     # Emergency information: the draft's when the patient already worked on it in this
     # check-in, else last time's. Either way the patient confirms it again on this page.
-    source: Mapping[str, Any] = draft if "location" in draft or "callback_phone" in draft \
-        else prefill
-    form.prefilled = source is prefill
-    form.add("location.address", _mapping(source.get("location")).get("address"))
-    form.add("callback_phone", source.get("callback_phone"))
-    contact = _mapping(source.get("emergency_contact"))
+    here = draft if "location" in draft or "callback_phone" in draft else prefill
+    form.prefilled_location = here is prefill
+    form.add("location.address", _mapping(here.get("location")).get("address"))
+    form.add("callback_phone", here.get("callback_phone"))
+    contact_source = draft if "emergency_contact" in draft else prefill
+    form.prefilled_contact = contact_source is prefill
+    contact = _mapping(contact_source.get("emergency_contact"))
     form.add("emergency_contact.name", contact.get("name"))
     form.add("emergency_contact.phone", contact.get("phone"))
     form.add("sex", draft["sex"] if "sex" in draft else prefill.get("sex"))

@@ -10,6 +10,8 @@ fetches again when an event about this escalation arrives.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -54,7 +56,7 @@ async def escalation_page(request: Request) -> Response:
         if missing:
             rows = await session.execute(select(User.id, User.name).where(User.id.in_(missing)))
             names.update({row[0]: row[1] for row in rows})
-    context = {
+    context: dict[str, Any] = {
         "e": view.summary(data, now), "data": data, "now": now, "tz": CLINIC_TZ,
         "timeline": [view.timeline_entry(event, names) for event in data["timeline"]],
         "triggering": view.triggering(data.get("triggering")),

@@ -43,8 +43,8 @@ function start(form) {
   let lastSessionRefresh = Date.now();
   // The emergency information goes into the draft only once the patient has worked on
   // it here: last visit's address must not be stored as "where I am" unconfirmed.
-  const touched = new Set(
-    form.querySelector(".prefill-note") ? [] : ["location.address", "emergency_contact"]);
+  const touched = new Set([...form.querySelectorAll(".q[data-group]:not([data-prefilled])")]
+    .map((q) => q.dataset.group));
 
   // --- reading the form -----------------------------------------------------------
 

@@ -22,6 +22,14 @@ function kindOf(transceiver) {
   return transceiver.receiver.track.kind;
 }
 
+// Chrome dropped RTCRtpTransceiver.stopped; currentDirection says it instead.
+function isStopped(transceiver) {
+  return transceiver.stopped === true || transceiver.currentDirection === "stopped" ||
+    transceiver.direction === "stopped";
+}
+
+const MAX_VIDEO_REPAIRS = 3;
+
 // Events: "state" (connection state changed), "track" (the remote stream got a track).
 // `handle()` rejects with LinkBroken when a description cannot be applied at all (the
 // peer rebuilt its connection): the mesh then rebuilds ours and replays the message.
@@ -36,6 +44,8 @@ export class PeerLink extends EventTarget {
     this.createdAt = Date.now();
     this.lastProgress = this.createdAt;
     this.restartedAt = 0;
+    this.rolledBackAt = 0;
+    this.videoRepairs = 0;
     this.stateSince = this.createdAt;
     this.negotiated = false;
     this.makingOffer = false;
@@ -140,6 +150,10 @@ export class PeerLink extends EventTarget {
     const offerCollision = description.type === "offer" && !readyForOffer;
     this.ignoreOffer = !this.polite && offerCollision;
     if (this.ignoreOffer) return;
+    // Chromium (seen in 156) stops delivering the frames of an existing video receiver
+    // after a rollback, though it keeps decoding them; the mesh watches for that after
+    // a collision and asks for a fresh receiver (replaceVideoReceiver).
+    if (offerCollision) this.rolledBackAt = Date.now();
     if (description.type === "answer" && pc.signalingState !== "have-local-offer") {
       return; // a late duplicate: nothing is waiting for it
     }
@@ -166,7 +180,7 @@ export class PeerLink extends EventTarget {
   // that added a transceiver later).
   async attachLocalMedia() {
     for (const transceiver of this.pc.getTransceivers()) {
-      if (this.mine.has(transceiver) || transceiver.stopped) continue;
+      if (this.mine.has(transceiver) || isStopped(transceiver)) continue;
       const kind = kindOf(transceiver);
       this.mine.add(transceiver);
       transceiver.direction = this.directionFor(kind);
@@ -206,7 +220,7 @@ export class PeerLink extends EventTarget {
   // The local tracks changed (another camera, audio-only off): no renegotiation needed.
   async updateTracks() {
     for (const transceiver of this.mine) {
-      if (transceiver.stopped) continue;
+      if (isStopped(transceiver)) continue;
       const kind = kindOf(transceiver);
       if (transceiver.sender.track !== this.trackFor(kind)) {
         await transceiver.sender.replaceTrack(this.trackFor(kind));
@@ -218,7 +232,7 @@ export class PeerLink extends EventTarget {
   async setAudioOnly(on) {
     this.audioOnly = on;
     for (const transceiver of this.mine) {
-      if (transceiver.stopped || kindOf(transceiver) !== "video") continue;
+      if (isStopped(transceiver) || kindOf(transceiver) !== "video") continue;
       transceiver.direction = this.directionFor("video"); // fires negotiationneeded
     }
     await this.updateTracks();
@@ -262,6 +276,37 @@ export class PeerLink extends EventTarget {
       this.inboundMovedAt = now;
     }
     return now - (this.inboundMovedAt || now);
+  }
+
+  async videoFramesDecoded() {
+    let frames = 0;
+    try {
+      const stats = await this.pc.getStats();
+      stats.forEach((report) => {
+        if (report.type === "inbound-rtp" && report.kind === "video") {
+          frames += report.framesDecoded || 0;
+        }
+      });
+    } catch {
+      // closed meanwhile
+    }
+    return frames;
+  }
+
+  // Swap our video transceiver for a new one (a new m-line): its receiver is fresh,
+  // and the peer puts its camera on it when it answers. Works around the Chromium
+  // rollback bug above without dropping the call; after a few tries the mesh rebuilds.
+  replaceVideoReceiver() {
+    if (this.closed || !this.negotiated || this.videoRepairs >= MAX_VIDEO_REPAIRS) return false;
+    const old = [...this.mine].find((t) => !isStopped(t) && kindOf(t) === "video");
+    if (!old) return false;
+    this.videoRepairs += 1;
+    this.rolledBackAt = 0;
+    const fresh = this.pc.addTransceiver(this.trackFor("video") || "video", {
+      direction: this.directionFor("video"), streams: [this.media.stream] });
+    this.mine.add(fresh);
+    old.stop(); // fires negotiationneeded: the offer carries both changes
+    return true;
   }
 
   setIceServers(iceServers) {

@@ -20,6 +20,12 @@ const FAILED_WITH_TURN_AFTER_MS = 20_000;
 // reload, a closed tab): ICE would only notice after 5 to 30 seconds.
 const STALLED_MS = 2000;
 const RETURN_WATCH_MS = 10_000;
+// After a rollback: how long to watch for video that is decoded but never shown.
+const FROZEN_WATCH_MS = 15_000;
+// The polite side leaves ICE restarts to the impolite side (two restarts at once
+// collide, and the polite side's rollback freezes its video in Chromium); it restarts
+// itself only when nothing has come from the other side for this long.
+const POLITE_RESTART_AFTER_MS = 8000;
 
 export function hasTurn(iceServers) {
   return (iceServers || []).some((server) => {
@@ -31,8 +37,9 @@ export function hasTurn(iceServers) {
 // Events: "change" (links or their states changed), "remote" (detail: {peerId, link}:
 // a link was opened, rebuilt or got a track), "gone" (detail: {peerId}).
 export class PeerMesh extends EventTarget {
-  constructor({ signaling, media, selfPeerId }) {
+  constructor({ signaling, media, selfPeerId, framesShown = () => null }) {
     super();
+    this.framesShown = framesShown;
     this.signaling = signaling;
     this.media = media;
     this.selfPeerId = selfPeerId;
@@ -173,16 +180,17 @@ export class PeerMesh extends EventTarget {
     });
   }
 
-  // Signaling is back after a drop: restart ICE where media suffered, and give every
-  // unfinished connection a fresh 10 seconds before it is rebuilt.
+  // Signaling is back after a drop: restart ICE where media suffered (the impolite
+  // side; see POLITE_RESTART_AFTER_MS), and give every unfinished connection a fresh
+  // 10 seconds before it is rebuilt.
   onReconnected() {
     const now = Date.now();
     for (const link of this.links.values()) {
-      if (link.state === "disconnected" || link.state === "failed") {
+      if (link.state === "connected") continue;
+      link.lastProgress = now;
+      if ((link.state === "disconnected" || link.state === "failed") && !link.polite) {
         link.restartedAt = 0;
-        if (!link.restartIce()) link.lastProgress = now;
-      } else if (link.state !== "connected") {
-        link.lastProgress = now;
+        link.restartIce();
       }
     }
     this.changed();
@@ -201,13 +209,15 @@ export class PeerMesh extends EventTarget {
       }
       if (state === "connected") {
         this.checkLiveness(peerId, link, absent, now);
+        this.checkFrozenVideo(peerId, link, now);
         continue;
       }
       // Without signaling nothing can be renegotiated: wait for it to come back.
       if (!up || absent !== undefined) continue;
       const troubled = state === "failed" ||
         (state === "disconnected" && now - link.stateSince > RESTART_DISCONNECTED_AFTER_MS);
-      if (troubled && link.restartedAt === 0 && link.restartIce()) continue;
+      const mayRestart = !link.polite || now - link.lastProgress > POLITE_RESTART_AFTER_MS;
+      if (troubled && mayRestart && link.restartedAt === 0 && link.restartIce()) continue;
       const limit = REBUILD_AFTER_MS + (link.polite ? POLITE_REBUILD_EXTRA_MS : 0);
       if (now - link.lastProgress > limit) this.rebuild(peerId);
     }
@@ -232,6 +242,28 @@ export class PeerMesh extends EventTarget {
         this.returnedAt.delete(peerId);
         this.rebuild(peerId);
       }
+    });
+  }
+
+  // Video decoded but never shown after a rollback (Chromium bug, see peer-link.js):
+  // swap in a fresh receiver, or rebuild the connection when that does not help.
+  checkFrozenVideo(peerId, link, now) {
+    if (!link.rolledBackAt || now - link.rolledBackAt > FROZEN_WATCH_MS) {
+      link.frozenSeen = null;
+      return;
+    }
+    if (document.visibilityState !== "visible") return; // hidden pages show no frames
+    link.videoFramesDecoded().then((decoded) => {
+      const shown = this.framesShown(peerId);
+      if (shown === null || this.links.get(peerId) !== link) return;
+      const before = link.frozenSeen;
+      link.frozenSeen = { decoded, shown, count: 0 };
+      if (!before) return;
+      const frozen = decoded - before.decoded >= 5 && shown === before.shown;
+      link.frozenSeen.count = frozen ? before.count + 1 : 0;
+      if (link.frozenSeen.count < 2 || !this.signaling.isUp) return;
+      link.frozenSeen = null;
+      if (!link.replaceVideoReceiver()) this.rebuild(peerId);
     });
   }
 

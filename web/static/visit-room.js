@@ -75,7 +75,7 @@ class VisitRoom {
     this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId,
       guestToken: root.dataset.guestToken || null });
     this.mesh = new PeerMesh({ signaling: this.signaling, media: this.media,
-      selfPeerId: this.peerId });
+      selfPeerId: this.peerId, framesShown: (peerId) => this.framesShown(peerId) });
 
     this.el = {
       state: $("connection-state"), detail: $("state-detail"), announcer: $("announcer"),
@@ -550,6 +550,12 @@ class VisitRoom {
     }
     for (const track of link.remoteStream.getVideoTracks()) {
       if (tile.watched === track) continue;
+      if (tile.watched) {
+        // A new video track in the same stream (a fresh receiver): re-attach so that
+        // every browser switches to it.
+        tile.video.srcObject = null;
+        tile.video.srcObject = link.remoteStream;
+      }
       tile.watched = track;
       const update = () => tile.figure.classList.toggle("no-video", track.muted);
       track.addEventListener("mute", update);
@@ -557,6 +563,12 @@ class VisitRoom {
       update();
     }
     this.play(tile.video);
+  }
+
+  framesShown(peerId) {
+    const tile = this.tiles.get(peerId);
+    if (!tile || !tile.video.getVideoPlaybackQuality) return null;
+    return tile.video.getVideoPlaybackQuality().totalVideoFrames;
   }
 
   captionTile(peerId, tile) {

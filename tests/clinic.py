@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from server.accounts import add_to_care_team, create_user
+from server.passwords import hash_password
 from server.actors import Actor
 from server.models import Role, User, Visit, VisitKind, VisitStatus
 from server.services import Services
 
 PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def password_hash() -> str:
+    # argon2 is slow on purpose; hash the shared test password once per run, not seven
+    # times per test.
+    return hash_password(PASSWORD)
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,8 @@ async def build_clinic(services: Services) -> Clinic:
                           ("patient", Role.patient), ("patient2", Role.patient)]:
             people[key] = await create_user(
                 session, None, email=f"{key.replace('_', '-')}@clinic.test",
-                name=key.replace("_", " ").title(), role=role, password=PASSWORD, now=now)
+                name=key.replace("_", " ").title(), role=role, password=None, now=now)
+            people[key].password_hash = password_hash()
         admin = Actor.of(people["admin"])
         for patient, members in [("patient", ["prescriber", "coordinator"]),
                                  ("patient2", ["prescriber", "other_coordinator"])]:

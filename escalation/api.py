@@ -74,8 +74,10 @@ async def create_escalation(request: Request) -> Response:
 async def get_escalation(request: Request) -> Response:
     actor = actor_of(request)
     escalation_id = path_id(request, "escalation_id")
-    async with services_of(request).transaction() as session:
-        data = await queries.escalation_detail(session, actor, escalation_id)
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await queries.escalation_detail(session, actor, escalation_id,
+                                               now=services.clock.now())
     return JSONResponse(data)
 
 

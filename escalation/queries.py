@@ -119,9 +119,9 @@ async def _live_visits(session: AsyncSession, patient_ids: list[int]) -> dict[in
     return {row[0]: row[1] for row in rows}
 
 
-async def escalation_detail(session: AsyncSession, actor: Actor,
-                            escalation_id: int) -> dict[str, Any]:
-    escalation = await access_escalation(session, actor, escalation_id)
+async def escalation_detail(session: AsyncSession, actor: Actor, escalation_id: int, *,
+                            now: datetime | None = None) -> dict[str, Any]:
+    escalation = await access_escalation(session, actor, escalation_id, now=now)
     events = list((await session.scalars(
         select(EscalationEvent).where(EscalationEvent.escalation_id == escalation.id)
         .order_by(EscalationEvent.at, EscalationEvent.id))).all())

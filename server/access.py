@@ -126,7 +126,8 @@ async def access_user(session: AsyncSession, actor: Actor, user_id: int) -> User
 
 
 async def access_escalation(
-    session: AsyncSession, actor: Actor, escalation_id: int, *, write: bool = False
+    session: AsyncSession, actor: Actor, escalation_id: int, *, write: bool = False,
+    now: datetime | None = None,
 ) -> Escalation:
     """An escalation, for the prescribers and coordinators on the patient's care team
     (admins read it with a break-glass grant; nobody else)."""
@@ -139,7 +140,7 @@ async def access_escalation(
             await is_on_call(session, actor.user_id)
     elif actor.role is Role.admin:
         allowed = not write and await has_break_glass(session, actor.user_id,
-                                                      escalation.patient_id)
+                                                      escalation.patient_id, now)
     else:
         allowed = False
     if not allowed:

@@ -419,7 +419,7 @@ async def get_checkin(
     session: AsyncSession, services: Services, actor: Actor, visit_id: int
 ) -> dict[str, Any]:
     """The visit's check-in (or none yet), what it needs and the prefill."""
-    visit = await access_visit(session, actor, visit_id)
+    visit = await access_visit(session, actor, visit_id, now=services.clock.now())
     checkin = await session.scalar(select(CheckIn).where(CheckIn.visit_id == visit.id))
     audit.record(session, actor, "read", "checkin", checkin.id if checkin else None,
                  patient_id=visit.patient_id, visit_id=visit.id)

@@ -8,6 +8,7 @@ Bundle.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -82,9 +83,9 @@ def _observation(instrument: str, score: dict[str, Any], patient: str, when: str
 
 
 async def measures_bundle(
-    session: AsyncSession, actor: Actor, patient_id: int
+    session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime | None = None
 ) -> dict[str, Any]:
-    await access_patient(session, actor, patient_id)
+    await access_patient(session, actor, patient_id, now=now)
     checkins = (await session.scalars(
         select(CheckIn).where(CheckIn.patient_id == patient_id,
                               CheckIn.status == CheckInStatus.completed)

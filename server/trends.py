@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -43,9 +44,9 @@ def series_json(rows: list[MeasureResult]) -> list[dict[str, Any]]:
 
 
 async def patient_measures(
-    session: AsyncSession, actor: Actor, patient_id: int
+    session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    await access_patient(session, actor, patient_id)
+    await access_patient(session, actor, patient_id, now=now)
     rows = await results(session, patient_id)
     audit.record(session, actor, "read", "measures", patient_id, patient_id=patient_id,
                  count=len(rows))

@@ -55,16 +55,20 @@ async def complete_checkin(request: Request) -> Response:
 async def measures(request: Request) -> Response:
     actor = actor_of(request)
     patient_id = path_id(request, "patient_id")
-    async with services_of(request).transaction() as session:
-        series = await trends.patient_measures(session, actor, patient_id)
+    services = services_of(request)
+    async with services.transaction() as session:
+        series = await trends.patient_measures(session, actor, patient_id,
+                                               now=services.clock.now())
     return JSONResponse({"patient_id": patient_id, "measures": series})
 
 
 async def fhir_export(request: Request) -> Response:
     actor = actor_of(request)
     patient_id = path_id(request, "patient_id")
-    async with services_of(request).transaction() as session:
-        bundle = await fhir.measures_bundle(session, actor, patient_id)
+    services = services_of(request)
+    async with services.transaction() as session:
+        bundle = await fhir.measures_bundle(session, actor, patient_id,
+                                            now=services.clock.now())
     return JSONResponse(bundle, media_type="application/fhir+json")
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -70,7 +71,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Backup for unacknowledged escalations (CLINICAL: re-alert, then the backup).
-    on_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
@@ -91,7 +92,8 @@ class PatientProfile(Base):
     # Sex for AUDIT-C's cut-off; None uses the more sensitive one.
     sex: Mapped[str | None] = mapped_column(String(8), default=None)
     # AUDIT-C and ASRM are repeated this often (CLINICAL: every 90 days by default).
-    screening_interval_days: Mapped[int] = mapped_column(Integer, default=90)
+    screening_interval_days: Mapped[int] = mapped_column(Integer, default=90,
+                                                         server_default="90")
 
     user: Mapped[User] = relationship(back_populates="profile", lazy="raise")
 

@@ -111,4 +111,7 @@ async def measures_bundle(
                 entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": observation})
     audit.record(session, actor, "export_fhir", "measures", patient_id, patient_id=patient_id,
                  count=len(entries))
-    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
+    if entries:  # FHIR JSON forbids empty arrays: no check-ins, no "entry"
+        bundle["entry"] = entries
+    return bundle

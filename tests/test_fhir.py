@@ -152,8 +152,6 @@ def test_fhir_export_access(
     assert client.get(f"/api/v1/patients/{clinic.patient.id}/fhir").status_code == status
 
 
-@pytest.mark.xfail(strict=True, reason="server/fhir.py sends \"entry\": [] for a patient "
-                   "without check-ins; FHIR JSON forbids empty arrays (leave it out)")
 def test_an_empty_bundle_follows_the_json_rules(
     client: TestClient, clinic: Clinic, sign_in: SignIn
 ) -> None:

@@ -205,6 +205,7 @@ class Client:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._presence_changed = asyncio.Event()
+        self._changed = asyncio.Event()
 
     # --- connecting ------------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class Client:
     async def _on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         self.messages.put_nowait(message)
+        self._changed.set()
         if kind == "welcome":
             self.welcome = message
             self.welcomes += 1
@@ -393,6 +395,13 @@ class Client:
                         return other
                 self._presence_changed.clear()
                 await self._presence_changed.wait()
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = 10.0) -> None:
+        """Wait until ``condition()`` holds, checking after every message from the server."""
+        async with asyncio.timeout(within):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
 
     async def wait_connected(self, peer_id: str, within: float = 10.0) -> float:
         """Seconds from start to the peer connection with ``peer_id`` being connected."""

@@ -55,6 +55,8 @@ class Hub:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
+        if self._started:
+            return
         async with self._lock:
             if self._started:
                 return

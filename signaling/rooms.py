@@ -19,13 +19,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from server import guests, visits
 from server.actors import Actor
 from server.errors import APIError
 from server.models import Role, VisitGuest, VisitStatus
 from server.services import Services
 from signaling import protocol
-from signaling.ice import ice_config
+from signaling.ice import IceConfig, ice_config
 from signaling.protocol import (
     Admit,
     End,
@@ -338,10 +340,10 @@ class Rooms:
                                    now=self.services.clock.now())
         await self.relay.publish(member.visit_id, {"op": "ended"})
 
-    def _domain(self) -> Any:
+    def _domain(self) -> _DomainCall:
         return _DomainCall(self.services)
 
-    def _ice(self, identity: Identity) -> Any:
+    def _ice(self, identity: Identity) -> IceConfig:
         return ice_config(self.services.settings, identity.ice_user, self.services.clock.now())
 
     # --- envelopes from the relay ------------------------------------------------------
@@ -406,7 +408,7 @@ class _DomainCall:
     def __init__(self, services: Services) -> None:
         self._transaction = services.transaction()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> AsyncSession:
         return await self._transaction.__aenter__()
 
     async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:

@@ -81,6 +81,14 @@ RECORD_STATES = """() => {
     .observe(element, { childList: true, characterData: true, subtree: true });
 }"""
 
+RELAY_ONLY = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = function RTCPeerConnection(config) {
+    return new Native({ ...(config || {}), iceTransportPolicy: "relay" });
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();"""
+
 REMOTE_STREAM_ID = """() => {
   const video = document.querySelector('[data-testid="remote-video"]');
   return video && video.srcObject ? video.srcObject.id : null;
@@ -232,6 +240,11 @@ class Person:
         self.page.on("console", lambda message: self.console.append(
             f"{message.type}: {message.text}"))
         self.page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+
+    def block_direct_connections(self) -> None:
+        """Stand in for a network that lets no peer-to-peer media through: with a relay-only
+        policy and no TURN server, this browser has no path to anyone."""
+        self.context.add_init_script(RELAY_ONLY)
 
     def sign_in(self) -> None:
         page = self.page

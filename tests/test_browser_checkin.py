@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,10 +90,11 @@ class Phone:
         self.page.goto(f"/visits/{visit_id}/checkin")
         self.page.wait_for_selector("#checkin-form.is-live")
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, *, full_page: bool = False) -> None:
         if SCREENSHOTS:
             Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"),
+                                 full_page=full_page)
 
     def api(self, path: str) -> Any:
         response = self.context.request.get(path)
@@ -210,10 +212,12 @@ def test_item9_brings_the_cssrs_and_a_high_risk_answer_shows_crisis_resources(
     answer_phq9(page, ["Not at all"] * 8)
     expect(question(page, "responses.cssrs.answers.q1")).to_be_hidden()
 
-    with page.expect_response(lambda r: r.request.method == "PUT") as saved:
-        choose(page, ITEM9, "Several days")
     # Item 9 without a C-SSRS is urgent on its own (CLINICAL.md): help shows at once.
-    assert saved.value.json()["requires"] == ["cssrs"]
+    # (An earlier answer's save may still be on its way: wait for this answer's.)
+    with page.expect_response(lambda r: r.request.method == "PUT" and
+                              r.json().get("requires") == ["cssrs"]) as saved:
+        choose(page, ITEM9, "Several days")
+    assert saved.value.json()["level"] == "urgent"
     expect(crisis).to_be_visible()
     expect(crisis).to_have_attribute("data-level", "urgent")
     next_screen(page)
@@ -307,6 +311,13 @@ def test_a_draft_survives_closing_the_page_and_a_server_restart(
     choose(page, "responses.phq9.answers.4", answers[4])
     # Closed before the debounced save is due: the page-hide save must carry it.
     page.close()
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        draft = phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]["data"]
+        if draft["responses"]["phq9"]["answers"][:5] == [1, 2, 0, 3, 1]:
+            break
+        assert time.monotonic() < deadline, f"the last answer never reached the server: {draft}"
+        time.sleep(0.1)
 
     def check(where: str) -> None:
         phone.reopen(visit_id)
@@ -484,6 +495,7 @@ def test_pages_have_no_serious_accessibility_violations(
         for path in ("/home", "/progress", f"/visits/{visit_id}/checkin"):
             page.goto(path)
             checked[path] = serious_violations(page, axe_script)
+            device.shot(f"page-{path.strip('/').replace('/', '-')}", full_page=True)
     finally:
         device.close()
     # And the prescriber's view of the same patient, charts and all.
@@ -493,6 +505,7 @@ def test_pages_have_no_serious_accessibility_violations(
         staff.page.locator(".visit .name a").first.click()
         staff.page.wait_for_url("**/patients/*")
         checked["/patients/{id}"] = serious_violations(staff.page, axe_script)
+        staff.shot("page-staff-patient", full_page=True)
     finally:
         staff.close()
     failures = {where: found for where, found in checked.items() if found}

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from server import checkins
 from server.demo import seed
 from server.instruments import INSTRUMENTS
 from server.models import CheckIn, MeasureResult, User, Visit, VisitKind, VisitStatus
@@ -168,6 +169,8 @@ def test_checkin_page_has_every_question_and_option(
     assert page.values("missed_doses.days_missed") == {str(d) for d in range(8)}
     assert page.values("substance_use.cravings") == {str(c) for c in range(11)}
     assert page.values("sleep.quality") == {"good", "fair", "poor"}
+    assert page.values("sex") == {"female", "male", ""}
+    assert page.checked("sex") == set()  # not known yet, and nothing chosen for them
     for name in ("location.address", "callback_phone", "emergency_contact.name",
                  "emergency_contact.phone", "confirm.location", "confirm.contact"):
         assert page.values(name) or any(i.get("name") == name for i in page.inputs), name
@@ -177,6 +180,11 @@ def test_checkin_page_has_every_question_and_option(
     assert 'href="tel:988"' in response.text and 'href="sms:988"' in response.text
     assert 'href="tel:911"' in response.text
     assert "press 1 for the Veterans Crisis Line" in page.text
+
+
+def test_the_form_offers_exactly_what_the_api_accepts() -> None:
+    assert tuple(SIDE_EFFECT_LABELS) == checkins.SIDE_EFFECTS
+    assert tuple(MISSED_DOSE_REASON_LABELS) == checkins.MISSED_DOSE_REASONS
 
 
 def test_checkin_page_keeps_to_the_content_security_policy(

@@ -35,9 +35,8 @@ def test_a_silent_socket_is_dropped_by_the_heartbeat(
                 silent.send_text(json.dumps({"type": "hello", "peer_id": "silent-patient"}))
                 await watcher.wait_for_peer(lambda p: p["peer_id"] == "silent-patient")
                 went_silent = time.monotonic()
-                async with asyncio.timeout(6):
-                    while any(p["peer_id"] == "silent-patient" for p in watcher.participants):
-                        await asyncio.sleep(0.05)
+                await watcher.wait_until(lambda: all(
+                    p["peer_id"] != "silent-patient" for p in watcher.participants), within=6)
                 return time.monotonic() - went_silent
             finally:
                 silent.close()

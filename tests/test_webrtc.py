@@ -98,9 +98,8 @@ def test_the_call_survives_a_server_restart(
             assert received.meter.frames > before + 5
             await asyncio.to_thread(server.start)
             # Both come back to their places by themselves; nobody admits again.
-            async with asyncio.timeout(10):
-                while patient.welcomes < 2 or prescriber.welcomes < 2:
-                    await asyncio.sleep(0.05)
+            await patient.wait_until(lambda: patient.welcomes == 2)
+            await prescriber.wait_until(lambda: prescriber.welcomes == 2)
             assert patient.welcome is not None
             assert (patient.welcome["state"], patient.welcome["resumed"]) == ("admitted", True)
             await patient.wait_for_peer(lambda p: p["peer_id"] == "prescriber-aiortc")

@@ -99,7 +99,7 @@ class TrendChart:
     top: int = 12
     bottom: int = 46
     # The bands' names sit in a gutter on the right that the line never enters.
-    gutter: int = 78
+    gutter: int = 84
     # Keeps the first and last point off the plot's edges.
     inset: int = 16
 
@@ -212,14 +212,14 @@ class TrendChart:
                 f' fill="{BAND_FILLS[index % len(BAND_FILLS)]}"/>')
             parts.append(
                 f'<text class="band-label" x="{self.plot_right - 4}"'
-                f' y="{round((top + bottom) / 2 + 4, 2)}" text-anchor="end" font-size="12"'
+                f' y="{round((top + bottom) / 2 + 4, 2)}" text-anchor="end" font-size="13"'
                 f' fill="#3d4556">{escape(band.short_label)}</text>')
             parts.append(
                 f'<text class="tick" x="{self.plot_left - 5}" y="{round(bottom + 4, 2)}"'
-                f' text-anchor="end" font-size="12" fill="#3d4556">{band.low}</text>')
+                f' text-anchor="end" font-size="13" fill="#3d4556">{band.low}</text>')
         parts.append(
             f'<text class="tick" x="{self.plot_left - 5}" y="{round(self.plot_top + 4, 2)}"'
-            f' text-anchor="end" font-size="12" fill="#3d4556">'
+            f' text-anchor="end" font-size="13" fill="#3d4556">'
             f'{TOTAL_MAX[self.instrument]}</text>')
         parts.append(
             f'<line class="axis" x1="{self.plot_left}" y1="{self.plot_bottom}"'
@@ -243,7 +243,7 @@ class TrendChart:
             f' stroke-dasharray="5 4" data-total="{baseline.total}"/>')
         legend_y = self.height - 6
         parts.append(
-            f'<g class="legend" font-size="12" fill="#1d2433">'
+            f'<g class="legend" font-size="13" fill="#1d2433">'
             f'<circle cx="{self.plot_left + 6}" cy="{legend_y - 4}" r="5" fill="#ffffff"'
             f' stroke="#1f5fa8" stroke-width="2.5"/>'
             f'<line x1="{self.plot_left + 14}" y1="{legend_y - 4}" x2="{self.plot_left + 34}"'
@@ -266,14 +266,14 @@ class TrendChart:
                 f' data-at="{escape(point.at.isoformat())}"><title>'
                 f'{escape(format_day(point.at, self.tz))}: {point.total} ({escape(band.label)})'
                 f'</title></circle>')
-            label_y = y - 11 if y - 11 > self.plot_top + 8 else y + 20
+            label_y = y - 11 if y - 11 > self.plot_top + 10 else y + 22
             parts.append(
                 f'<text class="value" x="{x}" y="{round(label_y, 2)}" text-anchor="middle"'
-                f' font-size="13" font-weight="700" fill="#1d2433">{point.total}</text>')
+                f' font-size="15" font-weight="700" fill="#1d2433">{point.total}</text>')
         for point in self._label_days():
             parts.append(
                 f'<text class="day" x="{self.x(point.at)}" y="{self.plot_bottom + 16}"'
-                f' text-anchor="middle" font-size="12" fill="#3d4556">'
+                f' text-anchor="middle" font-size="13" fill="#3d4556">'
                 f'{escape(_short_day(point.at, self.tz))}</text>')
         return parts
 

@@ -69,9 +69,6 @@ SUBSTANCE_LABELS: Final = {
 SEX_LABELS: Final = {"female": "Female", "male": "Male", "": "I would rather not say"}
 CRISIS_LEVELS: Final = ("urgent", "emergency")
 
-assert tuple(SIDE_EFFECT_LABELS) == checkins.SIDE_EFFECTS
-assert tuple(MISSED_DOSE_REASON_LABELS) == checkins.MISSED_DOSE_REASONS
-
 
 @dataclass(frozen=True)
 class Question:

@@ -357,7 +357,9 @@ function start(form) {
       const response = await send("PUT", `${url}/draft`, body(false));
       const data = await response.json().catch(() => ({}));
       if (response.ok) {
-        setSaveState("saved", "Your answers are saved.");
+        // Answers given while this save was on its way are not saved yet.
+        if (dirty) setSaveState("saving", "Saving…");
+        else setSaveState("saved", "Your answers are saved.");
         onTriage(data);
         refreshSession();
       } else if (response.status === 409 && data.error?.code === "checkin_completed") {

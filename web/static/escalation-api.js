@@ -55,7 +55,7 @@ export function statusLabels(root) {
 // What to tell a person about a failed request.
 export function plainMessage(result, labels = {}, messages = {}) {
   const { status, error } = result;
-  const words = { ...FIELD_MESSAGES, ...messages };
+
   if (status === 0) return error.message;
   if (status === 401) return "You have been signed out. Reload the page and sign in again.";
   if (status === 403 && error.code === "csrf_failed") {
@@ -68,10 +68,11 @@ export function plainMessage(result, labels = {}, messages = {}) {
     return `Not possible now: this escalation is "${state}". Someone may have just acted on ` +
       "it; the page now shows its current state.";
   }
-  if (status === 422 && error.field && words[error.field]) {
-    // The server's own words when they are already plain ("Describe the reason.").
+  if (status === 422 && error.field && messages[error.field]) return messages[error.field];
+  if (status === 422 && error.field && FIELD_MESSAGES[error.field]) {
+    // The server's own words when they are already plain ("Write a resolution note.").
     return /must be|is required|not a known field|:/.test(error.message || "")
-      ? words[error.field] : error.message;
+      ? FIELD_MESSAGES[error.field] : error.message;
   }
   if (status === 429) return "Too many requests: wait a moment and try again.";
   return error.message || "Something went wrong. Try again.";
@@ -115,6 +116,19 @@ export function formBody(form, numeric = []) {
   return body;
 }
 
+// The required fields left empty (by name), in the form's order; fields inside a
+// hidden part of the form do not count.
+function missingFields(form) {
+  const data = new FormData(form);
+  const names = [];
+  for (const field of form.elements) {
+    if (!field.required || !field.name || names.includes(field.name)) continue;
+    if (field.closest("[hidden]")) continue;
+    if (String(data.get(field.name) || "").trim() === "") names.push(field.name);
+  }
+  return names;
+}
+
 // Wires a form: on submit, `request(form)` returns { method, url, body }; the result
 // goes to `done(result)` when it worked, else its message is shown at its field.
 export function handleForm(form, { request, done, labels = {}, messages = {},
@@ -124,6 +138,16 @@ export function handleForm(form, { request, done, labels = {}, messages = {},
     const button = form.querySelector('[type="submit"]');
     if (button && button.disabled) return;
     clearErrors(form);
+    // Every empty required field at once, in plain words, before asking the server
+    // (which checks again, and answers one field at a time).
+    const missing = missingFields(form);
+    if (missing.length) {
+      const words = { ...FIELD_MESSAGES, ...messages };
+      missing.slice().reverse().forEach((name) => {
+        showError(form, name, words[name] || "Fill this in.");
+      });
+      return;
+    }
     const { method, url, body } = request(form);
     const idle = button ? button.textContent : "";
     if (button) {
@@ -140,7 +164,8 @@ export function handleForm(form, { request, done, labels = {}, messages = {},
       return;
     }
     const field = result.status === 422 ? result.error.field : null;
-    showError(form, field, plainMessage(result, labels, messages));
-    if (result.status === 409) onConflict(result);
+    const message = plainMessage(result, labels, messages);
+    showError(form, field, message);
+    if (result.status === 409) onConflict(result, message);
   });
 }

@@ -50,29 +50,49 @@ async function load(id) {
   applyStatus();
 }
 
-let loading = false;
+let running = null;
 let pending = false;
 
-async function refresh() {
-  if (loading) {
+// Resolves once the page shows the state as of (at least) this call, even when a load
+// was already under way when it was made.
+function refresh() {
+  if (running) {
     pending = true;
-    return;
+    return running;
   }
-  loading = true;
-  try {
-    do {
-      pending = false;
-      await load(page.dataset.escalationId);
-    } while (pending);
-  } finally {
-    loading = false;
-  }
+  running = (async () => {
+    try {
+      do {
+        pending = false;
+        await load(page.dataset.escalationId);
+      } while (pending);
+    } finally {
+      running = null;
+    }
+  })();
+  return running;
 }
 
 function focusFirstField(formName) {
   const form = page.querySelector(`[data-form="${formName}"]`);
   const field = form && form.querySelector("select, textarea, input:not([type=hidden])");
   if (field && !form.closest("[hidden]")) field.focus();
+}
+
+const RAISE_MESSAGES = {
+  reason: "Choose a reason.",
+  text: 'Describe what is happening: it is needed when the reason is "Other".',
+};
+
+// Someone else acted first: show the current state, and say so where it can be seen
+// (the form that was used may now be hidden).
+async function conflict(result, message) {
+  await refresh();
+  const notice = page.querySelector("[data-conflict]");
+  if (!notice) return;
+  notice.textContent = message;
+  notice.hidden = false;
+  window.setTimeout(() => { notice.hidden = true; }, 15_000);
 }
 
 function setUpForms() {
@@ -83,8 +103,8 @@ function setUpForms() {
     const form = page.querySelector(`[data-form="${name}"]`);
     if (!form) return;
     handleForm(form, {
-      request, labels, onConflict: refresh,
-      messages: name === "raise" ? { reason: "Choose a reason." } : {},
+      request, labels, onConflict: conflict,
+      messages: name === "raise" ? RAISE_MESSAGES : {},
       done: async (result) => {
         form.reset();
         await refresh();

@@ -115,23 +115,27 @@ async function load() {
 
 // One request at a time; events that arrive meanwhile ask for one more load after it,
 // so a burst of events costs two loads, and the last one sees every change.
-let loading = false;
+let running = null;
 let pending = false;
 
-async function refresh() {
-  if (loading) {
+// Resolves once the page shows the state as of (at least) this call, even when a load
+// was already under way when it was made.
+function refresh() {
+  if (running) {
     pending = true;
-    return;
+    return running;
   }
-  loading = true;
-  try {
-    do {
-      pending = false;
-      await load();
-    } while (pending);
-  } finally {
-    loading = false;
-  }
+  running = (async () => {
+    try {
+      do {
+        pending = false;
+        await load();
+      } while (pending);
+    } finally {
+      running = null;
+    }
+  })();
+  return running;
 }
 
 // Kept from the last load that had them, for rows re-rendered by it.
@@ -249,7 +253,8 @@ function setUpRaise() {
   handleForm(form, {
     request: (f) => ({ method: "POST", url: "/api/v1/escalations",
       body: formBody(f, ["patient_id", "visit_id"]) }),
-    messages: { reason: "Choose a reason.", patient_id: "Choose a patient." },
+    messages: { reason: "Choose a reason.", patient_id: "Choose a patient.",
+      text: 'Describe what is happening: it is needed when the reason is "Other".' },
     labels: statusLabels(section),
     done: async (result) => {
       form.reset();

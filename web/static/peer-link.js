@@ -12,8 +12,8 @@ const PENDING_CANDIDATE_LIMIT = 200;
 
 export class LinkBroken extends Error {
   constructor(peerId, description, cause) {
-    super(`Cannot apply the ${description.type} from peer "${peerId}" in signaling state ` +
-      `"${cause && cause.name}": ${cause && cause.message}`);
+    super(`Cannot apply the ${description.type} from peer "${peerId}": ` +
+      `${cause && cause.message}`);
     this.description = description;
   }
 }
@@ -29,6 +29,11 @@ function isStopped(transceiver) {
 }
 
 const MAX_VIDEO_REPAIRS = 3;
+
+function fingerprintOf(sdp) {
+  const found = /^a=fingerprint:.*$/m.exec(sdp || "");
+  return found ? found[0].trim() : "";
+}
 
 // Events: "state" (connection state changed), "track" (the remote stream got a track).
 // `handle()` rejects with LinkBroken when a description cannot be applied at all (the
@@ -55,6 +60,7 @@ export class PeerLink extends EventTarget {
     this.chain = Promise.resolve();
     this.mine = new Set();
     this.closed = false;
+    this.forwardTo = null;
     this.remoteStream = new MediaStream();
 
     const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
@@ -157,6 +163,13 @@ export class PeerLink extends EventTarget {
     if (description.type === "answer" && pc.signalingState !== "have-local-offer") {
       return; // a late duplicate: nothing is waiting for it
     }
+    // Another DTLS certificate means the peer started a new connection (it reloaded,
+    // or rebuilt its own). Chrome would accept the description and then never connect,
+    // so ours must start over too.
+    const current = pc.currentRemoteDescription;
+    if (current && fingerprintOf(description.sdp) !== fingerprintOf(current.sdp)) {
+      throw new LinkBroken(this.peerId, description, new Error("the peer's certificate changed"));
+    }
     this.settingRemoteAnswerPending = description.type === "answer";
     try {
       // On the polite side a colliding offer rolls our own back implicitly.
@@ -190,6 +203,8 @@ export class PeerLink extends EventTarget {
   }
 
   async onCandidate(candidate) {
+    // Candidates queued behind an offer that moved to a rebuilt link follow it there.
+    if (this.forwardTo) return this.forwardTo.handle({ candidate });
     if (this.closed) return;
     if (!this.pc.remoteDescription) {
       if (this.pendingCandidates.length < PENDING_CANDIDATE_LIMIT) {

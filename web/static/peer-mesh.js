@@ -15,7 +15,11 @@ const REBUILD_AFTER_MS = 10_000;
 // start so that both do not throw away each other's new connection.
 const POLITE_REBUILD_EXTRA_MS = 5000;
 const ABSENT_GRACE_MS = 10_000;
-const FAILED_WITH_TURN_AFTER_MS = 20_000;
+// How long a peer may go without working media (across restarts and rebuilds) before
+// the person is told that it failed and what to try; recovery carries on regardless.
+// ICE with no usable candidate pair never reports "failed": it stays "connecting".
+const FAILED_AFTER_MS = 20_000;
+const FAILED_WITH_TURN_AFTER_MS = 30_000;
 // A peer that left presence and whose media stopped has closed its connection (a
 // reload, a closed tab): ICE would only notice after 5 to 30 seconds.
 const STALLED_MS = 2000;
@@ -49,6 +53,7 @@ export class PeerMesh extends EventTarget {
     this.absentSince = new Map();
     this.returned = new Set();
     this.returnedAt = new Map();
+    this.troubleSince = new Map();
     this.iceServers = [];
     this.audioOnly = false;
     this.admitted = false;
@@ -152,6 +157,7 @@ export class PeerMesh extends EventTarget {
     this.links.delete(peerId);
     this.absentSince.delete(peerId);
     this.returnedAt.delete(peerId);
+    this.troubleSince.delete(peerId);
     this.emit("gone", { peerId });
     this.changed();
   }
@@ -176,6 +182,7 @@ export class PeerMesh extends EventTarget {
       const fresh = this.rebuild(peerId);
       if (fresh.polite && message.description.type === "offer") {
         fresh.handle(message).catch((again) => console.warn(again));
+        link.forwardTo = fresh;
       }
     });
   }
@@ -202,6 +209,8 @@ export class PeerMesh extends EventTarget {
     for (const [peerId, link] of [...this.links]) {
       const state = link.state;
       const absent = this.absentSince.get(peerId);
+      if (state === "connected") this.troubleSince.delete(peerId);
+      else if (!this.troubleSince.has(peerId)) this.troubleSince.set(peerId, now);
       if (absent !== undefined && (["disconnected", "failed", "closed"].includes(state) ||
           (state !== "connected" && now - absent > ABSENT_GRACE_MS))) {
         this.closeLink(peerId);
@@ -216,7 +225,8 @@ export class PeerMesh extends EventTarget {
       if (!up || absent !== undefined) continue;
       const troubled = state === "failed" ||
         (state === "disconnected" && now - link.stateSince > RESTART_DISCONNECTED_AFTER_MS);
-      const mayRestart = !link.polite || now - link.lastProgress > POLITE_RESTART_AFTER_MS;
+      const mayRestart = !link.polite || (now - link.stateSince > POLITE_RESTART_AFTER_MS &&
+        now - link.lastProgress > POLITE_RESTART_AFTER_MS);
       if (troubled && mayRestart && link.restartedAt === 0 && link.restartIce()) continue;
       const limit = REBUILD_AFTER_MS + (link.polite ? POLITE_REBUILD_EXTRA_MS : 0);
       if (now - link.lastProgress > limit) this.rebuild(peerId);
@@ -279,11 +289,14 @@ export class PeerMesh extends EventTarget {
     let connected = 0;
     let troubled = 0;
     let failed = 0;
-    for (const link of this.links.values()) {
+    const limit = this.hasTurn ? FAILED_WITH_TURN_AFTER_MS : FAILED_AFTER_MS;
+    for (const [peerId, link] of this.links) {
       const state = link.state;
       if (state === "connected") connected += 1;
       if (state === "disconnected" || state === "failed") troubled += 1;
-      if (state === "failed" && (!this.hasTurn || now - link.stateSince > FAILED_WITH_TURN_AFTER_MS)) {
+      const since = this.troubleSince.get(peerId);
+      if ((state === "failed" && !this.hasTurn) ||
+          (state !== "connected" && since !== undefined && now - since > limit)) {
         failed += 1;
       }
     }

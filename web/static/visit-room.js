@@ -29,7 +29,7 @@ function parseInstant(value) {
   return Date.parse(value);
 }
 
-export function formatWait(ms) {
+function formatWait(ms) {
   const seconds = Math.max(0, Math.floor(ms / 1000));
   const h = Math.floor(seconds / 3600);
   const m = Math.floor((seconds % 3600) / 60);
@@ -55,7 +55,6 @@ class VisitRoom {
     this.visitId = root.dataset.visitId;
     this.role = root.dataset.role;
     this.isStaff = STAFF_ROLES.has(this.role);
-    this.canEnd = this.role === "prescriber";
     this.otherName = root.dataset.otherName || "the clinician";
     this.peerId = peerIdFor(this.visitId);
     this.joinedKey = `mendwell.joined.${this.visitId}`;
@@ -273,7 +272,10 @@ class VisitRoom {
       4409: "This visit is open in another tab or window; it continues there. Close this one.",
     }[code] || "You cannot join this visit with this account. If you think this is wrong, " +
       "call the clinic.";
+    // Refused for good: the call must not go on peer to peer behind the server's back.
     this.mesh.close();
+    this.media.stop();
+    this.el.controls.hidden = true;
     this.render();
   }
 
@@ -402,14 +404,17 @@ class VisitRoom {
 
   render() {
     const word = this.word();
-    const detail = this.detail(word) || "";
+    const text = this.detail(word) || "";
     const { el } = this;
     if (el.state.textContent !== word) el.state.textContent = word;
     el.state.dataset.state = word;
-    if (el.detail.textContent !== detail) el.detail.textContent = detail;
+    // A failure gets the advice box (role="alert", read out at once) instead of the
+    // line beside the state.
     const showAdvice = word === "failed";
+    const detail = showAdvice ? "" : text;
+    if (el.detail.textContent !== detail) el.detail.textContent = detail;
     el.advice.hidden = !showAdvice;
-    if (showAdvice && el.advice.textContent !== detail) el.advice.textContent = detail;
+    if (showAdvice && el.advice.textContent !== text) el.advice.textContent = text;
     if (el.waitingRoom) {
       el.waitingRoom.hidden = !(this.joined && this.selfState === "waiting" && !this.ended);
     }
@@ -503,9 +508,9 @@ class VisitRoom {
       const actions = document.createElement("span");
       actions.className = "participant-actions";
       if (p.state === "waiting") {
-        actions.append(this.actionButton("admit", p, `Let ${p.name} in`, "Admit", true));
+        actions.append(this.actionButton("admit", p, `Admit ${p.name}`, "Admit", true));
       }
-      if (p.role !== "prescriber") {
+      if (!STAFF_ROLES.has(p.role)) { // staff leave by themselves (the server refuses)
         actions.append(this.actionButton("remove", p, `Remove ${p.name} from the visit`,
           "Remove", false));
       }

@@ -9,6 +9,7 @@ const root = document.querySelector("[data-day-live]");
 const announcer = document.getElementById("day-announcer");
 const liveStatus = document.getElementById("live-status");
 const alertsButton = document.getElementById("alerts-button");
+const alertsHint = document.getElementById("alerts-hint");
 
 function labels() {
   const list = document.querySelector("[data-status-labels]");
@@ -33,14 +34,22 @@ function notificationsOn() {
   return "Notification" in window && Notification.permission === "granted";
 }
 
-function showAlertsButton() {
+// One button turns on both kinds of alert: it unlocks sound (browsers only allow it
+// after a tap) and asks for notifications. Blocked notifications still leave sound.
+function showAlertsButton(soundOn) {
   if (!alertsButton) return;
-  const on = notificationsOn();
-  alertsButton.setAttribute("aria-pressed", String(on));
-  alertsButton.textContent = on ? "Alerts on" : "Turn on alerts";
-  if ("Notification" in window && Notification.permission === "denied") {
-    alertsButton.textContent = "Alerts blocked in browser settings";
+  const blocked = "Notification" in window && Notification.permission === "denied";
+  if (notificationsOn() && soundOn) {
+    alertsButton.textContent = "Alerts on";
     alertsButton.disabled = true;
+  } else if (soundOn && (blocked || !("Notification" in window))) {
+    alertsButton.textContent = "Sound alerts on";
+    alertsButton.disabled = true;
+  }
+  if (alertsHint) {
+    alertsHint.hidden = !blocked;
+    alertsHint.textContent = "Notifications are blocked in this browser's settings, so " +
+      "alerts are sound only while this page is open.";
   }
 }
 
@@ -50,7 +59,7 @@ async function enableAlerts() {
   if ("Notification" in window && Notification.permission === "default") {
     await Notification.requestPermission();
   }
-  showAlertsButton();
+  showAlertsButton(true);
 }
 
 function setStatus(visitId, status) {
@@ -130,16 +139,13 @@ function onEvent(message) {
 
 if (root) {
   unlockOnFirstGesture();
-  showAlertsButton();
+  showAlertsButton(false);
   if (alertsButton) alertsButton.addEventListener("click", enableAlerts);
   const socket = new ReconnectingSocket(socketUrl("/ws/events"));
-  let connectedBefore = false;
   socket.addEventListener("open", () => {
     socket.markHealthy();
     liveStatus.dataset.live = "up";
     liveStatus.textContent = "Live";
-    if (connectedBefore) refreshRows();
-    connectedBefore = true;
   });
   socket.addEventListener("down", () => {
     liveStatus.dataset.live = "down";
@@ -149,6 +155,10 @@ if (root) {
     liveStatus.dataset.live = "down";
     liveStatus.textContent = "Live updates stopped: reload the page or sign in again.";
   });
-  socket.addEventListener("message", (event) => onEvent(event.detail));
+  socket.addEventListener("message", (event) => {
+    // Events sent between rendering the page and subscribing were missed: catch up.
+    if (event.detail.type === "subscribed") refreshRows();
+    else onEvent(event.detail);
+  });
   socket.start();
 }

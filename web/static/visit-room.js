@@ -85,6 +85,7 @@ class VisitRoom {
       leave: $("leave"), endVisit: $("end-visit"), cameraSelect: $("camera-select"),
       microphoneSelect: $("microphone-select"), participants: $("participants"),
       participantsEmpty: $("participants-empty"), controls: $("controls"),
+      visitStatus: $("visit-status"),
     };
     this.wire();
   }
@@ -419,11 +420,35 @@ class VisitRoom {
       el.waitingRoom.hidden = !(this.joined && this.selfState === "waiting" && !this.ended);
     }
     this.root.dataset.state = word;
+    this.showVisitStatus();
     if (word !== this.lastWord) {
       this.lastWord = word;
       this.announce(detail);
     }
     this.tick();
+  }
+
+  // The visit's status in the header, kept up with what the room shows.
+  showVisitStatus() {
+    let status = null;
+    if (this.ended === "ended") status = "completed";
+    else if (!this.isStaff && this.selfState) {
+      status = this.selfState === "admitted" ? "in_progress" : "waiting";
+    } else if (this.isStaff) {
+      const patient = this.others().find((p) => p.role === "patient");
+      if (patient) status = patient.state === "admitted" ? "in_progress" : "waiting";
+    }
+    const badge = this.el.visitStatus;
+    if (!status || !badge || badge.dataset.status === status) return;
+    let labels = {};
+    try {
+      labels = JSON.parse(this.root.dataset.statusLabels || "{}");
+    } catch {
+      // keep the raw status
+    }
+    badge.dataset.status = status;
+    badge.className = `status status-${status}`;
+    badge.textContent = labels[status] || status;
   }
 
   tick() {

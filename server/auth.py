@@ -150,8 +150,12 @@ async def start_session(
     return SignedIn(record, user, cookie)
 
 
-async def load_session(services: Services, cookie: str | None) -> Current | None:
-    """The live session behind a cookie, touched; None when absent, forged or expired."""
+async def load_session(
+    services: Services, cookie: str | None, *, touch: bool = True
+) -> Current | None:
+    """The live session behind a cookie, touched unless ``touch`` is false (a screen
+    refreshing itself is not a person being active); None when absent, forged or
+    expired."""
     if not cookie:
         return None
     try:
@@ -187,7 +191,7 @@ async def load_session(services: Services, cookie: str | None) -> Current | None
             audit.record(session, Actor.of(user), "logout", "session", auth.id,
                          ip=auth.ip, reason=reason)
             return None
-        if now - auth.last_seen_at >= TOUCH_INTERVAL:
+        if touch and now - auth.last_seen_at >= TOUCH_INTERVAL:
             auth.last_seen_at = now
         return Current(auth, user, min(auth.last_seen_at + idle, auth.expires_at))
 

@@ -157,7 +157,10 @@ class SessionMiddleware:
             return
         headers = Headers(scope=scope)
         cookie = _cookie(headers, COOKIE_NAME)
-        current = await load_session(self.services, cookie)
+        # Automatic refreshes (a live queue re-reading itself) say so, and do not count
+        # as activity: otherwise a screen left open would never be logged off.
+        background = headers.get("x-mendwell-background") == "1"
+        current = await load_session(self.services, cookie, touch=not background)
         scope.setdefault("state", {})["current"] = current
         if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
             if not _same_origin(headers, self.services.settings.base_url):

@@ -249,3 +249,16 @@ def test_password_change_then_sign_in(
                        or 0)
 
     assert run(sessions) >= 2
+
+
+def test_background_refreshes_do_not_count_as_activity(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, services: Services
+) -> None:
+    sign_in(clinic.coordinator)
+    background = {"X-Mendwell-Background": "1"}
+    for _ in range(3):  # a live queue re-reading itself for 12 minutes
+        services.clock.advance(timedelta(minutes=4))
+        page = client.get("/coordinator", headers=background, follow_redirects=False)
+        assert page.status_code == 200
+    services.clock.advance(timedelta(minutes=3, seconds=1))
+    assert client.get("/api/v1/session", headers=background).status_code == 401

@@ -238,6 +238,8 @@ def timeline_entry(event: Mapping[str, Any], names: Mapping[int, str]) -> Timeli
         what = "Not acknowledged in time: coordinators alerted again"
         if event.get("backup"):
             what += ", and the backup (on call)"
+    elif kind == "call_dropped":
+        what = "The video call with the patient dropped"
     elif kind == "resolved":
         disposition = str(event.get("disposition") or "")
         what = f"Resolved: {DISPOSITION_LABELS.get(disposition, _humanize(disposition))}"

@@ -13,9 +13,11 @@ from web.pages import (
     coordinator,
     escalations,
     home,
+    offline,
     patient,
     progress,
     signin,
+    summary,
     visit_room,
 )
 from web.rendering import STATIC, render
@@ -34,7 +36,10 @@ def routes() -> list[BaseRoute]:
         *coordinator.ROUTES,
         *escalations.ROUTES,
         *admin.ROUTES,
+        # Before the visit room: `/visits/{visit_id}` would take the worker's path too.
+        *offline.ROUTES,
         *visit_room.ROUTES,
+        *summary.ROUTES,
         *checkin.ROUTES,
         *patient.ROUTES,
         *progress.ROUTES,

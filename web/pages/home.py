@@ -13,6 +13,7 @@ from server import visits
 from server.access import require_role
 from server.http import actor_of, services_of
 from server.models import Role
+from web.after_visit import signed_summaries
 from web.rendering import render
 
 CLINIC_TZ = "America/New_York"
@@ -32,7 +33,9 @@ async def patient_home(request: Request) -> Response:
     async with services.transaction() as session:
         found = await visits.list_visits(session, actor, start=now - timedelta(hours=12),
                                          include_ended=False)
-    return render(request, "patient_home.html", visits=found, tz=CLINIC_TZ)
+        summaries = await signed_summaries(session, actor)
+    return render(request, "patient_home.html", visits=found, tz=CLINIC_TZ,
+                  summaries=summaries)
 
 
 async def prescriber_day(request: Request) -> Response:

@@ -1,26 +1,76 @@
-"""The visit room, rendered per role."""
+"""The visit room, rendered per role; for the care team with the note panel beside it.
+
+``?part=safety`` and ``?part=medications`` answer one part of the note panel
+(``_panel_safety.html``, ``_panel_medications.html``), which ``static/note-panel.js``
+fetches again when an escalation or check-in event arrives or the note is signed.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server import visits
+from server.errors import NotFound
 from server.http import actor_of, path_id, services_of
+from server.models import Role
+from web.pages import note_panel
 from web.pages.home import CLINIC_TZ
-from web.rendering import render
+from web.rendering import local_time, render
+
+PANEL_ROLES = (Role.prescriber, Role.coordinator)
+
+
+def day(value: str | datetime | None) -> str:
+    """"14 Mar 2025" in the clinic's time zone, from a datetime or an ISO string."""
+    if not value:
+        return ""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return local_time(when, CLINIC_TZ, "%-d %b %Y")
+
+
+def day_time(value: str | datetime | None) -> str:
+    if not value:
+        return ""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return local_time(when, CLINIC_TZ, "%-d %b %Y, %H:%M")
+
+
+def _helpers() -> dict[str, Any]:
+    return {"day": day, "day_time": day_time, "tz": CLINIC_TZ,
+            **note_panel.template_context()}
 
 
 async def visit_room(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
+    part = request.query_params.get("part")
+    panel = None
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
-    # The live room (camera, signaling) is only started for a visit that can still happen.
-    return render(request, "visit_room.html", visit=visit, role=actor.role.value, tz=CLINIC_TZ,
-                  ended=visit.status in visits.ENDED)
+        if part is not None:
+            if actor.role not in PANEL_ROLES or part not in note_panel.PARTS:
+                raise NotFound(f'There is no part "{part}" of this page.', field="part")
+            if part == "safety":
+                top = await note_panel.safety(session, services, actor, visit,
+                                              visit.patient.name)
+                return render(request, "_panel_safety.html", s=top, visit_id=visit.id,
+                              **_helpers())
+            found = await note_panel.medication_part(session, services, actor,
+                                                     visit.patient_id)
+            return render(request, "_panel_medications.html", medications=found,
+                          **_helpers())
+        if actor.role in PANEL_ROLES:
+            panel = await note_panel.build(session, services, actor, visit)
+    # The live room (camera, signaling) is only started for a visit that can still happen;
+    # the note panel works either way (the note is often finished after the call).
+    return render(request, "visit_room.html", visit=visit, role=actor.role.value,
+                  ended=visit.status in visits.ENDED, panel=panel, **_helpers())
 
 
 ROUTES = [Route("/visits/{visit_id}", visit_room)]

@@ -95,7 +95,7 @@ function someoneWaiting(visitId) {
 // take the rows from it (also picks up visits booked since the page was loaded).
 async function refreshRows() {
   const response = await fetch(window.location.pathname, { credentials: "same-origin",
-    headers: { Accept: "text/html" } });
+    headers: { Accept: "text/html", "X-Mendwell-Background": "1" } });
   if (!response.ok) return;
   const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
   const next = fresh.querySelector("[data-day-list]");

@@ -43,11 +43,12 @@ export function setUpAlertsButton(button) {
 }
 
 // Three quick chimes: an emergency, not a patient arriving in the waiting room.
-export function alarm(escalationId) {
-  const key = String(escalationId);
+// `key`: the escalation's id (or the id and what happened, for a new kind of alert).
+export function alarm(key) {
+  const name = String(key);
   const now = Date.now();
-  if (now - (lastAlarm.get(key) || 0) < SAME_ALARM_MS) return false;
-  lastAlarm.set(key, now);
+  if (now - (lastAlarm.get(name) || 0) < SAME_ALARM_MS) return false;
+  lastAlarm.set(name, now);
   [0, 1, 2].forEach((index) => window.setTimeout(chime, index * ALARM_REPEAT_MS));
   return true;
 }
@@ -66,6 +67,13 @@ export function notify(title, body, url, tag) {
   } catch {
     // Some mobile browsers only notify from a service worker; the sound still plays.
   }
+}
+
+// What a notification says, by the alert's `why` (escalation/notify.py).
+export function alertTitle(why) {
+  if (why === "realert" || why === "backup") return "Emergency still not acknowledged";
+  if (why === "call_dropped") return "Emergency: the video call dropped";
+  return "Emergency escalation";
 }
 
 export function isEmergencyAlert(message) {

@@ -4,7 +4,7 @@
 // two coordinators on the same escalation see each other's steps.
 
 import { ServerClock, startTicking, tick } from "./escalation-clock.js";
-import { alarm, connectEvents, isEmergencyAlert, notify, setUpAlertsButton }
+import { alarm, alertTitle, connectEvents, isEmergencyAlert, notify, setUpAlertsButton }
   from "./escalation-alerts.js";
 import { formBody, handleForm, statusLabels } from "./escalation-api.js";
 
@@ -35,7 +35,8 @@ async function load(id) {
   let response;
   try {
     response = await fetch(`/escalations/${encodeURIComponent(id)}?part=live`, {
-      credentials: "same-origin", headers: { Accept: "text/html" } });
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Mendwell-Background": "1" } });
   } catch {
     return;
   }
@@ -151,9 +152,14 @@ function setUpForms() {
   }
 }
 
+function alarmKey(message) {
+  return message.why === "call_dropped" ? `${message.escalation_id}-dropped`
+    : message.escalation_id;
+}
+
 function otherEmergency(message) {
-  if (!alarm(message.escalation_id)) return;
-  notify("Emergency escalation", "An emergency escalation needs your attention now.",
+  if (!alarm(alarmKey(message))) return;
+  notify(alertTitle(message.why), "An emergency escalation needs your attention now.",
     `/escalations/${message.escalation_id}`, `escalation-${message.escalation_id}`);
   const banner = page.querySelector("[data-other-alert]");
   if (!banner) return;
@@ -176,7 +182,7 @@ if (page) {
     onMessage: (message) => {
       if (!message.type.startsWith("escalation.")) return;
       if (String(message.escalation_id) === page.dataset.escalationId) {
-        if (isEmergencyAlert(message)) alarm(message.escalation_id);
+        if (isEmergencyAlert(message)) alarm(alarmKey(message));
         refresh();
       } else if (isEmergencyAlert(message)) {
         otherEmergency(message);

@@ -4,7 +4,7 @@
 // browser notification. Also: the clinic measures' period, and raising by hand.
 
 import { formatDuration, ServerClock, startTicking, tick } from "./escalation-clock.js";
-import { alarm, connectEvents, isEmergencyAlert, notify, setUpAlertsButton }
+import { alarm, alertTitle, connectEvents, isEmergencyAlert, notify, setUpAlertsButton }
   from "./escalation-alerts.js";
 import { formBody, handleForm, plainMessage, send, statusLabels } from "./escalation-api.js";
 
@@ -42,10 +42,8 @@ function describe(row) {
 }
 
 function sound(escalationId, why) {
-  if (!alarm(escalationId)) return;
-  const again = why === "realert" || why === "backup";
-  notify(again ? "Emergency still not acknowledged" : "Emergency escalation",
-    "An emergency escalation needs your attention now.",
+  if (!alarm(why === "call_dropped" ? `${escalationId}-dropped` : escalationId)) return;
+  notify(alertTitle(why), "An emergency escalation needs your attention now.",
     `/escalations/${escalationId}`, `escalation-${escalationId}`);
 }
 
@@ -74,7 +72,8 @@ async function load() {
   let response;
   try {
     response = await fetch("/coordinator?part=queue", {
-      credentials: "same-origin", headers: { Accept: "text/html" } });
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Mendwell-Background": "1" } });
   } catch {
     return false;
   }

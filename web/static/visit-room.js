@@ -69,6 +69,7 @@ class VisitRoom {
     this.lastWord = "";
     this.lastAnnounced = "";
     this.tiles = new Map();
+    this.patientCalls = new Map();
 
     this.media = new LocalMedia();
     this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId,
@@ -112,7 +113,10 @@ class VisitRoom {
     mesh.addEventListener("change", () => this.render());
     mesh.addEventListener("remote", (event) => this.showRemote(event.detail.peerId,
       event.detail.link));
-    mesh.addEventListener("gone", (event) => this.removeTile(event.detail.peerId));
+    mesh.addEventListener("gone", (event) => {
+      this.removeTile(event.detail.peerId);
+      this.reportPatientCall(event.detail.peerId, "lost");
+    });
 
     el.join.addEventListener("click", () => this.join());
     el.mute.addEventListener("click", () => {
@@ -420,12 +424,31 @@ class VisitRoom {
       el.waitingRoom.hidden = !(this.joined && this.selfState === "waiting" && !this.ended);
     }
     this.root.dataset.state = word;
+    for (const [peerId, link] of this.mesh.links) {
+      if (link.state === "connected") this.reportPatientCall(peerId, "connected");
+      else if (word === "failed") this.reportPatientCall(peerId, "failed");
+    }
     this.showVisitStatus();
     if (word !== this.lastWord) {
       this.lastWord = word;
       this.announce(detail);
     }
     this.tick();
+  }
+
+  // For the note panel's emergency mode (note-panel.js): the call with the patient was
+  // lost or failed, or is connected again. Not when this page ends the call, nor when
+  // the patient was moved back to the waiting room on purpose.
+  reportPatientCall(peerId, state) {
+    if (!this.isStaff || this.ended || this.fatal) return;
+    const person = this.mesh.participant(peerId);
+    if (!person || person.role !== "patient") return;
+    const present = this.mesh.present.get(peerId);
+    if (state === "lost" && present && present.state === "waiting") return;
+    if (this.patientCalls.get(peerId) === state) return;
+    this.patientCalls.set(peerId, state);
+    window.dispatchEvent(new CustomEvent("mendwell:patient-call",
+      { detail: { peerId, state, name: person.name } }));
   }
 
   // The visit's status in the header, kept up with what the room shows.

@@ -68,7 +68,9 @@ def _event(session: AsyncSession, escalation: Escalation, actor: Actor | None, k
 
 
 async def _publish(session: AsyncSession, escalation: Escalation, kind: str) -> None:
-    recipients = await notify.care_team(session, escalation.patient_id)
+    # On-call staff are everyone's backup, so their queues follow every escalation.
+    recipients = await notify.care_team(session, escalation.patient_id) | \
+        await notify.on_call(session)
     emit(session, kind, recipients, escalation_id=escalation.id, patient_id=escalation.patient_id,
          visit_id=escalation.visit_id, level=escalation.level, status=escalation.status.value)
 
@@ -273,6 +275,41 @@ async def log_event(
                    outcome=outcome)
     audit.record(session, actor, kind, "escalation", escalation.id,
                  patient_id=escalation.patient_id)
+    await _publish(session, escalation, "escalation.updated")
+    await session.flush()
+    return event
+
+
+async def report_call_dropped(
+    session: AsyncSession, services: Services, actor: Actor, escalation_id: int, *,
+    visit_id: int | None,
+) -> EscalationEvent:
+    """The video call with the patient dropped while this escalation is not resolved.
+
+    The coordinators (and, for an ``emergency``, the prescribers) are alerted at once,
+    whatever the escalation's state: an unacknowledged emergency is exactly when nobody
+    may miss it (``log_event`` refuses notes until someone acknowledges). The timeline
+    entry names the callback number, which the coordinator calls first (CLINICAL.md,
+    "Emergency information": if the call drops, call back the callback number).
+    """
+    require_role(actor, Role.prescriber, Role.coordinator)
+    escalation = await access_escalation(session, actor, escalation_id, write=True)
+    if escalation.status is EscalationStatus.resolved:
+        raise _conflict(escalation, "report a dropped call on")
+    if visit_id is not None:
+        visit = await session.get(Visit, visit_id)
+        if visit is None or visit.patient_id != escalation.patient_id:
+            raise ValidationFailed("That visit is not this patient's.", field="visit_id")
+    now = services.clock.now()
+    callback = escalation.callback_phone
+    text = (f"The video call with the patient dropped. Call them back on {callback}."
+            if callback else "The video call with the patient dropped. No callback number "
+            "is on file: try the emergency contact and follow the emergency plan.")
+    event = _event(session, escalation, actor, "call_dropped", now, text=text,
+                   visit_id=visit_id)
+    audit.record(session, actor, "call_dropped", "escalation", escalation.id,
+                 patient_id=escalation.patient_id, visit_id=visit_id)
+    await notify.alert(session, services, escalation, "call_dropped")
     await _publish(session, escalation, "escalation.updated")
     await session.flush()
     return event

@@ -105,6 +105,7 @@ async def care_team(session: AsyncSession, actor: Actor, patient_id: int) -> lis
         select(User).join(CareTeamMember, CareTeamMember.member_id == User.id)
         .where(CareTeamMember.patient_id == patient_id).order_by(User.role, User.name)
     )
+    audit.record(session, actor, "read", "care_team", patient_id, patient_id=patient_id)
     return list(rows.all())
 
 

@@ -1,0 +1,4 @@
+"""Mendwell benchmarks: ``make bench`` or ``python -m bench [name ...]``.
+
+Never part of ``make test``.
+"""

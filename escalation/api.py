@@ -39,6 +39,12 @@ class NewEvent(BaseModel):
     outcome: str | None = Field(default=None, max_length=32)
 
 
+class CallDropped(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    visit_id: int | None = Field(default=None, gt=0, le=MAX_ID)
+
+
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,6 +121,19 @@ async def add_event(request: Request) -> Response:
     return JSONResponse(data, status_code=201)
 
 
+async def call_dropped(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    body = await json_body(request, CallDropped)
+    services = services_of(request)
+    async with services.transaction() as session:
+        event = await lifecycle.report_call_dropped(session, services, actor, escalation_id,
+                                                    visit_id=body.visit_id)
+        data = {"id": event.id, "escalation_id": escalation_id, "kind": event.kind,
+                "at": event.at.isoformat(), **event.detail}
+    return JSONResponse(data, status_code=201)
+
+
 async def resolve(request: Request) -> Response:
     actor = actor_of(request)
     escalation_id = path_id(request, "escalation_id")
@@ -158,6 +177,10 @@ OPERATIONS = [
                  "Assign or reassign", body=Assignment, tag="escalations"),
     ApiOperation("POST", "/api/v1/escalations/{escalation_id}/events", add_event,
                  "Log a contact attempt, message or note", body=NewEvent, success=201,
+                 tag="escalations"),
+    ApiOperation("POST", "/api/v1/escalations/{escalation_id}/call-dropped", call_dropped,
+                 "The video call with the patient dropped: alert the care team at once "
+                 "(any state but resolved)", body=CallDropped, success=201,
                  tag="escalations"),
     ApiOperation("POST", "/api/v1/escalations/{escalation_id}/resolve", resolve,
                  "Resolve with a disposition and a note", body=Resolution,

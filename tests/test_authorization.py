@@ -354,6 +354,11 @@ API = [
         401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
         prepare=escalation(EscalationStatus.acknowledged),
         json=lambda cell: {"kind": "note", "text": "Left a message with the pharmacy."}),
+    # A dropped call is reported in any state but resolved: an unacknowledged emergency
+    # is when it matters most.
+    row("POST", "/api/v1/escalations/{escalation_id}/call-dropped",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open), json=lambda cell: {}),
     row("POST", "/api/v1/escalations/{escalation_id}/resolve",
         401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
         prepare=escalation(EscalationStatus.acknowledged),
@@ -429,6 +434,12 @@ PAGES = [
     row("GET", "/visits/{visit_id}",
         LOGIN,   404,     404,     404,     404,     404,     404,     404,     404,
         prepare=missing_visit, note="no such visit"),
+    row("GET", "/visits/{visit_id}/summary",
+        LOGIN,   200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=signed_note),
+    # The offline page's service worker: one static file, no data, no session needed.
+    row("GET", "/visits/offline-worker.js",
+        200,     200,     200,     200,     200,     200,     200,     200,     200),
     row("GET", "/visits/{visit_id}/checkin",
         LOGIN,   200,     DENIED,  200,     403,     403,     403,     403,     403),
     # A patient's own page is their progress page.

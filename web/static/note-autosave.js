@@ -15,7 +15,7 @@
 //
 // State (data-testid="note-save-state"): saved | saving | offline | conflict.
 
-import { bodyOf, normalize, sameBody } from "./note-editor.js";
+import { bodyOf, hasDraftRows, normalize, sameBody } from "./note-editor.js";
 
 const DEBOUNCE_MS = 400;
 const RETRY_MS = [1000, 2000, 4000, 8000];
@@ -28,13 +28,16 @@ export function csrfToken() {
   return document.body.dataset.csrf || "";
 }
 
-async function request(method, url, body, { keepalive = false } = {}) {
+// `background`: the page refreshing itself, which is not the person being active (the
+// idle logoff must still come to a screen left open; server/middleware.py).
+async function request(method, url, body, { keepalive = false, background = false } = {}) {
   let response;
+  const headers = { "Content-Type": "application/json", Accept: "application/json",
+    "X-CSRF-Token": csrfToken() };
+  if (background) headers["X-Mendwell-Background"] = "1";
   try {
     response = await fetch(url, {
-      method, credentials: "same-origin", keepalive, cache: "no-store",
-      headers: { "Content-Type": "application/json", Accept: "application/json",
-        "X-CSRF-Token": csrfToken() },
+      method, credentials: "same-origin", keepalive, cache: "no-store", headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -55,7 +58,7 @@ export { request };
 // A fresh CSRF token after the person signed in again (in another tab): the session
 // is new, so the token this page was rendered with is refused.
 async function refreshSession() {
-  const result = await request("GET", "/api/v1/session");
+  const result = await request("GET", "/api/v1/session", undefined, { background: true });
   if (result.ok && result.data && result.data.csrf_token) {
     document.body.dataset.csrf = result.data.csrf_token;
     window.dispatchEvent(new CustomEvent("mendwell:session-active", {
@@ -66,7 +69,8 @@ async function refreshSession() {
 
 // Events: "state" (detail: {state}), "message" (detail: {text, kind}), "saved"
 // (detail: {note}), "conflict" (detail: {base, mine, theirs, note}), "signed"
-// (detail: {note, unsaved}), "refused" (detail: {field, message}).
+// (detail: {note, unsaved}), "refused" (detail: {field, message}), "signed-in" (a
+// save went through again after the session had ended).
 export class NoteAutosave extends EventTarget {
   constructor({ visitId, note, editor, store, canWrite }) {
     super();
@@ -186,7 +190,7 @@ export class NoteAutosave extends EventTarget {
     const body = normalize(content);
     if (sameBody(body, this.base.body)) {
       // Nothing to send: the server already holds exactly this.
-      this.store.clear();
+      this.clearLocal();
       if (this.offline) this.backOnline({ quiet: true });
       this.setState("saved");
       return true;
@@ -265,13 +269,20 @@ export class NoteAutosave extends EventTarget {
     if (this.offline) this.backOnline();
     if (this.dirty) {
       // Typed while the save was on its way: keep that on the new version, send it next.
-      this.keepLocal();
+      this.keepLocal({ sent: null });
       this.setState("saving");
       this.saveSoon(DEBOUNCE_MS);
     } else {
-      this.store.clear();
+      this.clearLocal();
       this.setState("saved");
     }
+  }
+
+  // The server holds what the editor holds: the browser's copy can go (unless a
+  // medication row is half typed: that is not sent until it names a drug).
+  clearLocal() {
+    if (hasDraftRows(this.editor.content())) this.keepLocal({ sent: null });
+    else this.store.clear();
   }
 
   goOffline(text, retryAfterMs = 0) {
@@ -288,6 +299,7 @@ export class NoteAutosave extends EventTarget {
     this.signedOut = false;
     this.attempt = 0;
     clearTimeout(this.retryTimer);
+    if (wasSignedOut) this.emit("signed-in", {});
     if (quiet) this.message("", "ok");
     else {
       this.message(wasSignedOut ? "Signed in again: your note is saved." :
@@ -307,7 +319,7 @@ export class NoteAutosave extends EventTarget {
       this.adopt(current);
       if (this.offline) this.backOnline();
       if (this.dirty) return this.save();
-      this.store.clear();
+      this.clearLocal();
       this.setState("saved");
       return true;
     }
@@ -343,7 +355,7 @@ export class NoteAutosave extends EventTarget {
   async signedElsewhere(note = null) {
     let signedNote = note;
     if (!signedNote) {
-      const result = await request("GET", this.url);
+      const result = await request("GET", this.url, undefined, { background: true });
       if (!result.ok) return;
       signedNote = result.data;
     }
@@ -370,7 +382,7 @@ export class NoteAutosave extends EventTarget {
     }
     if (version <= this.base.version || this.inflight || this.conflict || this.signed ||
         this.dirty) return;
-    const result = await request("GET", this.url);
+    const result = await request("GET", this.url, undefined, { background: true });
     if (!result.ok || this.inflight || this.conflict || this.dirty) return;
     if (result.data.status === "signed") {
       await this.signedElsewhere(result.data);
@@ -384,7 +396,7 @@ export class NoteAutosave extends EventTarget {
 
   // Read-only viewers (coordinators) follow the saved note.
   async reload() {
-    const result = await request("GET", this.url);
+    const result = await request("GET", this.url, undefined, { background: true });
     if (!result.ok) return;
     this.adopt(result.data);
     this.editor.setContent(result.data);
@@ -402,7 +414,8 @@ export class NoteAutosave extends EventTarget {
     if (!copy || !copy.content) return;
     const local = normalize(copy.content);
     if (sameBody(local, this.base.body)) {
-      this.store.clear();
+      if (hasDraftRows(copy.content) && !this.signed) this.editor.setContent(copy.content);
+      else this.store.clear();
       return;
     }
     if (this.signed) {

@@ -47,6 +47,12 @@ export function normalize(content) {
   };
 }
 
+// Rows with something typed but no drug yet: not sent, but kept in this browser.
+export function hasDraftRows(content) {
+  return (content.medication_changes || []).some((row) => !text(row.drug).trim() &&
+    ROW_FIELDS.some((field) => field !== "action" && text(row[field]).trim()));
+}
+
 export function bodyOf(note) {
   return normalize({ sections: note.sections, medication_changes: note.medication_changes,
     follow_up_days: note.follow_up_days });
@@ -165,15 +171,19 @@ export class NoteEditor extends EventTarget {
       Math.min(selectionEnd, value.length));
   }
 
+  // Left out (undefined): the medication rows or the follow-up stay as they are (a
+  // merge that keeps this side's rows keeps a half-typed row too).
   setContent(content) {
     for (const key of SECTIONS) this.setSection(key, text((content.sections || {})[key]));
-    const wanted = content.medication_changes || [];
+    const wanted = content.medication_changes;
     const current = this.content().medication_changes;
-    if (JSON.stringify(current) !== JSON.stringify(wanted.map((row) => fullRow(row)))) {
+    if (wanted !== undefined &&
+        JSON.stringify(current) !== JSON.stringify(wanted.map((row) => fullRow(row)))) {
       this.rows.replaceChildren();
       for (const row of wanted) this.addRow(row);
+      this.showRowsEmpty();
     }
-    if (this.followUp) {
+    if (this.followUp && content.follow_up_days !== undefined) {
       if (content.follow_up_days) {
         this.followUp.value = String(content.follow_up_days);
         this.followUp.dataset.explicit = "1";

@@ -12,7 +12,8 @@ import { SECTIONS, SECTION_LABELS, rowText, sameBody } from "./note-editor.js";
 function joinTexts(first, second) {
   if (!first) return second;
   if (!second) return first;
-  return first.endsWith("\n") || second.startsWith("\n") ? first + second : `${first}\n${second}`;
+  return first.endsWith("\n") || second.startsWith("\n") ? first + second
+    : `${first}\n${second.trimStart()}`;
 }
 
 // A starting point for the merged text: theirs, then what only mine added.
@@ -88,7 +89,8 @@ function dedupeRows(rows) {
 }
 
 // Shows the merge in `container`; `onSave(merged)` gets
-// { sections, medication_changes, follow_up_days } once the person saves it.
+// { sections, medication_changes, follow_up_days } once the person saves it (the last
+// two undefined where this side's stay).
 export class MergeView {
   constructor(container, { onSave }) {
     this.container = container;
@@ -117,9 +119,9 @@ export class MergeView {
   // stays hidden), else null and the view is shown.
   show({ base, mine, theirs, note }) {
     const plan = threeWay(base, mine, theirs);
-    const followChoice = plan.followUp === "theirs" ? theirs.follow_up_days : mine.follow_up_days;
-    let medsChoice = mine.medication_changes;
-    if (plan.meds === "theirs") medsChoice = theirs.medication_changes;
+    // `undefined`: this side's rows (or interval) stay as the editor has them.
+    const followChoice = plan.followUp === "theirs" ? theirs.follow_up_days : undefined;
+    const medsChoice = plan.meds === "theirs" ? theirs.medication_changes : undefined;
     const automatic = plan.conflicts.length === 0 && plan.meds !== "ask" && plan.followUp !== "ask";
     if (automatic) {
       return { sections: plan.sections, medication_changes: medsChoice,
@@ -129,7 +131,7 @@ export class MergeView {
     const { name, time } = who(note);
     const parts = [];
     parts.push(element("h4", { id: "merge-title", tabindex: "-1",
-      text: "Someone else saved this note while you were writing" }));
+      text: "This note was saved elsewhere while you were writing" }));
     parts.push(element("p", { text: `${name} saved version ${note.version}` +
       `${time ? ` at ${time}` : ""}. Nothing has been overwritten: compare the two texts, ` +
       "make the merged text say what it should, then save it." }));
@@ -187,13 +189,13 @@ export class MergeView {
       let meds = medsChoice;
       const medsPick = this.picked("meds");
       if (medsPick === "theirs") meds = theirs.medication_changes;
-      else if (medsPick === "mine") meds = mine.medication_changes;
+      else if (medsPick === "mine") meds = undefined;
       else if (medsPick === "both") {
         meds = dedupeRows([...theirs.medication_changes, ...mine.medication_changes]);
       }
       let follow = followChoice;
       const followPick = this.picked("follow");
-      if (followPick) follow = followPick === "theirs" ? theirs.follow_up_days : mine.follow_up_days;
+      if (followPick) follow = followPick === "theirs" ? theirs.follow_up_days : undefined;
       this.onSave({ sections, medication_changes: meds, follow_up_days: follow });
     });
     this.container.querySelector("#merge-title").focus();

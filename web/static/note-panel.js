@@ -27,9 +27,10 @@ const ALERT_RETRY_MS = [1000, 2000, 4000, 8000];
 
 const $ = (id) => document.getElementById(id);
 
-function readNote() {
+// The note as the server rendered it (`data-note`, the JSON of GET .../note).
+function readNote(root) {
   try {
-    return JSON.parse($("note-data").textContent);
+    return JSON.parse(root.dataset.note);
   } catch {
     return null;
   }
@@ -67,6 +68,7 @@ class NotePanel {
     this.okTimer = null;
     this.loading = new Map();
     this.callDrop = { reported: false, escalationId: null };
+    if (!this.canWrite) this.editor.setReadOnly(true);
     this.wire();
     this.showState(this.autosave.state);
     if (note.status === "signed") this.showSigned(note, null);
@@ -80,6 +82,10 @@ class NotePanel {
     autosave.addEventListener("conflict", (event) => this.onConflict(event.detail));
     autosave.addEventListener("signed", (event) => this.showSigned(event.detail.note,
       event.detail.unsaved));
+    // The events socket gives up when the session ends; signed in again, it comes back.
+    autosave.addEventListener("signed-in", () => {
+      if (this.live && this.live.stopped) this.live.start();
+    });
     autosave.addEventListener("refused", (event) => {
       this.editor.clearErrors();
       const { field, message } = event.detail;
@@ -110,7 +116,7 @@ class NotePanel {
     const pill = this.el.state;
     if (pill.textContent !== state) pill.textContent = state;
     pill.dataset.state = state;
-    if (state === "conflict") this.announce("Conflict: someone else saved this note. Merge below.");
+    if (state === "conflict") this.announce("Conflict: this note was saved elsewhere. Merge below.");
   }
 
   say(text, kind = "warning") {
@@ -147,8 +153,9 @@ class NotePanel {
     }
     this.editor.lock([...this.el.conflict.querySelectorAll("[data-merge]")]
       .map((area) => area.dataset.merge));
-    this.say("Someone else saved this note while you were writing. Both versions are " +
-      "shown above the note: merge them and save. Nothing is lost meanwhile.", "warning");
+    this.say("This note was saved elsewhere (another tab or person) while you were " +
+      "writing. Both versions are shown below: merge them and save. Nothing is lost " +
+      "meanwhile.", "warning");
   }
 
   saveMerged(merged) {
@@ -318,7 +325,7 @@ class NotePanel {
   // --- live parts -----------------------------------------------------------------------
 
   connectLive() {
-    connectEvents({
+    this.live = connectEvents({
       statusElement: this.el.live,
       onSubscribed: () => {
         // Whatever changed while the socket was down came without an event.
@@ -352,7 +359,8 @@ class NotePanel {
     this.loading.set(name, "yes");
     try {
       const response = await fetch(`/visits/${this.visitId}?part=${name}`, {
-        credentials: "same-origin", cache: "no-store", headers: { Accept: "text/html" } });
+        credentials: "same-origin", cache: "no-store",
+        headers: { Accept: "text/html", "X-Mendwell-Background": "1" } });
       if (response.ok) {
         const template = document.createElement("template");
         template.innerHTML = await response.text();
@@ -447,7 +455,7 @@ class NotePanel {
 }
 
 const root = document.getElementById("note-panel");
-const note = root && readNote();
+const note = root && readNote(root);
 if (root && note) {
   window.mendwellNotePanel = new NotePanel(root, note);
 }

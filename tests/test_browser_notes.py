@@ -1,0 +1,335 @@
+"""The note panel in real Chromium against the real app in its own process.
+
+Nothing is lost: typing goes on while the server is killed, the page is reloaded while
+it is down (the offline page keeps the text writable), the server comes back on the
+same port and database, and the server then holds exactly what was typed, once. Two
+tabs editing the same note get a conflict and a merge, not a lost edit. Signing with a
+dose change updates the medication list and the patient's after-visit summary. And a
+call that drops during an emergency alerts the coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
+
+if TYPE_CHECKING:
+    from tests.browser_support import AppServer, Person
+
+# The fixtures (app_server, browser, people) live there; importing the module here
+# directly would keep pytest from rewriting its asserts.
+pytest_plugins = ["tests.browser_support"]
+
+pytestmark = pytest.mark.browser
+
+STATE = "note-save-state"
+HISTORY = "#note-interval_history"
+
+# Every text note-save-state shows from now on, in order.
+RECORD_NOTE_STATES = """() => {
+  const element = document.querySelector('[data-testid="note-save-state"]');
+  window.__noteStates = [element.textContent];
+  new MutationObserver(() => window.__noteStates.push(element.textContent))
+    .observe(element, { childList: true, characterData: true, subtree: true });
+}"""
+
+# A same-origin API call from the page, with the page's session and CSRF token.
+API = """async ([method, path, body]) => {
+  const response = await fetch(path, { method, credentials: "same-origin",
+    headers: { "Content-Type": "application/json",
+               "X-CSRF-Token": document.body.dataset.csrf },
+    body: body === null ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await response.json(); } catch (error) { data = null; }
+  return { status: response.status, data };
+}"""
+
+
+def api(person: Person, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    result: dict[str, Any] = person.page.evaluate(API, [method, path, body])
+    return result
+
+
+def expect_state(page: Any, text: str, timeout: float = 10_000, who: Person | None = None) -> None:
+    from playwright.sync_api import expect
+
+    try:
+        expect(page.get_by_test_id(STATE)).to_have_text(text, timeout=timeout)
+    except AssertionError as exc:
+        debug = who.debug() if who else ""
+        raise AssertionError(f"the note never showed {text!r}\n{debug}") from exc
+
+
+def signed_in(browser: Any, server: AppServer, email: str, **options: Any) -> Person:
+    from tests.browser_support import Person
+
+    person = Person(browser, server, email, **options)
+    person.sign_in()
+    return person
+
+
+def todays_visit(prescriber: Person) -> int:
+    """The demo's first visit today (Jordan Rivera's, starting soon)."""
+    prescriber.page.goto("/day")
+    found = prescriber.page.locator(".visit[data-visit-id]").first.get_attribute("data-visit-id")
+    assert found is not None
+    return int(found)
+
+
+def open_room(person: Person, visit_id: int, page: Any = None) -> Any:
+    page = page or person.page
+    page.goto(f"/visits/{visit_id}")
+    page.get_by_test_id("note-panel").wait_for(timeout=10_000)
+    return page
+
+
+def server_note(person: Person, visit_id: int) -> dict[str, Any]:
+    result = api(person, "GET", f"/api/v1/visits/{visit_id}/note")
+    assert result["status"] == 200, result
+    note: dict[str, Any] = result["data"]
+    return note
+
+
+def test_no_word_is_lost_to_a_server_outage_or_a_reload(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    try:
+        visit_id = todays_visit(prescriber)
+        page = open_room(prescriber, visit_id)
+        # The offline page's worker is installed before anything goes wrong.
+        assert page.evaluate("""() => Promise.race([
+            navigator.serviceWorker.ready.then(() => true),
+            new Promise((resolve) => setTimeout(() => resolve(false), 10000))])""")
+        box = page.locator(HISTORY)
+        typed = "Sleeping better since the dose change. "
+        box.click()
+        box.press_sequentially(typed, delay=10)
+        expect_state(page, "saved", who=prescriber)
+
+        # 1. The server dies mid-typing; typing goes on; it comes back: offline -> saved.
+        page.evaluate(RECORD_NOTE_STATES)
+        box.press_sequentially("Mood brighter, ", delay=10)
+        app_server.kill()
+        box.press_sequentially("appetite back to normal.", delay=10)
+        typed += "Mood brighter, appetite back to normal."
+        expect_state(page, "offline", who=prescriber)
+        assert page.get_by_test_id("note-panel").is_visible()
+        app_server.start()
+        expect_state(page, "saved", timeout=20_000, who=prescriber)
+        states = page.evaluate("window.__noteStates")
+        after = states[states.index("offline"):]
+        assert set(after) == {"offline", "saved"} and after[-1] == "saved", states
+        assert server_note(prescriber, visit_id)["sections"]["interval_history"] == typed
+
+        # 2. Down again; the page is reloaded while the server is down: the offline page
+        # has the text and takes more; back up, it is all saved, once.
+        app_server.kill()
+        more = " Denies thoughts of self-harm."
+        box.press_sequentially(more, delay=10)
+        typed += more
+        expect_state(page, "offline", who=prescriber)
+        page.reload()
+        offline_box = page.locator('textarea[data-section="interval_history"]')
+        expect(offline_box).to_have_value(typed, timeout=10_000)
+        expect_state(page, "offline")
+        expect(page.get_by_role("heading", name="Mendwell is not reachable")).to_be_visible()
+        last = " Plan discussed."
+        offline_box.press_sequentially(last, delay=10)
+        typed += last
+        app_server.start()
+        # The offline page goes back to the visit; the kept copy is restored and saved.
+        expect(page.locator(HISTORY)).to_have_value(typed, timeout=20_000)
+        expect_state(page, "saved", timeout=15_000, who=prescriber)
+        note = server_note(prescriber, visit_id)
+        assert note["sections"]["interval_history"] == typed
+        assert note["sections"]["interval_history"].count("Denies thoughts") == 1
+        kept = page.evaluate(f"""() => Object.keys(localStorage)
+            .filter((key) => key.startsWith("mendwell.note.{visit_id}."))""")
+        assert kept == [], f"the browser still keeps a copy after saving: {kept}"
+    finally:
+        prescriber.close()
+
+
+def test_a_save_after_the_session_ended_waits_for_the_next_sign_in(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser_support import DEMO_PASSWORD
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    try:
+        visit_id = todays_visit(prescriber)
+        page = open_room(prescriber, visit_id)
+        other = prescriber.context.new_page()
+        other.goto("/day")
+        # Signed out in another tab (or the session expired during a long outage).
+        assert other.evaluate(API, ["DELETE", "/api/v1/session", None])["status"] == 204
+        typed = "Written after the session ended."
+        page.locator(HISTORY).press_sequentially(typed, delay=5)
+        expect_state(page, "offline", who=prescriber)
+        expect(page.locator("#note-message")).to_contain_text("Sign in again in another tab")
+        other.goto("/login")
+        other.get_by_test_id("email").fill("prescriber@demo.test")
+        other.get_by_test_id("password").fill(DEMO_PASSWORD)
+        other.get_by_test_id("login").click()
+        other.wait_for_url(lambda url: "/login" not in url)
+        # The next retry takes the new session's CSRF token and saves.
+        expect_state(page, "saved", timeout=20_000, who=prescriber)
+        assert server_note(prescriber, visit_id)["sections"]["interval_history"] == typed
+        expect(page.locator("#panel-live")).to_have_text("Live", timeout=15_000)
+    finally:
+        prescriber.close()
+
+
+def test_two_tabs_get_a_conflict_and_merge_without_losing_an_edit(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    try:
+        visit_id = todays_visit(prescriber)
+        first = open_room(prescriber, visit_id)
+        second = open_room(prescriber, visit_id, prescriber.context.new_page())
+        # The second tab's saves do not get through for a while (a flaky network) while
+        # the first tab saves: both edited version 0.
+        note_api = f"**/api/v1/visits/{visit_id}/note"
+        second.route(note_api, lambda route: route.abort())
+        mine = "Tab two: panic attacks twice a week."
+        second.locator(HISTORY).press_sequentially(mine, delay=5)
+        expect_state(second, "offline")
+        theirs = "Tab one: sleeping seven hours."
+        first.locator(HISTORY).press_sequentially(theirs, delay=5)
+        expect_state(first, "saved")
+        second.unroute(note_api)
+
+        expect_state(second, "conflict", timeout=15_000, who=prescriber)
+        expect(second.get_by_test_id("merge-theirs")).to_have_text(theirs)
+        expect(second.get_by_test_id("merge-mine")).to_have_text(mine)
+        merged = second.get_by_test_id("merge-text")
+        # Prefilled with both (to check and edit): the prescriber edits it.
+        assert theirs in merged.input_value() and mine in merged.input_value()
+        merged.fill(f"{theirs}\n{mine} Worse at night.")
+        second.get_by_test_id("merge-save").click()
+        expect_state(second, "saved", who=prescriber)
+
+        text = server_note(prescriber, visit_id)["sections"]["interval_history"]
+        assert text == f"{theirs}\n{mine} Worse at night."
+        # The first tab had nothing unsaved: it shows the merged note by itself.
+        expect(first.locator(HISTORY)).to_have_value(text, timeout=10_000)
+        expect_state(first, "saved")
+    finally:
+        prescriber.close()
+
+
+def test_signing_a_dose_change_updates_the_medication_list_and_the_summary(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    patient = signed_in(browser, app_server, "patient@demo.test",
+                        viewport={"width": 375, "height": 740})
+    try:
+        visit_id = todays_visit(prescriber)
+        # Sertraline was started at the visit four weeks ago (a signed note).
+        visits = api(prescriber, "GET", "/api/v1/visits")["data"]["visits"]
+        earlier = next(v for v in visits if v["status"] == "completed" and
+                       v["patient"]["id"] == next(x for x in visits if x["id"] == visit_id)
+                       ["patient"]["id"] and v["kind"] == "follow_up")
+        start = {"action": "start", "drug": "Sertraline", "dose": "50", "unit": "mg",
+                 "route": "oral", "frequency": "once daily", "reason": "Depression"}
+        note_url = f"/api/v1/visits/{earlier['id']}/note"
+        assert api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [start]}
+                   )["status"] == 200
+        assert api(prescriber, "POST", f"{note_url}/sign")["status"] == 200
+
+        page = open_room(prescriber, visit_id)
+        expect(page.locator('[data-drug="Sertraline"]')).to_have_attribute("data-dose", "50")
+        page.get_by_role("button", name="Add a medication change").click()
+        row = page.locator("[data-med-row]").last
+        row.locator('[data-field="action"]').select_option("increase")
+        row.locator('[data-field="drug"]').fill("Sertraline")
+        row.locator('[data-field="dose"]').fill("100")
+        row.locator('[data-field="unit"]').fill("mg")
+        row.locator('[data-field="route"]').fill("oral")
+        row.locator('[data-field="frequency"]').fill("once daily")
+        row.locator('[data-field="reason"]').fill("Partial response")
+        page.locator("#note-plan").fill("Increase sertraline; recheck in 4 weeks.")
+        expect_state(page, "saved", who=prescriber)
+        expect(page.get_by_test_id("follow-up-reason")).to_contain_text("dose changed")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Sign the note").click()
+        expect(page.locator("#note-signed-line")).to_contain_text("Signed by Dr. Priya Shah")
+        expect(page.locator('[data-drug="Sertraline"]')).to_have_attribute("data-dose", "100")
+        assert page.locator(HISTORY).evaluate("(area) => area.readOnly")
+        # After signing: an addendum, never an edit; and the next visit at the interval.
+        page.locator("#addendum-text").fill("Pharmacy confirmed the new dose.")
+        page.get_by_role("button", name="Add the addendum").click()
+        expect(page.locator("#addenda-list")).to_contain_text("Pharmacy confirmed the new dose.")
+        page.get_by_role("button", name="Schedule next visit").click()
+        expect(page.locator("#note-action-result")).to_contain_text("(in 28 days)")
+
+        patient_id = server_note(prescriber, visit_id)["patient_id"]
+        meds = api(prescriber, "GET", f"/api/v1/patients/{patient_id}/medications")
+        sertraline = next(m for m in meds["data"]["medications"] if m["drug"] == "Sertraline")
+        assert sertraline["dose"] == "100"
+        assert [h["action"] for h in sertraline["history"]] == ["start", "increase"]
+
+        patient.page.goto("/home")
+        patient.page.get_by_test_id("summary-link").first.click()
+        summary = patient.page.get_by_test_id("visit-summary")
+        expect(summary).to_contain_text("Take more Sertraline: the dose goes up to 100 mg")
+        expect(summary).to_contain_text("Partial response")
+        expect(patient.page.get_by_test_id("summary-next-visit")).to_contain_text(
+            "You will get an email with the link")
+        expect(patient.page.get_by_test_id("crisis-resources")).to_contain_text("988")
+        expect(patient.page.get_by_role("button", name="Print this summary")).to_be_visible()
+    finally:
+        prescriber.close()
+        patient.close()
+
+
+def test_a_call_that_drops_during_an_emergency_alerts_the_coordinator(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    patient = signed_in(browser, app_server, "patient@demo.test",
+                        viewport={"width": 375, "height": 740})
+    try:
+        visit_id = patient.first_visit_id()
+        body = checkin_body(cssrs=HIGH_RISK_CSSRS)
+        checked_in = api(patient, "POST", f"/api/v1/visits/{visit_id}/checkin",
+                         json.loads(json.dumps(body)))
+        assert checked_in["status"] == 201, checked_in
+        escalation_id = checked_in["data"]["escalations"][0]
+
+        page = open_room(prescriber, visit_id)
+        emergency = page.get_by_test_id("emergency-mode")
+        expect(emergency).to_be_visible()
+        expect(emergency).to_contain_text("12 Elm Street, Springfield")
+        expect(page.get_by_test_id("emergency-callback")).to_have_attribute(
+            "href", "tel:+15550100")
+
+        patient.page.goto(f"/visits/{visit_id}")
+        expect(patient.page.get_by_test_id("join")).to_be_enabled(timeout=10_000)
+        patient.page.get_by_test_id("join").click()
+        page.get_by_test_id("admit").click(timeout=15_000)
+        expect(page.get_by_test_id("connection-state")).to_have_text("connected",
+                                                                     timeout=15_000)
+        # The patient's side goes away without a word (a closed tab, a dead phone).
+        patient.page.close()
+        alert = page.get_by_test_id("call-drop-alert")
+        expect(alert).to_contain_text("dropped during an emergency", timeout=20_000)
+        expect(alert).to_contain_text("+1 555 0100")
+        expect(alert).to_contain_text("The coordinator has been alerted")
+        detail = api(prescriber, "GET", f"/api/v1/escalations/{escalation_id}")["data"]
+        assert "call_dropped" in [event["kind"] for event in detail["timeline"]]
+    finally:
+        prescriber.close()
+        patient.close()

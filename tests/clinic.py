@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from server.accounts import add_to_care_team, create_user
-from server.passwords import hash_password
 from server.actors import Actor
 from server.models import Role, User, Visit, VisitKind, VisitStatus
+from server.passwords import hash_password
 from server.services import Services
 
 PASSWORD = "correct horse battery"

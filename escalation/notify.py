@@ -40,16 +40,18 @@ async def alert(session: AsyncSession, services: Services, escalation: Escalatio
                 why: str) -> set[int]:
     """Alert the people an escalation needs now; returns who was alerted.
 
-    raised: the care team's coordinators (for ``emergency`` also its prescribers and
-    the on-call staff); realert: the coordinators again; backup: coordinators and the
+    raised: the care team's coordinators (for ``urgent`` also its prescribers; for
+    ``emergency`` its prescribers and the on-call staff); realert: the coordinators again; backup: coordinators and the
     backup.
     """
     coordinators = await care_team(session, escalation.patient_id, Role.coordinator)
     people = set(coordinators)
-    if escalation.level == Level.EMERGENCY:
+    if escalation.level in (Level.URGENT, Level.EMERGENCY):
+        # CLINICAL: urgent alerts the prescriber before the visit; emergency alerts the
+        # prescriber and the on-call coordinators now.
         people |= await care_team(session, escalation.patient_id, Role.prescriber)
-        if why == "raised":
-            people |= await on_call(session)
+    if escalation.level == Level.EMERGENCY and why == "raised":
+        people |= await on_call(session)
     if why == "backup" or not coordinators:
         # Nobody to acknowledge on the team is itself a reason to reach the backup.
         people |= await backup(session)

@@ -334,3 +334,35 @@ def test_alert_emails_arrive_once_without_clinical_content(
         assert f"/escalations/{escalation_id}" in text
         for clinical in ("suicid", "C-SSRS", "emergency", "Elm Street", "555", "cssrs"):
             assert clinical.lower() not in text.lower()
+
+
+def test_urgent_checkin_alerts_the_prescriber_and_tops_the_day(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    async def patient2_first() -> None:
+        # Both today in the clinic's time zone, patient2's visit first.
+        from zoneinfo import ZoneInfo
+
+        from server.models import Visit
+
+        today = services.clock.now().astimezone(ZoneInfo("America/New_York")).date()
+        noon = datetime(today.year, today.month, today.day, 12,
+                        tzinfo=ZoneInfo("America/New_York"))
+        async with services.transaction() as session:
+            for visit_id, when in ((clinic.visit_id, noon),
+                                   (clinic.visit2_id, noon - timedelta(hours=1))):
+                visit = await session.get(Visit, visit_id)
+                assert visit is not None
+                visit.scheduled_at = when
+
+    run(patient2_first)
+    sign_in(clinic.patient)
+    submit(client, clinic.visit_id, checkin_body(phq9=[0, 0, 0, 0, 0, 0, 0, 0, 2]))
+    assert count(run, services, OutboxEmail, OutboxEmail.to_addr == clinic.prescriber.email,
+                 OutboxEmail.kind == "escalation_raised") == 1
+    sign_in(clinic.prescriber)
+    page = client.get("/day").text
+    first, second = page.index(f'data-visit-id="{clinic.visit_id}"'), \
+        page.index(f'data-visit-id="{clinic.visit2_id}"')
+    assert first < second  # the urgent patient is on top, though scheduled later
+    assert 'data-testid="safety-flag" data-level="urgent"' in page

@@ -30,9 +30,7 @@ TITLES = {400: "Something is not right", 401: "Please sign in", 403: "Not allowe
 def routes() -> list[BaseRoute]:
     return [
         *signin.ROUTES,
-        # The coordinator's home is the escalation queue (web.pages.coordinator), which
-        # also lists today's visits: it replaces home's plain list.
-        *(r for r in home.ROUTES if r.path != "/coordinator"),
+        *home.ROUTES,
         *coordinator.ROUTES,
         *escalations.ROUTES,
         *admin.ROUTES,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,7 +14,7 @@ from starlette.routing import Route
 from server import visits
 from server.access import require_role
 from server.http import actor_of, services_of
-from server.models import Role
+from server.models import Escalation, EscalationStatus, Role
 from web.after_visit import signed_summaries
 from web.rendering import render
 
@@ -45,22 +47,33 @@ async def prescriber_day(request: Request) -> Response:
     start, end = _today_bounds(services.clock.now(), CLINIC_TZ)
     async with services.transaction() as session:
         found = await visits.list_visits(session, actor, start=start, end=end)
-    mine = [v for v in found if v.prescriber_id == actor.user_id]
-    return render(request, "prescriber_day.html", visits=mine, day=start, tz=CLINIC_TZ)
+        mine = [v for v in found if v.prescriber_id == actor.user_id]
+        flags = await open_safety_levels(session, {v.patient_id for v in mine})
+    # A patient whose check-in (or anything since) raised an urgent or emergency
+    # escalation goes to the top of the day, emergency first (CLINICAL.md).
+    rank = {"emergency": 0, "urgent": 1}
+    mine.sort(key=lambda v: (rank.get(flags.get(v.patient_id, ""), 2),
+                             v.status.value != "waiting", v.scheduled_at))
+    return render(request, "prescriber_day.html", visits=mine, day=start, tz=CLINIC_TZ,
+                  safety_flags=flags)
 
 
-async def coordinator_home(request: Request) -> Response:
-    actor = actor_of(request)
-    require_role(actor, Role.coordinator)
-    services = services_of(request)
-    start, end = _today_bounds(services.clock.now(), CLINIC_TZ)
-    async with services.transaction() as session:
-        found = await visits.list_visits(session, actor, start=start, end=end)
-    return render(request, "coordinator_home.html", visits=found, day=start, tz=CLINIC_TZ)
+async def open_safety_levels(session: AsyncSession, patient_ids: set[int]) -> dict[int, str]:
+    """The highest open urgent/emergency escalation level per patient."""
+    if not patient_ids:
+        return {}
+    rows = await session.execute(select(Escalation.patient_id, Escalation.level).where(
+        Escalation.patient_id.in_(patient_ids),
+        Escalation.status != EscalationStatus.resolved,
+        Escalation.level.in_(("emergency", "urgent"))))
+    levels: dict[int, str] = {}
+    for patient_id, level in rows:
+        if levels.get(patient_id) != "emergency":
+            levels[patient_id] = level
+    return levels
 
 
 ROUTES = [
     Route("/home", patient_home),
     Route("/day", prescriber_day),
-    Route("/coordinator", coordinator_home),
 ]

@@ -113,8 +113,15 @@ const STATUS_OF = {
 };
 
 function onEvent(message) {
+  if (message.type === "escalation.raised" && ["urgent", "emergency"].includes(message.level)) {
+    // A worrying check-in moves its patient to the top of the day: re-read the order.
+    refreshRows();
+    announce(`Safety alert: ${message.level} escalation raised for one of today's patients.`);
+    chime();
+    return;
+  }
   if (!message.visit_id) return;
-  if (message.type === "visit.created") {
+  if (message.type === "visit.created" || message.type === "escalation.raised") {
     refreshRows();
     return;
   }

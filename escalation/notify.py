@@ -41,8 +41,8 @@ async def alert(session: AsyncSession, services: Services, escalation: Escalatio
     """Alert the people an escalation needs now; returns who was alerted.
 
     raised: the care team's coordinators (for ``urgent`` also its prescribers; for
-    ``emergency`` its prescribers and the on-call staff); realert: the coordinators again; backup: coordinators and the
-    backup.
+    ``emergency`` its prescribers and the on-call staff); realert: the same people
+    again; backup: them and the backup.
     """
     coordinators = await care_team(session, escalation.patient_id, Role.coordinator)
     people = set(coordinators)

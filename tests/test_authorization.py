@@ -11,6 +11,7 @@ idempotent change or act on something their ``prepare`` made for that one cell.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,12 +31,14 @@ from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
 from server.app import create_app
 from server.auth import make_join_token
+from server.guests import token_hash
 from server.models import (
     AuditEntry,
     Escalation,
     EscalationStatus,
     Role,
     Visit,
+    VisitGuest,
     VisitKind,
     VisitStatus,
 )
@@ -163,6 +166,22 @@ def join_token(cell: Cell) -> dict[str, Any]:
             return make_join_token(cell.services, visit)
 
     return {"t": cell.run(make)}
+
+
+def guest_invitation(cell: Cell) -> dict[str, Any]:
+    """A guest invited to the clinic's visit; the token from their link."""
+    token = secrets.token_urlsafe(32)
+
+    async def make() -> None:
+        async with cell.services.transaction() as session:
+            now = cell.services.clock.now()
+            session.add(VisitGuest(visit_id=cell.clinic.visit_id, name="Ana Interpreter",
+                                   email="ana@interpreters.test", token_hash=token_hash(token),
+                                   invited_by_id=cell.clinic.prescriber.id, invited_at=now,
+                                   expires_at=now + timedelta(hours=1)))
+
+    cell.run(make)
+    return {"t": token}
 
 
 def throwaway_team_member(cell: Cell) -> dict[str, Any]:
@@ -415,6 +434,13 @@ PAGES = [
     row("POST", "/visits/{visit_id}/join",
         303,     303,     303,     303,     303,     303,     303,     303,     303,
         prepare=join_token, form=lambda cell: {"t": cell.values["t"]}),
+    # A guest's invitation link is their credential too; without a good one, a plain 400.
+    row("GET", "/visits/{visit_id}/guest",
+        200,     200,     200,     200,     200,     200,     200,     200,     200,
+        prepare=guest_invitation, query=lambda cell: {"t": cell.values["t"]}),
+    row("GET", "/visits/{visit_id}/guest",
+        400,     400,     400,     400,     400,     400,     400,     400,     400,
+        query=lambda cell: {"t": "not-a-real-invitation-token"}, note="a made-up token"),
     row("GET", "/account/password",
         LOGIN,   200,     200,     200,     200,     200,     200,     200,     200),
     row("POST", "/account/password",

@@ -12,6 +12,7 @@ from web.pages import (
     checkin,
     coordinator,
     escalations,
+    guest,
     home,
     offline,
     patient,
@@ -36,6 +37,7 @@ def routes() -> list[BaseRoute]:
         *admin.ROUTES,
         # Before the visit room: `/visits/{visit_id}` would take the worker's path too.
         *offline.ROUTES,
+        *guest.ROUTES,
         *visit_room.ROUTES,
         *summary.ROUTES,
         *checkin.ROUTES,

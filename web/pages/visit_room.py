@@ -18,6 +18,7 @@ from server import visits
 from server.errors import NotFound
 from server.http import actor_of, path_id, services_of
 from server.models import Role
+from server.services import Services
 from web.pages import note_panel
 from web.pages.home import CLINIC_TZ
 from web.rendering import local_time, render
@@ -45,6 +46,16 @@ def _helpers() -> dict[str, Any]:
             **note_panel.template_context()}
 
 
+def room_helpers() -> dict[str, Any]:
+    """What ``visit_room.html`` needs besides the visit (shared with the guest page)."""
+    return _helpers()
+
+
+def turn_offered(services: Services) -> bool:
+    """Whether the device check can offer the relay (TURN) path."""
+    return bool(services.settings.turn_urls and services.settings.turn_secret)
+
+
 async def visit_room(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
@@ -70,7 +81,8 @@ async def visit_room(request: Request) -> Response:
     # The live room (camera, signaling) is only started for a visit that can still happen;
     # the note panel works either way (the note is often finished after the call).
     return render(request, "visit_room.html", visit=visit, role=actor.role.value,
-                  ended=visit.status in visits.ENDED, panel=panel, **_helpers())
+                  ended=visit.status in visits.ENDED, panel=panel,
+                  turn_offered=turn_offered(services), **_helpers())
 
 
 ROUTES = [Route("/visits/{visit_id}", visit_room)]

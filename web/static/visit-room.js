@@ -148,6 +148,8 @@ class VisitRoom {
   }
 
   async keepSessionAlive() {
+    // A guest has no account session to keep alive: the invitation is their pass.
+    if (this.root.dataset.guestToken) return;
     if (!this.joined || this.ended || this.fatal) return;
     try {
       const response = await fetch("/api/v1/session", { credentials: "same-origin" });

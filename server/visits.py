@@ -10,7 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from server import audit
-from server.access import access_visit, on_care_team, require_full_session, require_role
+from server.access import (
+    access_patient,
+    access_visit,
+    on_care_team,
+    require_full_session,
+    require_role,
+)
 from server.actors import SYSTEM, Actor
 from server.auth import make_join_token
 from server.errors import Conflict, ValidationFailed
@@ -119,8 +125,8 @@ async def create_visit(
     patient = await session.get(User, patient_id)
     if patient is None or patient.role is not Role.patient:
         raise ValidationFailed("There is no such patient.", field="patient_id")
-    if not await on_care_team(session, actor.user_id, patient_id):
-        raise ValidationFailed("You are not on this patient's care team.", field="patient_id")
+    # Not on the care team is a refusal (403, audited), not a validation error.
+    await access_patient(session, actor, patient_id, now=now)
     if prescriber_id is None:
         if actor.role is not Role.prescriber:
             raise ValidationFailed("Choose the prescriber for this visit.", field="prescriber_id")

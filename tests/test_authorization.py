@@ -295,9 +295,9 @@ API = [
         json=same_password),
     row("GET", "/api/v1/visits",
         401,     200,     200,     200,     200,     200,     200,     200,     200),
-    # Unassigned staff get 422 on patient_id here, not 403: see the report on this file.
+    # Unassigned staff are refused through access_patient: 403, audited as denied.
     row("POST", "/api/v1/visits",
-        401,     403,     403,     403,     201,     422,     201,     422,     403,
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
         json=new_visit_body),
     row("GET", "/api/v1/visits/{visit_id}",
         401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED),

@@ -179,8 +179,8 @@ def test_prescriber_not_on_the_care_team_cannot_schedule(
 ) -> None:
     sign_in(clinic.other_prescriber)
     response = client.post("/api/v1/visits", json=new_visit(clinic, services))
-    assert response.status_code == 422
-    assert response.json()["error"]["field"] == "patient_id"
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
 
     async def count() -> int:
         async with services.transaction() as session:

@@ -29,7 +29,7 @@ from server.http import current_of, services_of
 from server.models import VisitGuest
 from server.services import Services
 from signaling import protocol
-from signaling.endpoint import refuse, same_origin
+from signaling.endpoint import open_socket, refuse
 from signaling.hub import Hub, hub_of
 from signaling.ice import ice_config
 from signaling.outlet import SocketOutlet
@@ -126,11 +126,7 @@ class EchoPeer:
 async def endpoint(websocket: WebSocket) -> None:
     services = services_of(websocket)
     hub = hub_of(websocket)
-    await hub.start()
-    await websocket.accept()
-    if not same_origin(websocket, services.settings.base_url):
-        await refuse(websocket, protocol.CLOSE_FORBIDDEN, "forbidden",
-                     "Connections from another site are refused.")
+    if not await open_socket(websocket, hub):
         return
     current = current_of(websocket)
     outlet = SocketOutlet(websocket)

@@ -24,7 +24,7 @@ from server.models import Visit
 from server.services import Services
 from server.visits import ENDED
 from signaling import protocol
-from signaling.hub import hub_of
+from signaling.hub import Hub, hub_of
 from signaling.outlet import SocketOutlet
 from signaling.protocol import Hello, InvalidState, ProtocolError, RateLimiter
 from signaling.rooms import Identity, Member
@@ -51,6 +51,21 @@ async def refuse(websocket: WebSocket, code: int, error: str, message: str) -> N
     outlet.push(protocol.error(error, message))
     outlet.close(code)
     await outlet.finish()
+
+
+async def open_socket(websocket: WebSocket, hub: Hub) -> bool:
+    """Start the hub and accept the socket; refuse (and say so) a cross-site one.
+
+    The socket is accepted first because a browser cannot read why an upgrade was
+    refused; it can read an ``error`` message followed by a close code.
+    """
+    await hub.start()
+    await websocket.accept()
+    if same_origin(websocket, hub.services.settings.base_url):
+        return True
+    await refuse(websocket, protocol.CLOSE_FORBIDDEN, "forbidden",
+                 "Connections from another site are refused.")
+    return False
 
 
 async def _record_refusal(services: Services, websocket: WebSocket, current: Current,
@@ -119,11 +134,7 @@ async def _guest_identity(websocket: WebSocket, services: Services, visit_id: in
 async def visit_room(websocket: WebSocket) -> None:
     services = services_of(websocket)
     hub = hub_of(websocket)
-    await hub.start()
-    await websocket.accept()
-    if not same_origin(websocket, services.settings.base_url):
-        await refuse(websocket, protocol.CLOSE_FORBIDDEN, "forbidden",
-                     "Connections from another site are refused.")
+    if not await open_socket(websocket, hub):
         return
     raw_id = str(websocket.path_params["visit_id"])
     visit_id = int(raw_id) if raw_id.isdigit() and len(raw_id) < 19 else 0
@@ -202,11 +213,7 @@ async def events(websocket: WebSocket) -> None:
     """Live dashboard events for the signed-in user (docs/signaling.md, "/ws/events")."""
     services = services_of(websocket)
     hub = hub_of(websocket)
-    await hub.start()
-    await websocket.accept()
-    if not same_origin(websocket, services.settings.base_url):
-        await refuse(websocket, protocol.CLOSE_FORBIDDEN, "forbidden",
-                     "Connections from another site are refused.")
+    if not await open_socket(websocket, hub):
         return
     current = current_of(websocket)
     if current is None:

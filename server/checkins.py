@@ -44,7 +44,6 @@ from server.visits import ENDED, care_team_ids
 OPEN_BEFORE = timedelta(hours=72)
 ALWAYS = ("phq9", "gad7")
 PERIODIC = ("auditc", "asrm")
-MAX_DRAFT_BYTES = 64 * 1024
 
 SIDE_EFFECTS = ("sedation", "agitation", "emotional_blunting", "sexual", "weight_change",
                 "stomach", "dizziness", "tremor", "other")

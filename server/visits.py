@@ -102,12 +102,10 @@ async def get_visit(
     return loaded
 
 
-def _care_team_recipients(session: AsyncSession, patient_id: int) -> Any:
-    return select(CareTeamMember.member_id).where(CareTeamMember.patient_id == patient_id)
-
-
 async def care_team_ids(session: AsyncSession, patient_id: int) -> set[int]:
-    return set((await session.scalars(_care_team_recipients(session, patient_id))).all())
+    rows = await session.scalars(
+        select(CareTeamMember.member_id).where(CareTeamMember.patient_id == patient_id))
+    return set(rows.all())
 
 
 async def create_visit(

@@ -24,20 +24,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from escalation import notify
 from server.models import Escalation, EscalationEvent, EscalationStatus, Timer
 from server.services import Services
+from server.timezones import DEFAULT_ZONE
 from server.triage import Level
 
 log = logging.getLogger("mendwell.deadlines")
 
 ACK_TIMER = "escalation_ack"
-CLINIC_TZ = ZoneInfo("America/New_York")
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 BATCH = 50
 
 
-def add_business_days(start: datetime, days: int) -> datetime:
+def add_business_days(start: datetime, days: int, tz: str = DEFAULT_ZONE) -> datetime:
     """The same clock time ``days`` working days later (Saturdays and Sundays skipped,
-    counted in the clinic's time zone)."""
-    local = start.astimezone(CLINIC_TZ)
+    counted in the clinic's time zone ``tz``)."""
+    local = start.astimezone(ZoneInfo(tz))
     added = 0
     while added < days:
         local += timedelta(days=1)
@@ -53,7 +53,7 @@ def ack_due(services: Services, level: Level | str, now: datetime) -> datetime |
     if level == Level.URGENT:
         return now + timedelta(minutes=s.ack_urgent_minutes)
     if level == Level.STEP_UP:
-        return add_business_days(now, s.ack_step_up_business_days)
+        return add_business_days(now, s.ack_step_up_business_days, s.clinic_timezone)
     return None
 
 

@@ -16,6 +16,7 @@ from server.auth import normalise_email
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.models import BreakGlassGrant, CareTeamMember, PatientProfile, Role, User
 from server.passwords import hash_password, password_problem, verify_password
+from server.timezones import DEFAULT_ZONE, check_zone
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -42,6 +43,7 @@ async def create_user(
     now: datetime,
     date_of_birth: date | None = None,
     phone: str | None = None,
+    timezone: str | None = None,
 ) -> User:
     """Create an account. ``actor`` None means the command line (an operator)."""
     if actor is not None:
@@ -51,6 +53,11 @@ async def create_user(
         raise ValidationFailed("Enter a name.", field="name")
     if password is not None and (problem := password_problem(password)):
         raise ValidationFailed(f"The password {problem}.", field="password")
+    if timezone is not None:
+        if role is not Role.patient:
+            raise ValidationFailed("Only a patient has a time zone of their own; staff "
+                                   "read the clinic's.", field="timezone")
+        check_zone(timezone)
     if await session.scalar(select(User.id).where(User.email == email)):
         raise Conflict("An account with this email already exists.", field="email")
     user = User(email=email, name=name.strip(), role=role, created_at=now,
@@ -61,7 +68,8 @@ async def create_user(
     except IntegrityError:
         raise Conflict("An account with this email already exists.", field="email") from None
     if role is Role.patient:
-        session.add(PatientProfile(user_id=user.id, date_of_birth=date_of_birth, phone=phone))
+        session.add(PatientProfile(user_id=user.id, date_of_birth=date_of_birth, phone=phone,
+                                   timezone=timezone or DEFAULT_ZONE))
     audit.record(session, actor, "create", "user", user.id,
                  patient_id=user.id if role is Role.patient else None, role=role.value)
     return user
@@ -70,6 +78,19 @@ async def create_user(
 async def list_users(session: AsyncSession, actor: Actor) -> list[User]:
     require_role(actor, Role.admin)
     return list((await session.scalars(select(User).order_by(User.role, User.name))).all())
+
+
+async def set_timezone(session: AsyncSession, actor: Actor, user_id: int, zone: str) -> User:
+    """Set the time zone a patient reads their visit times in (they moved, or travel)."""
+    require_role(actor, Role.admin)
+    user = await access_user(session, actor, user_id)
+    profile = await session.get(PatientProfile, user.id) if user.role is Role.patient else None
+    if profile is None:
+        raise ValidationFailed("Only a patient has a time zone of their own; staff read the "
+                               "clinic's.", field="timezone")
+    profile.timezone = check_zone(zone)
+    audit.record(session, actor, "set_timezone", "user", user.id, patient_id=user.id)
+    return user
 
 
 async def set_active(session: AsyncSession, actor: Actor, user_id: int, active: bool) -> User:

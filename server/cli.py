@@ -85,7 +85,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
         async with services.transaction() as session:
             user = await create_user(session, None, email=args.email, name=args.name,
                                      role=Role(args.role), password=password,
-                                     now=services.clock.now())
+                                     now=services.clock.now(), timezone=args.timezone)
             return user.id
 
     try:
@@ -166,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
                         choices=["patient", "prescriber", "coordinator", "admin"])
     create.add_argument("--password-stdin", action="store_true",
                         help="read the password from the first line of standard input")
+    create.add_argument("--timezone", default=None,
+                        help="patients: the IANA time zone they read times in, "
+                             "for example America/Chicago")
     create.set_defaults(func=cmd_user_create)
     sub.add_parser("demo", help="migrate and seed the demo clinic").set_defaults(func=cmd_demo)
     probe = sub.add_parser("probe", help="place a synthetic call through a running deployment")

@@ -15,8 +15,6 @@ from server.models import CareTeamMember, PatientProfile, Role, User, Visit, Vis
 from server.passwords import hash_password
 from server.services import Services
 
-CLINIC_TZ = ZoneInfo("America/New_York")
-
 ACCOUNTS = [
     ("admin@demo.test", "Alex Admin", Role.admin),
     ("prescriber@demo.test", "Dr. Priya Shah", Role.prescriber),
@@ -71,20 +69,21 @@ async def seed(services: Services, *, password: str | None = None) -> DemoResult
                 if exists is None:
                     session.add(CareTeamMember(patient_id=patient.id, member_id=member.id,
                                                role=member.role, added_at=now))
-        visits_created = await _visits_today(session, now, prescriber, [
+        zone = ZoneInfo(services.settings.clinic_timezone)
+        visits_created = await _visits_today(session, now, zone, prescriber, [
             users["patient@demo.test"], users["patient2@demo.test"]])
         await _past_checkins(session, users["patient@demo.test"], now)
         audit.record(session, None, "seed_demo", "clinic", None, created=len(created))
     return DemoResult(password, generated, created, visits_created)
 
 
-async def _visits_today(session: object, now: datetime, prescriber: User,
+async def _visits_today(session: object, now: datetime, zone: ZoneInfo, prescriber: User,
                         patients: list[User]) -> int:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     assert isinstance(session, AsyncSession)
-    local = now.astimezone(CLINIC_TZ)
-    day_start = datetime.combine(local.date(), time.min, tzinfo=CLINIC_TZ)
+    local = now.astimezone(zone)
+    day_start = datetime.combine(local.date(), time.min, tzinfo=zone)
     existing = await session.scalar(select(Visit.id).where(
         Visit.prescriber_id == prescriber.id, Visit.scheduled_at >= day_start,
         Visit.scheduled_at < day_start + timedelta(days=1)))

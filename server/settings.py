@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PREFIX = "MENDWELL_"
 ENVIRONMENTS = ("development", "test", "production")
+ICE_TRANSPORT_POLICIES = ("all", "relay")
 
 # Values people paste from examples. A production server with one of these would sign
 # session cookies and join links with a key that anyone can read on the internet.
@@ -61,6 +63,9 @@ class Settings:
     outbox_poll_seconds: float = 2.0
     outbox_max_attempts: int = 20
     break_glass_minutes: int = 60
+    # The clinic's IANA time zone: staff pages, the prescriber's day and business days.
+    # Patients read times in the zone of their own profile.
+    clinic_timezone: str = "America/New_York"
     max_body_bytes: int = 256 * 1024
     run_background_tasks: bool = True
     # Escalations (CLINICAL.md): a coordinator must acknowledge within these; unanswered,
@@ -79,6 +84,9 @@ class Settings:
     # Video visits (signaling/). TURN credentials are short-lived so a leaked one is
     # soon useless; clients refresh them with `ice-refresh` before they expire.
     turn_ttl_seconds: int = 600
+    # "all": peers may connect directly. "relay": media only through TURN, so neither side
+    # ever learns the other's IP address (a patient's home address stays private).
+    ice_transport_policy: str = "all"
     # A patient still waiting this long past the visit's start alerts the coordinators.
     waiting_alert_minutes: int = 10
     waiting_alert_poll_seconds: float = 15.0
@@ -137,11 +145,32 @@ class Settings:
                 )
         elif not key:
             updates["secret_key"] = _development_secret(self.var_dir)
+        if not is_zone_name(self.clinic_timezone):
+            raise SettingsError("MENDWELL_CLINIC_TIMEZONE must be an IANA time zone name such "
+                                f"as America/Chicago, not {self.clinic_timezone!r}.")
         if self.turn_urls and not self.turn_secret:
             raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
         if self.turn_ttl_seconds < 60:
             raise SettingsError("MENDWELL_TURN_TTL_SECONDS must be at least 60.")
+        if self.ice_transport_policy not in ICE_TRANSPORT_POLICIES:
+            raise SettingsError(
+                "MENDWELL_ICE_TRANSPORT_POLICY must be one of "
+                f"{', '.join(ICE_TRANSPORT_POLICIES)}, not {self.ice_transport_policy!r}.")
+        if self.ice_transport_policy == "relay" and not self.turn_urls:
+            raise SettingsError("MENDWELL_ICE_TRANSPORT_POLICY is relay but MENDWELL_TURN_URLS "
+                                "is not set: with no TURN server no video could connect.")
         return replace(self, **updates) if updates else self
+
+
+def is_zone_name(name: str) -> bool:
+    """An IANA zone name such as ``America/Chicago`` (ZoneInfo refuses paths itself)."""
+    if not name or len(name) > 64:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _development_secret(var_dir: Path) -> str:

@@ -260,3 +260,17 @@ def test_serve_demo_answers_and_the_prescriber_signs_in(
     assert "Application shutdown complete." in output
     assert DEMO_PASSWORD in output
     assert "Traceback" not in output
+
+
+def test_user_create_sets_a_patients_time_zone(workdir: Path) -> None:
+    assert mendwell(workdir, "db", "upgrade").returncode == 0
+    created = mendwell(workdir, "user", "create", "--email", "west@clinic.test", "--name",
+                       "West", "--role", "patient", "--timezone", "America/Los_Angeles")
+    assert created.returncode == 0, created.stderr
+    assert query(workdir, "SELECT p.timezone FROM patient_profiles p JOIN users u "
+                          "ON u.id = p.user_id WHERE u.email = ?",
+                 "west@clinic.test") == [("America/Los_Angeles",)]
+    wrong = mendwell(workdir, "user", "create", "--email", "east@clinic.test", "--name",
+                     "East", "--role", "patient", "--timezone", "Eastern")
+    assert wrong.returncode == 1
+    assert "time zone" in wrong.stderr

@@ -30,7 +30,12 @@ SAMPLES: dict[str, tuple[str, Any]] = {
                         ("stun:a.test:3478", "stun:b.test:3478")),
 }
 # Fields whose value is checked: a sample of the right kind would not be accepted.
-SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production")}
+SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),
+                                        "clinic_timezone": ("Europe/Dublin", "Europe/Dublin"),
+                                        "ice_transport_policy": ("relay", "relay")}
+# Other settings a field's value needs to be accepted.
+NEEDS: dict[str, dict[str, str]] = {
+    "ice_transport_policy": {"MENDWELL_TURN_URLS": "turn:turn.test:3478"}}
 
 
 def good_secret() -> str:
@@ -54,7 +59,8 @@ def test_every_field_parses_from_the_environment(tmp_path: Path, name: str) -> N
     else:
         assert kind in SAMPLES, f"Settings.{name} has a type ({kind}) that no test parses"
         raw, expected = SAMPLES[kind]
-    settings = Settings.from_env(base_environ(tmp_path, **{f"MENDWELL_{name.upper()}": raw}))
+    settings = Settings.from_env(base_environ(
+        tmp_path, **{f"MENDWELL_{name.upper()}": raw, **NEEDS.get(name, {})}))
     value = getattr(settings, name)
     assert value == expected
     assert type(value) is type(expected)
@@ -114,6 +120,15 @@ def test_turn_urls_need_the_turn_secret(tmp_path: Path) -> None:
     del environ["MENDWELL_TURN_SECRET"]
     with pytest.raises(SettingsError, match="MENDWELL_TURN_SECRET"):
         Settings.from_env(environ)
+
+
+def test_ice_transport_policy_is_all_or_relay_and_relay_needs_turn(tmp_path: Path) -> None:
+    assert Settings.from_env(base_environ(tmp_path)).ice_transport_policy == "all"
+    with pytest.raises(SettingsError, match="MENDWELL_ICE_TRANSPORT_POLICY must be one of "
+                                            "all, relay, not 'turn-only'"):
+        Settings.from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="turn-only"))
+    with pytest.raises(SettingsError, match="MENDWELL_TURN_URLS is not set"):
+        Settings.from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="relay"))
 
 
 def test_overrides_win_over_the_environment(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy.orm import selectinload
 from server import audit
 from server.actors import Actor
 from server.models import NoteStatus, Visit, VisitNote
-from web.charts import CLINIC_TZ
 from web.rendering import local_time
 
 # Routes as the patient reads them; anything else is shown as the prescriber wrote it.
@@ -74,7 +73,7 @@ class SummaryLink:
     prescriber: str
 
 
-async def signed_summaries(session: AsyncSession, actor: Actor,
+async def signed_summaries(session: AsyncSession, actor: Actor, tz: str,
                            limit: int = 5) -> list[SummaryLink]:
     """The patient's own visits whose note is signed, newest first (for their home)."""
     query = (select(Visit).join(VisitNote, VisitNote.visit_id == Visit.id)
@@ -85,5 +84,5 @@ async def signed_summaries(session: AsyncSession, actor: Actor,
         query = query.where(Visit.id == actor.scope_visit_id)
     found = list((await session.scalars(query)).all())
     audit.record_reads(session, actor, "visit", [(v.id, v.patient_id) for v in found])
-    return [SummaryLink(v.id, local_time(v.scheduled_at, CLINIC_TZ, "%A %-d %B"),
+    return [SummaryLink(v.id, local_time(v.scheduled_at, tz, "%A %-d %B"),
                         v.prescriber.name) for v in found]

@@ -20,10 +20,12 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 
 from server.instruments import gad7, phq9
+from server.timezones import DEFAULT_ZONE
 
 Charted = Literal["phq9", "gad7"]
 
-CLINIC_TZ: Final = "America/New_York"
+# Callers pass the reader's zone (server.timezones); this is only the fallback.
+DEFAULT_TZ: Final = DEFAULT_ZONE
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class ChartPoint:
     total: int
 
 
-def format_day(at: datetime, tz: str = CLINIC_TZ) -> str:
+def format_day(at: datetime, tz: str = DEFAULT_TZ) -> str:
     local = at.astimezone(ZoneInfo(tz))
     return f"{local.day} {local:%b %Y}"
 
@@ -91,7 +93,7 @@ class TrendChart:
     points: tuple[ChartPoint, ...]
     chart_id: str
     title: str
-    tz: str = CLINIC_TZ
+    tz: str = DEFAULT_TZ
     width: int = 400
     height: int = 250
     left: int = 28
@@ -284,7 +286,7 @@ def trend_chart(
     *,
     chart_id: str,
     title: str | None = None,
-    tz: str = CLINIC_TZ,
+    tz: str = DEFAULT_TZ,
 ) -> Markup:
     """The SVG markup for one instrument's series (chronological, timezone-aware)."""
     chart = TrendChart(instrument, tuple(points), chart_id,

@@ -31,12 +31,15 @@ class NewUser(BaseModel):
     name: str = Field(max_length=200)
     role: Role
     password: str | None = Field(default=None, max_length=200)
+    # Patients only: the IANA zone they read times in (default the clinic's usual zone).
+    timezone: str | None = Field(default=None, max_length=64)
 
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    is_active: bool
+    is_active: bool | None = None
+    timezone: str | None = Field(default=None, max_length=64)
 
 
 class TeamMember(BaseModel):
@@ -66,7 +69,7 @@ async def create_user(request: Request) -> Response:
     async with services.transaction() as session:
         user = await accounts.create_user(session, actor, email=body.email, name=body.name,
                                           role=body.role, password=body.password,
-                                          now=services.clock.now())
+                                          now=services.clock.now(), timezone=body.timezone)
         data = accounts.user_json(user)
     return JSONResponse(data, status_code=201)
 
@@ -75,8 +78,15 @@ async def update_user(request: Request) -> Response:
     actor = actor_of(request)
     user_id = path_id(request, "user_id")
     body = await json_body(request, UserUpdate)
+    if body.is_active is None and body.timezone is None:
+        raise ValidationFailed("Send is_active or timezone.", field="is_active")
     async with services_of(request).transaction() as session:
-        user = await accounts.set_active(session, actor, user_id, body.is_active)
+        user = None
+        if body.timezone is not None:
+            user = await accounts.set_timezone(session, actor, user_id, body.timezone)
+        if body.is_active is not None:
+            user = await accounts.set_active(session, actor, user_id, body.is_active)
+        assert user is not None
         return JSONResponse(accounts.user_json(user))
 
 
@@ -221,7 +231,8 @@ OPERATIONS = [
     ApiOperation("POST", "/api/v1/users", create_user, "Create an account (admin)",
                  body=NewUser, success=201, tag="admin"),
     ApiOperation("PATCH", "/api/v1/users/{user_id}", update_user,
-                 "Activate or deactivate an account (admin)", body=UserUpdate, tag="admin"),
+                 "Activate or deactivate an account, or set a patient's time zone (admin)",
+                 body=UserUpdate, tag="admin"),
     ApiOperation("GET", "/api/v1/patients/{patient_id}/care-team", get_care_team,
                  "A patient's care team", tag="admin"),
     ApiOperation("POST", "/api/v1/patients/{patient_id}/care-team", add_care_team_member,

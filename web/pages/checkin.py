@@ -22,8 +22,8 @@ from server.access import require_role
 from server.http import actor_of, path_id, services_of
 from server.instruments import INSTRUMENTS, Instrument, Item
 from server.models import Role
+from server.timezones import viewer_zone
 from server.visits import get_visit_loaded
-from web.pages.home import CLINIC_TZ
 from web.rendering import render
 
 # Section headings in the patient's words; the validated item wording stays as defined
@@ -230,12 +230,13 @@ async def checkin_page(request: Request) -> Response:
     async with services.transaction() as session:
         state = await checkins.get_checkin(session, services, actor, visit_id)
         visit = await get_visit_loaded(session, visit_id)
+        tz = await viewer_zone(session, services.settings, actor)
     stored = state["checkin"]
     draft: dict[str, Any] = stored["data"] if stored and isinstance(stored["data"], dict) \
         else {}
     level = stored["level"] if stored else None
     return render(
-        request, "checkin.html", visit=visit, tz=CLINIC_TZ, is_open=state["open"],
+        request, "checkin.html", visit=visit, tz=tz, is_open=state["open"],
         completed=bool(stored and stored["status"] == "completed"),
         parts=questionnaire_parts(state["needs"]), needs=state["needs"],
         form=form_values(draft, state["prefill"]), cssrs_shown=_cssrs_started(draft),

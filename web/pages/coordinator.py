@@ -24,8 +24,9 @@ from server.access import require_role
 from server.actors import Actor
 from server.http import actor_of, services_of
 from server.models import CareTeamMember, Role, User
+from server.timezones import clinic_zone
 from web import escalation_view as view
-from web.pages.home import CLINIC_TZ, _today_bounds
+from web.pages.home import _today_bounds
 from web.rendering import render
 
 MEASURE_PERIODS: Final = (7, 30, 90)
@@ -60,22 +61,22 @@ async def coordinator_home(request: Request) -> Response:
     require_role(actor, Role.coordinator)
     services = services_of(request)
     now = services.clock.now()
+    tz = clinic_zone(services.settings)
     only_queue = request.query_params.get("part") == "queue"
     days = measure_period(request)
     async with services.transaction() as session:
         found = await queries.list_escalations(session, actor, status="open")
         queue = [view.summary(e, now) for e in found]
         if only_queue:
-            return render(request, "_escalation_queue.html", queue=queue, now=now,
-                          tz=CLINIC_TZ)
-        start, end = _today_bounds(now, CLINIC_TZ)
+            return render(request, "_escalation_queue.html", queue=queue, now=now, tz=tz)
+        start, end = _today_bounds(now, tz)
         today = await visits.list_visits(session, actor, start=start, end=end)
         measures = await queries.clinic_measures(session, actor,
                                                  since=now - timedelta(days=days), until=now)
         patients = await team_patients(session, actor)
     return render(
         request, "coordinator_home.html", queue=queue, now=now, visits=today, day=start,
-        tz=CLINIC_TZ, measures=measures, days=days, periods=MEASURE_PERIODS,
+        tz=tz, measures=measures, days=days, periods=MEASURE_PERIODS,
         level_labels=view.LEVEL_LABELS, status_labels=view.STATUS_LABELS,
         minutes_text=view.minutes_text, patients=patients,
         **raise_form_choices(),

@@ -22,9 +22,9 @@ from escalation import queries
 from escalation.lifecycle import CONTACT_OUTCOMES, DISPOSITIONS
 from server.http import actor_of, path_id, services_of
 from server.models import CareTeamMember, Role, User
+from server.timezones import clinic_zone
 from web import escalation_view as view
 from web.pages.coordinator import raise_form_choices
-from web.pages.home import CLINIC_TZ
 from web.rendering import render
 
 BACK_LINKS = {Role.coordinator: ("/coordinator", "← Escalation queue"),
@@ -57,7 +57,8 @@ async def escalation_page(request: Request) -> Response:
             rows = await session.execute(select(User.id, User.name).where(User.id.in_(missing)))
             names.update({row[0]: row[1] for row in rows})
     context: dict[str, Any] = {
-        "e": view.summary(data, now), "data": data, "now": now, "tz": CLINIC_TZ,
+        "e": view.summary(data, now), "data": data, "now": now,
+        "tz": clinic_zone(services.settings),
         "timeline": [view.timeline_entry(event, names) for event in data["timeline"]],
         "triggering": view.triggering(data.get("triggering")),
         "disposition_label": view.DISPOSITION_LABELS.get(data.get("disposition") or "", ""),

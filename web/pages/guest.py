@@ -52,7 +52,7 @@ async def guest_room(request: Request) -> Response:
         guest_name = guest.name
     response = render(request, "visit_room.html", visit=visit, role="guest", ended=False,
                       panel=None, guest_token=token, guest_name=guest_name,
-                      turn_offered=turn_offered(services), **room_helpers())
+                      turn_offered=turn_offered(services), **room_helpers(services))
     # The token is in the address: keep the page out of caches.
     response.headers["Cache-Control"] = "no-store"
     return response

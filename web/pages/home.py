@@ -15,10 +15,9 @@ from server import visits
 from server.access import require_role
 from server.http import actor_of, services_of
 from server.models import Escalation, EscalationStatus, Role
+from server.timezones import clinic_zone, viewer_zone
 from web.after_visit import signed_summaries
 from web.rendering import render
-
-CLINIC_TZ = "America/New_York"
 
 
 def _today_bounds(now: datetime, tz: str) -> tuple[datetime, datetime]:
@@ -35,8 +34,9 @@ async def patient_home(request: Request) -> Response:
     async with services.transaction() as session:
         found = await visits.list_visits(session, actor, start=now - timedelta(hours=12),
                                          include_ended=False)
-        summaries = await signed_summaries(session, actor)
-    return render(request, "patient_home.html", visits=found, tz=CLINIC_TZ,
+        tz = await viewer_zone(session, services.settings, actor)
+        summaries = await signed_summaries(session, actor, tz)
+    return render(request, "patient_home.html", visits=found, tz=tz,
                   summaries=summaries)
 
 
@@ -44,7 +44,8 @@ async def prescriber_day(request: Request) -> Response:
     actor = actor_of(request)
     require_role(actor, Role.prescriber)
     services = services_of(request)
-    start, end = _today_bounds(services.clock.now(), CLINIC_TZ)
+    tz = clinic_zone(services.settings)
+    start, end = _today_bounds(services.clock.now(), tz)
     async with services.transaction() as session:
         found = await visits.list_visits(session, actor, start=start, end=end)
         mine = [v for v in found if v.prescriber_id == actor.user_id]
@@ -54,7 +55,7 @@ async def prescriber_day(request: Request) -> Response:
     rank = {"emergency": 0, "urgent": 1}
     mine.sort(key=lambda v: (rank.get(flags.get(v.patient_id, ""), 2),
                              v.status.value != "waiting", v.scheduled_at))
-    return render(request, "prescriber_day.html", visits=mine, day=start, tz=CLINIC_TZ,
+    return render(request, "prescriber_day.html", visits=mine, day=start, tz=tz,
                   safety_flags=flags)
 
 

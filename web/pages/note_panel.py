@@ -219,7 +219,7 @@ async def medication_part(session: AsyncSession, services: Services, actor: Acto
 
 
 async def build(session: AsyncSession, services: Services, actor: Actor,
-                visit: Visit) -> Panel:
+                visit: Visit, tz: str) -> Panel:
     """The whole panel for a prescriber or coordinator of the patient's care team."""
     patient_name = visit.patient.name
     found = await checkins.get_checkin(session, services, actor, visit.id)
@@ -231,8 +231,8 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
     return Panel(
         visit_id=visit.id, patient_id=visit.patient_id, patient_name=patient_name,
         can_write=actor.role is Role.prescriber and actor.scope_visit_id is None,
-        safety=top, measures=charted_measures(series, chart_prefix="panel"),
-        others=other_results(series),
+        safety=top, measures=charted_measures(series, chart_prefix="panel", tz=tz),
+        others=other_results(series, tz),
         medications=await medication_part(session, services, actor, visit.patient_id),
         last_plan=await last_plan(session, services, actor, visit),
         side_effects=effects, missed=missed, note=note,

@@ -18,8 +18,8 @@ from starlette.routing import Route
 from server import trends
 from server.http import actor_of, path_id, services_of
 from server.models import Role, User
+from server.timezones import clinic_zone
 from web.charts import NAMES, Charted, ChartPoint, format_day, trend_chart
-from web.pages.home import CLINIC_TZ
 from web.rendering import render
 
 CHARTED: Final[tuple[Charted, ...]] = ("phq9", "gad7")
@@ -60,7 +60,7 @@ def _at(point: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(point["at"])
 
 
-def charted_measures(series: list[dict[str, Any]], *, chart_prefix: str,
+def charted_measures(series: list[dict[str, Any]], *, chart_prefix: str, tz: str,
                      titles: dict[str, str] | None = None) -> list[Measure]:
     measures: list[Measure] = []
     for entry in series:
@@ -70,12 +70,12 @@ def charted_measures(series: list[dict[str, Any]], *, chart_prefix: str,
         points = [ChartPoint(_at(p), int(p["total"])) for p in entry["points"]]
         title = (titles or {}).get(instrument)
         chart = trend_chart(instrument, points, chart_id=f"{chart_prefix}-{instrument}",
-                            title=title, tz=CLINIC_TZ)
+                            title=title, tz=tz)
         measures.append(Measure(instrument, NAMES[instrument], entry["points"], chart))
     return measures
 
 
-def other_results(series: list[dict[str, Any]]) -> list[OtherResult]:
+def other_results(series: list[dict[str, Any]], tz: str) -> list[OtherResult]:
     found: list[OtherResult] = []
     for entry in series:
         instrument = entry["id"]
@@ -90,7 +90,7 @@ def other_results(series: list[dict[str, Any]]) -> list[OtherResult]:
             value = f"{latest.get('total')} ({'positive' if positive else 'negative'})"
             flagged = positive
         found.append(OtherResult(instrument, OTHER_NAMES[instrument],
-                                 format_day(_at(latest), CLINIC_TZ), value, flagged))
+                                 format_day(_at(latest), tz), value, flagged))
     return found
 
 
@@ -99,13 +99,15 @@ async def patient_page(request: Request) -> Response:
     patient_id = path_id(request, "patient_id")
     if actor.role is Role.patient and actor.user_id == patient_id:
         return RedirectResponse("/progress", status_code=303)
-    async with services_of(request).transaction() as session:
+    services = services_of(request)
+    tz = clinic_zone(services.settings)
+    async with services.transaction() as session:
         series = await trends.patient_measures(session, actor, patient_id)
         patient = await session.get(User, patient_id)
     assert patient is not None  # patient_measures checked it exists
     return render(request, "patient.html", patient=patient,
-                  measures=charted_measures(series, chart_prefix="chart"),
-                  others=other_results(series), format_day=format_day, at=_at, tz=CLINIC_TZ)
+                  measures=charted_measures(series, chart_prefix="chart", tz=tz),
+                  others=other_results(series, tz), format_day=format_day, at=_at, tz=tz)
 
 
 ROUTES = [Route("/patients/{patient_id}", patient_page, methods=["GET"])]

@@ -12,6 +12,7 @@ from server import trends
 from server.access import require_role
 from server.http import actor_of, services_of
 from server.models import Role
+from server.timezones import viewer_zone
 from web.charts import TOTAL_MAX
 from web.pages.patient import Measure, charted_measures
 from web.rendering import render
@@ -35,9 +36,11 @@ def in_words(measure: Measure) -> str:
 async def progress_page(request: Request) -> Response:
     actor = actor_of(request)
     require_role(actor, Role.patient)
-    async with services_of(request).transaction() as session:
+    services = services_of(request)
+    async with services.transaction() as session:
         series = await trends.patient_measures(session, actor, actor.user_id)
-    measures = charted_measures(series, chart_prefix="progress", titles=TITLES)
+        tz = await viewer_zone(session, services.settings, actor)
+    measures = charted_measures(series, chart_prefix="progress", tz=tz, titles=TITLES)
     return render(request, "progress.html", measures=measures, in_words=in_words,
                   words=WORDS, total_max=TOTAL_MAX)
 

@@ -13,6 +13,7 @@ from server.auth import COOKIE_NAME, JoinLinkError
 from server.errors import APIError, TooManyRequests
 from server.http import client_ip, current_of, path_id, require_current, services_of
 from server.models import Role, User, Visit
+from server.timezones import patient_zone
 from server.visits import ENDED
 from web.forms import checked_form
 from web.rendering import render
@@ -69,7 +70,7 @@ async def logout(request: Request) -> Response:
     return response
 
 
-async def _join_target(request: Request, token: str) -> tuple[Visit, User] | str:
+async def _join_target(request: Request, token: str) -> tuple[Visit, User, str] | str:
     """The visit and patient a join link admits to, or the reason it cannot."""
     services = services_of(request)
     visit_id = path_id(request, "visit_id")
@@ -85,7 +86,7 @@ async def _join_target(request: Request, token: str) -> tuple[Visit, User] | str
             return "This link is not valid."
         if visit.status in ENDED:
             return "This visit has ended. If you need to talk to your care team, call the clinic."
-        return visit, patient
+        return visit, patient, await patient_zone(session, services.settings, patient.id)
 
 
 async def join_page(request: Request) -> Response:
@@ -94,8 +95,9 @@ async def join_page(request: Request) -> Response:
     target = await _join_target(request, token)
     if isinstance(target, str):
         return render(request, "join_invalid.html", status=400, message=target)
-    visit, patient = target
-    return render(request, "join.html", visit=visit, patient_name=patient.name, token=token)
+    visit, patient, tz = target
+    return render(request, "join.html", visit=visit, patient_name=patient.name, token=token,
+                  tz=tz)
 
 
 async def join_submit(request: Request) -> Response:
@@ -104,7 +106,7 @@ async def join_submit(request: Request) -> Response:
     target = await _join_target(request, token)
     if isinstance(target, str):
         return render(request, "join_invalid.html", status=400, message=target)
-    visit, patient = target
+    visit, patient, _zone = target
     services = services_of(request)
     async with services.transaction() as session:
         patient = await session.get(User, patient.id) or patient

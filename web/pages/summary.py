@@ -18,8 +18,8 @@ from server import notes, visits
 from server.errors import Conflict
 from server.http import actor_of, path_id, services_of
 from server.models import Role
+from server.timezones import viewer_zone
 from web.after_visit import change_sentence
-from web.charts import CLINIC_TZ
 from web.pages.checkin import SEVERITY_LABELS, SIDE_EFFECT_LABELS
 from web.rendering import render
 
@@ -31,13 +31,14 @@ async def summary_page(request: Request) -> Response:
     data: dict[str, Any] | None = None
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
+        tz = await viewer_zone(session, services.settings, actor)
     try:
         async with services.transaction() as session:
             data = await notes.after_visit_summary(session, services, actor, visit_id)
     except Conflict as exc:
         if exc.code != "summary_not_ready":
             raise
-    context: dict[str, Any] = {"visit": visit, "ready": data is not None, "tz": CLINIC_TZ,
+    context: dict[str, Any] = {"visit": visit, "ready": data is not None, "tz": tz,
                                "for_patient": actor.role is Role.patient}
     if data is not None:
         next_visit = data["next_visit"]

@@ -19,36 +19,31 @@ from server.errors import NotFound
 from server.http import actor_of, path_id, services_of
 from server.models import Role
 from server.services import Services
+from server.timezones import clinic_zone, viewer_zone
 from web.pages import note_panel
-from web.pages.home import CLINIC_TZ
 from web.rendering import local_time, render
 
 PANEL_ROLES = (Role.prescriber, Role.coordinator)
 
 
-def day(value: str | datetime | None) -> str:
-    """"14 Mar 2025" in the clinic's time zone, from a datetime or an ISO string."""
+def _shown(value: str | datetime | None, tz: str, fmt: str) -> str:
+    """A datetime or an ISO string in the reader's time zone ("" for none)."""
     if not value:
         return ""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return local_time(when, CLINIC_TZ, "%-d %b %Y")
+    return local_time(when, tz, fmt)
 
 
-def day_time(value: str | datetime | None) -> str:
-    if not value:
-        return ""
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return local_time(when, CLINIC_TZ, "%-d %b %Y, %H:%M")
+def _helpers(tz: str) -> dict[str, Any]:
+    return {"day": lambda value: _shown(value, tz, "%-d %b %Y"),
+            "day_time": lambda value: _shown(value, tz, "%-d %b %Y, %H:%M"),
+            "tz": tz, **note_panel.template_context()}
 
 
-def _helpers() -> dict[str, Any]:
-    return {"day": day, "day_time": day_time, "tz": CLINIC_TZ,
-            **note_panel.template_context()}
-
-
-def room_helpers() -> dict[str, Any]:
-    """What ``visit_room.html`` needs besides the visit (shared with the guest page)."""
-    return _helpers()
+def room_helpers(services: Services) -> dict[str, Any]:
+    """What ``visit_room.html`` needs besides the visit (shared with the guest page, whose
+    reader has no profile: the clinic's time zone)."""
+    return _helpers(clinic_zone(services.settings))
 
 
 def turn_offered(services: Services) -> bool:
@@ -64,6 +59,7 @@ async def visit_room(request: Request) -> Response:
     panel = None
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
+        helpers = _helpers(await viewer_zone(session, services.settings, actor))
         if part is not None:
             if actor.role not in PANEL_ROLES or part not in note_panel.PARTS:
                 raise NotFound(f'There is no part "{part}" of this page.', field="part")
@@ -71,18 +67,18 @@ async def visit_room(request: Request) -> Response:
                 top = await note_panel.safety(session, services, actor, visit,
                                               visit.patient.name)
                 return render(request, "_panel_safety.html", s=top, visit_id=visit.id,
-                              **_helpers())
+                              **helpers)
             found = await note_panel.medication_part(session, services, actor,
                                                      visit.patient_id)
             return render(request, "_panel_medications.html", medications=found,
-                          **_helpers())
+                          **helpers)
         if actor.role in PANEL_ROLES:
-            panel = await note_panel.build(session, services, actor, visit)
+            panel = await note_panel.build(session, services, actor, visit, helpers["tz"])
     # The live room (camera, signaling) is only started for a visit that can still happen;
     # the note panel works either way (the note is often finished after the call).
     return render(request, "visit_room.html", visit=visit, role=actor.role.value,
                   ended=visit.status in visits.ENDED, panel=panel,
-                  turn_offered=turn_offered(services), **_helpers())
+                  turn_offered=turn_offered(services), **helpers)
 
 
 ROUTES = [Route("/visits/{visit_id}", visit_room)]

@@ -1,0 +1,160 @@
+"""Time zones: patients read times in their own zone, staff in the clinic's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from escalation.deadlines import add_business_days
+from server.auth import make_join_token
+from server.models import AuditEntry, PatientProfile, Visit
+from server.services import Services
+from server.settings import Settings, SettingsError
+from tests.clinic import Clinic
+from tests.conftest import Runner, SignIn
+
+PACIFIC = "America/Los_Angeles"
+CLINIC = "America/Chicago"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"clinic_timezone": CLINIC}
+
+
+def scheduled_at(run: Runner, services: Services, visit_id: int) -> datetime:
+    async def query() -> datetime:
+        async with services.transaction() as session:
+            visit = await session.get(Visit, visit_id)
+            assert visit is not None
+            return visit.scheduled_at
+
+    return run(query)
+
+
+def set_zone(run: Runner, services: Services, patient_id: int, zone: str) -> None:
+    async def update() -> None:
+        async with services.transaction() as session:
+            profile = await session.get(PatientProfile, patient_id)
+            assert profile is not None
+            profile.timezone = zone
+
+    run(update)
+
+
+def shown(at: datetime, zone: str, fmt: str) -> str:
+    return at.astimezone(ZoneInfo(zone)).strftime(fmt)
+
+
+def test_the_clinic_zone_must_be_a_real_zone() -> None:
+    for bad in ("Mars/Olympus", "/etc/localtime", "../zoneinfo", ""):
+        with pytest.raises(SettingsError, match="MENDWELL_CLINIC_TIMEZONE"):
+            Settings.from_env({"MENDWELL_CLINIC_TIMEZONE": bad})
+    assert Settings.from_env({"MENDWELL_CLINIC_TIMEZONE": "Europe/Dublin"}) \
+        .clinic_timezone == "Europe/Dublin"
+
+
+def test_a_patient_reads_times_in_their_own_zone_and_staff_in_the_clinics(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    set_zone(run, services, clinic.patient.id, PACIFIC)
+    at = scheduled_at(run, services, clinic.visit_id)
+
+    sign_in(clinic.patient)
+    home = client.get("/home")
+    assert home.status_code == 200
+    assert shown(at, PACIFIC, "%H:%M") in home.text
+    assert "America/Los Angeles" in home.text
+    checkin = client.get(f"/visits/{clinic.visit_id}/checkin")
+    assert shown(at, PACIFIC, "%A %d %B at %H:%M %Z") in checkin.text
+    room = client.get(f"/visits/{clinic.visit_id}")
+    assert shown(at, PACIFIC, "%A %d %B, %H:%M %Z") in room.text
+
+    sign_in(clinic.prescriber)
+    room = client.get(f"/visits/{clinic.visit_id}")
+    assert shown(at, CLINIC, "%A %d %B, %H:%M %Z") in room.text
+    assert shown(at, PACIFIC, "%A %d %B, %H:%M %Z") not in room.text
+    day = client.get("/day")
+    assert shown(at, CLINIC, "%H:%M") in day.text
+
+
+def test_the_join_page_shows_the_patients_zone(
+    client: TestClient, clinic: Clinic, run: Runner, services: Services,
+) -> None:
+    set_zone(run, services, clinic.patient.id, PACIFIC)
+
+    async def token() -> tuple[str, datetime]:
+        async with services.transaction() as session:
+            visit = await session.get(Visit, clinic.visit_id)
+            assert visit is not None
+            return make_join_token(services, visit), visit.scheduled_at
+
+    value, at = run(token)
+    page = client.get(f"/visits/{clinic.visit_id}/join", params={"t": value})
+    assert page.status_code == 200
+    assert shown(at, PACIFIC, "%A %d %B, %H:%M %Z") in page.text
+    assert "Eastern" not in page.text
+
+
+def test_admins_set_a_patients_zone_and_it_is_checked_and_audited(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    sign_in(clinic.admin)
+    created = client.post("/api/v1/users", json={
+        "email": "west@clinic.test", "name": "West Patient", "role": "patient",
+        "timezone": PACIFIC})
+    assert created.status_code == 201, created.text
+
+    bad = client.post("/api/v1/users", json={
+        "email": "nowhere@clinic.test", "name": "Nowhere", "role": "patient",
+        "timezone": "Mars/Olympus"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "timezone"
+    staff = client.post("/api/v1/users", json={
+        "email": "dr@clinic.test", "name": "Dr Zone", "role": "prescriber",
+        "timezone": PACIFIC})
+    assert staff.status_code == 422
+    assert staff.json()["error"]["field"] == "timezone"
+
+    moved = client.patch(f"/api/v1/users/{clinic.patient.id}", json={"timezone": "America/Denver"})
+    assert moved.status_code == 200, moved.text
+    assert client.patch(f"/api/v1/users/{clinic.patient.id}",
+                        json={"timezone": "../../etc/passwd"}).status_code == 422
+    assert client.patch(f"/api/v1/users/{clinic.prescriber.id}",
+                        json={"timezone": PACIFIC}).json()["error"]["field"] == "timezone"
+    empty = client.patch(f"/api/v1/users/{clinic.patient.id}", json={})
+    assert empty.status_code == 422
+
+    async def stored() -> tuple[dict[str, str], list[int | None]]:
+        async with services.transaction() as session:
+            zones = dict((await session.execute(
+                select(PatientProfile.user_id, PatientProfile.timezone))).all())
+            audited = list((await session.scalars(
+                select(AuditEntry.patient_id).where(AuditEntry.action == "set_timezone",
+                                                    AuditEntry.outcome == "success"))).all())
+            return {str(k): v for k, v in zones.items()}, audited
+
+    zones, audited = run(stored)
+    assert zones[str(created.json()["id"])] == PACIFIC
+    assert zones[str(clinic.patient.id)] == "America/Denver"
+    assert audited == [clinic.patient.id]
+
+    sign_in(clinic.coordinator)
+    assert client.patch(f"/api/v1/users/{clinic.patient.id}",
+                        json={"timezone": PACIFIC}).status_code == 403
+
+
+def test_business_days_are_counted_in_the_clinics_zone() -> None:
+    # 23:30 on Friday in Honolulu is already Saturday in UTC: counted in Honolulu, one
+    # business day later is Monday 23:30 there; counted in UTC it would be a day earlier.
+    friday_night = datetime(2026, 11, 27, 23, 30, tzinfo=ZoneInfo("Pacific/Honolulu"))
+    monday = add_business_days(friday_night.astimezone(UTC), 1, "Pacific/Honolulu")
+    assert monday.astimezone(ZoneInfo("Pacific/Honolulu")) == datetime(
+        2026, 11, 30, 23, 30, tzinfo=ZoneInfo("Pacific/Honolulu"))
+    in_utc = add_business_days(friday_night.astimezone(UTC), 1, "UTC")
+    assert monday - in_utc == timedelta(days=1)

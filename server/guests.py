@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import audit
 from server.access import access_visit, require_full_session, require_role
 from server.actors import Actor
+from server.auth import join_link_expiry
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.events import emit
 from server.models import Role, VisitGuest
@@ -62,7 +63,7 @@ async def invite_guest(
     token = secrets.token_urlsafe(32)
     guest = VisitGuest(visit_id=visit.id, name=name, email=email, token_hash=token_hash(token),
                        invited_by_id=actor.user_id, invited_at=now,
-                       expires_at=now + timedelta(hours=services.settings.join_link_hours))
+                       expires_at=join_link_expiry(services, now, visit.scheduled_at))
     session.add(guest)
     await session.flush()
     link = f"{services.settings.base_url}/visits/{visit.id}/guest?t={token}"
@@ -76,8 +77,8 @@ async def invite_guest(
             "You have been invited to join a video visit as a guest. Open this link on "
             "your phone or computer at the time you were given. Nothing to install.\n\n"
             f"{link}\n\n"
-            f"The link works for {services.settings.join_link_hours} hours. If you did not "
-            "expect this email, you can ignore it.\n"
+            f"The link works until {services.settings.join_link_hours} hours after the visit "
+            "starts. If you did not expect this email, you can ignore it.\n"
         ),
     )
     await session.flush()

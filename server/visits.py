@@ -92,14 +92,9 @@ async def list_visits(
 async def get_visit(
     session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime | None = None
 ) -> Visit:
-    visit = await access_visit(session, actor, visit_id, now=now)
-    loaded = await session.scalar(
-        select(Visit).options(*_with_people()).where(Visit.id == visit.id)
-        .execution_options(populate_existing=True)
-    )
-    assert loaded is not None
+    visit = await access_visit(session, actor, visit_id, now=now, with_people=True)
     audit.record(session, actor, "read", "visit", visit.id, patient_id=visit.patient_id)
-    return loaded
+    return visit
 
 
 async def care_team_ids(session: AsyncSession, patient_id: int) -> set[int]:
@@ -182,8 +177,8 @@ async def invite_to_visit(
             "Your care team has invited you to a video visit. Open this link on your phone "
             "or computer to check in and join. Nothing to install.\n\n"
             f"{link}\n\n"
-            f"The link works for {services.settings.join_link_hours} hours. If you did not "
-            "expect this email, you can ignore it.\n"
+            f"The link works until {services.settings.join_link_hours} hours after your visit "
+            "starts. If you did not expect this email, you can ignore it.\n"
         ),
     )
     await session.flush()

@@ -336,18 +336,35 @@ def _use(client: TestClient, method: str, visit_id: int, token: str) -> Any:
 def test_an_expired_link_says_so_and_gives_no_session(
     client: TestClient, clinic: Clinic, run: Runner, services: Services,
 ) -> None:
+    """A link works until MENDWELL_JOIN_LINK_HOURS after its visit starts."""
     hours = services.settings.join_link_hours
-    fresh_enough = old_token(services, clinic.visit_id, clinic.patient.id,
-                             timedelta(hours=hours) - timedelta(minutes=5))
-    assert _use(client, "GET", clinic.visit_id, fresh_enough).status_code == 200
+    started = add_visit(run, services, clinic, clinic.patient.id, hours=-hours + 1)
+    sent_before = timedelta(hours=hours + 24)
+    fresh_enough = old_token(services, started, clinic.patient.id, sent_before)
+    assert _use(client, "GET", started, fresh_enough).status_code == 200
 
-    expired = old_token(services, clinic.visit_id, clinic.patient.id,
-                        timedelta(hours=hours, minutes=5))
+    over = add_visit(run, services, clinic, clinic.patient.id, hours=-hours - 1)
+    expired = old_token(services, over, clinic.patient.id, sent_before)
     for method in ("GET", "POST"):
-        response = _use(client, method, clinic.visit_id, expired)
+        response = _use(client, method, over, expired)
         assert response.status_code == 400
         assert "This link has expired" in response.text
         assert no_session_cookie(response, client)
+
+
+def test_a_link_for_a_visit_weeks_ahead_works_on_the_day_but_not_after_90_days(
+    client: TestClient, clinic: Clinic, run: Runner, services: Services,
+) -> None:
+    # Booked a month ahead, the invitation sent the same day: on the day it still works.
+    month_ahead = old_token(services, clinic.visit_id, clinic.patient.id, timedelta(days=30))
+    response = _use(client, "POST", clinic.visit_id, month_ahead)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/visits/{clinic.visit_id}"
+    # However far ahead the visit, a link older than 90 days is refused.
+    ancient = old_token(services, clinic.visit_id, clinic.patient.id, timedelta(days=91))
+    refused = _use(client, "GET", clinic.visit_id, ancient)
+    assert refused.status_code == 400
+    assert "This link has expired" in refused.text
 
 
 @pytest.mark.parametrize("whose", ["same patient", "another patient"])

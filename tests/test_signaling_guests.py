@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -27,6 +28,10 @@ def invite(client: TestClient, sign_in: SignIn, clinic: Clinic, run: Runner,
     body = response.json()
     assert (body["name"], body["email"], body["admitted_at"]) == (
         "Ana Interpreter", "ana@interpreters.test", None)
+    # The link works until MENDWELL_JOIN_LINK_HOURS after the visit starts.
+    starts = client.get(f"/api/v1/visits/{clinic.visit_id}").json()["scheduled_at"]
+    assert datetime.fromisoformat(body["expires_at"]) == datetime.fromisoformat(starts) + \
+        timedelta(hours=services.settings.join_link_hours)
 
     async def email() -> OutboxEmail:
         async with services.transaction() as session:

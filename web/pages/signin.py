@@ -75,7 +75,7 @@ async def _join_target(request: Request, token: str) -> tuple[Visit, User, str] 
     services = services_of(request)
     visit_id = path_id(request, "visit_id")
     try:
-        _, patient_id = auth.read_join_token(services, token, visit_id)
+        _, patient_id, sent_at = auth.read_join_token(services, token, visit_id)
     except JoinLinkError as exc:
         return str(exc)
     async with services.transaction() as session:
@@ -86,6 +86,8 @@ async def _join_target(request: Request, token: str) -> tuple[Visit, User, str] 
             return "This link is not valid."
         if visit.status in ENDED:
             return "This visit has ended. If you need to talk to your care team, call the clinic."
+        if services.clock.now() > auth.join_link_expiry(services, sent_at, visit.scheduled_at):
+            return "This link has expired. Ask your care team for a new one."
         return visit, patient, await patient_zone(session, services.settings, patient.id)
 
 

@@ -280,6 +280,8 @@ class Client:
             self.state = message["state"]
             if self._fixed_ice is None:
                 self.ice_servers = message["ice_servers"]
+            if message.get("ice_transport_policy") == "relay":
+                self.relay = True  # the clinic allows media through TURN only
             if self.state == "admitted":
                 self.admitted.set()
             self.joined.set()

@@ -22,10 +22,14 @@ from server.settings import Settings
 class IceConfig:
     servers: list[dict[str, Any]]
     expires_at: datetime | None
+    # RTCConfiguration.iceTransportPolicy: "relay" keeps media on TURN only, so no peer
+    # learns another's IP address (MENDWELL_ICE_TRANSPORT_POLICY).
+    transport_policy: str = "all"
 
     def to_json(self) -> dict[str, Any]:
         return {"ice_servers": self.servers,
-                "ice_expires_at": self.expires_at.isoformat() if self.expires_at else None}
+                "ice_expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "ice_transport_policy": self.transport_policy}
 
 
 def turn_credentials(secret: str, user: str, expires_at: datetime) -> tuple[str, str]:
@@ -47,4 +51,4 @@ def ice_config(settings: Settings, user: str, now: datetime) -> IceConfig:
         username, credential = turn_credentials(settings.turn_secret, user, expires_at)
         servers.append({"urls": list(settings.turn_urls), "username": username,
                         "credential": credential})
-    return IceConfig(servers, expires_at)
+    return IceConfig(servers, expires_at, settings.ice_transport_policy)

@@ -8,8 +8,15 @@ were published, on every instance.
 
 Only the instance holding a participant's socket writes that participant's entry, so
 entries never race. Entries of an instance that died go stale: each instance refreshes
-the time it last saw its own participants, and entries not refreshed for
-``STALE_SECONDS`` are ignored and pruned.
+the time it last saw its own participants every ``REFRESH_SECONDS``, and entries not
+refreshed for ``STALE_SECONDS`` are ignored. In the same round each instance prunes the
+stale entries of the rooms it watches and, when it removed any, publishes a presence
+so that every member still in the room stops seeing the participants of the dead
+instance (within ``STALE_SECONDS + REFRESH_SECONDS``).
+
+A room holds at most ``limit`` participants: ``claim()`` checks the count and takes the
+seat in one step (one Lua script in Redis), so joins racing on several instances for
+the last seat cannot overfill it.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class Relay(Protocol):
     async def start(self, deliver: Deliver) -> None: ...
     async def close(self) -> None: ...
     async def put(self, visit_id: int, participant: Participant) -> None: ...
+    async def claim(self, visit_id: int, participant: Participant, limit: int) -> bool: ...
     async def get(self, visit_id: int, peer_id: str) -> Participant | None: ...
     async def members(self, visit_id: int) -> list[Participant]: ...
     async def release(self, visit_id: int, peer_id: str, connection_id: str) -> bool: ...
@@ -77,6 +85,15 @@ class LocalRelay:
 
     async def put(self, visit_id: int, participant: Participant) -> None:
         self._rooms[visit_id][participant.peer_id] = participant
+
+    async def claim(self, visit_id: int, participant: Participant, limit: int) -> bool:
+        """Put the participant if they already have a place or the room has fewer than
+        ``limit``; False (and nothing stored) when it is full. Atomic: nothing awaits."""
+        room = self._rooms.get(visit_id, {})
+        if participant.peer_id not in room and len(room) >= limit:
+            return False
+        self._rooms[visit_id][participant.peer_id] = participant
+        return True
 
     async def get(self, visit_id: int, peer_id: str) -> Participant | None:
         room = self._rooms.get(visit_id)
@@ -119,13 +136,47 @@ return 0
 """
 
 
+# Take a seat: store the entry if this peer already has a fresh one, or if fewer than
+# ARGV[5] entries are fresh (seen at or after ARGV[4]). Check and write in one step.
+_CLAIM = """
+local fresh_after = tonumber(ARGV[4])
+local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+local present = seen and tonumber(seen) >= fresh_after and
+  redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if not present and redis.call('ZCOUNT', KEYS[2], ARGV[4], '+inf') >= tonumber(ARGV[5]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return 1
+"""
+
+# Remove the entries last seen before ARGV[1]; how many went. Only one of the instances
+# pruning a room at once removes a given entry, so one presence follows.
+_PRUNE = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+for _, peer in ipairs(stale) do
+  redis.call('HDEL', KEYS[1], peer)
+  redis.call('ZREM', KEYS[2], peer)
+end
+return #stale
+"""
+
+
 class RedisRelay:
     """Presence in a Redis hash per room; envelopes over a pub/sub channel per room."""
 
-    def __init__(self, url: str, namespace: str) -> None:
+    def __init__(self, url: str, namespace: str, *, refresh_seconds: float = REFRESH_SECONDS,
+                 stale_seconds: float = STALE_SECONDS) -> None:
         from redis.asyncio import Redis
 
+        if stale_seconds <= refresh_seconds:
+            raise ValueError("stale_seconds must be longer than refresh_seconds")
         self.instance_id = new_instance_id()
+        self.refresh_seconds = refresh_seconds
+        self.stale_seconds = stale_seconds
         self._redis = Redis.from_url(url)
         self._namespace = namespace
         self._pubsub: Any = None
@@ -134,7 +185,10 @@ class RedisRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._owned: Callable[[], Iterable[tuple[int, str]]] = lambda: ()
         self._release = self._redis.register_script(_RELEASE)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._prune = self._redis.register_script(_PRUNE)
         self._subscribed = asyncio.Event()
+        self._closed = False
         self._confirmations: dict[str, asyncio.Future[None]] = {}
 
     def _room(self, visit_id: int) -> str:
@@ -157,6 +211,11 @@ class RedisRelay:
         self._owned = entries
 
     async def close(self) -> None:
+        # The loops also stop on this flag: the listener was seen to absorb its
+        # cancellation inside redis-py's timed pubsub read and go on reading (close()
+        # then hung); with the flag it ends within one read timeout (1 s) at worst.
+        self._closed = True
+        self._subscribed.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -181,12 +240,21 @@ class RedisRelay:
             pipe.expire(seen, ROOM_KEY_TTL_SECONDS)
             await pipe.execute()
 
+    async def claim(self, visit_id: int, participant: Participant, limit: int) -> bool:
+        """``put()`` if this peer has a place or fewer than ``limit`` have; else False."""
+        now = time.time()
+        done = await self._claim(
+            keys=[self._room(visit_id), self._seen(visit_id)],
+            args=[participant.peer_id, json.dumps(participant.to_json()), now,
+                  now - self.stale_seconds, limit, ROOM_KEY_TTL_SECONDS])
+        return bool(done)
+
     async def get(self, visit_id: int, peer_id: str) -> Participant | None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(self._room(visit_id), peer_id)
             pipe.zscore(self._seen(visit_id), peer_id)
             raw, seen = await pipe.execute()
-        if raw is None or seen is None or seen < time.time() - STALE_SECONDS:
+        if raw is None or seen is None or seen < time.time() - self.stale_seconds:
             return None
         return Participant.from_json(json.loads(raw))
 
@@ -196,22 +264,12 @@ class RedisRelay:
             pipe.hgetall(room)
             pipe.zrange(seen_key, 0, -1, withscores=True)
             raw, seen = await pipe.execute()
-        fresh_after = time.time() - STALE_SECONDS
-        fresh = {peer.decode(): score for peer, score in seen if score >= fresh_after}
-        found, stale = [], []
-        for peer_b, value in raw.items():
-            peer = peer_b.decode()
-            if peer in fresh:
-                found.append(Participant.from_json(json.loads(value)))
-            else:
-                stale.append(peer)
-        if stale:
-            # Left behind by an instance that stopped without saying goodbye.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(room, *stale)
-                pipe.zrem(seen_key, *stale)
-                await pipe.execute()
-        return found
+        fresh_after = time.time() - self.stale_seconds
+        fresh = {peer.decode() for peer, score in seen if score >= fresh_after}
+        # Stale entries (left by an instance that stopped without saying goodbye) are
+        # skipped here and pruned by _refresh(), which tells the room.
+        return [Participant.from_json(json.loads(value)) for peer, value in raw.items()
+                if peer.decode() in fresh]
 
     async def release(self, visit_id: int, peer_id: str, connection_id: str) -> bool:
         done = await self._release(keys=[self._room(visit_id), self._seen(visit_id)],
@@ -248,7 +306,7 @@ class RedisRelay:
 
     async def _listen(self) -> None:
         prefix = f"{self._namespace}:room:"
-        while True:
+        while not self._closed:
             try:
                 if not self._pubsub.subscribed:
                     # get_message() on a pubsub with no subscription returns at once.
@@ -275,25 +333,41 @@ class RedisRelay:
                 await asyncio.sleep(0.5)
 
     async def _refresh(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
+        while not self._closed:
+            await asyncio.sleep(self.refresh_seconds)
             try:
-                now = time.time()
-                by_room: dict[int, list[str]] = defaultdict(list)
-                for visit_id, peer_id in self._owned():
-                    by_room[visit_id].append(peer_id)
-                if not by_room:
-                    continue
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for visit_id, peers in by_room.items():
-                        pipe.zadd(self._seen(visit_id), dict.fromkeys(peers, now), xx=True)
-                        pipe.expire(self._room(visit_id), ROOM_KEY_TTL_SECONDS)
-                        pipe.expire(self._seen(visit_id), ROOM_KEY_TTL_SECONDS)
-                    await pipe.execute()
+                await self._refresh_owned()
+                await self._prune_watched()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("refreshing presence in Redis failed; retrying")
+
+    async def _refresh_owned(self) -> None:
+        now = time.time()
+        by_room: dict[int, list[str]] = defaultdict(list)
+        for visit_id, peer_id in self._owned():
+            by_room[visit_id].append(peer_id)
+        if not by_room:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for visit_id, peers in by_room.items():
+                pipe.zadd(self._seen(visit_id), dict.fromkeys(peers, now), xx=True)
+                pipe.expire(self._room(visit_id), ROOM_KEY_TTL_SECONDS)
+                pipe.expire(self._seen(visit_id), ROOM_KEY_TTL_SECONDS)
+            await pipe.execute()
+
+    async def _prune_watched(self) -> None:
+        """Drop the stale entries of the rooms this instance has members in, and publish
+        a presence for each room that lost any: the members everywhere then stop seeing
+        the participants of an instance that died (their sockets died with it)."""
+        stale_before = time.time() - self.stale_seconds
+        for visit_id in list(self._watched):
+            removed = await self._prune(keys=[self._room(visit_id), self._seen(visit_id)],
+                                        args=[stale_before])
+            if removed:
+                log.info("dropped %s stale participant(s) of room %s", removed, visit_id)
+                await self.publish(visit_id, {"op": "presence"})
 
 
 def make_relay(redis_url: str, namespace: str) -> Relay:

@@ -165,8 +165,12 @@ class Rooms:
     def __init__(self, services: Services, relay: Relay) -> None:
         self.services = services
         self.relay = relay
+        from signaling.relay import LocalRelay  # (relay imports this module)
+
+        self._in_process = isinstance(relay, LocalRelay)
         self.local: dict[tuple[int, str], Member] = {}
         self._by_visit: dict[int, set[str]] = {}
+        self._joining: dict[int, int] = {}  # joins between watch() and their seat, per room
         relay.owned(lambda: list(self.local))
 
     # --- joining and leaving ---------------------------------------------------------
@@ -179,6 +183,8 @@ class Rooms:
             raise ProtocolError("This peer_id is in use by someone else in this room.",
                                 field="peer_id", code="peer_id_in_use")
         if existing is None:
+            # A quick refusal before the admission touches the database; the seat itself
+            # is taken atomically by relay.claim() below.
             members = await self.relay.members(visit_id)
             if len(members) >= protocol.MAX_PARTICIPANTS:
                 raise RoomFull(f"The room is full ({protocol.MAX_PARTICIPANTS} participants).")
@@ -191,6 +197,22 @@ class Rooms:
             user_id=identity.user_id, guest_id=identity.guest_id, name=identity.name,
             role=identity.role, state=state, since=since, polite_capable=hello.polite_capable,
             instance=self.relay.instance_id)
+        # Subscribe before taking the seat: once the entry is there, envelopes may be
+        # for this peer. Check and take the seat in one step: joins racing on other
+        # instances for the last seat cannot both get it.
+        self._joining[visit_id] = self._joining.get(visit_id, 0) + 1
+        try:
+            await self.relay.watch(visit_id)
+            seated = await self.relay.claim(visit_id, participant, protocol.MAX_PARTICIPANTS)
+        finally:
+            self._joining[visit_id] -= 1
+            if not self._joining[visit_id]:
+                del self._joining[visit_id]
+        if not seated:
+            if visit_id not in self._by_visit and visit_id not in self._joining:
+                await self.relay.unwatch(visit_id)
+            raise RoomFull(f"The room is full ({protocol.MAX_PARTICIPANTS} participants).")
+        # Nothing awaits from the claim to here: no envelope is delivered in between.
         member = Member(visit_id, identity, participant, outlet)
         previous = self.local.get(member.key)
         if previous is not None:
@@ -198,8 +220,6 @@ class Rooms:
             previous.outlet.close(protocol.CLOSE_REPLACED)
         self.local[member.key] = member
         self._by_visit.setdefault(visit_id, set()).add(hello.peer_id)
-        await self.relay.watch(visit_id)
-        await self.relay.put(visit_id, participant)
         if existing is not None and existing.instance != self.relay.instance_id:
             await self.relay.publish(visit_id, {"op": "replace", "peer_id": hello.peer_id,
                                                 "connection_id": connection_id})
@@ -250,7 +270,7 @@ class Rooms:
                 log.info("leaving the waiting room of visit %s: %s", member.visit_id, exc)
         if released:
             await self.relay.publish(member.visit_id, {"op": "presence"})
-        if member.visit_id not in self._by_visit:
+        if member.visit_id not in self._by_visit and member.visit_id not in self._joining:
             await self.relay.unwatch(member.visit_id)
 
     # --- messages from a member --------------------------------------------------------
@@ -280,6 +300,17 @@ class Rooms:
         me = member.participant
         if me.state != ADMITTED:
             raise InvalidState(f'Cannot signal in state "{me.state}".', field="type")
+        if self._in_process:
+            # One instance: every participant of the room is a member in ``self.local``
+            # (the relay's entries are the same objects), so a signal goes straight to
+            # its socket, without an envelope through the relay. Same checks, same order.
+            here = None if signal.to == me.peer_id else \
+                self.local.get((member.visit_id, signal.to))
+            if here is None or here.participant.state != ADMITTED:
+                raise UnknownPeer(f'There is no admitted peer "{signal.to}" in this room.',
+                                  field="to")
+            here.outlet.push(signal.relayed(me.peer_id))
+            return
         target = None if signal.to == me.peer_id else \
             await self.relay.get(member.visit_id, signal.to)
         if target is None or target.state != ADMITTED:

@@ -424,3 +424,22 @@ def test_turn_credentials_in_coturn_rest_form(
         ws.send({"type": "ice-refresh"})
         fresh = ws.expect("ice-servers")
         assert int(fresh["ice_servers"][1]["username"].split(":")[0]) >= int(expiry) + 9 * 60
+
+
+@pytest.mark.parametrize("settings_overrides", [{
+    "turn_urls": ("turn:127.0.0.1:3478?transport=udp",), "turn_secret": "coturn-static-secret",
+    "ice_transport_policy": "relay"}])
+def test_a_relay_only_clinic_tells_every_client_to_use_turn_only(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    with connect(client, room(clinic.visit_id), cookie_of(sign_in, clinic.patient)) as ws:
+        assert ws.hello("patient-peer-1")["ice_transport_policy"] == "relay"
+        ws.send({"type": "ice-refresh"})
+        assert ws.expect("ice-servers")["ice_transport_policy"] == "relay"
+
+
+def test_media_may_go_direct_by_default(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    with connect(client, room(clinic.visit_id), cookie_of(sign_in, clinic.patient)) as ws:
+        assert ws.hello("patient-peer-1")["ice_transport_policy"] == "all"

@@ -5,12 +5,7 @@ with the credentials the server hands out, and does not with expired ones.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,52 +16,15 @@ from signaling.ice import turn_credentials
 from signaling.peers import ColourTrack
 from tests.clinic import Clinic
 from tests.conftest import SignIn
-from tests.signaling_support import LiveServer, cookie_of, free_port, service_or_skip
+from tests.signaling_support import LiveServer, cookie_of
 from tests.test_webrtc import GREEN, MAGENTA, near, place_call
-
-
-@dataclass(frozen=True)
-class Coturn:
-    url: str
-    secret: str
+from tests.turn_support import Coturn, run_coturn
 
 
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[Coturn]:
-    binary = shutil.which("turnserver")
-    service_or_skip(None if binary else "coturn (turnserver) is not installed")
-    assert binary is not None
-    port = free_port()
-    secret = secrets.token_urlsafe(24)
-    relay_ports = free_port()
-    log = (tmp_path / "turnserver.log").open("wb")
-    process = subprocess.Popen(
-        [binary, "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
-         "--relay-ip=127.0.0.1", "--use-auth-secret", f"--static-auth-secret={secret}",
-         "--realm=mendwell.test", "--no-tls", "--no-dtls", "--no-cli",
-         # The two test peers are both on loopback; never in production.
-         "--allow-loopback-peers",
-         f"--min-port={relay_ports}", f"--max-port={relay_ports + 50}",
-         f"--pidfile={tmp_path / 'turnserver.pid'}", f"--userdb={tmp_path / 'turndb'}",
-         "--log-file=stdout", "--simple-log"],
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = 50
-        while b"Total General servers" not in (tmp_path / "turnserver.log").read_bytes() \
-                and deadline:
-            if process.poll() is not None:
-                pytest.fail((tmp_path / "turnserver.log").read_text()[-2000:])
-            deadline -= 1
-            time.sleep(0.1)
-        yield Coturn(f"turn:127.0.0.1:{port}?transport=udp", secret)
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+    with run_coturn(tmp_path) as started:
+        yield started
 
 
 @pytest.mark.coturn

@@ -39,7 +39,8 @@ function fingerprintOf(sdp) {
 // `handle()` rejects with LinkBroken when a description cannot be applied at all (the
 // peer rebuilt its connection): the mesh then rebuilds ours and replays the message.
 export class PeerLink extends EventTarget {
-  constructor({ peerId, polite, iceServers, media, send, audioOnly = false }) {
+  constructor({ peerId, polite, iceServers, iceTransportPolicy = "all", media, send,
+    audioOnly = false }) {
     super();
     this.peerId = peerId;
     this.polite = polite;
@@ -52,6 +53,8 @@ export class PeerLink extends EventTarget {
     this.rolledBackAt = 0;
     this.videoRepairs = 0;
     this.stateSince = this.createdAt;
+    this.lastState = "new";
+    this.offerSentAt = 0;
     this.negotiated = false;
     this.makingOffer = false;
     this.ignoreOffer = false;
@@ -63,7 +66,10 @@ export class PeerLink extends EventTarget {
     this.forwardTo = null;
     this.remoteStream = new MediaStream();
 
-    const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    // iceTransportPolicy "relay" (the server's MENDWELL_ICE_TRANSPORT_POLICY): TURN
+    // candidates only, so the other side never sees this device's IP address.
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy,
+      bundlePolicy: "max-bundle" });
     this.pc = pc;
     pc.addEventListener("track", ({ track }) => {
       if (!this.remoteStream.getTracks().includes(track)) {
@@ -81,11 +87,17 @@ export class PeerLink extends EventTarget {
     });
     pc.addEventListener("negotiationneeded", () => this.negotiate());
     pc.addEventListener("connectionstatechange", () => {
-      this.stateSince = Date.now();
+      const now = Date.now();
       if (pc.connectionState === "connected") {
-        this.lastProgress = Date.now();
+        this.lastProgress = now;
         this.restartedAt = 0;
+      } else if (this.lastState === "connected") {
+        // The trouble starts now: the mesh's clocks (restart, then rebuild) count from
+        // here, not from when the connection came up, which may be long ago.
+        this.lastProgress = now;
       }
+      this.lastState = pc.connectionState;
+      this.stateSince = now;
       this.dispatchEvent(new Event("state"));
     });
 
@@ -124,6 +136,7 @@ export class PeerLink extends EventTarget {
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
+      this.offerSentAt = Date.now();
       this.send({ description: this.pc.localDescription.toJSON() });
     } catch (error) {
       console.warn(`offer to ${this.peerId} failed`, error);
@@ -263,12 +276,21 @@ export class PeerLink extends EventTarget {
     return true;
   }
 
-  // The peer came back after being away from the room: an offer it may have missed
-  // is sent again (applying the same offer twice is harmless).
+  // An offer still unanswered is sent again: the peer may have missed it (it was away
+  // from the room), or its answer was lost (our socket dropped with it in flight).
+  // Applying the same offer twice is harmless: the peer answers it again.
   resendPendingOffer() {
-    if (!this.closed && this.pc.signalingState === "have-local-offer" && this.pc.localDescription) {
-      this.send({ description: this.pc.localDescription.toJSON() });
-    }
+    if (this.closed || this.makingOffer || this.pc.signalingState !== "have-local-offer" ||
+        !this.pc.localDescription || this.pc.localDescription.type !== "offer") return false;
+    this.offerSentAt = Date.now();
+    this.send({ description: this.pc.localDescription.toJSON() });
+    return true;
+  }
+
+  // Whether our offer has waited for its answer longer than `ms`.
+  offerUnansweredFor(ms) {
+    return !this.closed && this.pc.signalingState === "have-local-offer" &&
+      this.offerSentAt > 0 && Date.now() - this.offerSentAt > ms;
   }
 
   // Whether media from the peer is still arriving: packets received keep growing while
@@ -324,10 +346,10 @@ export class PeerLink extends EventTarget {
     return true;
   }
 
-  setIceServers(iceServers) {
+  setIceServers(iceServers, iceTransportPolicy = "all") {
     if (this.closed) return;
     try {
-      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers, iceTransportPolicy });
     } catch (error) {
       console.warn("could not update ICE servers", error);
     }

@@ -30,6 +30,10 @@ const FROZEN_WATCH_MS = 15_000;
 // collide, and the polite side's rollback freezes its video in Chromium); it restarts
 // itself only when nothing has come from the other side for this long.
 const POLITE_RESTART_AFTER_MS = 8000;
+// An offer unanswered this long while signaling is up is sent again: a socket that
+// dropped (or looked open while the network under it was gone) loses what was in
+// flight, the offer or its answer, and nothing else would ever repeat it.
+const OFFER_RESEND_AFTER_MS = 4000;
 
 export function hasTurn(iceServers) {
   return (iceServers || []).some((server) => {
@@ -55,6 +59,7 @@ export class PeerMesh extends EventTarget {
     this.returnedAt = new Map();
     this.troubleSince = new Map();
     this.iceServers = [];
+    this.iceTransportPolicy = "all";
     this.audioOnly = false;
     this.admitted = false;
     this.timer = setInterval(() => this.watch(), WATCH_MS);
@@ -73,9 +78,12 @@ export class PeerMesh extends EventTarget {
     return this.known.get(peerId) || null;
   }
 
-  setIceServers(iceServers) {
+  setIceServers(iceServers, iceTransportPolicy = "all") {
     this.iceServers = iceServers || [];
-    for (const link of this.links.values()) link.setIceServers(this.iceServers);
+    this.iceTransportPolicy = iceTransportPolicy === "relay" ? "relay" : "all";
+    for (const link of this.links.values()) {
+      link.setIceServers(this.iceServers, this.iceTransportPolicy);
+    }
   }
 
   // Not admitted (still waiting, or sent back to the waiting room): no media at all.
@@ -131,7 +139,8 @@ export class PeerMesh extends EventTarget {
 
   open(peerId, polite) {
     const link = new PeerLink({
-      peerId, polite, iceServers: this.iceServers, media: this.media, audioOnly: this.audioOnly,
+      peerId, polite, iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy,
+      media: this.media, audioOnly: this.audioOnly,
       send: (message) => this.signaling.send(message),
     });
     link.addEventListener("state", () => this.changed());
@@ -193,6 +202,8 @@ export class PeerMesh extends EventTarget {
   onReconnected() {
     const now = Date.now();
     for (const link of this.links.values()) {
+      // The old socket may have taken an offer or its answer down with it.
+      link.resendPendingOffer();
       if (link.state === "connected") continue;
       link.lastProgress = now;
       if ((link.state === "disconnected" || link.state === "failed") && !link.polite) {
@@ -215,6 +226,9 @@ export class PeerMesh extends EventTarget {
           (state !== "connected" && now - absent > ABSENT_GRACE_MS))) {
         this.closeLink(peerId);
         continue;
+      }
+      if (up && absent === undefined && link.offerUnansweredFor(OFFER_RESEND_AFTER_MS)) {
+        link.resendPendingOffer();
       }
       if (state === "connected") {
         this.checkLiveness(peerId, link, absent, now);

@@ -6,6 +6,7 @@ after an instance dies without saying goodbye.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -260,5 +261,53 @@ def test_members_stop_seeing_the_participants_of_a_dead_instance(
             if restarted is not None:
                 await restarted.stop()
             a.rooms.local.clear()
+
+    race(run, scenario)
+
+
+@pytest.mark.redis
+def test_an_instance_cut_off_from_redis_puts_its_participants_back(
+        run: Runner, services: Services, clinic: Clinic, namespace: str) -> None:
+    """An instance that could not reach Redis for longer than the stale time finds its
+    participants pruned by the others; its sockets are still open, so its next refresh
+    puts them back (in their current state) and everyone sees them again."""
+    from redis.asyncio import Redis
+
+    visit = clinic.visit_id
+
+    async def scenario() -> None:
+        a = await Instance.start(services, redis_relay(namespace))
+        b = await Instance.start(services, redis_relay(namespace))
+        redis = Redis.from_url(REDIS_URL)
+        try:
+            _, on_a = await a.join(visit, patient(clinic.patient), "patient-peer-1")
+            prescriber, on_b = await b.join(visit, staff(clinic.prescriber), "prescriber-peer")
+            everyone = {"patient-peer-1", "prescriber-peer"}
+            await on_b.until(is_presence(everyone), within=5)
+            await b.rooms.handle(prescriber, Admit("patient-peer-1"))
+            await on_a.until(lambda m: m["type"] == "admitted", within=5)
+            await on_b.until(lambda m: m["type"] == "presence" and any(
+                p["peer_id"] == "patient-peer-1" and p["state"] == ADMITTED
+                for p in m["participants"]), within=5)
+
+            # What B's pruning does to the entry of an instance it has not heard from.
+            room = f"{namespace}:room:{visit}"
+            seen = len(on_b.pushed)
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(room, "patient-peer-1")
+                pipe.zrem(f"{room}:seen", "patient-peer-1")
+                await pipe.execute()
+
+            back = await on_b.until(is_presence(everyone), within=REFRESH_SECONDS * 4,
+                                    after=seen)
+            assert back < REFRESH_SECONDS * 3, back
+            stored = await redis.hget(room, "patient-peer-1")
+            assert stored is not None
+            assert Participant.from_json(json.loads(stored)).state == ADMITTED
+            assert on_a.closed is None and on_b.closed is None
+        finally:
+            await redis.aclose()
+            await a.stop()
+            await b.stop()
 
     race(run, scenario)

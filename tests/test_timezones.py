@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from escalation.deadlines import add_business_days
 from server.auth import make_join_token
-from server.models import AuditEntry, PatientProfile, Visit
+from server.models import AuditEntry, PatientProfile, User, Visit
 from server.services import Services
 from server.settings import Settings, SettingsError
 from tests.clinic import Clinic
@@ -158,3 +158,29 @@ def test_business_days_are_counted_in_the_clinics_zone() -> None:
         2026, 11, 30, 23, 30, tzinfo=ZoneInfo("Pacific/Honolulu"))
     in_utc = add_business_days(friday_night.astimezone(UTC), 1, "UTC")
     assert monday - in_utc == timedelta(days=1)
+
+
+def test_the_admin_form_sets_a_new_patients_zone_and_explains_a_wrong_one(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    csrf = sign_in(clinic.admin)
+    page = client.get("/admin")
+    assert 'name="timezone"' in page.text
+    form = {"name": "Hana Patient", "email": "hana@clinic.test", "role": "patient",
+            "timezone": "Pacific/Honolulu", "csrf_token": csrf}
+    assert client.post("/admin/users", data=form, follow_redirects=False).status_code == 303
+    wrong = client.post("/admin/users", data={**form, "email": "x@clinic.test",
+                                              "timezone": "Hawaii time"},
+                        follow_redirects=False)
+    assert wrong.status_code == 422
+    assert "Enter a time zone by its name" in wrong.text
+
+    async def zone_of(email: str) -> str | None:
+        async with services.transaction() as session:
+            zone: str | None = await session.scalar(
+                select(PatientProfile.timezone).join(User, User.id == PatientProfile.user_id)
+                .where(User.email == email))
+            return zone
+
+    assert run(zone_of, "hana@clinic.test") == "Pacific/Honolulu"
+    assert run(zone_of, "x@clinic.test") is None

@@ -41,7 +41,9 @@ async def create_account(request: Request) -> Response:
                 session, actor, email=text_field(form, "email", max_length=254),
                 name=text_field(form, "name", max_length=200), role=Role(role_value),
                 password=text_field(form, "password", required=False, max_length=200) or None,
-                now=services.clock.now())
+                now=services.clock.now(),
+                timezone=(text_field(form, "timezone", required=False, max_length=64) or None)
+                if role_value == Role.patient.value else None)
     except APIError as exc:
         return await accounts_page(request, error=exc.message, status=exc.status)
     return RedirectResponse("/admin", status_code=303)

@@ -42,6 +42,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 START_TIMEOUT = 30.0
+STATE = "connection-state"
 
 # --- in-page probes (plain JavaScript run by Playwright) ---------------------------------
 
@@ -73,12 +74,37 @@ COUNT_FRAMES = """async (ms) => {
   return { frames, advanced: video.currentTime - start, width: video.videoWidth };
 }"""
 
-# Every text connection-state shows from now on, in order.
+# Every text connection-state shows from now on, in order (and when: epoch ms).
 RECORD_STATES = """() => {
   const element = document.querySelector('[data-testid="connection-state"]');
   window.__states = [element.textContent];
-  new MutationObserver(() => window.__states.push(element.textContent))
-    .observe(element, { childList: true, characterData: true, subtree: true });
+  window.__stateTimes = [[Date.now(), element.textContent]];
+  new MutationObserver(() => {
+    window.__states.push(element.textContent);
+    window.__stateTimes.push([Date.now(), element.textContent]);
+  }).observe(element, { childList: true, characterData: true, subtree: true });
+}"""
+
+# From now on, when (epoch ms) each remote frame is presented, following
+# `remote-video` to a new element if the tile is replaced.
+WATCH_FRAMES = """() => {
+  window.__frameTimes = [];
+  let watched = null;
+  const follow = (video) => {
+    const onFrame = () => {
+      if (video !== watched) return;
+      window.__frameTimes.push(Date.now());
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  };
+  setInterval(() => {
+    const video = document.querySelector('[data-testid="remote-video"]');
+    if (video && video !== watched) {
+      watched = video;
+      follow(video);
+    }
+  }, 50);
 }"""
 
 RELAY_ONLY = """(() => {
@@ -88,6 +114,99 @@ RELAY_ONLY = """(() => {
   };
   window.RTCPeerConnection.prototype = Native.prototype;
 })();"""
+
+# Keeps every RTCPeerConnection the page makes (window.__pcs) and every `welcome` the
+# signaling socket receives (window.__welcomes), for tests to inspect.
+TAP_CALL = """(() => {
+  const NativePeerConnection = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.__callLog = [];
+  const note = (...what) => window.__callLog.push([Date.now(), ...what]);
+  window.RTCPeerConnection = function RTCPeerConnection(...args) {
+    const pc = new NativePeerConnection(...args);
+    const n = window.__pcs.push(pc);
+    note(`pc${n}`, "created");
+    for (const event of ["connectionstatechange", "iceconnectionstatechange",
+                         "signalingstatechange", "icegatheringstatechange"]) {
+      pc.addEventListener(event, () => note(`pc${n}`, event.replace("statechange", ""),
+        { connection: pc.connectionState, ice: pc.iceConnectionState,
+          signaling: pc.signalingState, gathering: pc.iceGatheringState }[
+          event.replace("statechange", "").replace("iceconnection", "ice")
+            .replace("icegathering", "gathering")]));
+    }
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = NativePeerConnection.prototype;
+  const NativeWebSocket = window.WebSocket;
+  window.__welcomes = [];
+  window.__sockets = 0;
+  window.WebSocket = function WebSocket(url, protocols) {
+    const socket = new NativeWebSocket(url, protocols);
+    if (String(url).includes("/ws/visits/")) {
+      const n = (window.__sockets += 1);
+      const describe = (message) => (message.description ? message.description.type
+        : message.candidate !== undefined ? "candidate" : "");
+      socket.addEventListener("open", () => note(`ws${n}`, "open"));
+      socket.addEventListener("close", (event) => note(`ws${n}`, "close", event.code));
+      socket.addEventListener("message", (event) => {
+        try {
+          const message = JSON.parse(event.data);
+          if (message.type === "welcome") window.__welcomes.push({ at: Date.now(), ...message });
+          if (message.type === "presence") {
+            note(`ws${n}`, "<-", "presence", (message.participants || []).map((p) => p.role));
+          } else if (message.type !== "pong" && describe(message) !== "candidate") {
+            note(`ws${n}`, "<-", message.type, describe(message));
+          }
+        } catch {
+          // not ours to judge
+        }
+      });
+      const send = socket.send.bind(socket);
+      socket.send = (data) => {
+        try {
+          const message = JSON.parse(data);
+          if (message.type !== "ping" && describe(message) !== "candidate") {
+            note(`ws${n}`, "->", message.type, describe(message));
+          }
+        } catch {
+          // not ours to judge
+        }
+        return send(data);
+      };
+    }
+    return socket;
+  };
+  Object.assign(window.WebSocket, {
+    CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3, prototype: NativeWebSocket.prototype });
+})();"""
+
+# The open peer connection's video: frames decoded, its state, and the candidate pair
+# in use (the newest connection: a rebuilt one replaces the old).
+CALL_STATS = """async () => {
+  const pcs = (window.__pcs || []).filter((pc) => pc.connectionState !== "closed");
+  const pc = pcs[pcs.length - 1];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let framesDecoded = 0;
+  let pair = null;
+  const byId = new Map();
+  stats.forEach((report) => byId.set(report.id, report));
+  stats.forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "video") {
+      framesDecoded += report.framesDecoded || 0;
+    }
+    if (report.type === "transport" && report.selectedCandidatePairId) {
+      const selected = byId.get(report.selectedCandidatePairId);
+      const local = selected && byId.get(selected.localCandidateId);
+      const remote = selected && byId.get(selected.remoteCandidateId);
+      pair = `${local && local.address} -> ${remote && remote.address}`;
+    }
+  });
+  const sdp = pc.localDescription ? pc.localDescription.sdp : "";
+  const candidates = sdp.split("\\r\\n").filter((line) => line.startsWith("a=candidate"));
+  return { connections: window.__pcs.length, state: pc.connectionState,
+           iceState: pc.iceConnectionState, framesDecoded, pair, candidates };
+}"""
 
 REMOTE_STREAM_ID = """() => {
   const video = document.querySelector('[data-testid="remote-video"]');
@@ -109,22 +228,26 @@ def chromium_executable() -> str:
     return found
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
 
 
 class AppServer:
-    """``mendwell serve`` on a fixed port and database, which a test may kill and restart."""
+    """``mendwell serve`` on a fixed port and database, which a test may kill and restart.
+
+    ``host`` is the address it listens on, and the one in its base URL.
+    """
 
     def __init__(self, directory: Path, port: int | None = None,
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
         self.directory = directory
         self.settings = settings or {}
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.port = port or free_port(host)
+        self.base_url = f"http://{host}:{self.port}"
         self.database = directory / "mendwell.db"
         self.process: subprocess.Popen[bytes] | None = None
         self.log: IO[bytes] | None = None
@@ -153,16 +276,18 @@ class AppServer:
         self.log = (self.directory / f"server-{self.starts}.log").open("wb")
         demo_flag = ["--demo"] if demo else []
         self.process = subprocess.Popen(
-            self.command("serve", *demo_flag, "--host", "127.0.0.1", "--port", str(self.port)),
+            self.command("serve", *demo_flag, "--host", self.host, "--port", str(self.port)),
             env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
             cwd=Path(__file__).parent.parent)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.kill()  # closes the log
                 raise AssertionError(f"the server exited at start:\n{self.log_tail()}")
             if self.healthy():
                 return
             time.sleep(0.1)
+        self.kill()
         raise AssertionError(f"the server did not answer /healthz in {START_TIMEOUT} s:\n"
                              f"{self.log_tail()}")
 
@@ -211,13 +336,18 @@ def app_server(tmp_path: Path) -> Iterator[AppServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium_executable()
+def sync_playwright() -> Any:
+    """Playwright's sync context manager (skips, or fails in CI, without Playwright)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         unavailable("Playwright for Python is not installed")
+    return sync_playwright()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_executable()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched
@@ -245,6 +375,19 @@ class Person:
         """Stand in for a network that lets no peer-to-peer media through: with a relay-only
         policy and no TURN server, this browser has no path to anyone."""
         self.context.add_init_script(RELAY_ONLY)
+
+    def tap_call(self) -> None:
+        """Keep the page's peer connections and signaling welcomes for ``call_stats()``
+        and ``welcomes()`` (from the next page load on)."""
+        self.context.add_init_script(TAP_CALL)
+
+    def use_peer_id(self, visit_id: int, peer_id: str) -> None:
+        """Join ``visit_id`` with this peer id (from the next page load on): the server
+        makes the peer whose id sorts first the polite one (docs/signaling.md)."""
+        key = json.dumps(f"mendwell.peer.{visit_id}")
+        self.context.add_init_script(
+            f"(() => {{ if (!sessionStorage.getItem({key})) "
+            f"sessionStorage.setItem({key}, {json.dumps(peer_id)}); }})();")
 
     def sign_in(self) -> None:
         page = self.page
@@ -305,6 +448,87 @@ class Person:
     def remote_stream_id(self) -> str | None:
         found: str | None = self.page.evaluate(REMOTE_STREAM_ID)
         return found
+
+    def call_stats(self) -> dict[str, Any] | None:
+        """See CALL_STATS (needs ``tap_call()``)."""
+        found: dict[str, Any] | None = self.page.evaluate(CALL_STATS)
+        return found
+
+    def presences(self) -> list[tuple[float, list[str]]]:
+        """When each `presence` came, and the roles in it (needs ``tap_call()``)."""
+        log: list[list[Any]] = self.page.evaluate("window.__callLog || []")
+        return [(float(entry[0]), [str(role) for role in entry[4]]) for entry in log
+                if entry[2:4] == ["<-", "presence"]]
+
+    def call_log(self, since: float = 0) -> str:
+        """What the peer connections and the signaling socket did (needs ``tap_call()``),
+        one line each, in seconds from ``since`` (epoch ms)."""
+        log: list[list[Any]] = self.page.evaluate("window.__callLog || []")
+        return "\n".join(f"  {(entry[0] - since) / 1000:+7.2f}s " +
+                         " ".join(str(part) for part in entry[1:]) for entry in log)
+
+    def welcomes(self) -> list[dict[str, Any]]:
+        """Every signaling `welcome` so far, with `at` (epoch ms); needs ``tap_call()``."""
+        found: list[dict[str, Any]] = self.page.evaluate("window.__welcomes")
+        return found
+
+    def watch_frames(self) -> None:
+        """From now on, note when each remote frame is presented (``frame_times()``)."""
+        self.page.evaluate(WATCH_FRAMES)
+
+    def frame_times(self) -> list[float]:
+        seen: list[float] = self.page.evaluate("window.__frameTimes")
+        return seen
+
+    def state_times(self) -> list[tuple[float, str]]:
+        """``states()`` with the epoch ms each one appeared."""
+        seen: list[list[Any]] = self.page.evaluate("window.__stateTimes")
+        return [(float(at), str(text)) for at, text in seen]
+
+    # The visit room (web/templates/visit.html, web/static/visit-room.js).
+
+    def expect_state(self, text: str, timeout: float = 15_000) -> None:
+        """``connection-state`` reads ``text`` within ``timeout`` ms."""
+        from playwright.sync_api import expect
+
+        try:
+            expect(self.page.get_by_test_id(STATE)).to_have_text(text, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{self.email} never showed {text!r}\n{self.debug()}") from exc
+
+    def assert_video_moving(self, when: str) -> None:
+        seen = self.count_frames()
+        assert seen["width"] > 0, f"{self.email}: remote video has no size {when}"
+        assert seen["frames"] >= 5 and seen["advanced"] > 0.2, \
+            f"{self.email}: remote video is not moving {when}: {seen}\n{self.debug()}"
+
+    def join_waiting_room(self, visit_id: int) -> None:
+        """As the patient: open the visit, join, and wait to be let in."""
+        from playwright.sync_api import expect
+
+        page = self.page
+        page.goto(f"/visits/{visit_id}")
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"local-video\"]').videoWidth > 0",
+            timeout=10_000)
+        page.get_by_test_id("join").click()
+        self.expect_state("waiting")
+        expect(page.get_by_role("heading", name="You are in the waiting room")).to_be_visible()
+        timer = page.locator("#wait-timer")
+        first = timer.inner_text()
+        expect(timer).not_to_have_text(first, timeout=3000)  # the waiting time counts up
+
+    def admit(self, patient: Person, visit_id: int) -> float:
+        """As the prescriber: open the visit, admit the patient; the epoch ms of the click."""
+        page = self.page
+        page.goto(f"/visits/{visit_id}")
+        button = page.get_by_test_id("admit")
+        button.wait_for(state="visible", timeout=15_000)
+        for person in (self, patient):
+            person.watch_first_frame()
+        clicked_at: float = page.evaluate("Date.now()")
+        button.click()
+        return clicked_at
 
 
 @pytest.fixture

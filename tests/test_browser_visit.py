@@ -21,55 +21,9 @@ pytest_plugins = ["tests.browser_support"]
 
 pytestmark = pytest.mark.browser
 
-STATE = "connection-state"
 # The budget (DESIGN.md) is a median under 1 s on loopback; one run on a busy CI
 # machine gets more room, the benchmark measures the median.
 ADMIT_TO_VIDEO_LIMIT_MS = 5000
-
-
-def expect_state(person: Person, text: str, timeout: float = 15_000) -> None:
-    from playwright.sync_api import expect
-
-    try:
-        expect(person.page.get_by_test_id(STATE)).to_have_text(text, timeout=timeout)
-    except AssertionError as exc:
-        raise AssertionError(f"{person.email} never showed {text!r}\n{person.debug()}") from exc
-
-
-def assert_video_moving(person: Person, when: str) -> None:
-    seen = person.count_frames()
-    assert seen["width"] > 0, f"{person.email}: remote video has no size {when}"
-    assert seen["frames"] >= 5 and seen["advanced"] > 0.2, \
-        f"{person.email}: remote video is not moving {when}: {seen}\n{person.debug()}"
-
-
-def join_waiting_room(patient: Person, visit_id: int) -> None:
-    from playwright.sync_api import expect
-
-    page = patient.page
-    page.goto(f"/visits/{visit_id}")
-    page.wait_for_function(
-        "() => document.querySelector('[data-testid=\"local-video\"]').videoWidth > 0",
-        timeout=10_000)
-    page.get_by_test_id("join").click()
-    expect_state(patient, "waiting")
-    expect(page.get_by_role("heading", name="You are in the waiting room")).to_be_visible()
-    timer = page.locator("#wait-timer")
-    first = timer.inner_text()
-    expect(timer).not_to_have_text(first, timeout=3000)  # the waiting time counts up
-
-
-def admit(prescriber: Person, patient: Person, visit_id: int) -> float:
-    """Open the visit as the prescriber, admit the patient; the epoch ms of the click."""
-    page = prescriber.page
-    page.goto(f"/visits/{visit_id}")
-    button = page.get_by_test_id("admit")
-    button.wait_for(state="visible", timeout=15_000)
-    for person in (prescriber, patient):
-        person.watch_first_frame()
-    clicked_at: float = page.evaluate("Date.now()")
-    button.click()
-    return clicked_at
 
 
 def test_patient_waits_is_admitted_and_the_call_survives_a_server_restart(
@@ -77,12 +31,12 @@ def test_patient_waits_is_admitted_and_the_call_survives_a_server_restart(
     patient, prescriber = people["patient"], people["prescriber"]
     visit_id = patient.first_visit_id()
 
-    join_waiting_room(patient, visit_id)
-    clicked_at = admit(prescriber, patient, visit_id)
+    patient.join_waiting_room(visit_id)
+    clicked_at = prescriber.admit(patient, visit_id)
     decoding_after = max(p.first_frame_at() for p in (patient, prescriber)) - clicked_at
     for person in (patient, prescriber):
-        expect_state(person, "connected")
-        assert_video_moving(person, "after admission")
+        person.expect_state("connected")
+        person.assert_video_moving("after admission")
     print(f"admit -> both decoding remote video: {decoding_after:.0f} ms")
     assert decoding_after < ADMIT_TO_VIDEO_LIMIT_MS
 
@@ -92,21 +46,21 @@ def test_patient_waits_is_admitted_and_the_call_survives_a_server_restart(
 
     app_server.kill()
     for person in (patient, prescriber):
-        expect_state(person, "reconnecting", timeout=5000)
+        person.expect_state("reconnecting", timeout=5000)
     # Media is peer to peer: with no server at all, both still see each other move.
     for person in (patient, prescriber):
-        assert_video_moving(person, "while the server is down")
+        person.assert_video_moving("while the server is down")
 
     restarted = time.monotonic()
     app_server.start()
     # The clients retry at 0.5, 1.5, 3.5, 7.5, 15.5, 25.5 s (±20 %) after the drop.
     for person in (patient, prescriber):
-        expect_state(person, "connected", timeout=30_000)
+        person.expect_state("connected", timeout=30_000)
     resumed_after = time.monotonic() - restarted
     print(f"server restart -> signaling resumed on both sides: {resumed_after:.1f} s")
 
     for person in (patient, prescriber):
-        assert_video_moving(person, "after the restart")
+        person.assert_video_moving("after the restart")
         # The same remote stream: the peer connection carried on, nothing was rebuilt.
         assert person.remote_stream_id() == streams[person.email]
     # No second admission: the patient never went back to the waiting room, and the
@@ -124,17 +78,17 @@ def test_a_network_that_blocks_media_gets_plain_advice(
     patient, prescriber = people["patient"], people["prescriber"]
     patient.block_direct_connections()  # and the demo configures no TURN server
     visit_id = patient.first_visit_id()
-    join_waiting_room(patient, visit_id)
-    admit(prescriber, patient, visit_id)
-    expect_state(patient, "connecting")
+    patient.join_waiting_room(visit_id)
+    prescriber.admit(patient, visit_id)
+    patient.expect_state("connecting")
     # ICE with no candidate pair never reports "failed"; the page gives up waiting
     # after 20 s (and keeps trying behind the advice).
-    expect_state(patient, "failed", timeout=30_000)
+    patient.expect_state("failed", timeout=30_000)
     advice = patient.page.locator("#advice")
     expect(advice).to_be_visible()
     expect(advice).to_have_attribute("role", "alert")
     expect(advice).to_contain_text("Try switching from Wi-Fi to mobile data")
-    expect_state(prescriber, "failed", timeout=5000)
+    prescriber.expect_state("failed", timeout=5000)
 
 
 def test_prescriber_day_shows_a_patient_starting_to_wait(
@@ -148,7 +102,7 @@ def test_prescriber_day_shows_a_patient_starting_to_wait(
     row = prescriber.page.locator(f'.visit[data-visit-id="{visit_id}"]')
     expect(row).not_to_have_attribute("data-status", "waiting")
 
-    join_waiting_room(patient, visit_id)
+    patient.join_waiting_room(visit_id)
     expect(row).to_have_attribute("data-status", "waiting", timeout=10_000)
     expect(row.get_by_test_id("visit-status")).to_have_text("Waiting")
     expect(prescriber.page.locator("#day-announcer")).to_contain_text("waiting room")

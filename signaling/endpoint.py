@@ -160,14 +160,17 @@ async def visit_room(websocket: WebSocket) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + protocol.HELLO_TIMEOUT_SECONDS
     member: Member | None = None
+    # The ASGI receive itself: Starlette's WebSocket.receive only tracks a state that
+    # nothing reads after this point, and this loop runs once per signal.
+    receive = websocket._receive
     try:
         while not outlet.closing:
             try:
                 if member is None:
                     async with asyncio.timeout_at(deadline):
-                        message = await websocket.receive()
+                        message = await receive()
                 else:
-                    message = await websocket.receive()
+                    message = await receive()
             except TimeoutError:
                 outlet.push(protocol.error("hello_timeout", "Send hello first."))
                 outlet.close(protocol.CLOSE_BAD_HELLO)

@@ -106,7 +106,10 @@ class Hub:
     async def check_sessions(self) -> None:
         if not self._watched:
             return
-        ids = {w.session_id for w in self._watched.values()}
+        # Only the sockets watched now are judged: one that opens while the query runs
+        # has a session this query did not read, and must not be closed for that.
+        judged = list(self._watched.items())
+        ids = {w.session_id for _o, w in judged}
         now = self.services.clock.now()
         live, live_busy = set(), set()
         async with self.services.transaction() as session:
@@ -120,8 +123,9 @@ class Hub:
                 live_busy.add(sid)
                 if now - seen < idle_timeout(self.services, role):
                     live.add(sid)
-        for outlet, watched in list(self._watched.items()):
-            if watched.session_id in (live if watched.idle else live_busy):
+        for outlet, watched in judged:
+            if watched.session_id in (live if watched.idle else live_busy) or \
+                    self._watched.get(outlet) is not watched:
                 continue
             del self._watched[outlet]
             outlet.push(protocol.error("session_ended", "Your session has ended. Sign in again."))

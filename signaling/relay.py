@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from signaling.protocol import MAX_PARTICIPANTS
 from signaling.rooms import Participant
 
 log = logging.getLogger("mendwell.signaling.relay")
@@ -55,7 +56,7 @@ class Relay(Protocol):
     async def publish(self, visit_id: int, envelope: dict[str, Any]) -> None: ...
     async def watch(self, visit_id: int) -> None: ...
     async def unwatch(self, visit_id: int) -> None: ...
-    def owned(self, entries: Callable[[], Iterable[tuple[int, str]]]) -> None: ...
+    def owned(self, entries: Callable[[], Iterable[tuple[int, Participant]]]) -> None: ...
     async def healthy(self) -> bool: ...
 
 
@@ -80,7 +81,7 @@ class LocalRelay:
     async def healthy(self) -> bool:
         return True
 
-    def owned(self, entries: Callable[[], Iterable[tuple[int, str]]]) -> None:
+    def owned(self, entries: Callable[[], Iterable[tuple[int, Participant]]]) -> None:
         return None
 
     async def put(self, visit_id: int, participant: Participant) -> None:
@@ -169,7 +170,8 @@ class RedisRelay:
     """Presence in a Redis hash per room; envelopes over a pub/sub channel per room."""
 
     def __init__(self, url: str, namespace: str, *, refresh_seconds: float = REFRESH_SECONDS,
-                 stale_seconds: float = STALE_SECONDS) -> None:
+                 stale_seconds: float = STALE_SECONDS,
+                 room_limit: int = MAX_PARTICIPANTS) -> None:
         from redis.asyncio import Redis
 
         if stale_seconds <= refresh_seconds:
@@ -177,13 +179,14 @@ class RedisRelay:
         self.instance_id = new_instance_id()
         self.refresh_seconds = refresh_seconds
         self.stale_seconds = stale_seconds
+        self.room_limit = room_limit
         self._redis = Redis.from_url(url)
         self._namespace = namespace
         self._pubsub: Any = None
         self._deliver: Deliver | None = None
         self._watched: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._owned: Callable[[], Iterable[tuple[int, str]]] = lambda: ()
+        self._owned: Callable[[], Iterable[tuple[int, Participant]]] = lambda: ()
         self._release = self._redis.register_script(_RELEASE)
         self._claim = self._redis.register_script(_CLAIM)
         self._prune = self._redis.register_script(_PRUNE)
@@ -206,7 +209,7 @@ class RedisRelay:
         self._tasks = [asyncio.create_task(self._listen(), name="signaling-relay"),
                        asyncio.create_task(self._refresh(), name="signaling-presence")]
 
-    def owned(self, entries: Callable[[], Iterable[tuple[int, str]]]) -> None:
+    def owned(self, entries: Callable[[], Iterable[tuple[int, Participant]]]) -> None:
         """Tell the relay how to list this instance's participants, for refreshing."""
         self._owned = entries
 
@@ -345,17 +348,39 @@ class RedisRelay:
 
     async def _refresh_owned(self) -> None:
         now = time.time()
-        by_room: dict[int, list[str]] = defaultdict(list)
-        for visit_id, peer_id in self._owned():
-            by_room[visit_id].append(peer_id)
+        by_room: dict[int, list[Participant]] = defaultdict(list)
+        for visit_id, participant in self._owned():
+            by_room[visit_id].append(participant)
         if not by_room:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for visit_id, peers in by_room.items():
-                pipe.zadd(self._seen(visit_id), dict.fromkeys(peers, now), xx=True)
+            for visit_id, people in by_room.items():
+                pipe.zadd(self._seen(visit_id), {p.peer_id: now for p in people}, xx=True)
+                pipe.hmget(self._room(visit_id), [p.peer_id for p in people])
                 pipe.expire(self._room(visit_id), ROOM_KEY_TTL_SECONDS)
                 pipe.expire(self._seen(visit_id), ROOM_KEY_TTL_SECONDS)
-            await pipe.execute()
+            results = await pipe.execute()
+        for index, (visit_id, people) in enumerate(by_room.items()):
+            stored = results[index * 4 + 1]
+            lost = [p for p, raw in zip(people, stored, strict=True) if raw is None]
+            if lost:
+                await self._reseat(visit_id, lost)
+
+    async def _reseat(self, visit_id: int, lost: list[Participant]) -> None:
+        """Put back the entries of this instance's own sockets that others pruned while it
+        could not reach Redis for longer than ``stale_seconds`` (cut off, not dead): the
+        sockets are still open, so everyone should see them again."""
+        back = 0
+        for participant in lost:
+            if await self.claim(visit_id, participant, self.room_limit):
+                back += 1
+            else:
+                log.warning("room %s filled while this instance was cut off; a participant "
+                            "stays out until they reconnect", visit_id)
+        if back:
+            log.info("put back %s participant(s) of room %s after a Redis outage", back,
+                     visit_id)
+            await self.publish(visit_id, {"op": "presence"})
 
     async def _prune_watched(self) -> None:
         """Drop the stale entries of the rooms this instance has members in, and publish

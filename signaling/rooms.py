@@ -171,7 +171,7 @@ class Rooms:
         self.local: dict[tuple[int, str], Member] = {}
         self._by_visit: dict[int, set[str]] = {}
         self._joining: dict[int, int] = {}  # joins between watch() and their seat, per room
-        relay.owned(lambda: list(self.local))
+        relay.owned(lambda: [(m.visit_id, m.participant) for m in self.local.values()])
 
     # --- joining and leaving ---------------------------------------------------------
 

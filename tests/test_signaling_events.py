@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from server.auth import COOKIE_NAME
+from server.auth import COOKIE_NAME, load_session
 from server.services import Services
 from signaling.hub import Hub
 from tests.clinic import Clinic
@@ -94,3 +96,45 @@ def test_a_long_wait_alerts_the_coordinators_once(
         assert coordinator.quiet(0.3) == []
         assert outsider.quiet(0.1) == []
     assert audit_count(run, services, "alert_waiting") == 1
+
+
+class _Recorded:
+    """A socket as the hub sees it (push and close), recording what it was sent."""
+
+    def __init__(self) -> None:
+        self.pushed: list[dict[str, Any]] = []
+        self.closed_with: int | None = None
+
+    def push(self, message: dict[str, Any]) -> None:
+        self.pushed.append(message)
+
+    def close(self, code: int) -> None:
+        self.closed_with = code
+
+
+def test_a_socket_opened_while_sessions_are_checked_is_not_closed(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    early_cookie = cookie_of(sign_in, clinic.coordinator)
+    late_cookie = cookie_of(sign_in, clinic.prescriber)
+
+    async def race() -> tuple[_Recorded, _Recorded, bool]:
+        early, late = await load_session(services, early_cookie), \
+            await load_session(services, late_cookie)
+        assert early is not None and late is not None
+        hub = Hub(services)
+        watched_early, watched_late = _Recorded(), _Recorded()
+        hub.watch(watched_early, early, idle=False)
+        check = asyncio.create_task(hub.check_sessions())
+        await asyncio.sleep(0)  # the check is now waiting for its query
+        # A socket of another live session opens meanwhile (a capacity run opens
+        # hundreds a second; this one used to be closed as "session ended").
+        hub.watch(watched_late, late, idle=False)
+        await check
+        still_watched = watched_late in hub._watched
+        return watched_early, watched_late, still_watched
+
+    early, late, still_watched = run(race)
+    assert early.closed_with is None and late.closed_with is None
+    assert late.pushed == []
+    assert still_watched

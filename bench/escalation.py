@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from websockets.asyncio.client import connect
 
 from bench.common import COOKIE, free_port, pct, save, seed, start_mendwell, stop, table
@@ -65,7 +65,7 @@ async def measure(post_port: int, listen_port: int, clinic: dict[str, Any]) -> d
     reader = asyncio.create_task(read())
     latencies: list[float] = []
     errors: list[str] = []
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{post_port}", timeout=10) as client:
+    async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{post_port}", timeout=10) as client:
         for visit in clinic["visits"][:CHECKINS]:
             pcookie, csrf = visit["patient"]
             patient = visit["patient_id"]

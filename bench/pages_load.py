@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.common import COOKIE, pct
 
@@ -25,8 +25,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     origin = f"http://127.0.0.1:{port}"
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=origin, timeout=10, limits=limits) as client:
+    limits = httpx2.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx2.AsyncClient(base_url=origin, timeout=10, limits=limits) as client:
         async def one(item: dict[str, Any], due: float) -> None:
             headers = {"Cookie": f"{COOKIE}={item['cookie']}", "Origin": origin}
             if item.get("csrf"):
@@ -35,7 +35,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 response = await client.request(item["method"], item["path"],
                                                 json=item.get("json"), headers=headers)
                 key = str(response.status_code)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 key = type(exc).__name__
             latencies.append((time.perf_counter() - due) * 1000)
             statuses[key] = statuses.get(key, 0) + 1

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import ColumnElement, exists, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from server.actors import Actor
 from server.clock import utcnow
@@ -90,25 +91,42 @@ async def access_patient(
     return patient
 
 
+def _visit_allowed(actor: Actor, visit_id: int, *, write: bool,
+                   now: datetime | None) -> ColumnElement[bool]:
+    """Whether the actor may see (``write``: change) the visit, as a column of the query
+    that loads it, so the visit and the answer come back in one statement."""
+    if actor.role is Role.patient:
+        if actor.scope_visit_id not in (None, visit_id):
+            return false()
+        return Visit.patient_id == actor.user_id
+    if actor.role in (Role.prescriber, Role.coordinator):
+        return exists().where(CareTeamMember.patient_id == Visit.patient_id,
+                              CareTeamMember.member_id == actor.user_id)
+    # Break-glass is for reading in an emergency, never for changing a record.
+    if write:
+        return false()
+    return exists().where(BreakGlassGrant.admin_id == actor.user_id,
+                          BreakGlassGrant.patient_id == Visit.patient_id,
+                          BreakGlassGrant.expires_at > (now or utcnow()))
+
+
 async def access_visit(
     session: AsyncSession, actor: Actor, visit_id: int, *, write: bool = False,
-    now: datetime | None = None,
+    now: datetime | None = None, with_people: bool = False,
 ) -> Visit:
     """The visit, if the actor may see it (``write``: may change it).
 
     ``now`` (the app's clock) decides whether a break-glass grant is still current.
+    ``with_people`` loads its patient and prescriber in the same statement.
     """
-    visit = await session.get(Visit, visit_id)
-    if visit is None:
+    query = select(Visit, _visit_allowed(actor, visit_id, write=write, now=now).label("allowed"))
+    if with_people:
+        query = query.options(joinedload(Visit.patient), joinedload(Visit.prescriber)) \
+            .execution_options(populate_existing=True)
+    found = (await session.execute(query.where(Visit.id == visit_id))).first()
+    if found is None:
         raise NotFound(f"There is no visit {visit_id}.", field="visit_id")
-    if actor.role is Role.patient:
-        allowed = visit.patient_id == actor.user_id and actor.scope_visit_id in (None, visit.id)
-    elif actor.role in (Role.prescriber, Role.coordinator):
-        allowed = await on_care_team(session, actor.user_id, visit.patient_id)
-    else:
-        # Break-glass is for reading in an emergency, never for changing a record.
-        allowed = not write and await has_break_glass(session, actor.user_id,
-                                                      visit.patient_id, now)
+    visit, allowed = found
     if not allowed:
         raise _denied(actor, "visit", visit_id, visit.patient_id,
                       "You do not have access to this visit.")

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from server import audit
 from server.actors import Actor
@@ -22,6 +23,7 @@ from server.errors import TooManyRequests, Unauthorized
 from server.models import AuthSession, LoginFailure, Role, User, Visit
 from server.passwords import verify_password
 from server.services import Services
+from server.session_cache import all_caches
 
 COOKIE_NAME = "mendwell_session"
 COOKIE_SALT = "mendwell.session"
@@ -155,7 +157,11 @@ async def load_session(
 ) -> Current | None:
     """The live session behind a cookie, touched unless ``touch`` is false (a screen
     refreshing itself is not a person being active); None when absent, forged or
-    expired."""
+    expired.
+
+    A session loaded in the last few seconds comes from ``services.session_cache``
+    without a database round trip, for as long as the database path would have
+    returned the same (see ``server.session_cache``)."""
     if not cookie:
         return None
     try:
@@ -166,12 +172,17 @@ async def load_session(
         return None
     if not isinstance(token, str):
         return None
+    key = _token_hash(token)
     now = services.clock.now()
+    cached = services.session_cache.get(key, now)
+    if cached is not None:
+        return cached
+    generation = services.session_cache.generation
     async with services.transaction() as session:
         row = await session.execute(
             select(AuthSession, User)
             .join(User, User.id == AuthSession.user_id)
-            .where(AuthSession.token_hash == _token_hash(token))
+            .where(AuthSession.token_hash == key)
         )
         found = row.first()
         if found is None:
@@ -193,7 +204,13 @@ async def load_session(
             return None
         if touch and now - auth.last_seen_at >= TOUCH_INTERVAL:
             auth.last_seen_at = now
-        return Current(auth, user, min(auth.last_seen_at + idle, auth.expires_at))
+        current = Current(auth, user, min(auth.last_seen_at + idle, auth.expires_at))
+    # Held until the touch would fall due (so a cached answer never skips a write the
+    # database path would make), and never past the idle or absolute end.
+    services.session_cache.put(
+        key, current, min(auth.last_seen_at + TOUCH_INTERVAL, current.idle_expires_at), now,
+        generation=generation)
+    return current
 
 
 async def touch(services: Services, current: Current) -> Current:
@@ -202,8 +219,9 @@ async def touch(services: Services, current: Current) -> Current:
     async with services.transaction() as session:
         await session.execute(
             update(AuthSession).where(AuthSession.id == current.session.id)
-            .values(last_seen_at=now)
+            .values(last_seen_at=now).execution_options(**_FORGETS_ITSELF)
         )
+    _forget_session(current.session.id)
     idle = idle_timeout(services, current.user.role)
     return Current(current.session, current.user, min(now + idle, current.session.expires_at))
 
@@ -213,9 +231,50 @@ async def end_session(services: Services, current: Current, *, ip: str | None) -
     async with services.transaction() as session:
         await session.execute(
             update(AuthSession).where(AuthSession.id == current.session.id)
-            .values(ended_at=now, end_reason="logout")
+            .values(ended_at=now, end_reason="logout").execution_options(**_FORGETS_ITSELF)
         )
         audit.record(session, current.actor(ip), "logout", "session", current.session.id)
+    # A logout is never answered from a cache, from the next request on.
+    _forget_session(current.session.id)
+
+
+# --- keeping cached sessions honest -------------------------------------------------
+# Whatever changes a session or user row through SQLAlchemy in this process drops the
+# cached sessions it concerns from every app's cache, whichever code path made the
+# change (deactivation, a password change, a test ending a session by hand). Another
+# process notices through the database within SESSION_CACHE_SECONDS.
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_flushed_changes(session: Session, _flush: UOWTransaction) -> None:
+    changed = [obj for obj in (*session.dirty, *session.deleted)
+               if isinstance(obj, (AuthSession, User))]
+    for cache in all_caches() if changed else ():
+        for obj in changed:
+            if isinstance(obj, AuthSession):
+                cache.drop_session(obj.id)
+            else:
+                cache.drop_user(obj.id)
+
+
+# Set on this module's own bulk statements, which drop the one session they change.
+_FORGETS_ITSELF = {"mendwell_forgets_itself": True}
+
+
+def _forget_session(session_id: int) -> None:
+    for cache in all_caches():
+        cache.drop_session(session_id)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_bulk_changes(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete) or \
+            state.execution_options.get("mendwell_forgets_itself"):
+        return
+    table = getattr(state.statement, "table", None)
+    if table is not None and table.name in (AuthSession.__tablename__, User.__tablename__):
+        for cache in all_caches():
+            cache.clear()
 
 
 def csrf_ok(current: Current, supplied: str | None) -> bool:
@@ -236,11 +295,24 @@ class JoinLinkError(Exception):
     """Why a join link cannot be used, in words for the patient."""
 
 
-def read_join_token(services: Services, token: str, visit_id: int) -> tuple[int, int]:
-    """(visit id, patient id) from a join token; raises JoinLinkError."""
+# However far ahead a visit is booked, a link older than this is not accepted.
+JOIN_LINK_MAX_AGE = timedelta(days=90)
+
+
+def join_link_expiry(services: Services, sent_at: datetime, starts_at: datetime) -> datetime:
+    """A link works until MENDWELL_JOIN_LINK_HOURS after its visit starts (or after it was
+    sent, for a link sent late): an invitation to a visit weeks ahead still works on the
+    day, and a link stops working soon after its visit. Read with the visit's current
+    start, so a rescheduled visit keeps its link."""
+    return max(sent_at, starts_at) + timedelta(hours=services.settings.join_link_hours)
+
+
+def read_join_token(services: Services, token: str, visit_id: int) -> tuple[int, int, datetime]:
+    """(visit id, patient id, when it was sent) from a join token; raises JoinLinkError.
+    The caller checks ``join_link_expiry`` against the visit."""
     try:
-        data = services.signer(JOIN_SALT).loads(
-            token, max_age=services.settings.join_link_hours * 3600
+        data, signed_at = services.signer(JOIN_SALT).loads(
+            token, max_age=int(JOIN_LINK_MAX_AGE.total_seconds()), return_timestamp=True
         )
     except SignatureExpired:
         raise JoinLinkError("This link has expired. Ask your care team for a new one.") from None
@@ -252,4 +324,4 @@ def read_join_token(services: Services, token: str, visit_id: int) -> tuple[int,
         raise JoinLinkError("This link is not valid.")
     if data["v"] != visit_id:
         raise JoinLinkError("This link is for a different visit.")
-    return data["v"], data["p"]
+    return data["v"], data["p"], signed_at

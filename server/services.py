@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.bus import LocalBus
 from server.clock import Clock
 from server.events import take_pending
+from server.session_cache import SessionCache
 from server.settings import Settings
 from server.triage import TriageResult, TriageRules
 
@@ -37,6 +38,8 @@ class Services:
     clock: Clock = field(default_factory=Clock)
     triage_rules: TriageRules | None = None
     checkin_hooks: list[CheckinHook] = field(default_factory=list)
+    # Sessions recently loaded by this app (server.session_cache).
+    session_cache: SessionCache = field(default_factory=SessionCache)
 
     @property
     def rules(self) -> TriageRules:

@@ -208,6 +208,24 @@ CALL_STATS = """async () => {
            iceState: pc.iceConnectionState, framesDecoded, pair, candidates };
 }"""
 
+# The remote audio of every open peer connection of the visit room: RTP packets and
+# decoded samples received, and the energy of what was played out (Chromium's fake
+# microphone beeps, so a working path carries energy, silence would not).
+REMOTE_AUDIO = """async () => {
+  const found = [];
+  for (const link of window.mendwellVisitRoom.mesh.links.values()) {
+    const stats = await link.pc.getStats();
+    stats.forEach((report) => {
+      if (report.type === "inbound-rtp" && report.kind === "audio") {
+        found.push({ packets: report.packetsReceived || 0,
+                     samples: report.totalSamplesReceived || 0,
+                     energy: report.totalAudioEnergy || 0 });
+      }
+    });
+  }
+  return found;
+}"""
+
 REMOTE_STREAM_ID = """() => {
   const video = document.querySelector('[data-testid="remote-video"]');
   return video && video.srcObject ? video.srcObject.id : null;
@@ -501,6 +519,32 @@ class Person:
         assert seen["width"] > 0, f"{self.email}: remote video has no size {when}"
         assert seen["frames"] >= 5 and seen["advanced"] > 0.2, \
             f"{self.email}: remote video is not moving {when}: {seen}\n{self.debug()}"
+
+    def assert_audio_flowing(self, when: str, seconds: float = 2.0) -> None:
+        """The other side's microphone reaches this page: audio packets and samples
+        keep arriving and carry sound (energy), over ``seconds``."""
+        before: list[dict[str, float]] = self.page.evaluate(REMOTE_AUDIO)
+        self.page.wait_for_timeout(seconds * 1000)
+        after: list[dict[str, float]] = self.page.evaluate(REMOTE_AUDIO)
+        assert before and len(after) == len(before), \
+            f"{self.email}: no remote audio stream {when}: {after}\n{self.debug()}"
+        for old, new in zip(before, after, strict=True):
+            assert new["packets"] > old["packets"] and new["samples"] > old["samples"], \
+                f"{self.email}: remote audio is not arriving {when}: {old} -> {new}"
+            assert new["energy"] > old["energy"], \
+                f"{self.email}: remote audio is silent {when}: {old} -> {new}"
+
+    def assert_audio_silent(self, when: str, seconds: float = 2.0) -> None:
+        """The other side is muted: this page receives no sound (what is in flight at
+        the start has a moment to play out)."""
+        self.page.wait_for_timeout(500)
+        before: list[dict[str, float]] = self.page.evaluate(REMOTE_AUDIO)
+        self.page.wait_for_timeout(seconds * 1000)
+        after: list[dict[str, float]] = self.page.evaluate(REMOTE_AUDIO)
+        assert before and len(after) == len(before), f"{self.email}: no remote audio {when}"
+        for old, new in zip(before, after, strict=True):
+            assert new["energy"] - old["energy"] < 1e-6, \
+                f"{self.email}: still hears sound {when}: {old} -> {new}"
 
     def join_waiting_room(self, visit_id: int) -> None:
         """As the patient: open the visit, join, and wait to be let in."""

@@ -37,6 +37,12 @@ def test_patient_waits_is_admitted_and_the_call_survives_a_server_restart(
     for person in (patient, prescriber):
         person.expect_state("connected")
         person.assert_video_moving("after admission")
+        person.assert_audio_flowing("after admission")  # they hear each other too
+    # Mute really mutes: the prescriber hears nothing of the patient until unmuted.
+    patient.page.locator("#mute").click()
+    prescriber.assert_audio_silent("while the patient is muted")
+    patient.page.locator("#mute").click()
+    prescriber.assert_audio_flowing("after the patient unmuted")
     print(f"admit -> both decoding remote video: {decoding_after:.0f} ms")
     assert decoding_after < ADMIT_TO_VIDEO_LIMIT_MS
 

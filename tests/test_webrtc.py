@@ -27,8 +27,10 @@ def near(colour: tuple[float, float, float] | None, rgb: tuple[int, int, int],
 
 
 async def place_call(patient_url: str, prescriber_url: str, patient_cookie: str,
-                     prescriber_cookie: str, **options: Any) -> dict[str, float]:
-    """Patient joins and waits, the prescriber admits, both see the other's colour."""
+                     prescriber_cookie: str, *, expect_relay: bool = False,
+                     **options: Any) -> dict[str, float]:
+    """Patient joins and waits, the prescriber admits, both see the other's colour.
+    ``expect_relay``: the media must go through TURN only (as with ``relay=True``)."""
     patient = Client(patient_url, cookie=patient_cookie, peer_id="patient-aiortc",
                      make_tracks=lambda: [ColourTrack(GREEN)], **options)
     prescriber = Client(prescriber_url, cookie=prescriber_cookie, peer_id="prescriber-aiortc",
@@ -46,7 +48,7 @@ async def place_call(patient_url: str, prescriber_url: str, patient_cookie: str,
         video_at = max(seen_by_patient.first_frame_at or 0, seen_by_prescriber.first_frame_at or 0)
         assert near(seen_by_patient.colour, MAGENTA), seen_by_patient.colour
         assert near(seen_by_prescriber.colour, GREEN), seen_by_prescriber.colour
-        if options.get("relay"):
+        if options.get("relay") or expect_relay:
             # Relay-only: the only candidates either side offered were TURN relays.
             for client, other in ((patient, "prescriber-aiortc"),
                                   (prescriber, "patient-aiortc")):

@@ -44,6 +44,23 @@ def test_relay_only_call_connects_with_fresh_credentials(
 
 @pytest.mark.coturn
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_relay_only_clinic_puts_python_peers_on_turn_too(
+    clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path, coturn: Coturn
+) -> None:
+    """MENDWELL_ICE_TRANSPORT_POLICY=relay reaches aiortc clients (tests, bench, probe)
+    through `welcome`: they offer relay candidates only without being told to."""
+    patient_cookie = cookie_of(sign_in, clinic.patient)
+    prescriber_cookie = cookie_of(sign_in, clinic.prescriber)
+    with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
+                    MENDWELL_TURN_SECRET=coturn.secret,
+                    MENDWELL_ICE_TRANSPORT_POLICY="relay") as server:
+        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        asyncio.run(asyncio.wait_for(
+            place_call(url, url, patient_cookie, prescriber_cookie, expect_relay=True), 20))
+
+
+@pytest.mark.coturn
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_relay_only_call_fails_with_expired_credentials(
     clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path, coturn: Coturn
 ) -> None:

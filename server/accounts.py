@@ -93,6 +93,19 @@ async def set_timezone(session: AsyncSession, actor: Actor, user_id: int, zone: 
     return user
 
 
+async def set_own_timezone(session: AsyncSession, actor: Actor, zone: str) -> str:
+    """A patient sets the zone they read their times in (they moved, or travel). Not from
+    a join-link session: a forwarded link must not move someone's visit times."""
+    require_role(actor, Role.patient)
+    require_full_session(actor)
+    profile = await session.get(PatientProfile, actor.user_id)
+    if profile is None:  # a patient account always has one (create_user)
+        raise NotFound("There is no profile for this account.", field="timezone")
+    profile.timezone = check_zone(zone)
+    audit.record(session, actor, "set_timezone", "user", actor.user_id, patient_id=actor.user_id)
+    return profile.timezone
+
+
 async def set_active(session: AsyncSession, actor: Actor, user_id: int, active: bool) -> User:
     require_role(actor, Role.admin)
     user = await access_user(session, actor, user_id)

@@ -376,12 +376,13 @@ class Person:
     """One person's own browser context (cookies, storage), signed in through /login."""
 
     def __init__(self, browser: Any, server: AppServer, email: str, *,
-                 viewport: dict[str, int] | None = None) -> None:
+                 viewport: dict[str, int] | None = None, timezone_id: str | None = None,
+                 ) -> None:
         self.server = server
         self.email = email
         self.context = browser.new_context(
             base_url=server.base_url, viewport=viewport or {"width": 1100, "height": 800},
-            permissions=["camera", "microphone"])
+            permissions=["camera", "microphone"], timezone_id=timezone_id)
         self.context.set_default_timeout(15_000)
         self.page = self.context.new_page()
         self.console: list[str] = []

@@ -446,6 +446,12 @@ PAGES = [
     row("POST", "/account/password",
         LOGIN,   200,     200,     403,     200,     200,     200,     200,     200,
         form=lambda cell: same_password(cell) | csrf_only(cell)),
+    # A patient's own time zone; a join-link session sees it but may not change it.
+    row("GET", "/account/time-zone",
+        LOGIN,   200,     200,     200,     403,     403,     403,     403,     403),
+    row("POST", "/account/time-zone",
+        LOGIN,   200,     200,     403,     403,     403,     403,     403,     403,
+        form=lambda cell: {"timezone": "America/Chicago"} | csrf_only(cell)),
     row("GET", "/home",
         LOGIN,   200,     200,     200,     403,     403,     403,     403,     403),
     row("GET", "/day",

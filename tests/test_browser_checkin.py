@@ -492,7 +492,7 @@ def test_pages_have_no_serious_accessibility_violations(
         page.get_by_test_id("crisis-resources").wait_for(state="visible")
         next_screen(page)
         checked["check-in with crisis resources"] = serious_violations(page, axe_script)
-        for path in ("/home", "/progress", f"/visits/{visit_id}/checkin"):
+        for path in ("/home", "/progress", "/account/time-zone", f"/visits/{visit_id}/checkin"):
             page.goto(path)
             checked[path] = serious_violations(page, axe_script)
             device.shot(f"page-{path.strip('/').replace('/', '-')}", full_page=True)

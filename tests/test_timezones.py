@@ -184,3 +184,38 @@ def test_the_admin_form_sets_a_new_patients_zone_and_explains_a_wrong_one(
 
     assert run(zone_of, "hana@clinic.test") == "Pacific/Honolulu"
     assert run(zone_of, "x@clinic.test") is None
+
+
+def test_a_patient_sets_their_own_zone_but_not_from_a_join_link(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    csrf = sign_in(clinic.patient)
+    page = client.get("/account/time-zone")
+    assert page.status_code == 200
+    assert "America/New York" in page.text
+    saved = client.post("/account/time-zone",
+                        data={"timezone": "America/Denver", "csrf_token": csrf})
+    assert saved.status_code == 200
+    assert 'data-testid="time-zone-saved"' in saved.text
+    assert "America/Denver" in client.get("/home").text.replace(" ", "_")
+    wrong = client.post("/account/time-zone",
+                        data={"timezone": "Mountain time", "csrf_token": csrf})
+    assert wrong.status_code == 422
+    assert "Enter a time zone by its name" in wrong.text
+
+    # A join-link session shows the zone but cannot move the patient's visit times.
+    joined = sign_in(clinic.patient, visit_id=clinic.visit_id)
+    refused = client.post("/account/time-zone",
+                          data={"timezone": "Pacific/Honolulu", "csrf_token": joined})
+    assert refused.status_code == 403
+
+    async def state() -> tuple[str | None, int]:
+        async with services.transaction() as session:
+            zone = await session.scalar(select(PatientProfile.timezone).where(
+                PatientProfile.user_id == clinic.patient.id))
+            audited = len((await session.scalars(select(AuditEntry.id).where(
+                AuditEntry.action == "set_timezone", AuditEntry.outcome == "success",
+                AuditEntry.actor_id == clinic.patient.id))).all())
+            return zone, audited
+
+    assert run(state) == ("America/Denver", 1)

@@ -19,6 +19,7 @@ from web.pages import (
     progress,
     signin,
     summary,
+    time_zone,
     visit_room,
 )
 from web.rendering import STATIC, render
@@ -43,6 +44,7 @@ def routes() -> list[BaseRoute]:
         *checkin.ROUTES,
         *patient.ROUTES,
         *progress.ROUTES,
+        *time_zone.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import COOKIE, cpu_seconds, raise_fd_limit, rss_kib
+from bench.common import COOKIE, cpu_seconds, raise_fd_limit, rss_kib, serve_child
 from bench.relay_load import Mendwell, exchange
 
 
@@ -140,15 +140,5 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             "seconds": round(time.monotonic() - began, 1)}
 
 
-def main() -> None:
-    spec = json.loads(sys.stdin.read())
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    print(json.dumps(asyncio.run(run(spec))))
-
-
 if __name__ == "__main__":
-    main()
+    serve_child(run)

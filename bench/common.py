@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,18 @@ async def seed(database_url: str, visits: int, *, visits_per_prescriber: int = 1
                                   "prescriber": doctor_auth})
     await services.close()
     return out
+
+
+def serve_child(run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+    """The other end of ``run_child``: a JSON spec on stdin, the result as JSON on stdout,
+    on uvloop when it is installed (as the server runs)."""
+    spec = json.loads(sys.stdin.read())
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(run(spec))))
 
 
 def run_child(module: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:

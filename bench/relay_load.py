@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import sys
 import time
 from typing import Any
 
 import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import COOKIE, cpu_seconds, pct, raise_fd_limit
+from bench.common import COOKIE, cpu_seconds, pct, raise_fd_limit, serve_child
 
 SDP_SIZE = 3600
 CANDIDATE_PAD = 150
@@ -250,15 +249,5 @@ async def exchange(adapter: Any, pairs: list[Any], rate: float, seconds: float,
     }
 
 
-def main() -> None:
-    spec = json.loads(sys.stdin.read())
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    print(json.dumps(asyncio.run(run(spec))))
-
-
 if __name__ == "__main__":
-    main()
+    serve_child(run)

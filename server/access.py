@@ -14,6 +14,7 @@ its own transaction (the request's transaction is rolled back with the refusal).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, exists, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,9 +48,23 @@ def require_full_session(actor: Actor) -> None:
         raise Forbidden("Signed in for one visit only. Sign in with your password for this.")
 
 
+# The two rules, each stated once, over a patient id that may be a value or a column
+# (``Visit.patient_id``, to decide access in the statement that loads the visit).
+def _care_team(member_id: int, patient_id: Any) -> ColumnElement[bool]:
+    return exists().where(CareTeamMember.patient_id == patient_id,
+                          CareTeamMember.member_id == member_id)
+
+
+def _break_glass(admin_id: int, patient_id: Any, now: datetime | None) -> ColumnElement[bool]:
+    # Pass the app's clock (``services.clock.now()``): it set the grant's expiry, and
+    # tests and drills move it forward.
+    return exists().where(BreakGlassGrant.admin_id == admin_id,
+                          BreakGlassGrant.patient_id == patient_id,
+                          BreakGlassGrant.expires_at > (now or utcnow()))
+
+
 async def on_care_team(session: AsyncSession, member_id: int, patient_id: int) -> bool:
-    return bool(await session.scalar(select(exists().where(
-        CareTeamMember.patient_id == patient_id, CareTeamMember.member_id == member_id))))
+    return bool(await session.scalar(select(_care_team(member_id, patient_id))))
 
 
 async def is_on_call(session: AsyncSession, user_id: int) -> bool:
@@ -59,13 +74,7 @@ async def is_on_call(session: AsyncSession, user_id: int) -> bool:
 async def has_break_glass(
     session: AsyncSession, admin_id: int, patient_id: int, now: datetime | None = None
 ) -> bool:
-    # Pass the app's clock (``services.clock.now()``): it set the grant's expiry, and
-    # tests and drills move it forward.
-    return bool(await session.scalar(select(exists().where(
-        BreakGlassGrant.admin_id == admin_id,
-        BreakGlassGrant.patient_id == patient_id,
-        BreakGlassGrant.expires_at > (now or utcnow()),
-    ))))
+    return bool(await session.scalar(select(_break_glass(admin_id, patient_id, now))))
 
 
 async def can_read_patient(
@@ -100,14 +109,11 @@ def _visit_allowed(actor: Actor, visit_id: int, *, write: bool,
             return false()
         return Visit.patient_id == actor.user_id
     if actor.role in (Role.prescriber, Role.coordinator):
-        return exists().where(CareTeamMember.patient_id == Visit.patient_id,
-                              CareTeamMember.member_id == actor.user_id)
+        return _care_team(actor.user_id, Visit.patient_id)
     # Break-glass is for reading in an emergency, never for changing a record.
     if write:
         return false()
-    return exists().where(BreakGlassGrant.admin_id == actor.user_id,
-                          BreakGlassGrant.patient_id == Visit.patient_id,
-                          BreakGlassGrant.expires_at > (now or utcnow()))
+    return _break_glass(actor.user_id, Visit.patient_id, now)
 
 
 async def access_visit(

@@ -170,8 +170,7 @@ class RedisRelay:
     """Presence in a Redis hash per room; envelopes over a pub/sub channel per room."""
 
     def __init__(self, url: str, namespace: str, *, refresh_seconds: float = REFRESH_SECONDS,
-                 stale_seconds: float = STALE_SECONDS,
-                 room_limit: int = MAX_PARTICIPANTS) -> None:
+                 stale_seconds: float = STALE_SECONDS) -> None:
         from redis.asyncio import Redis
 
         if stale_seconds <= refresh_seconds:
@@ -179,7 +178,6 @@ class RedisRelay:
         self.instance_id = new_instance_id()
         self.refresh_seconds = refresh_seconds
         self.stale_seconds = stale_seconds
-        self.room_limit = room_limit
         self._redis = Redis.from_url(url)
         self._namespace = namespace
         self._pubsub: Any = None
@@ -372,7 +370,7 @@ class RedisRelay:
         sockets are still open, so everyone should see them again."""
         back = 0
         for participant in lost:
-            if await self.claim(visit_id, participant, self.room_limit):
+            if await self.claim(visit_id, participant, MAX_PARTICIPANTS):
                 back += 1
             else:
                 log.warning("room %s filled while this instance was cut off; a participant "

@@ -313,8 +313,11 @@ def test_a_draft_survives_closing_the_page_and_a_server_restart(
     page.close()
     deadline = time.monotonic() + WAIT_MS / 1000
     while True:
-        draft = phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]["data"]
-        if draft["responses"]["phq9"]["answers"][:5] == [1, 2, 0, 3, 1]:
+        # No check-in at all until the first save lands (the page-hide save may be the
+        # first): keep polling until the deadline, as for an older draft.
+        stored = phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]
+        draft = stored["data"] if stored else None
+        if draft and draft["responses"]["phq9"]["answers"][:5] == [1, 2, 0, 3, 1]:
             break
         assert time.monotonic() < deadline, f"the last answer never reached the server: {draft}"
         time.sleep(0.1)

@@ -102,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.logs import uvicorn_log_config
+    from server.websocket_protocol import MendwellWebSocketProtocol
 
     settings = _settings()
     if args.demo:
@@ -116,7 +117,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{settings.database_url.split('://')[0]})", flush=True)
     uvicorn.run(
         create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol plus the direct path the signaling relay
+        # takes (server/websocket_protocol.py).
+        ws=MendwellWebSocketProtocol,
         # Per-message deflate costs about 4x the memory of an idle signaling socket.
         ws_per_message_deflate=False,
         # uvicorn fails the connection (1009) on a frame over ws_max_size, with no

@@ -23,6 +23,7 @@ from server.http import MAX_ID, client_ip, current_of, services_of
 from server.models import Visit
 from server.services import Services
 from server.visits import ENDED
+from server.websocket_protocol import direct_socket
 from signaling import protocol
 from signaling.hub import Hub, hub_of
 from signaling.outlet import SocketOutlet
@@ -163,9 +164,35 @@ async def visit_room(websocket: WebSocket) -> None:
     # The ASGI receive itself: Starlette's WebSocket.receive only tracks a state that
     # nothing reads after this point, and this loop runs once per signal.
     receive = websocket._receive
+    rooms = hub.rooms
+    direct = direct_socket(websocket.scope)
+    waiting = False  # the loop below waits for the next message
+
+    def take_now(text: str) -> bool:
+        """A message straight from the socket's reader (server/websocket_protocol.py):
+        taken when the loop waits and the room can act on it without waiting, with the
+        loop's checks; anything else is left to the loop (``False``)."""
+        if not waiting or member is None or outlet.closing:
+            return False
+        try:
+            parsed = protocol.parse(text)
+        except ProtocolError:
+            return False  # the loop parses it again and answers
+        if not rooms.immediate(parsed):
+            return False
+        if not limiter.allow(loop.time()):
+            _rate_limited(limiter, outlet)
+            return True
+        try:
+            rooms.handle_now(member, parsed)
+        except ProtocolError as exc:
+            outlet.push(exc.to_json())
+        return True
+
     try:
         while not outlet.closing:
             try:
+                waiting = True
                 if member is None:
                     async with asyncio.timeout_at(deadline):
                         message = await receive()
@@ -175,16 +202,12 @@ async def visit_room(websocket: WebSocket) -> None:
                 outlet.push(protocol.error("hello_timeout", "Send hello first."))
                 outlet.close(protocol.CLOSE_BAD_HELLO)
                 break
+            finally:
+                waiting = False
             if message["type"] == "websocket.disconnect":
                 break
             if not limiter.allow(loop.time()):
-                if limiter.exhausted:
-                    outlet.push(protocol.error("rate_limited", "Too many messages; closing."))
-                    outlet.close(protocol.CLOSE_RATE_LIMITED)
-                elif limiter.refused == 1:
-                    outlet.push(protocol.error(
-                        "rate_limited", f"Slow down: at most {protocol.RATE_PER_SECOND:g} "
-                        "messages a second. Messages are being dropped."))
+                _rate_limited(limiter, outlet)
                 continue
             try:
                 text = message.get("text")
@@ -203,13 +226,28 @@ async def visit_room(websocket: WebSocket) -> None:
                         return
                 member = await hub.rooms.join(visit_id, identity, parsed, outlet,
                                               connection_id)
+                if direct is not None:
+                    direct.set_text_hook(take_now)
             except ProtocolError as exc:
                 outlet.push(exc.to_json())
     finally:
+        if direct is not None:
+            direct.set_text_hook(None)
         hub.unwatch(outlet)
         if member is not None:
             await hub.rooms.drop(member, deliberate=False)
     await outlet.finish()
+
+
+def _rate_limited(limiter: RateLimiter, outlet: SocketOutlet) -> None:
+    """Answer a message over the rate: once to say so, then by closing the socket."""
+    if limiter.exhausted:
+        outlet.push(protocol.error("rate_limited", "Too many messages; closing."))
+        outlet.close(protocol.CLOSE_RATE_LIMITED)
+    elif limiter.refused == 1:
+        outlet.push(protocol.error(
+            "rate_limited", f"Slow down: at most {protocol.RATE_PER_SECOND:g} "
+            "messages a second. Messages are being dropped."))
 
 
 async def events(websocket: WebSocket) -> None:

@@ -1,9 +1,9 @@
 """A WebSocket's outgoing side: queued, in order, never blocking whoever sends to it.
 
 Rooms deliver to many sockets from one task; a slow or stalled client must not hold that
-task up. A message to a socket with nothing queued is written at once: the ASGI send is
-stepped in place, and with uvicorn it finishes there (it hands the frame to the
-transport without waiting). Only when a send has to wait (the server applies
+task up. A message to a socket with nothing queued is written at once: framed and handed
+to the transport by Mendwell's server (``write_text``, server/websocket_protocol.py), or,
+under another server, by stepping the ASGI send in place (with uvicorn it finishes there). Only when a send has to wait (the server applies
 backpressure) do messages queue, drained in order by a task that exists only while
 there is something queued, so an idle socket costs no task and a steady stream of
 signals costs no task per message. A client that lets the queue grow past its limit is
@@ -21,6 +21,7 @@ from typing import Any
 from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server.websocket_protocol import direct_socket
 from signaling.protocol import CLOSE_TOO_SLOW, dumps
 
 log = logging.getLogger("mendwell.signaling")
@@ -32,12 +33,16 @@ _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
 
 class SocketOutlet:
-    __slots__ = ("_flusher", "_pending", "_send", "closed", "closing")
+    __slots__ = ("_direct", "_flusher", "_pending", "_send", "closed", "closing")
 
     def __init__(self, websocket: WebSocket) -> None:
         # The ASGI send under Starlette's WebSocket (which adds only state checks that
         # this class makes itself: nothing is sent after the close).
         self._send: Send = websocket._send
+        # Mendwell's server frames and writes a message in place when it can
+        # (server/websocket_protocol.py); under any other server every message is stepped
+        # through the ASGI send.
+        self._direct = direct_socket(websocket.scope)
         # Created when a send has to wait: an idle socket keeps no queue (a deque costs
         # 600 bytes).
         self._pending: deque[str | int] | None = None
@@ -50,7 +55,9 @@ class SocketOutlet:
             return
         if self._pending is None:
             if not self.closed:
-                self._write_now({"type": "websocket.send", "text": dumps(message)})
+                text = dumps(message)
+                if self._direct is None or not self._direct.write_text(text):
+                    self._write_now({"type": "websocket.send", "text": text})
             return
         if len(self._pending) >= QUEUE_LIMIT:
             self.close(CLOSE_TOO_SLOW)

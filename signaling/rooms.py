@@ -275,12 +275,24 @@ class Rooms:
 
     # --- messages from a member --------------------------------------------------------
 
+    def immediate(self, message: Message) -> bool:
+        """Whether :meth:`handle_now` can act on this message: it needs no waiting (a
+        ping; on one instance, a signal)."""
+        return isinstance(message, Ping) or (self._in_process and isinstance(message, Signal))
+
+    def handle_now(self, member: Member, message: Message) -> None:
+        """:meth:`handle` for an ``immediate`` message, without awaiting anything."""
+        if isinstance(message, Signal):
+            self._signal_here(member, message)
+        else:
+            member.outlet.push({"type": "pong"})
+
     async def handle(self, member: Member, message: Message) -> None:
         """Act on one message from a joined member; raises ProtocolError to refuse it."""
-        if isinstance(message, Signal):
+        if self.immediate(message):
+            self.handle_now(member, message)
+        elif isinstance(message, Signal):
             await self._signal(member, message)
-        elif isinstance(message, Ping):
-            member.outlet.push({"type": "pong"})
         elif isinstance(message, IceRefresh):
             member.outlet.push({"type": "ice-servers", **self._ice(member.identity).to_json()})
         elif isinstance(message, Admit):
@@ -296,21 +308,23 @@ class Rooms:
             raise InvalidState(f'Already joined as "{member.participant.peer_id}".',
                                field="type")
 
+    def _signal_here(self, member: Member, signal: Signal) -> None:
+        """One instance: every participant of the room is a member in ``self.local`` (the
+        relay's entries are the same objects), so a signal goes straight to its socket,
+        without an envelope through the relay. Same checks, same order as ``_signal``."""
+        me = member.participant
+        if me.state != ADMITTED:
+            raise InvalidState(f'Cannot signal in state "{me.state}".', field="type")
+        here = None if signal.to == me.peer_id else self.local.get((member.visit_id, signal.to))
+        if here is None or here.participant.state != ADMITTED:
+            raise UnknownPeer(f'There is no admitted peer "{signal.to}" in this room.',
+                              field="to")
+        here.outlet.push(signal.relayed(me.peer_id))
+
     async def _signal(self, member: Member, signal: Signal) -> None:
         me = member.participant
         if me.state != ADMITTED:
             raise InvalidState(f'Cannot signal in state "{me.state}".', field="type")
-        if self._in_process:
-            # One instance: every participant of the room is a member in ``self.local``
-            # (the relay's entries are the same objects), so a signal goes straight to
-            # its socket, without an envelope through the relay. Same checks, same order.
-            here = None if signal.to == me.peer_id else \
-                self.local.get((member.visit_id, signal.to))
-            if here is None or here.participant.state != ADMITTED:
-                raise UnknownPeer(f'There is no admitted peer "{signal.to}" in this room.',
-                                  field="to")
-            here.outlet.push(signal.relayed(me.peer_id))
-            return
         target = None if signal.to == me.peer_id else \
             await self.relay.get(member.visit_id, signal.to)
         if target is None or target.state != ADMITTED:

@@ -265,6 +265,8 @@ class SilentSocket:
         while b"\r\n\r\n" not in response:
             response += self.sock.recv(4096)
         assert response.startswith(b"HTTP/1.1 101"), response
+        # Anything the server wrote right after its answer (frames already).
+        self.leftover = response.split(b"\r\n\r\n", 1)[1]
 
     def send_text(self, text: str) -> None:
         payload = text.encode()
@@ -275,3 +277,68 @@ class SilentSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class FrameSocket(SilentSocket):
+    """A raw WebSocket client that writes many frames in one ``send`` (so the server reads
+    them in one go, as from a fast client), framed and parsed by websockets' own
+    sans-I/O codec."""
+
+    def __init__(self, port: int, path: str, cookie: str = "") -> None:
+        from websockets.client import ClientProtocol
+        from websockets.protocol import State
+        from websockets.uri import parse_uri
+
+        super().__init__(port, path, cookie)
+        self.codec = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"),
+                                    state=State.OPEN, max_size=2**24)
+        self._unread: list[Any] = []
+        if self.leftover:
+            self.codec.receive_data(self.leftover)
+
+    def write(self, *texts: str | bytes) -> None:
+        """Each text as one message, all in one write."""
+        for text in texts:
+            self.codec.send_text(text.encode() if isinstance(text, str) else text)
+        self.flush()
+
+    def flush(self) -> None:
+        self.sock.sendall(b"".join(self.codec.data_to_send()))
+
+    def frames(self, until: Callable[[Any], bool], timeout: float = 5.0) -> list[Any]:
+        """Frames received (text and close) up to and including the first ``until`` holds
+        for, or all of them when the server closes the connection."""
+        from websockets.frames import Opcode
+
+        deadline = time.monotonic() + timeout
+        got: list[Any] = []
+        while True:
+            self._unread.extend(f for f in self.codec.events_received()
+                                if f.opcode in (Opcode.TEXT, Opcode.CLOSE))
+            while self._unread:
+                frame = self._unread.pop(0)
+                got.append(frame)
+                if until(frame):
+                    return got
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"after {len(got)} frames: {got[-3:]}")
+            self.sock.settimeout(left)
+            data = self.sock.recv(1 << 20)
+            if not data:
+                return got
+            self.codec.receive_data(data)
+
+    def messages(self, until: Callable[[dict[str, Any]], bool],
+                 timeout: float = 5.0) -> list[dict[str, Any] | int]:
+        """JSON messages up to the first ``until`` holds for; a close is its code."""
+        from websockets.frames import Close, Opcode
+
+        def decoded(frame: Any) -> dict[str, Any] | int:
+            if frame.opcode is Opcode.CLOSE:
+                return Close.parse(frame.data).code
+            message: dict[str, Any] = json.loads(frame.data)
+            return message
+
+        return [decoded(f) for f in self.frames(
+            lambda f: f.opcode is Opcode.CLOSE or until(decoded(f)), timeout)]

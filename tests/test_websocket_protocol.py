@@ -1,0 +1,201 @@
+"""The WebSocket protocol Mendwell runs under uvicorn: its direct path (``mendwell.direct``)
+keeps ASGI's order, backpressure and failure handling.
+
+A real uvicorn server (in a thread, on loopback) runs a small ASGI app that uses the
+extension; the client is a raw socket that writes several frames in one go, so the
+server reads them in one ``data_received`` as from a fast client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+from websockets.frames import Close, Opcode
+
+from server.websocket_protocol import MendwellWebSocketProtocol, direct_socket, text_frame
+from tests.signaling_support import FrameSocket, free_port
+
+Connect = Callable[[], FrameSocket]
+
+# What the app saw, for the assertions (the server runs in this process).
+hook_calls: list[str] = []
+refusals: list[str] = []
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    direct = direct_socket(scope)
+    assert direct is not None
+
+    def hook(text: str) -> bool:
+        hook_calls.append(text)
+        if text == "boom":
+            raise RuntimeError("a bug in the handler")
+        if text.startswith("take:"):
+            assert direct.write_text("took:" + text)
+            return True
+        return False
+
+    direct.set_text_hook(hook)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message["text"]
+        if text.startswith("slow:"):
+            await asyncio.sleep(0.2)
+        elif text == "flood":
+            # Write until the transport pushes back (the client is not reading).
+            written = 0
+            while written < 10_000 and direct.write_text("x" * 65536):
+                written += 1
+            await send({"type": "websocket.send", "text": f"refused after {written}"})
+        elif text == "sizes":
+            for size in (0, 125, 126, 65535, 65536, 70000):
+                assert direct.write_text("s" * size)
+        elif text == "close":
+            await send({"type": "websocket.close", "code": 4000})
+            refusals.append(f"after close: {direct.write_text('late')}")
+            continue
+        await send({"type": "websocket.send", "text": "queued:" + text})
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           ws=MendwellWebSocketProtocol, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def connect(port: int) -> Iterator[Connect]:
+    hook_calls.clear()
+    refusals.clear()
+    opened: list[FrameSocket] = []
+
+    def new() -> FrameSocket:
+        opened.append(FrameSocket(port, "/"))
+        return opened[-1]
+
+    yield new
+    for client in opened:
+        client.close()
+
+
+def texts(frames: list[Any]) -> list[str]:
+    return [bytes(f.data).decode() for f in frames if f.opcode is Opcode.TEXT]
+
+
+def test_the_hook_takes_a_message_and_write_text_answers_in_place(connect: Connect) -> None:
+    client = connect()
+    client.write("take:1")
+    assert texts(client.frames(lambda f: True)) == ["took:take:1"]
+    assert hook_calls == ["take:1"]
+
+
+def test_a_declined_message_reaches_receive_and_nothing_overtakes_it(connect: Connect) -> None:
+    client = connect()
+    # One write: the first is taken at once; the second is declined and queued; the
+    # third, behind it, must wait its turn (the hook is not even asked) although the
+    # hook would take it.
+    client.write("take:1", "slow:2", "take:3")
+    got = texts(client.frames(lambda f: bytes(f.data) == b"queued:take:3"))
+    assert got == ["took:take:1", "queued:slow:2", "queued:take:3"]
+    assert hook_calls == ["take:1", "slow:2"]
+
+
+def test_a_fragmented_message_goes_through_receive_whole(connect: Connect) -> None:
+    client = connect()
+    client.codec.send_text(b"take:frag", fin=False)
+    client.codec.send_continuation(b"ment", fin=True)
+    client.flush()
+    assert texts(client.frames(lambda f: True)) == ["queued:take:fragment"]
+    assert hook_calls == []
+
+
+def test_text_frames_of_every_length_encoding(connect: Connect) -> None:
+    client = connect()
+    client.write("sizes")
+    got = texts(client.frames(lambda f: bytes(f.data) == b"queued:sizes"))
+    assert [len(t) for t in got[:-1]] == [0, 125, 126, 65535, 65536, 70000]
+    assert all(set(t) == {"s"} for t in got[:-1] if t)
+    assert text_frame(b"") == b"\x81\x00"
+
+
+def test_write_text_refuses_under_backpressure_and_asgi_send_waits(connect: Connect) -> None:
+    client = connect()
+    client.write("flood")
+    time.sleep(0.5)  # not reading: the kernel's buffers fill, then uvicorn's
+    got = texts(client.frames(lambda f: bytes(f.data).startswith(b"queued:"), timeout=20))
+    written = int(got[-2].removeprefix("refused after "))
+    # It stopped well before its own cap, everything it wrote arrived whole and in order,
+    # and the ASGI send after it waited for the buffer to drain instead of failing.
+    assert 0 < written < 10_000
+    assert got[:written] == ["x" * 65536] * written
+    assert got[written:] == [f"refused after {written}", "queued:flood"]
+
+
+def test_write_text_refuses_after_the_close(connect: Connect) -> None:
+    client = connect()
+    client.write("close")
+    frames = client.frames(lambda f: f.opcode is Opcode.CLOSE)
+    assert Close.parse(frames[-1].data).code == 4000
+    deadline = time.monotonic() + 5
+    while not refusals and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert refusals == ["after close: False"]
+
+
+def test_a_failing_hook_fails_its_socket_alone(connect: Connect) -> None:
+    client = connect()
+    client.write("boom")
+    frames = client.frames(lambda f: f.opcode is Opcode.CLOSE)
+    assert Close.parse(frames[-1].data).code == 1011
+    other = connect()
+    other.write("take:2")
+    assert texts(other.frames(lambda f: True)) == ["took:take:2"]
+
+
+def test_invalid_utf8_still_fails_the_connection_with_1007(connect: Connect) -> None:
+    client = connect()
+    client.write(b"take:\xff\xfe")
+    frames = client.frames(lambda f: f.opcode is Opcode.CLOSE)
+    assert Close.parse(frames[-1].data).code == 1007
+    assert hook_calls == []
+
+
+def test_other_servers_offer_no_direct_path() -> None:
+    seen: list[object] = []
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        websocket = WebSocket(scope, receive, send)
+        seen.append(direct_socket(websocket.scope))
+        await websocket.accept()
+        await websocket.close()
+
+    with TestClient(endpoint).websocket_connect("/"):
+        pass
+    assert seen == [None]

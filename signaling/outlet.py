@@ -2,12 +2,13 @@
 
 Rooms deliver to many sockets from one task; a slow or stalled client must not hold that
 task up. A message to a socket with nothing queued is written at once: framed and handed
-to the transport by Mendwell's server (``write_text``, server/websocket_protocol.py), or,
-under another server, by stepping the ASGI send in place (with uvicorn it finishes there). Only when a send has to wait (the server applies
-backpressure) do messages queue, drained in order by a task that exists only while
-there is something queued, so an idle socket costs no task and a steady stream of
-signals costs no task per message. A client that lets the queue grow past its limit is
-too slow to take part in a call and is closed.
+to the transport by Mendwell's server (``write_text``, server/websocket_protocol.py),
+or, under another server, by stepping the ASGI send in place (with uvicorn it finishes
+there). Only when a send has to wait (the server applies backpressure) do messages
+queue, drained in order by a task that exists only while there is something queued, so
+an idle socket costs no task and a steady stream of signals costs no task per message. A
+client that lets the queue grow past its limit is too slow to take part in a call and is
+closed.
 """
 
 from __future__ import annotations

@@ -199,3 +199,48 @@ def test_other_servers_offer_no_direct_path() -> None:
     with TestClient(endpoint).websocket_connect("/"):
         pass
     assert seen == [None]
+
+
+def test_the_inbox_keeps_order_and_survives_a_cancelled_get() -> None:
+    from server.websocket_protocol import _Inbox
+
+    async def scenario() -> list[Any]:
+        inbox = _Inbox()
+        assert inbox.empty()
+        waiting = asyncio.ensure_future(inbox.get())
+        await asyncio.sleep(0)
+        waiting.cancel()  # as asyncio.timeout does to a receive for the hello
+        await asyncio.gather(waiting, return_exceptions=True)
+        inbox.put_nowait(1)
+        inbox.put_nowait(2)
+        assert not inbox.empty()
+        got = [await inbox.get(), await inbox.get()]
+        later = asyncio.ensure_future(inbox.get())
+        await asyncio.sleep(0)
+        inbox.put_nowait(3)
+        got.append(await asyncio.wait_for(later, 1))
+        assert inbox.empty()
+        return got
+
+    assert asyncio.run(scenario()) == [1, 2, 3]
+
+
+def test_the_writable_flag_wakes_every_waiter_and_forgets_cancelled_ones() -> None:
+    from server.websocket_protocol import _Flag
+
+    async def scenario() -> None:
+        flag = _Flag()
+        assert flag.is_set()
+        await asyncio.wait_for(flag.wait(), 1)  # set: no waiting
+        flag.clear()
+        first, second, gone = (asyncio.ensure_future(flag.wait()) for _ in range(3))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.gather(gone, return_exceptions=True)
+        await asyncio.sleep(0.01)
+        assert not first.done() and not second.done()
+        flag.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 1)
+        assert flag._waiters is None
+
+    asyncio.run(scenario())

@@ -305,16 +305,17 @@ class FrameSocket(SilentSocket):
     def flush(self) -> None:
         self.sock.sendall(b"".join(self.codec.data_to_send()))
 
-    def frames(self, until: Callable[[Any], bool], timeout: float = 5.0) -> list[Any]:
-        """Frames received (text and close) up to and including the first ``until`` holds
-        for, or all of them when the server closes the connection."""
+    def frames(self, until: Callable[[Any], bool], timeout: float = 5.0,
+               kinds: tuple[Any, ...] = ()) -> list[Any]:
+        """Frames received (text and close, and ``kinds``) up to and including the first
+        ``until`` holds for, or all of them when the server closes the connection."""
         from websockets.frames import Opcode
 
         deadline = time.monotonic() + timeout
         got: list[Any] = []
         while True:
             self._unread.extend(f for f in self.codec.events_received()
-                                if f.opcode in (Opcode.TEXT, Opcode.CLOSE))
+                                if f.opcode in (Opcode.TEXT, Opcode.CLOSE, *kinds))
             while self._unread:
                 frame = self._unread.pop(0)
                 got.append(frame)

@@ -244,3 +244,35 @@ def test_the_writable_flag_wakes_every_waiter_and_forgets_cancelled_ones() -> No
         assert flag._waiters is None
 
     asyncio.run(scenario())
+
+
+def test_frames_of_every_length_and_kind_read_in_one_go(connect: Connect) -> None:
+    client = connect()
+    # Payload lengths in 7, 16 and 64 bits, and a ping among them (a control frame,
+    # which websockets answers): every text is offered once, in order.
+    sizes = (0, 120, 121, 1000, 65530, 70000, 3)
+    for n, size in enumerate(sizes):
+        client.codec.send_text(f"take:{'a' * size}".encode())
+        if n == 2:
+            client.codec.send_ping(b"are you there")
+    client.flush()
+    frames = client.frames(lambda f: bytes(f.data) == b"took:take:aaa", timeout=10,
+                           kinds=(Opcode.PONG,))
+    assert [len(t) - len("took:take:") for t in texts(frames)] == list(sizes)
+    assert hook_calls == [f"take:{'a' * size}" for size in sizes]
+    # Answered in its place: after the third reply, before the fourth.
+    assert [f.opcode for f in frames].index(Opcode.PONG) == 3
+
+
+def test_a_frame_cut_between_two_reads(connect: Connect) -> None:
+    client = connect()
+    for n in range(3):
+        client.codec.send_text(f"take:{n}".encode() + b"x" * 500)
+    data = b"".join(client.codec.data_to_send())
+    cut = len(data) // 2  # inside the second frame
+    client.sock.sendall(data[:cut])
+    time.sleep(0.2)
+    client.sock.sendall(data[cut:])
+    got = texts(client.frames(lambda f: bytes(f.data).startswith(b"took:take:2"), timeout=5))
+    assert [t[:11] for t in got] == ["took:take:0", "took:take:1", "took:take:2"]
+    assert [c[:6] for c in hook_calls] == ["take:0", "take:1", "take:2"]

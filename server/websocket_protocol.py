@@ -13,7 +13,9 @@ two shortcuts that keep ASGI's order and backpressure:
 - ``set_text_hook(hook)`` lets the app take a text message inside ``data_received``,
   before it is queued. The hook is only asked when nothing from this socket is queued
   for the app (so nothing is overtaken) and it answers ``False`` to leave a message to
-  the ASGI ``receive`` as usual.
+  the ASGI ``receive`` as usual. While a hook is set, plain text frames (the relay's
+  every message) are parsed here rather than by websockets' generator-based parser,
+  which cost more per frame than the relay itself (``_take_whole_frames``).
 
 Everything else (handshake, heartbeats, close, size limits, fragmented messages, UTF-8
 checks) is uvicorn's and websockets' unchanged; apps that ignore the extension (and the

@@ -9,6 +9,7 @@ server reads them in one ``data_received`` as from a fast client.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 from websockets.frames import Close, Opcode
@@ -55,7 +58,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
-        text = message["text"]
+        text = message.get("text")
+        if text is None:
+            await send({"type": "websocket.send", "text": f"bytes:{len(message['bytes'])}"})
+            continue
         if text.startswith("slow:"):
             await asyncio.sleep(0.2)
         elif text == "flood":
@@ -276,3 +282,99 @@ def test_a_frame_cut_between_two_reads(connect: Connect) -> None:
     got = texts(client.frames(lambda f: bytes(f.data).startswith(b"took:take:2"), timeout=5))
     assert [t[:11] for t in got] == ["took:take:0", "took:take:1", "took:take:2"]
     assert [c[:6] for c in hook_calls] == ["take:0", "take:1", "take:2"]
+
+
+# Messages a client may send, as the frames that carry them: a plain text (taken by the
+# hook), a text the hook declines, a text in fragments, a binary message, a ping.
+_message = st.one_of(
+    st.tuples(st.just("take"), st.sampled_from([0, 1, 60, 119, 120, 121, 500, 65529, 65530,
+                                                 65531, 70000])),
+    st.tuples(st.just("other"), st.integers(0, 300)),
+    st.tuples(st.just("fragments"), st.integers(2, 4)),
+    st.tuples(st.just("binary"), st.integers(0, 300)),
+    st.tuples(st.just("ping"), st.just(0)),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=st.lists(_message, min_size=1, max_size=8),
+       cuts=st.lists(st.floats(0, 1), max_size=6))
+def test_any_mix_of_frames_cut_anywhere_is_answered_in_order(
+    connect: Connect, messages: list[tuple[str, int]], cuts: list[float]
+) -> None:
+    """The frames parsed in ``data_received`` and those left to websockets, however the
+    stream is cut into reads, reach the app once each and in order."""
+    hook_calls.clear()
+    client = connect()
+    expected = []  # what each reply says after "took:" or "queued:"
+    for n, (kind, size) in enumerate([*messages, ("take", 0)]):
+        body = f"{n}:" + "a" * size
+        if kind == "take":
+            client.codec.send_text(f"take:{body}".encode())
+            expected.append(f"take:{body}")
+        elif kind == "other":
+            client.codec.send_text(f"other:{body}".encode())
+            expected.append(f"other:{body}")
+        elif kind == "fragments":
+            client.codec.send_text(f"frag:{n}:".encode(), fin=False)
+            for part in range(1, size):
+                client.codec.send_continuation(b"x", fin=part == size - 1)
+            expected.append(f"frag:{n}:" + "x" * (size - 1))
+        elif kind == "binary":
+            client.codec.send_binary(b"b" * size)
+            expected.append(f"bytes:{size}")
+        else:
+            client.codec.send_ping(f"{n}".encode())
+    data = b"".join(client.codec.data_to_send())
+    offsets = sorted({int(c * len(data)) for c in cuts} | {0, len(data)})
+    for start, stop in itertools.pairwise(offsets):
+        client.sock.sendall(data[start:stop])
+        time.sleep(0.002)
+    replies = 0
+
+    def all_answered(frame: Any) -> bool:
+        nonlocal replies
+        replies += frame.opcode is Opcode.TEXT
+        return replies == len(expected)
+
+    got = texts(client.frames(all_answered, timeout=10))
+    assert [g.removeprefix("took:").removeprefix("queued:") for g in got] == expected
+    # The hook took only what it takes, was offered each message at most once, and never
+    # a message in fragments.
+    assert all(g.startswith("took:take:") for g in got if g.startswith("took:"))
+    assert len(hook_calls) == len(set(hook_calls))
+    assert {g.removeprefix("took:") for g in got if g.startswith("took:")} <= set(hook_calls)
+    assert not any(c.startswith("frag:") for c in hook_calls)
+
+
+def test_a_cut_frame_is_not_read_from_its_middle(connect: Connect) -> None:
+    """A read that starts inside a frame is websockets' to finish, even when what follows
+    the cut looks like a whole frame: here a valid masked text frame, "take:evil", sits
+    inside the payload of the real one (masking key zero, which a client may send)."""
+    client = connect()
+    payload = b"take:" + b"\xe1" + b"\x81\x89" + b"\x00" * 4 + b"take:evil" + b" tail"
+    payload.decode()  # the whole payload is valid UTF-8 (U+1049, NULs, ASCII)
+    frame = bytes((0x81, 0x80 | len(payload))) + b"\x00" * 4 + payload
+    cut = 2 + 4 + len(b"take:\xe1")  # right before the frame-like bytes
+    client.sock.sendall(frame[:cut])
+    time.sleep(0.2)
+    client.sock.sendall(frame[cut:])
+    assert texts(client.frames(lambda f: True)) == ["took:" + payload.decode()]
+    assert hook_calls == [payload.decode()]
+
+
+def test_a_text_frame_inside_a_fragmented_message_is_still_a_protocol_error(
+    connect: Connect,
+) -> None:
+    client = connect()
+
+    def frame(first: int, payload: bytes) -> bytes:
+        return bytes((first, 0x80 | len(payload))) + b"\x00" * 4 + payload
+
+    client.sock.sendall(frame(0x01, b"frag:"))  # text, more to come
+    time.sleep(0.2)
+    client.sock.sendall(frame(0x81, b"take:x"))  # a new message: not allowed here
+    frames = client.frames(lambda f: f.opcode is Opcode.CLOSE)
+    assert Close.parse(frames[-1].data).code == 1002
+    assert hook_calls == []

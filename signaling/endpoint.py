@@ -215,7 +215,7 @@ async def visit_room(websocket: WebSocket) -> None:
                     raise protocol.InvalidMessage("Send JSON in text frames.", field="frame")
                 parsed = protocol.parse(text)
                 if member is not None:
-                    await hub.rooms.handle(member, parsed)
+                    await rooms.handle(member, parsed)
                     continue
                 if not isinstance(parsed, Hello):
                     raise InvalidState("Send hello first.", field="type")
@@ -224,8 +224,7 @@ async def visit_room(websocket: WebSocket) -> None:
                                                      parsed.guest_token)
                     if identity is None:
                         return
-                member = await hub.rooms.join(visit_id, identity, parsed, outlet,
-                                              connection_id)
+                member = await rooms.join(visit_id, identity, parsed, outlet, connection_id)
                 if direct is not None:
                     direct.set_text_hook(take_now)
             except ProtocolError as exc:
@@ -235,7 +234,7 @@ async def visit_room(websocket: WebSocket) -> None:
             direct.set_text_hook(None)
         hub.unwatch(outlet)
         if member is not None:
-            await hub.rooms.drop(member, deliberate=False)
+            await rooms.drop(member, deliberate=False)
     await outlet.finish()
 
 

@@ -139,6 +139,18 @@ def presence(receiver: Participant, members: list[Participant]) -> dict[str, Any
         for p in ordered]}
 
 
+def _signalling(sender: Participant) -> Participant:
+    """The sender of a signal, who must have been let in."""
+    if sender.state != ADMITTED:
+        raise InvalidState(f'Cannot signal in state "{sender.state}".', field="type")
+    return sender
+
+
+def _check_target(signal: Signal, target: Participant | None) -> None:
+    if target is None or target.state != ADMITTED:
+        raise UnknownPeer(f'There is no admitted peer "{signal.to}" in this room.', field="to")
+
+
 class Outlet(Protocol):
     """A socket, as rooms see it: messages are queued, never awaited."""
 
@@ -292,7 +304,7 @@ class Rooms:
         if self.immediate(message):
             self.handle_now(member, message)
         elif isinstance(message, Signal):
-            await self._signal(member, message)
+            await self._signal_through_relay(member, message)
         elif isinstance(message, IceRefresh):
             member.outlet.push({"type": "ice-servers", **self._ice(member.identity).to_json()})
         elif isinstance(message, Admit):
@@ -311,25 +323,20 @@ class Rooms:
     def _signal_here(self, member: Member, signal: Signal) -> None:
         """One instance: every participant of the room is a member in ``self.local`` (the
         relay's entries are the same objects), so a signal goes straight to its socket,
-        without an envelope through the relay. Same checks, same order as ``_signal``."""
-        me = member.participant
-        if me.state != ADMITTED:
-            raise InvalidState(f'Cannot signal in state "{me.state}".', field="type")
+        without an envelope through the relay."""
+        me = _signalling(member.participant)
         here = None if signal.to == me.peer_id else self.local.get((member.visit_id, signal.to))
-        if here is None or here.participant.state != ADMITTED:
-            raise UnknownPeer(f'There is no admitted peer "{signal.to}" in this room.',
-                              field="to")
+        _check_target(signal, None if here is None else here.participant)
+        assert here is not None
         here.outlet.push(signal.relayed(me.peer_id))
 
-    async def _signal(self, member: Member, signal: Signal) -> None:
-        me = member.participant
-        if me.state != ADMITTED:
-            raise InvalidState(f'Cannot signal in state "{me.state}".', field="type")
+    async def _signal_through_relay(self, member: Member, signal: Signal) -> None:
+        """Several instances: the target may be on any of them, so the signal goes as an
+        envelope on the room's channel (in order with the room's other envelopes)."""
+        me = _signalling(member.participant)
         target = None if signal.to == me.peer_id else \
             await self.relay.get(member.visit_id, signal.to)
-        if target is None or target.state != ADMITTED:
-            raise UnknownPeer(f'There is no admitted peer "{signal.to}" in this room.',
-                              field="to")
+        _check_target(signal, target)
         await self.relay.publish(member.visit_id, {"op": "deliver", "to": signal.to,
                                                    "message": signal.relayed(me.peer_id)})
 

@@ -113,6 +113,17 @@ def is_presence(peers: set[str]) -> Callable[[dict[str, Any]], bool]:
     return lambda m: m["type"] == "presence" and peers_in(m) == peers
 
 
+async def admit_across(staff_on: Instance, admitter: Member, staff_sees: Outlet,
+                       patient_sees: Outlet, peer_id: str) -> None:
+    """Admit a waiting patient from another instance; returns once the patient has been
+    told and the staff side sees them admitted."""
+    await staff_on.rooms.handle(admitter, Admit(peer_id))
+    await patient_sees.until(lambda m: m["type"] == "admitted", within=5)
+    await staff_sees.until(lambda m: m["type"] == "presence" and any(
+        p["peer_id"] == peer_id and p["state"] == ADMITTED for p in m["participants"]),
+        within=5)
+
+
 def race(run: Runner, scenario: Callable[[], Awaitable[Any]]) -> Any:
     return run(lambda: asyncio.wait_for(scenario(), 30))
 
@@ -221,11 +232,7 @@ def test_members_stop_seeing_the_participants_of_a_dead_instance(
             _, coordinator = await b.join(visit, staff(clinic.coordinator), "coordinator-peer")
             everyone = {"patient-peer-1", "prescriber-peer", "coordinator-peer"}
             await on_b.until(is_presence(everyone), within=5)
-            await b.rooms.handle(prescriber, Admit("patient-peer-1"))
-            await on_a.until(lambda m: m["type"] == "admitted", within=5)
-            await on_b.until(lambda m: m["type"] == "presence" and any(
-                p["peer_id"] == "patient-peer-1" and p["state"] == ADMITTED
-                for p in m["participants"]), within=5)
+            await admit_across(b, prescriber, on_b, on_a, "patient-peer-1")
 
             # A dies: no release, no goodbye; its Redis connections just stop.
             died = time.monotonic()
@@ -284,11 +291,7 @@ def test_an_instance_cut_off_from_redis_puts_its_participants_back(
             prescriber, on_b = await b.join(visit, staff(clinic.prescriber), "prescriber-peer")
             everyone = {"patient-peer-1", "prescriber-peer"}
             await on_b.until(is_presence(everyone), within=5)
-            await b.rooms.handle(prescriber, Admit("patient-peer-1"))
-            await on_a.until(lambda m: m["type"] == "admitted", within=5)
-            await on_b.until(lambda m: m["type"] == "presence" and any(
-                p["peer_id"] == "patient-peer-1" and p["state"] == ADMITTED
-                for p in m["participants"]), within=5)
+            await admit_across(b, prescriber, on_b, on_a, "patient-peer-1")
 
             # What B's pruning does to the entry of an instance it has not heard from.
             room = f"{namespace}:room:{visit}"

@@ -3,9 +3,12 @@ content ("An escalation needs your attention" and a link)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.access import on_call_now
 from server.events import emit
 from server.models import CareTeamMember, Escalation, Role, User
 from server.outbox import queue_email
@@ -23,17 +26,12 @@ async def care_team(session: AsyncSession, patient_id: int,
     return set((await session.scalars(query)).all())
 
 
-async def on_call(session: AsyncSession) -> set[int]:
+async def on_call(session: AsyncSession, now: datetime | None = None) -> set[int]:
+    """The prescribers and coordinators on call now (never admins: an alert goes only
+    to people who can open it)."""
     return set((await session.scalars(select(User.id).where(
-        User.on_call.is_(True), User.is_active.is_(True)))).all())
-
-
-async def backup(session: AsyncSession) -> set[int]:
-    """On-call staff; when nobody is on call, the admins."""
-    if found := await on_call(session):
-        return found
-    return set((await session.scalars(select(User.id).where(
-        User.role == Role.admin, User.is_active.is_(True)))).all())
+        User.is_active.is_(True), User.role.in_((Role.prescriber, Role.coordinator)),
+        on_call_now(now)))).all())
 
 
 async def alert(session: AsyncSession, services: Services, escalation: Escalation,
@@ -51,10 +49,10 @@ async def alert(session: AsyncSession, services: Services, escalation: Escalatio
         # prescriber and the on-call coordinators now.
         people |= await care_team(session, escalation.patient_id, Role.prescriber)
     if escalation.level == Level.EMERGENCY and why == "raised":
-        people |= await on_call(session)
+        people |= await on_call(session, services.clock.now())
     if why == "backup" or not coordinators:
         # Nobody to acknowledge on the team is itself a reason to reach the backup.
-        people |= await backup(session)
+        people |= await on_call(session, services.clock.now())
     emit(session, "escalation.alert", people, escalation_id=escalation.id,
          patient_id=escalation.patient_id, level=escalation.level, why=why,
          realerts=escalation.realerts)

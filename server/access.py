@@ -23,7 +23,15 @@ from sqlalchemy.orm import joinedload
 from server.actors import Actor
 from server.clock import utcnow
 from server.errors import Forbidden, NotFound
-from server.models import BreakGlassGrant, CareTeamMember, Escalation, Role, User, Visit
+from server.models import (
+    BreakGlassGrant,
+    CareTeamMember,
+    Escalation,
+    OnCallShift,
+    Role,
+    User,
+    Visit,
+)
 
 
 def _denied(actor: Actor, resource_type: str, resource_id: object, patient_id: int | None,
@@ -67,8 +75,18 @@ async def on_care_team(session: AsyncSession, member_id: int, patient_id: int) -
     return bool(await session.scalar(select(_care_team(member_id, patient_id))))
 
 
-async def is_on_call(session: AsyncSession, user_id: int) -> bool:
-    return bool(await session.scalar(select(User.on_call).where(User.id == user_id)))
+def on_call_now(now: datetime | None) -> ColumnElement[bool]:
+    """Whether ``User.id`` has a current turn on the on-call rota (safety invariant 5).
+    Only prescribers and coordinators can be on call: admins are never the backup."""
+    return exists().where(OnCallShift.user_id == User.id, OnCallShift.cancelled_at.is_(None),
+                          OnCallShift.starts_at <= (now or utcnow()),
+                          OnCallShift.ends_at > (now or utcnow()))
+
+
+async def is_on_call(session: AsyncSession, user_id: int, now: datetime | None = None) -> bool:
+    return bool(await session.scalar(select(User.id).where(
+        User.id == user_id, User.is_active.is_(True),
+        User.role.in_((Role.prescriber, Role.coordinator)), on_call_now(now))))
 
 
 async def has_break_glass(
@@ -161,7 +179,7 @@ async def access_escalation(
     if actor.role in (Role.prescriber, Role.coordinator):
         # On-call staff are the backup for every care team: they must be able to act.
         allowed = await on_care_team(session, actor.user_id, escalation.patient_id) or \
-            await is_on_call(session, actor.user_id)
+            await is_on_call(session, actor.user_id, now)
     elif actor.role is Role.admin:
         allowed = not write and await has_break_glass(session, actor.user_id,
                                                       escalation.patient_id, now)

@@ -1,35 +1,56 @@
 """The pre-visit check-in: drafts, completion, scoring, triage and its hand-off.
 
-Safety decisions made here (see docs/clinical.md):
+Safety decisions made here (CLINICAL.md, "Safety workflow invariants"; docs/clinical.md):
+- Every saved version of the answers is kept (``CheckInVersion``), drafts included, with
+  the level and reasons it showed when it was saved. The check-in's ``level`` and
+  ``reasons`` are the visit's risk: the highest level and every reason any version
+  reached. A later, calmer answer never lowers them (invariant 1).
 - A draft is triaged on every save using the instruments that are complete so far,
   and those still being answered at the least their answers so far show (a "yes" to
-  intent is high risk before the screener's last questions are answered). When that reaches
-  ``urgent`` or ``emergency`` (for example PHQ-9 item 9 answered above 0 before the
-  C-SSRS is done), the result is stored and handed to the escalation workflow at
-  once, so it is not lost if the patient closes the page.
+  intent is high risk before the screener's last questions are answered). When that
+  reaches ``urgent`` or ``emergency`` (for example PHQ-9 item 9 answered above 0 before
+  the C-SSRS is done), it is handed to the escalation workflow at once, so it is not
+  lost if the patient closes the page.
+- Emergency information (where the patient is, a callback number, a contact) is
+  validated strictly wherever it comes in (a draft, the completion, the confirmation
+  step of the form or of the join link) and stored with the time it was confirmed; the
+  open escalation follows every confirmation (invariants 2, 8, 10).
 - A completed check-in never goes unrecorded for missing pieces when its level is
   ``urgent`` or higher: the missing fields are listed instead of refusing it.
+- Concurrent saves of one check-in (two tabs, a double click, two instances) take the
+  visit's row lock first and are applied one after the other; the database holds one
+  check-in per visit, one completion and one score per instrument.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit
+from server import audit, notes
 from server.access import access_visit
 from server.actors import Actor
+from server.emergency_info import (
+    EmergencyContact,
+    EmergencyInfo,
+    EmergencyInfoBody,
+    Location,
+    Phone,
+    validation_context,
+)
 from server.errors import Conflict, Forbidden, ValidationFailed
 from server.events import emit
 from server.http import validation_error
+from server.locks import lock_visit
 from server.models import (
     CheckIn,
     CheckInStatus,
+    CheckInVersion,
     MeasureResult,
     PatientProfile,
     Role,
@@ -37,8 +58,8 @@ from server.models import (
     VisitKind,
     VisitStatus,
 )
-from server.services import Services
-from server.triage import Level, TriageResult, evaluate, level_at_least, level_rank
+from server.services import CheckinTrigger, Services
+from server.triage import Level, Reason, TriageResult, evaluate, level_at_least, level_rank
 from server.visits import ENDED, care_team_ids
 
 OPEN_BEFORE = timedelta(hours=72)
@@ -82,15 +103,6 @@ class SubstanceUse(_Strict):
     details: str | None = Field(default=None, max_length=1000)
 
 
-class Location(_Strict):
-    address: str = Field(min_length=3, max_length=500)
-
-
-class EmergencyContact(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    phone: str = Field(min_length=3, max_length=40)
-
-
 class CheckInBody(BaseModel):
     """Everything but the scored responses (those are validated by server.triage)."""
 
@@ -99,7 +111,7 @@ class CheckInBody(BaseModel):
     responses: dict[str, Any]
     sex: Literal["female", "male"] | None = None
     location: Location | None = None
-    callback_phone: str | None = Field(default=None, min_length=3, max_length=40)
+    callback_phone: Phone | None = None
     emergency_contact: EmergencyContact | None = None
     side_effects: list[SideEffect] = Field(default_factory=list, max_length=20)
     missed_doses: MissedDoses | None = None
@@ -107,9 +119,26 @@ class CheckInBody(BaseModel):
     substance_use: SubstanceUse | None = None
 
 
-def _checked_body(data: dict[str, Any]) -> CheckInBody:
+class DraftEmergencyInfo(BaseModel):
+    """The emergency information a draft carries, if any: each part given is checked as
+    strictly as at completion and counts as confirmed when saved."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    location: Location | None = None
+    callback_phone: Phone | None = None
+    emergency_contact: EmergencyContact | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.location is not None or self.callback_phone is not None or \
+            self.emergency_contact is not None
+
+
+def _validated(model: type[BaseModel], services: Services, data: dict[str, Any]) -> Any:
     try:
-        return CheckInBody.model_validate(data)
+        return model.model_validate(data, context=validation_context(
+            services.settings.phone_region))
     except ValidationError as exc:
         raise validation_error(exc) from None
 
@@ -151,27 +180,117 @@ async def needed_instruments(session: AsyncSession, visit: Visit) -> list[str]:
     return needed
 
 
-async def prefill(session: AsyncSession, patient_id: int) -> dict[str, Any]:
-    """Emergency information from the last check-in (else the profile), to confirm."""
-    last = await session.scalar(
+# --- emergency information ------------------------------------------------------------
+
+
+async def emergency_info_for(session: AsyncSession, services: Services,
+                             patient_id: int) -> EmergencyInfo:
+    """The freshest emergency information for the patient (invariant 2): the values they
+    confirmed last, at any visit, with when; confirmed longer ago than
+    ``location_confirm_hours`` they are "on file", as are the profile's when the patient
+    never confirmed any."""
+    now = services.clock.now()
+    fresh_since = now - timedelta(hours=services.settings.location_confirm_hours)
+    place = await session.scalar(
         select(CheckIn).where(CheckIn.patient_id == patient_id,
-                              CheckIn.callback_phone.is_not(None))
-        .order_by(CheckIn.updated_at.desc()).limit(1)
-    )
+                              CheckIn.location_confirmed_at.is_not(None))
+        .order_by(CheckIn.location_confirmed_at.desc()).limit(1))
+    contact = await session.scalar(
+        select(CheckIn).where(CheckIn.patient_id == patient_id,
+                              CheckIn.contact_confirmed_at.is_not(None))
+        .order_by(CheckIn.contact_confirmed_at.desc()).limit(1))
     profile = await session.get(PatientProfile, patient_id)
-    if last is not None:
-        return {"location": {"address": last.location_address},
-                "callback_phone": last.callback_phone,
-                "emergency_contact": {"name": last.emergency_contact_name,
-                                      "phone": last.emergency_contact_phone},
-                "sex": profile.sex if profile else None}
-    return {
-        "location": {"address": None},
-        "callback_phone": profile.phone if profile else None,
-        "emergency_contact": {"name": profile.emergency_contact_name if profile else None,
-                              "phone": profile.emergency_contact_phone if profile else None},
-        "sex": profile.sex if profile else None,
-    }
+    address = callback = contact_name = contact_phone = None
+    confirmed_at = contact_confirmed_at = on_file_at = None
+    source: str | None = None
+    if place is not None and place.location_confirmed_at is not None:
+        address, callback = place.location_address, place.callback_phone
+        if place.location_confirmed_at >= fresh_since:
+            confirmed_at, source = place.location_confirmed_at, "checkin"
+        else:
+            on_file_at, source = place.location_confirmed_at, "last_checkin"
+    elif profile is not None and profile.phone:
+        callback, source = profile.phone, "profile"
+    if contact is not None and contact.contact_confirmed_at is not None:
+        contact_name, contact_phone = contact.emergency_contact_name, \
+            contact.emergency_contact_phone
+        if contact.contact_confirmed_at >= fresh_since:
+            contact_confirmed_at = contact.contact_confirmed_at
+    elif profile is not None:
+        contact_name, contact_phone = profile.emergency_contact_name, \
+            profile.emergency_contact_phone
+    return EmergencyInfo(address=address, callback_phone=callback, contact_name=contact_name,
+                         contact_phone=contact_phone, confirmed_at=confirmed_at,
+                         contact_confirmed_at=contact_confirmed_at, source=source,
+                         on_file_at=on_file_at)
+
+
+async def prefill(session: AsyncSession, services: Services,
+                  patient_id: int) -> dict[str, Any]:
+    """Emergency information last given (else the profile's), for the patient to confirm;
+    and the sex last given, for AUDIT-C."""
+    info = await emergency_info_for(session, services, patient_id)
+    profile = await session.get(PatientProfile, patient_id)
+    return {"location": {"address": info.address}, "callback_phone": info.callback_phone,
+            "emergency_contact": {"name": info.contact_name, "phone": info.contact_phone},
+            "sex": profile.sex if profile else None}
+
+
+async def _confirm_emergency_info(
+    session: AsyncSession, services: Services, actor: Actor, visit: Visit, checkin: CheckIn,
+    *, location: Location | None, callback_phone: str | None,
+    contact: EmergencyContact | None, now: datetime,
+) -> None:
+    """Store what the patient confirmed, with the time, and let the open escalation
+    follow. Location and callback go together: confirming one confirms the pair as it
+    now stands."""
+    parts = []
+    if location is not None:
+        checkin.location_address = location.address
+        parts.append("location")
+    if callback_phone is not None:
+        checkin.callback_phone = callback_phone
+        parts.append("callback_phone")
+    if parts and checkin.location_address and checkin.callback_phone:
+        checkin.location_confirmed_at = now
+    if contact is not None:
+        checkin.emergency_contact_name = contact.name
+        checkin.emergency_contact_phone = contact.phone
+        checkin.contact_confirmed_at = now
+        parts.append("emergency_contact")
+    if not parts:
+        return
+    audit.record(session, actor, "confirm_emergency_info", "checkin", checkin.id,
+                 patient_id=visit.patient_id, visit_id=visit.id, parts=parts)
+    for hook in services.emergency_info_hooks:
+        await hook(session, services, actor, checkin)
+    emit(session, "checkin.emergency_info", await care_team_ids(session, visit.patient_id),
+         visit_id=visit.id, checkin_id=checkin.id, patient_id=visit.patient_id)
+
+
+async def confirm_emergency_info(
+    session: AsyncSession, services: Services, actor: Actor, visit_id: int, data: Any
+) -> dict[str, Any]:
+    """The "Where are you right now?" step: the form asks it as soon as a draft reaches
+    urgent or emergency, and a patient entering a visit passes it first (invariants 2,
+    10). Allowed on a completed check-in too: the patient may be somewhere else today
+    than when they checked in."""
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object.", field="body")
+    body: EmergencyInfoBody = _validated(EmergencyInfoBody, services, data)
+    visit = await _access_for_patient(session, actor, visit_id)
+    now = services.clock.now()
+    _window_check(visit, now)
+    await lock_visit(session, visit.id)
+    checkin = await _get_or_start(session, visit, now)
+    await _confirm_emergency_info(session, services, actor, visit, checkin,
+                                  location=body.location, callback_phone=body.callback_phone,
+                                  contact=body.emergency_contact, now=now)
+    info = await emergency_info_for(session, services, visit.patient_id)
+    return {"checkin_id": checkin.id, "visit_id": visit.id, **info.to_json()}
+
+
+# --- triage of drafts -----------------------------------------------------------------
 
 
 async def _previous_phq9(session: AsyncSession, patient_id: int,
@@ -254,50 +373,108 @@ def _partial_triage(services: Services, data: dict[str, Any]) -> TriageResult | 
     return replace(bound, requires=result.requires if result is not None else ())
 
 
+# --- versions and the visit's risk ----------------------------------------------------
+
+
 async def _get_or_start(session: AsyncSession, visit: Visit, now: datetime) -> CheckIn:
+    """The visit's check-in, started empty if there is none. Call with the visit locked
+    (``lock_visit``): the unique ``visit_id`` would refuse a second one anyway, but a
+    refusal would be an error for a patient who only opened a second tab."""
     checkin = await session.scalar(select(CheckIn).where(CheckIn.visit_id == visit.id))
     if checkin is None:
         checkin = CheckIn(visit_id=visit.id, patient_id=visit.patient_id,
-                          status=CheckInStatus.draft, started_at=now, updated_at=now, data={})
+                          status=CheckInStatus.draft, started_at=now, updated_at=now, data={},
+                          version=0)
         session.add(checkin)
         await session.flush()
     return checkin
 
 
-def _store_emergency_info(checkin: CheckIn, body: CheckInBody) -> None:
-    if body.location is not None:
-        checkin.location_address = body.location.address
-    if body.callback_phone is not None:
-        checkin.callback_phone = body.callback_phone
-    if body.emergency_contact is not None:
-        checkin.emergency_contact_name = body.emergency_contact.name
-        checkin.emergency_contact_phone = body.emergency_contact.phone
+def _reason_level(services: Services, code: str) -> Level:
+    try:
+        return services.rules.level_of(Reason(code))
+    except ValueError:
+        return Level.REVIEW  # an unknown (retired) reason still counts, never vanishes
 
 
-async def _hand_off(session: AsyncSession, services: Services, checkin: CheckIn,
-                    result: TriageResult) -> list[int]:
-    """Give the triage result to the escalation workflow (one call, see CheckinHook)."""
+def _by_level(services: Services, codes: list[str]) -> list[str]:
+    order = {code.value: index for index, code in enumerate(Reason)}
+    return sorted(codes, key=lambda c: (-level_rank(_reason_level(services, c)),
+                                        order.get(c, len(order))))
+
+
+async def _add_version(session: AsyncSession, checkin: CheckIn, kind: str,
+                       data: dict[str, Any], result: TriageResult | None,
+                       now: datetime) -> CheckInVersion | None:
+    """Keep this version of the answers; None for a draft that changed nothing (the
+    same draft sent twice, as a page does when it is hidden)."""
+    if kind == "draft" and checkin.version > 0 and data == checkin.data:
+        return None
+    checkin.version += 1
+    version = CheckInVersion(
+        checkin_id=checkin.id, seq=checkin.version, kind=kind, at=now, data=data,
+        scores=result.scores.to_json() if result else None,
+        level=result.level.value if result else Level.NONE.value,
+        reasons=[r.value for r in result.reasons] if result else [])
+    session.add(version)
+    await session.flush()
+    return version
+
+
+def _raise_risk(services: Services, checkin: CheckIn, result: TriageResult) -> None:
+    """Fold a triage result into the visit's risk: the highest level and every reason
+    ever seen. Never lowered (invariant 1)."""
+    reasons = list(dict.fromkeys([*(checkin.reasons or []), *(r.value for r in result.reasons)]))
+    checkin.reasons = _by_level(services, reasons)
+    if checkin.level is None or level_rank(result.level) > level_rank(checkin.level):
+        checkin.level = result.level.value
+
+
+def risk_level(checkin: CheckIn | None) -> Level:
+    """The visit's risk as far as its check-in shows it."""
+    return Level(checkin.level) if checkin is not None and checkin.level else Level.NONE
+
+
+async def _hand_off(session: AsyncSession, services: Services,
+                    trigger: CheckinTrigger) -> list[int]:
+    """Give the risk to the escalation workflow (see ``CheckinHook``)."""
     raised: list[int] = []
     for hook in services.checkin_hooks:
-        raised.extend(await hook(session, services, checkin, result))
+        raised.extend(await hook(session, services, trigger))
     return raised
 
 
-async def _record_triage(session: AsyncSession, services: Services, actor: Actor,
-                         visit: Visit, checkin: CheckIn, result: TriageResult) -> list[int]:
-    # Never lower a stored level from a later, partial draft: a risk once reported
-    # stays reported until a clinician resolves it.
-    if checkin.level is None or level_at_least(result.level, checkin.level):
-        checkin.level = result.level.value
-        checkin.reasons = [r.value for r in result.reasons]
-        checkin.scores = result.scores.to_json()
-    escalations = await _hand_off(session, services, checkin, result)
-    recipients = await care_team_ids(session, visit.patient_id)
-    emit(session, "checkin.triaged", recipients, visit_id=visit.id, checkin_id=checkin.id,
-         patient_id=visit.patient_id, level=result.level.value)
+def _safety_reasons(services: Services, result: TriageResult) -> list[str]:
+    return [r.value for r in result.reasons
+            if level_at_least(_reason_level(services, r.value), Level.REVIEW)]
+
+
+async def _after_triage(session: AsyncSession, services: Services, actor: Actor, visit: Visit,
+                        checkin: CheckIn, version: CheckInVersion, result: TriageResult,
+                        *, hand_off: bool) -> list[int]:
+    """What follows a new, triaged version: the escalation workflow when it may need one,
+    and an addendum task when it carries safety reasons after the note was signed."""
+    escalations: list[int] = []
+    if hand_off:
+        escalations = await _hand_off(session, services, CheckinTrigger(
+            checkin=checkin, version_id=version.id, level=risk_level(checkin),
+            reasons=tuple(checkin.reasons or ())))
+    safety = _safety_reasons(services, result)
+    if safety:
+        await notes.safety_reasons_after_signing(session, services, visit, checkin, safety)
+    emit(session, "checkin.triaged", await care_team_ids(session, visit.patient_id),
+         visit_id=visit.id, checkin_id=checkin.id, patient_id=visit.patient_id,
+         level=risk_level(checkin).value)
     audit.record(session, actor, "triage", "checkin", checkin.id, patient_id=visit.patient_id,
-                 level=result.level.value)
+                 level=result.level.value, version=version.seq)
     return escalations
+
+
+def _crisis(checkin: CheckIn) -> bool:
+    return level_at_least(risk_level(checkin), Level.URGENT)
+
+
+# --- saving and completing ------------------------------------------------------------
 
 
 async def save_draft(
@@ -306,39 +483,72 @@ async def save_draft(
     """Keep what the patient has entered so far; triage what is complete."""
     if not isinstance(data, dict):
         raise ValidationFailed("The draft must be a JSON object.", field="body")
+    emergency: DraftEmergencyInfo = _validated(DraftEmergencyInfo, services, data)
     visit = await _access_for_patient(session, actor, visit_id)
     now = services.clock.now()
     _window_check(visit, now)
+    await lock_visit(session, visit.id)
     checkin = await _get_or_start(session, visit, now)
     if checkin.status is CheckInStatus.completed:
         raise Conflict("This check-in is already complete.", code="checkin_completed",
                        field="status")
+    result = _partial_triage(services, data)
+    version = await _add_version(session, checkin, "draft", data, result, now)
     checkin.data = data
     checkin.updated_at = now
     audit.record(session, actor, "save_draft", "checkin", checkin.id,
                  patient_id=visit.patient_id)
+    if emergency.given:
+        await _confirm_emergency_info(session, services, actor, visit, checkin,
+                                      location=emergency.location,
+                                      callback_phone=emergency.callback_phone,
+                                      contact=emergency.emergency_contact, now=now)
     escalations: list[int] = []
-    result = _partial_triage(services, data)
-    if result is not None and level_at_least(result.level, Level.URGENT):
-        escalations = await _record_triage(session, services, actor, visit, checkin, result)
+    if result is not None and version is not None:
+        checkin.scores = result.scores.to_json()
+        _raise_risk(services, checkin, result)
+        escalations = await _after_triage(
+            session, services, actor, visit, checkin, version, result,
+            hand_off=level_at_least(result.level, Level.URGENT))
     return {
         "id": checkin.id, "status": checkin.status.value, "saved_at": now.isoformat(),
-        "level": result.level.value if result else "none",
+        "version": checkin.version,
+        "level": risk_level(checkin).value, "reasons": checkin.reasons or [],
+        "draft_level": result.level.value if result else Level.NONE.value,
         "requires": list(result.requires) if result else [],
-        "crisis": bool(result and level_at_least(result.level, Level.URGENT)),
+        "crisis": _crisis(checkin),
+        "location_confirmed_at": checkin.location_confirmed_at.isoformat()
+        if checkin.location_confirmed_at else None,
         "escalations": escalations,
     }
 
 
-def _missing(body: CheckInBody, needed: list[str]) -> list[str]:
+def _missing(body: CheckInBody, needed: list[str], checkin: CheckIn) -> list[str]:
+    """What the check-in still lacks; emergency information confirmed for this visit
+    already (the form's first step when the answers are urgent) counts as given."""
     missing = [f"responses.{name}" for name in needed if name not in body.responses]
-    if body.location is None:
+    if body.location is None and not checkin.location_address:
         missing.append("location.address")
-    if body.callback_phone is None:
+    if body.callback_phone is None and not checkin.callback_phone:
         missing.append("callback_phone")
-    if body.emergency_contact is None:
+    if body.emergency_contact is None and not checkin.emergency_contact_name:
         missing.append("emergency_contact")
     return missing
+
+
+async def _mark_completed(session: AsyncSession, checkin: CheckIn, now: datetime) -> None:
+    """Draft to completed, once: the database decides between racing completions."""
+    done = await session.execute(
+        update(CheckIn).where(CheckIn.id == checkin.id,
+                              CheckIn.status == CheckInStatus.draft)
+        .values(status=CheckInStatus.completed, completed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False))
+    if getattr(done, "rowcount", 0) != 1:
+        raise Conflict("This check-in is already complete.", code="checkin_completed",
+                       field="status")
+    checkin.status = CheckInStatus.completed
+    checkin.completed_at = now
+    checkin.updated_at = now
 
 
 async def complete(
@@ -347,30 +557,31 @@ async def complete(
     """Validate, score, triage and store the check-in; the visit becomes checked in."""
     if not isinstance(data, dict):
         raise ValidationFailed("The body must be a JSON object.", field="body")
+    body: CheckInBody = _validated(CheckInBody, services, data)
     visit = await _access_for_patient(session, actor, visit_id)
     now = services.clock.now()
     _window_check(visit, now)
-    body = _checked_body(data)
+    await lock_visit(session, visit.id)
     checkin = await _get_or_start(session, visit, now)
     if checkin.status is CheckInStatus.completed:
         raise Conflict("This check-in is already complete.", code="checkin_completed",
                        field="status")
     previous = await _previous_phq9(session, visit.patient_id, checkin.id)
     result = evaluate(data, services.rules, previous_phq9_total=previous)
-    missing = _missing(body, await needed_instruments(session, visit))
-    if missing and not level_at_least(result.level, Level.URGENT):
+    missing = _missing(body, await needed_instruments(session, visit), checkin)
+    urgent = level_at_least(result.level, Level.URGENT) or _crisis(checkin)
+    if missing and not urgent:
         raise ValidationFailed(f"{missing[0]} is required to finish the check-in.",
                                field=missing[0])
+    await _mark_completed(session, checkin, now)
+    version = await _add_version(session, checkin, "completion", data, result, now)
+    assert version is not None  # a completion is always kept
     checkin.data = data
-    checkin.status = CheckInStatus.completed
-    checkin.completed_at = now
-    checkin.updated_at = now
-    _store_emergency_info(checkin, body)
-    # The stored level is this full result; a partial draft's level may be lower or
-    # higher, but the completed answers are what the patient confirmed.
-    checkin.level = result.level.value
-    checkin.reasons = [r.value for r in result.reasons]
     checkin.scores = result.scores.to_json()
+    await _confirm_emergency_info(session, services, actor, visit, checkin,
+                                  location=body.location, callback_phone=body.callback_phone,
+                                  contact=body.emergency_contact, now=now)
+    _raise_risk(services, checkin, result)
     for name, score in result.scores.to_json().items():
         total = score.get("total") if isinstance(score, dict) else None
         session.add(MeasureResult(checkin_id=checkin.id, patient_id=visit.patient_id,
@@ -383,16 +594,63 @@ async def complete(
     if visit.status is VisitStatus.scheduled:
         visit.status = VisitStatus.checked_in
     audit.record(session, actor, "complete", "checkin", checkin.id, patient_id=visit.patient_id,
-                 level=result.level.value)
-    escalations = await _hand_off(session, services, checkin, result)
+                 level=risk_level(checkin).value)
+    escalations = await _after_triage(session, services, actor, visit, checkin, version,
+                                      result, hand_off=True)
     recipients = await care_team_ids(session, visit.patient_id)
     emit(session, "checkin.completed", recipients, visit_id=visit.id, checkin_id=checkin.id,
-         patient_id=visit.patient_id, level=result.level.value)
+         patient_id=visit.patient_id, level=risk_level(checkin).value)
     emit(session, "visit.status", recipients | {visit.patient_id}, visit_id=visit.id,
          status=visit.status.value)
+    reasons = checkin.reasons or []
     return {"id": checkin.id, "visit_id": visit.id, "status": checkin.status.value,
-            **result.to_json(), "missing": missing, "escalations": escalations,
-            "completed_at": now.isoformat()}
+            "version": checkin.version, "scores": result.scores.to_json(),
+            # The visit's risk: this completion and every saved draft before it.
+            "level": risk_level(checkin).value, "reasons": reasons,
+            "reason_levels": {r: _reason_level(services, r).value for r in reasons},
+            "requires": list(result.requires),
+            # The completed answers alone, as POST /api/v1/triage would score them.
+            "answers": {"level": result.level.value,
+                        "reasons": [r.value for r in result.reasons]},
+            "missing": missing, "escalations": escalations, "completed_at": now.isoformat()}
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReasonSeen:
+    """When a reason first showed in a saved version, and whether the latest still shows
+    it (a patient may change an answer; the reason stays on record)."""
+
+    code: str
+    level: str
+    first_seen_at: datetime
+    first_seen_kind: str
+    first_seen_seq: int
+    in_latest: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "level": self.level,
+                "first_seen_at": self.first_seen_at.isoformat(),
+                "first_seen_kind": self.first_seen_kind, "first_seen_version": self.first_seen_seq,
+                "in_latest": self.in_latest}
+
+
+async def versions_of(session: AsyncSession, checkin_id: int) -> list[CheckInVersion]:
+    return list((await session.scalars(select(CheckInVersion).where(
+        CheckInVersion.checkin_id == checkin_id).order_by(CheckInVersion.seq))).all())
+
+
+def reasons_seen(services: Services, versions: list[CheckInVersion]) -> list[ReasonSeen]:
+    first: dict[str, CheckInVersion] = {}
+    for version in versions:
+        for code in version.reasons:
+            first.setdefault(code, version)
+    latest = set(versions[-1].reasons) if versions else set()
+    return [ReasonSeen(code, _reason_level(services, code).value, first[code].at,
+                       first[code].kind, first[code].seq, code in latest)
+            for code in _by_level(services, list(first))]
 
 
 def checkin_json(checkin: CheckIn) -> dict[str, Any]:
@@ -400,6 +658,7 @@ def checkin_json(checkin: CheckIn) -> dict[str, Any]:
         "id": checkin.id,
         "visit_id": checkin.visit_id,
         "status": checkin.status.value,
+        "version": checkin.version,
         "data": checkin.data,
         "scores": checkin.scores,
         "level": checkin.level,
@@ -408,6 +667,10 @@ def checkin_json(checkin: CheckIn) -> dict[str, Any]:
         "callback_phone": checkin.callback_phone,
         "emergency_contact": {"name": checkin.emergency_contact_name,
                               "phone": checkin.emergency_contact_phone},
+        "location_confirmed_at": checkin.location_confirmed_at.isoformat()
+        if checkin.location_confirmed_at else None,
+        "contact_confirmed_at": checkin.contact_confirmed_at.isoformat()
+        if checkin.contact_confirmed_at else None,
         "started_at": checkin.started_at.isoformat(),
         "updated_at": checkin.updated_at.isoformat(),
         "completed_at": checkin.completed_at.isoformat() if checkin.completed_at else None,
@@ -417,17 +680,25 @@ def checkin_json(checkin: CheckIn) -> dict[str, Any]:
 async def get_checkin(
     session: AsyncSession, services: Services, actor: Actor, visit_id: int
 ) -> dict[str, Any]:
-    """The visit's check-in (or none yet), what it needs and the prefill."""
+    """The visit's check-in (or none yet), what it needs, the prefill and the freshest
+    emergency information; for the care team also each reason with when it first
+    showed (drafts included)."""
     visit = await access_visit(session, actor, visit_id, now=services.clock.now())
     checkin = await session.scalar(select(CheckIn).where(CheckIn.visit_id == visit.id))
     audit.record(session, actor, "read", "checkin", checkin.id if checkin else None,
                  patient_id=visit.patient_id, visit_id=visit.id)
     now = services.clock.now()
     is_open = visit.status not in ENDED and now >= visit.scheduled_at - OPEN_BEFORE
-    return {
+    found: dict[str, Any] = {
         "visit_id": visit.id,
         "open": is_open,
         "needs": await needed_instruments(session, visit),
-        "prefill": await prefill(session, visit.patient_id),
+        "prefill": await prefill(session, services, visit.patient_id),
+        "emergency_info": (await emergency_info_for(session, services,
+                                                    visit.patient_id)).to_json(),
         "checkin": checkin_json(checkin) if checkin else None,
     }
+    if checkin is not None and actor.role is not Role.patient:
+        seen = reasons_seen(services, await versions_of(session, checkin.id))
+        found["checkin"]["reasons_seen"] = [r.to_json() for r in seen]
+    return found

@@ -21,7 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -70,8 +70,6 @@ class User(Base):
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Backup for unacknowledged escalations (CLINICAL: re-alert, then the backup).
-    on_call: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
@@ -232,7 +230,8 @@ class CheckIn(Base):
     """A patient's pre-visit check-in: answers, scores, triage and emergency information.
 
     A draft is saved as the patient goes, so nothing typed is lost; completing it stores
-    the scores and the triage result and hands them to the escalation workflow.
+    the scores and the triage result and hands them to the escalation workflow. Every
+    saved version of the answers is kept (``CheckInVersion``).
     """
 
     __tablename__ = "checkins"
@@ -248,14 +247,46 @@ class CheckIn(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The whole body as the patient last sent it (draft or final).
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # Set on completion, from the scoring and triage of `data`.
+    # How many versions of the answers are saved (the last one's ``seq``).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The scores of the latest scored answers (the completion's, once completed).
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The visit's risk (CLINICAL.md, safety invariant 1): the highest level any saved
+    # version reached and every reason any version showed. Never lowered.
     level: Mapped[str | None] = mapped_column(String(16), default=None)
     reasons: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # Emergency information as the patient confirmed it for this visit, and when
+    # (invariant 2): location and callback number together, the contact on its own.
     location_address: Mapped[str | None] = mapped_column(String(500), default=None)
     callback_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    location_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(),
+                                                                   default=None)
     emergency_contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
     emergency_contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    contact_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(),
+                                                                  default=None)
+
+
+class CheckInVersion(Base):
+    """One saved version of a check-in's answers, as triaged when it was saved.
+
+    Written for every draft save that changed the answers and for the completion, never
+    updated: an answer that triggered a reason stays on record even when the patient
+    changes it later, and staff see which answers triggered and when.
+    """
+
+    __tablename__ = "checkin_versions"
+    __table_args__ = (UniqueConstraint("checkin_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkin_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # draft | completion
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    level: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class MeasureResult(Base):
@@ -263,7 +294,9 @@ class MeasureResult(Base):
 
     __tablename__ = "measure_results"
     __table_args__ = (Index("ix_measure_results_patient_instrument_at",
-                            "patient_id", "instrument", "at"),)
+                            "patient_id", "instrument", "at"),
+                      # One score per instrument per check-in, whatever races to complete.
+                      UniqueConstraint("checkin_id", "instrument"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     checkin_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"), index=True)
@@ -330,12 +363,20 @@ class Escalation(Base):
     """A safety concern that someone must own and close with a disposition.
 
     The patient's emergency information (location, callback number, emergency contact)
-    is copied from the check-in when raised, so the coordinator has it on one screen
-    even if the patient's profile changes later.
+    is copied when raised and again at every later confirmation while it is open, with
+    when it was confirmed (``emergency_confirmed_at``; None: only on file), so the
+    coordinator has the freshest on one screen.
     """
 
     __tablename__ = "escalations"
-    __table_args__ = (Index("ix_escalations_patient_status", "patient_id", "status"),)
+    __table_args__ = (
+        Index("ix_escalations_patient_status", "patient_id", "status"),
+        # One open escalation per patient (safety invariant 3), held by the database
+        # whatever races to raise one.
+        Index("ux_escalations_open_patient", "patient_id", unique=True,
+              sqlite_where=text("status != 'resolved'"),
+              postgresql_where=text("status != 'resolved'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -343,12 +384,16 @@ class Escalation(Base):
     checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"), default=None)
     level: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
-    reason_text: Mapped[str | None] = mapped_column(String(1000), default=None)
+    # The text of every manual raise, oldest first (never dropped, invariant 3).
+    reason_text: Mapped[str | None] = mapped_column(Text, default=None)
     source: Mapped[str] = mapped_column(String(16))  # checkin | manual
     status: Mapped[EscalationStatus] = mapped_column(
         _enum(EscalationStatus, "escalation_status"), default=EscalationStatus.open)
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
     raised_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    # When it was raised or last re-armed: the acknowledgement deadline and the re-alert
+    # interval count from here, and neither moves until the next re-arm (invariant 4).
+    armed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     ack_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
@@ -363,7 +408,56 @@ class Escalation(Base):
     callback_phone: Mapped[str | None] = mapped_column(String(40), default=None)
     emergency_contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
     emergency_contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    # When the patient confirmed the location and callback above (None: on file only),
+    # and where they come from: "checkin" (confirmed), "last_checkin" or "profile".
+    emergency_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(),
+                                                                    default=None)
+    emergency_source: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Re-alerts sent since it was last raised or re-armed.
     realerts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EscalationTrigger(Base):
+    """What raised, re-armed or added to an escalation: a check-in (and the saved version
+    of its answers that triggered) or a manual raise with its text."""
+
+    __tablename__ = "escalation_triggers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(16))  # checkin | manual
+    level: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), default=None)
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"), default=None)
+    checkin_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("checkin_versions.id"), default=None)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    # raised | rearmed | added: what this trigger did to the escalation.
+    effect: Mapped[str] = mapped_column(String(16))
+
+
+class OnCallShift(Base):
+    """One person's turn on the on-call rota (safety invariant 5): from, until.
+
+    While on call, a prescriber or coordinator sees and acts on every care team's open
+    escalations and is the backup for an emergency nobody acknowledges.
+    """
+
+    __tablename__ = "on_call_shifts"
+    __table_args__ = (Index("ix_on_call_shifts_span", "starts_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"),
+                                                        default=None)
 
 
 class EscalationEvent(Base):
@@ -436,6 +530,36 @@ class NoteAddendum(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     text: Mapped[str] = mapped_column(Text)
+    # A safety assessment given with the addendum (assessed, risk_judgement, plan).
+    safety: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class SafetyAddendumTask(Base):
+    """A check-in with safety reasons arrived after the note was signed (invariant 7):
+    the prescriber owes an addendum with a safety assessment. Shown at the top of their
+    day until an addendum with one is written."""
+
+    __tablename__ = "safety_addendum_tasks"
+    __table_args__ = (
+        Index("ix_safety_addendum_tasks_open", "prescriber_id", "done_at"),
+        # One open task per note: later reasons are added to it.
+        Index("ux_safety_addendum_tasks_open_note", "note_id", unique=True,
+              sqlite_where=text("done_at IS NULL"),
+              postgresql_where=text("done_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("visit_notes.id"), index=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    prescriber_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    checkin_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    done_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    addendum_id: Mapped[int | None] = mapped_column(ForeignKey("note_addenda.id"),
+                                                    default=None)
 
 
 class Medication(Base):

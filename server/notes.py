@@ -26,6 +26,7 @@ from server.models import (
     CheckIn,
     NoteAddendum,
     NoteStatus,
+    SafetyAddendumTask,
     Role,
     User,
     Visit,
@@ -205,6 +206,37 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
     emit(session, "note.signed", await care_team_ids(session, visit.patient_id)
          | {visit.patient_id}, visit_id=visit.id, note_id=note.id)
     return await note_json(session, services, visit, note)
+
+
+async def safety_reasons_after_signing(session: AsyncSession, services: Services,
+                                      visit: Visit, checkin: CheckIn,
+                                      reasons: list[str]) -> None:
+    """A check-in version with safety reasons (level review or higher) was saved: when the
+    visit's note is already signed, the prescriber owes an addendum with a safety
+    assessment (CLINICAL.md, invariant 7), shown at the top of their day. One open task
+    per note; later reasons join it. Called with the visit locked."""
+    note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id))
+    if note is None or note.status is not NoteStatus.signed:
+        return
+    now = services.clock.now()
+    task = await session.scalar(select(SafetyAddendumTask).where(
+        SafetyAddendumTask.note_id == note.id, SafetyAddendumTask.done_at.is_(None)))
+    if task is None:
+        task = SafetyAddendumTask(note_id=note.id, visit_id=visit.id,
+                                  patient_id=visit.patient_id,
+                                  prescriber_id=visit.prescriber_id, checkin_id=checkin.id,
+                                  reasons=list(reasons), created_at=now)
+        session.add(task)
+        await session.flush()
+        audit.record(session, None, "create", "safety_addendum_task", task.id,
+                     patient_id=visit.patient_id, note_id=note.id)
+    else:
+        merged = list(dict.fromkeys([*task.reasons, *reasons]))
+        if merged == task.reasons:
+            return
+        task.reasons = merged
+    emit(session, "note.addendum_needed", await care_team_ids(session, visit.patient_id),
+         visit_id=visit.id, note_id=note.id, task_id=task.id)
 
 
 async def add_addendum(session: AsyncSession, services: Services, actor: Actor,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,15 +17,31 @@ from server.clock import Clock
 from server.events import take_pending
 from server.session_cache import SessionCache
 from server.settings import Settings
-from server.triage import TriageResult, TriageRules
+from server.actors import Actor
+from server.models import CheckIn
+from server.triage import Level, TriageRules
 
-# Called when a check-in's triage result is stored (drafts that reach urgent or higher,
-# and completed check-ins); returns the ids of the escalations it raised. The
-# escalation workflow registers itself here from app.py, since server/ must not import
-# escalation/.
-CheckinHook = Callable[
-    [AsyncSession, "Services", Any, TriageResult], Awaitable[list[int]]
-]
+
+
+@dataclass(frozen=True)
+class CheckinTrigger:
+    """A check-in's risk handed to the escalation workflow: the level and reasons, and the
+    saved version of the answers that showed them (``CheckInVersion.id``)."""
+
+    checkin: CheckIn
+    version_id: int | None
+    level: Level
+    reasons: tuple[str, ...]
+
+
+# Called when a check-in reaches a level that may need an escalation (a draft at urgent
+# or higher, every completion); returns the ids of the escalations raised or updated.
+# The escalation workflow registers itself here from app.py, since server/ must not
+# import escalation/.
+CheckinHook = Callable[[AsyncSession, "Services", CheckinTrigger], Awaitable[list[int]]]
+# Called when the patient confirms emergency information (location and callback,
+# contact) for a visit, so the open escalation shows the freshest (invariant 2).
+EmergencyInfoHook = Callable[[AsyncSession, "Services", Actor, CheckIn], Awaitable[None]]
 
 
 @dataclass
@@ -38,6 +53,7 @@ class Services:
     clock: Clock = field(default_factory=Clock)
     triage_rules: TriageRules | None = None
     checkin_hooks: list[CheckinHook] = field(default_factory=list)
+    emergency_info_hooks: list[EmergencyInfoHook] = field(default_factory=list)
     # Sessions recently loaded by this app (server.session_cache).
     session_cache: SessionCache = field(default_factory=SessionCache)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
+
 PREFIX = "MENDWELL_"
 ENVIRONMENTS = ("development", "test", "production")
 ICE_TRANSPORT_POLICIES = ("all", "relay")
@@ -69,11 +71,16 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     run_background_tasks: bool = True
     # Escalations (CLINICAL.md): a coordinator must acknowledge within these; unanswered,
-    # the coordinators are re-alerted at each deadline and the backup (on-call users,
-    # else admins) from the second one on. step_up is one business day.
+    # the coordinators are re-alerted and, from the second re-alert on, whoever is on
+    # call (never admins). step_up is one business day.
     ack_emergency_minutes: int = 5
     ack_urgent_minutes: int = 60
     ack_step_up_business_days: int = 1
+    # Re-alerts repeat on their own interval until someone acknowledges, without moving
+    # the deadline (CLINICAL.md, safety invariant 4). step_up re-alerts once a business
+    # day from its deadline on.
+    realert_emergency_minutes: int = 5
+    realert_urgent_minutes: int = 15
     timer_poll_seconds: float = 1.0
     # Follow-up cadence matched to risk (CLINICAL.md), in days.
     follow_up_urgent_days: int = 7
@@ -81,6 +88,12 @@ class Settings:
     follow_up_moderate_days: int = 28
     follow_up_stable_days: int = 90
     follow_up_default_days: int = 28
+    # Emergency information: numbers without a country code are read in this region
+    # (ISO 3166 code), then stored in E.164.
+    phone_region: str = "US"
+    # A location confirmed longer ago than this is shown as "not confirmed today", and a
+    # patient entering a visit confirms it again first (CLINICAL.md, invariants 2, 10).
+    location_confirm_hours: int = 12
     # Video visits (signaling/). TURN credentials are short-lived so a leaked one is
     # soon useless; clients refresh them with `ice-refresh` before they expire.
     turn_ttl_seconds: int = 600
@@ -148,6 +161,9 @@ class Settings:
         if not is_zone_name(self.clinic_timezone):
             raise SettingsError("MENDWELL_CLINIC_TIMEZONE must be an IANA time zone name such "
                                 f"as America/Chicago, not {self.clinic_timezone!r}.")
+        if self.phone_region not in phone_regions():
+            raise SettingsError("MENDWELL_PHONE_REGION must be a two-letter region code that "
+                                f"phone numbers know, such as US or GB, not {self.phone_region!r}.")
         if self.turn_urls and not self.turn_secret:
             raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
         if self.turn_ttl_seconds < 60:
@@ -160,6 +176,10 @@ class Settings:
             raise SettingsError("MENDWELL_ICE_TRANSPORT_POLICY is relay but MENDWELL_TURN_URLS "
                                 "is not set: with no TURN server no video could connect.")
         return replace(self, **updates) if updates else self
+
+
+def phone_regions() -> frozenset[str]:
+    return frozenset(phonenumbers.SUPPORTED_REGIONS)
 
 
 def is_zone_name(name: str) -> bool:

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from server import checkins, fhir, trends
 from server.api.registry import ApiOperation
+from server.emergency_info import EmergencyInfoBody
 from server.http import actor_of, json_object, path_id, services_of
 from server.instruments import instrument_definitions
 from server.triage import evaluate
@@ -39,6 +40,16 @@ async def save_draft(request: Request) -> Response:
     services = services_of(request)
     async with services.transaction() as session:
         data = await checkins.save_draft(session, services, actor, visit_id, body)
+    return JSONResponse(data)
+
+
+async def confirm_emergency_info(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_object(request)
+    services = services_of(request)
+    async with services.transaction() as session:
+        data = await checkins.confirm_emergency_info(session, services, actor, visit_id, body)
     return JSONResponse(data)
 
 
@@ -85,6 +96,11 @@ OPERATIONS = [
     ApiOperation("PUT", "/api/v1/visits/{visit_id}/checkin/draft", save_draft,
                  "Save a partial check-in (triaged at once when it shows urgent risk)",
                  tag="checkin"),
+    ApiOperation("PUT", "/api/v1/visits/{visit_id}/checkin/emergency-info",
+                 confirm_emergency_info,
+                 "Confirm where the patient is now and a callback number (and the emergency "
+                 "contact): asked first when a draft is urgent, and before entering a visit",
+                 body=EmergencyInfoBody, tag="checkin"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/checkin", complete_checkin,
                  "Complete the check-in: scores, triage, escalations raised", success=201,
                  tag="checkin"),

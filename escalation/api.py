@@ -6,13 +6,14 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from escalation import lifecycle, queries
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
 from server.http import MAX_ID, actor_of, json_body, path_id, services_of
 from server.models import EscalationStatus
+from server.responses import JSONResponse
 
 
 class NewEscalation(BaseModel):
@@ -61,7 +62,8 @@ async def list_escalations(request: Request) -> Response:
         raise ValidationFailed(f"status must be one of {', '.join(sorted(allowed))}.",
                                field="status")
     async with services_of(request).transaction() as session:
-        found = await queries.list_escalations(session, actor, status=status)
+        found = await queries.list_escalations(session, actor, status=status,
+                                               now=services_of(request).clock.now())
     return JSONResponse({"escalations": found})
 
 
@@ -73,7 +75,8 @@ async def create_escalation(request: Request) -> Response:
         escalation = await lifecycle.raise_manually(
             session, services, actor, patient_id=body.patient_id, visit_id=body.visit_id,
             level=body.level, reason=body.reason, text=body.text)
-        data = await queries.escalation_detail(session, actor, escalation.id)
+        data = await queries.escalation_detail(session, actor, escalation.id,
+                                               now=services.clock.now())
     return JSONResponse(data, status_code=201)
 
 
@@ -93,7 +96,8 @@ async def acknowledge(request: Request) -> Response:
     services = services_of(request)
     async with services.transaction() as session:
         await lifecycle.acknowledge(session, services, actor, escalation_id)
-        data = await queries.escalation_detail(session, actor, escalation_id)
+        data = await queries.escalation_detail(session, actor, escalation_id,
+                                               now=services.clock.now())
     return JSONResponse(data)
 
 
@@ -104,7 +108,8 @@ async def assign(request: Request) -> Response:
     services = services_of(request)
     async with services.transaction() as session:
         await lifecycle.assign(session, services, actor, escalation_id, body.assignee_id)
-        data = await queries.escalation_detail(session, actor, escalation_id)
+        data = await queries.escalation_detail(session, actor, escalation_id,
+                                               now=services.clock.now())
     return JSONResponse(data)
 
 
@@ -143,7 +148,8 @@ async def resolve(request: Request) -> Response:
         await lifecycle.resolve(session, services, actor, escalation_id,
                                 disposition=body.disposition, note=body.note,
                                 reason=body.reason)
-        data = await queries.escalation_detail(session, actor, escalation_id)
+        data = await queries.escalation_detail(session, actor, escalation_id,
+                                               now=services.clock.now())
     return JSONResponse(data)
 
 
@@ -151,7 +157,7 @@ async def measures(request: Request) -> Response:
     actor = actor_of(request)
     services = services_of(request)
     days = request.query_params.get("days", "30")
-    if not days.isdigit() or not 1 <= int(days) <= 366:
+    if not (days.isascii() and days.isdigit()) or not 1 <= int(days) <= 366:
         raise ValidationFailed("days must be a whole number from 1 to 366.", field="days")
     until = services.clock.now()
     since: datetime = until - timedelta(days=int(days))

@@ -1,11 +1,18 @@
 """Acknowledgement deadlines and re-alerts, as timer rows.
 
-Each open escalation has one pending ``escalation_ack`` timer due at its deadline. When
-it fires and nobody has acknowledged, the coordinators are alerted again, from the
-second deadline on the backup too, and the next timer is set: until someone
-acknowledges. Timers are claimed by exactly one instance: ``FOR UPDATE SKIP LOCKED``
-on PostgreSQL; on SQLite (one process) a claiming UPDATE is the transaction's first
-statement, which takes the write lock. The effects and the claim commit together.
+CLINICAL.md, safety invariant 4: the acknowledgement deadline is fixed when an
+escalation is raised or re-armed (``armed_at``) and never moves. Re-alerts repeat on
+their own interval from that moment (emergency every 5 minutes, urgent every 15, both
+settings; step_up once a business day from its deadline) until someone acknowledges;
+from the second re-alert on they also reach whoever is on call. Pages count "overdue
+by" up from the fixed deadline.
+
+Each open escalation has one pending ``escalation_realert`` timer, due at its next
+re-alert and stamped with the ``armed_at`` it belongs to, so a timer left over from
+before a re-arm does nothing. Timers are claimed by exactly one instance: ``FOR
+UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite (one process) a claiming UPDATE is the
+transaction's first statement, which takes the write lock. The effects and the claim
+commit together.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from server.triage import Level
 
 log = logging.getLogger("mendwell.deadlines")
 
-ACK_TIMER = "escalation_ack"
+REALERT_TIMER = "escalation_realert"
+# Timers written before deadlines were fixed; fired like re-alerts.
+LEGACY_ACK_TIMER = "escalation_ack"
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 BATCH = 50
 
@@ -66,34 +75,68 @@ async def cancel_timers(session: AsyncSession, services: Services, kind: str,
     )
 
 
-async def schedule_ack_timer(session: AsyncSession, services: Services,
-                             escalation: Escalation) -> None:
-    """One pending acknowledgement timer per escalation, due at its deadline."""
-    await cancel_timers(session, services, ACK_TIMER, escalation.id)
-    if escalation.ack_due_at is not None:
-        session.add(Timer(kind=ACK_TIMER, subject_id=escalation.id,
-                          due_at=escalation.ack_due_at, created_at=services.clock.now()))
+def next_realert(services: Services, escalation: Escalation,
+                 after: datetime) -> datetime | None:
+    """The first re-alert slot after ``after``. Slots count from when the escalation was
+    armed (emergency and urgent: every interval; step_up: its deadline, then every
+    business day), so a worker that was down does not send a burst to catch up."""
+    s = services.settings
+    armed = escalation.armed_at or escalation.raised_at
+    if escalation.level in (Level.EMERGENCY, Level.URGENT):
+        minutes = s.realert_emergency_minutes if escalation.level == Level.EMERGENCY \
+            else s.realert_urgent_minutes
+        interval = timedelta(minutes=minutes)
+        slots = max(0, int((after - armed) / interval)) + 1
+        return armed + slots * interval
+    if escalation.level == Level.STEP_UP and escalation.ack_due_at is not None:
+        # "Within 1 business day": nothing before the deadline, then once a business
+        # day at the same clock time.
+        due = escalation.ack_due_at
+        while due <= after:
+            due = add_business_days(due, 1, s.clinic_timezone)
+        return due
+    return None
 
 
-async def _ack_deadline_passed(session: AsyncSession, services: Services, timer: Timer,
-                               now: datetime) -> None:
+async def cancel_all_timers(session: AsyncSession, services: Services,
+                            escalation_id: int) -> None:
+    for kind in (REALERT_TIMER, LEGACY_ACK_TIMER):
+        await cancel_timers(session, services, kind, escalation_id)
+
+
+async def schedule_realert(session: AsyncSession, services: Services,
+                           escalation: Escalation) -> None:
+    """The one pending re-alert timer of an escalation just raised or re-armed."""
+    await cancel_all_timers(session, services, escalation.id)
+    due = next_realert(services, escalation, services.clock.now())
+    if due is not None:
+        armed = escalation.armed_at or escalation.raised_at
+        session.add(Timer(kind=REALERT_TIMER, subject_id=escalation.id, due_at=due,
+                          created_at=services.clock.now(),
+                          data={"armed_at": armed.isoformat()}))
+
+
+async def _realert_due(session: AsyncSession, services: Services, timer: Timer,
+                       now: datetime) -> None:
     escalation = await session.get(Escalation, timer.subject_id)
     if escalation is None or escalation.status is not EscalationStatus.open:
-        return  # acknowledged (or resolved) in time: nothing to do
+        return  # acknowledged (or resolved): nothing to do
+    armed = escalation.armed_at or escalation.raised_at
+    stamp = timer.data.get("armed_at") if timer.kind == REALERT_TIMER else None
+    if stamp is not None and stamp != armed.isoformat():
+        return  # re-armed since this timer was set: the re-arm scheduled its own
     escalation.realerts += 1
     backup = escalation.realerts >= 2
     session.add(EscalationEvent(escalation_id=escalation.id, at=now, actor_id=None,
                                 kind="realert", detail={"count": escalation.realerts,
                                                         "backup": backup}))
     await notify.alert(session, services, escalation, "backup" if backup else "realert")
-    escalation.ack_due_at = ack_due(services, escalation.level, now)
-    if escalation.ack_due_at is not None:
-        session.add(Timer(kind=ACK_TIMER, subject_id=escalation.id,
-                          due_at=escalation.ack_due_at, created_at=now))
+    # The deadline stays where it is; only the next re-alert is set.
+    await schedule_realert(session, services, escalation)
 
 
 Handler = Callable[[AsyncSession, Services, Timer, datetime], Awaitable[None]]
-HANDLERS: dict[str, Handler] = {ACK_TIMER: _ack_deadline_passed}
+HANDLERS: dict[str, Handler] = {REALERT_TIMER: _realert_due, LEGACY_ACK_TIMER: _realert_due}
 
 
 async def _claim(session: AsyncSession, now: datetime, instance: str) -> list[Timer]:

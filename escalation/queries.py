@@ -7,7 +7,7 @@ import statistics
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
@@ -16,9 +16,11 @@ from server.actors import Actor
 from server.models import (
     CareTeamMember,
     CheckIn,
+    CheckInVersion,
     Escalation,
     EscalationEvent,
     EscalationStatus,
+    EscalationTrigger,
     Role,
     User,
     Visit,
@@ -59,10 +61,16 @@ def escalation_json(escalation: Escalation, names: dict[int, str]) -> dict[str, 
         "resolution_note": escalation.resolution_note,
         "no_action_reason": escalation.no_action_reason,
         "realerts": escalation.realerts,
+        "armed_at": _iso(escalation.armed_at or escalation.raised_at),
         "location": {"address": escalation.location_address},
         "callback_phone": escalation.callback_phone,
         "emergency_contact": {"name": escalation.emergency_contact_name,
                               "phone": escalation.emergency_contact_phone},
+        # When the patient confirmed the location and callback above, and where they
+        # come from: "checkin" (confirmed within the last hours), "last_checkin" (an
+        # earlier confirmation, on file), "profile" (never confirmed), or null.
+        "emergency_confirmed_at": _iso(escalation.emergency_confirmed_at),
+        "emergency_source": escalation.emergency_source,
     }
 
 
@@ -86,15 +94,18 @@ def queue_order(escalation: Escalation) -> tuple[int, float]:
 
 
 async def list_escalations(session: AsyncSession, actor: Actor, *,
-                           status: str | None) -> list[dict[str, Any]]:
-    """The escalations of the actor's care teams (every team's for on-call staff);
-    ``open`` means not yet resolved."""
+                           status: str | None,
+                           now: datetime | None = None) -> list[dict[str, Any]]:
+    """The escalations of the actor's care teams, and while they are on call every
+    team's open ones (CLINICAL.md invariant 5); ``open`` means not yet resolved."""
     require_role(actor, Role.prescriber, Role.coordinator)
     query = select(Escalation)
-    if not await is_on_call(session, actor.user_id):
-        team = select(CareTeamMember.patient_id).where(
-            CareTeamMember.member_id == actor.user_id)
-        query = query.where(Escalation.patient_id.in_(team))
+    team = select(CareTeamMember.patient_id).where(CareTeamMember.member_id == actor.user_id)
+    mine = Escalation.patient_id.in_(team)
+    if await is_on_call(session, actor.user_id, now):
+        query = query.where(or_(mine, Escalation.status != EscalationStatus.resolved))
+    else:
+        query = query.where(mine)
     if status == "open":
         query = query.where(Escalation.status != EscalationStatus.resolved)
     elif status:
@@ -119,13 +130,52 @@ async def _live_visits(session: AsyncSession, patient_ids: list[int]) -> dict[in
     return {row[0]: row[1] for row in rows}
 
 
+def _answers(version: CheckInVersion | None) -> dict[str, Any] | None:
+    """The saved answers behind a trigger, as they were when they triggered."""
+    if version is None:
+        return None
+    responses = version.data.get("responses") if isinstance(version.data, dict) else None
+    return {"at": version.at.isoformat(), "kind": version.kind, "version": version.seq,
+            "level": version.level, "reasons": version.reasons, "scores": version.scores,
+            "responses": responses}
+
+
+def _triggering(escalation: Escalation, triggers: list[EscalationTrigger],
+                versions: dict[int, CheckInVersion],
+                checkin: CheckIn | None) -> dict[str, Any] | None:
+    """The check-in answers that put the escalation at its level: the latest check-in
+    trigger at that level (else the latest one at all), as saved then, never the
+    patient's later answers (invariant 1)."""
+    with_answers = [t for t in triggers if t.checkin_version_id in versions]
+    at_level = [t for t in with_answers if t.level == escalation.level] or with_answers
+    if at_level:
+        version = versions[at_level[-1].checkin_version_id]  # type: ignore[index]
+        answers = _answers(version)
+        assert answers is not None
+        return answers
+    if checkin is None:
+        return None
+    # Escalations raised before versions were kept: the check-in as it stands.
+    return {"at": checkin.updated_at.isoformat(), "kind": checkin.status.value,
+            "version": None, "level": checkin.level, "reasons": checkin.reasons,
+            "scores": checkin.scores, "responses": checkin.data.get("responses")}
+
+
 async def escalation_detail(session: AsyncSession, actor: Actor, escalation_id: int, *,
                             now: datetime | None = None) -> dict[str, Any]:
     escalation = await access_escalation(session, actor, escalation_id, now=now)
     events = list((await session.scalars(
         select(EscalationEvent).where(EscalationEvent.escalation_id == escalation.id)
         .order_by(EscalationEvent.at, EscalationEvent.id))).all())
-    names = await _names(session, [escalation], {e.actor_id for e in events if e.actor_id})
+    triggers = list((await session.scalars(
+        select(EscalationTrigger).where(EscalationTrigger.escalation_id == escalation.id)
+        .order_by(EscalationTrigger.at, EscalationTrigger.id))).all())
+    version_ids = [t.checkin_version_id for t in triggers if t.checkin_version_id]
+    versions = {v.id: v for v in (await session.scalars(select(CheckInVersion).where(
+        CheckInVersion.id.in_(version_ids)))).all()} if version_ids else {}
+    names = await _names(session, [escalation],
+                         {e.actor_id for e in events if e.actor_id}
+                         | {t.actor_id for t in triggers if t.actor_id})
     checkin = await session.get(CheckIn, escalation.checkin_id) if escalation.checkin_id \
         else None
     audit.record(session, actor, "read", "escalation", escalation.id,
@@ -134,8 +184,16 @@ async def escalation_detail(session: AsyncSession, actor: Actor, escalation_id: 
     return {
         **escalation_json(escalation, names),
         "live_visit_id": live.get(escalation.patient_id),
-        "triggering": {"scores": checkin.scores, "reasons": checkin.reasons,
-                       "responses": checkin.data.get("responses")} if checkin else None,
+        "triggering": _triggering(escalation, triggers, versions, checkin),
+        "triggers": [{
+            "id": t.id, "at": t.at.isoformat(), "source": t.source, "level": t.level,
+            "reasons": t.reasons, "effect": t.effect, "visit_id": t.visit_id,
+            "checkin_id": t.checkin_id, "text": t.text,
+            "actor": {"id": t.actor_id, "name": names.get(t.actor_id, "")}
+            if t.actor_id else None,
+            "answers": _answers(versions.get(t.checkin_version_id)
+                                if t.checkin_version_id else None),
+        } for t in triggers],
         "timeline": [{"id": e.id, "at": e.at.isoformat(), "kind": e.kind,
                       "actor": {"id": e.actor_id, "name": names.get(e.actor_id, "")}
                       if e.actor_id else None, **e.detail} for e in events],

@@ -89,6 +89,17 @@ async def is_on_call(session: AsyncSession, user_id: int, now: datetime | None =
         User.role.in_((Role.prescriber, Role.coordinator)), on_call_now(now))))
 
 
+def access_rota(actor: Actor, *, manage: bool = False) -> None:
+    """The on-call rota (safety invariant 5). Every member of staff may read it: a
+    coordinator must know who their backup is, a prescriber who covers tonight. Only
+    admins change it; they keep the rota but are never on it. Patients have no use for
+    it (it names staff and their hours)."""
+    if manage:
+        require_role(actor, Role.admin)
+    else:
+        require_role(actor, Role.admin, Role.prescriber, Role.coordinator)
+
+
 async def has_break_glass(
     session: AsyncSession, admin_id: int, patient_id: int, now: datetime | None = None
 ) -> bool:

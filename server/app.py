@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import signaling
@@ -27,6 +27,7 @@ from server.api import admin as admin_api
 from server.api import checkins as checkins_api
 from server.api import guests as guests_api
 from server.api import notes as notes_api
+from server.api import oncall as oncall_api
 from server.api import openapi
 from server.api import session as session_api
 from server.api import visits as visits_api
@@ -43,6 +44,7 @@ from server.middleware import (
     SessionMiddleware,
     security_headers,
 )
+from server.responses import JSONResponse
 from server.services import Services
 from server.settings import Settings
 
@@ -56,7 +58,7 @@ BackgroundTask = Callable[[Services], Coroutine[Any, Any, None]]
 def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
             *notes_api.OPERATIONS, *escalation_api.OPERATIONS, *guests_api.OPERATIONS,
-            *admin_api.OPERATIONS]
+            *admin_api.OPERATIONS, *oncall_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -66,7 +68,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     engine = create_engine(settings.database_url)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
                         bus=make_bus(settings.redis_url), triage_rules=load_default_rules(),
-                        checkin_hooks=[lifecycle.raise_from_checkin])
+                        checkin_hooks=[lifecycle.raise_from_checkin],
+                        emergency_info_hooks=[lifecycle.emergency_info_confirmed])
     operations = api_operations()
     background: list[BackgroundTask] = [outbox.run_sender, deadlines.run_timers,
                                         *signaling.background()]

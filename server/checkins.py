@@ -390,16 +390,9 @@ async def _get_or_start(session: AsyncSession, visit: Visit, now: datetime) -> C
     return checkin
 
 
-def _reason_level(services: Services, code: str) -> Level:
-    try:
-        return services.rules.level_of(Reason(code))
-    except ValueError:
-        return Level.REVIEW  # an unknown (retired) reason still counts, never vanishes
-
-
 def _by_level(services: Services, codes: list[str]) -> list[str]:
     order = {code.value: index for index, code in enumerate(Reason)}
-    return sorted(codes, key=lambda c: (-level_rank(_reason_level(services, c)),
+    return sorted(codes, key=lambda c: (-level_rank(services.rules.level_of_code(c)),
                                         order.get(c, len(order))))
 
 
@@ -446,7 +439,7 @@ async def _hand_off(session: AsyncSession, services: Services,
 
 def _safety_reasons(services: Services, result: TriageResult) -> list[str]:
     return [r.value for r in result.reasons
-            if level_at_least(_reason_level(services, r.value), Level.REVIEW)]
+            if level_at_least(services.rules.level_of_code(r.value), Level.REVIEW)]
 
 
 async def _after_triage(session: AsyncSession, services: Services, actor: Actor, visit: Visit,
@@ -607,7 +600,7 @@ async def complete(
             "version": checkin.version, "scores": result.scores.to_json(),
             # The visit's risk: this completion and every saved draft before it.
             "level": risk_level(checkin).value, "reasons": reasons,
-            "reason_levels": {r: _reason_level(services, r).value for r in reasons},
+            "reason_levels": {r: services.rules.level_of_code(r).value for r in reasons},
             "requires": list(result.requires),
             # The completed answers alone, as POST /api/v1/triage would score them.
             "answers": {"level": result.level.value,
@@ -648,7 +641,7 @@ def reasons_seen(services: Services, versions: list[CheckInVersion]) -> list[Rea
         for code in version.reasons:
             first.setdefault(code, version)
     latest = set(versions[-1].reasons) if versions else set()
-    return [ReasonSeen(code, _reason_level(services, code).value, first[code].at,
+    return [ReasonSeen(code, services.rules.level_of_code(code).value, first[code].at,
                        first[code].kind, first[code].seq, code in latest)
             for code in _by_level(services, list(first))]
 

@@ -1,4 +1,4 @@
-"""The ``mendwell`` command: serve, db upgrade, user create, demo, probe."""
+"""The ``mendwell`` command: serve, db upgrade, user create, on-call, demo, probe."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+from datetime import datetime
 
 from server.settings import Settings, SettingsError
 
@@ -64,6 +65,10 @@ def _print_demo(result: object) -> None:
     source = "random, set MENDWELL_DEMO_PASSWORD to choose one" if \
         result.password_generated else "from MENDWELL_DEMO_PASSWORD"
     print(f"  password: {result.password}   ({source})")
+    if result.on_call_until is not None:
+        until = result.on_call_until.isoformat(timespec="minutes")
+        print(f"  on call: coordinator@demo.test until {until} (the on-call rota, "
+              "/admin/on-call)")
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
@@ -95,6 +100,120 @@ def cmd_user_create(args: argparse.Namespace) -> int:
         return 1
     print(f"created user {user_id} ({args.email}, {args.role})")
     return 0
+
+
+# --- the on-call rota (server/oncall.py); the operator acts as the seeder does: actor None.
+
+
+def _instant(value: str, name: str, now: datetime) -> datetime:
+    from server.errors import ValidationFailed
+
+    if value == "now":
+        return now
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(f"--{name} must be an ISO 8601 date-time, for example "
+                               "2026-12-01T08:00-05:00, or now.", field=name) from None
+    if parsed.tzinfo is None:
+        # A time without an offset is read differently by each server's zone.
+        raise ValidationFailed(f"--{name} must include a UTC offset, for example "
+                               "2026-12-01T08:00-05:00.", field=name)
+    return parsed
+
+
+def _shift_id(value: str) -> int:
+    # Ids are 32-bit columns: a larger number would fail in the database driver.
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value[:11]) < 2**31:
+        raise argparse.ArgumentTypeError(f"not a shift id: {value!r}")
+    return int(value)
+
+
+def _shift_line(shift: object, zone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    from server.oncall import Shift
+
+    assert isinstance(shift, Shift)
+    tz = ZoneInfo(zone)
+    return (f"{shift.id:>5}  {shift.person.email:<28} {shift.person.role.value:<12} "
+            f"{shift.starts_at.astimezone(tz).isoformat(timespec='minutes')}  "
+            f"{shift.ends_at.astimezone(tz).isoformat(timespec='minutes')}  "
+            f"{shift.status.value}{'' if shift.person.is_active else ' (deactivated)'}")
+
+
+def _run_on_call(settings: Settings, job: object) -> int:
+    from server.errors import APIError
+
+    try:
+        lines = asyncio.run(_with_services(settings, job))
+    except APIError as exc:
+        print(f"mendwell: {exc.message}", file=sys.stderr)
+        return 1
+    assert isinstance(lines, list)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_on_call_add(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def job(services: object) -> list[str]:
+        from server import oncall
+        from server.services import Services
+
+        assert isinstance(services, Services)
+        now = services.clock.now()
+        starts_at = _instant(args.start, "from", now)
+        ends_at = _instant(args.until, "until", now)
+        async with services.transaction() as session:
+            user_id = await oncall.staff_id_by_email(session, args.email)
+            shift = await oncall.add_shift(session, None, user_id=user_id, starts_at=starts_at,
+                                           ends_at=ends_at, now=now)
+        return [f"added shift {shift.id}: {shift.person.name} ({shift.person.role.value}) on "
+                f"call from {shift.starts_at.isoformat(timespec='minutes')} until "
+                f"{shift.ends_at.isoformat(timespec='minutes')}"]
+
+    return _run_on_call(settings, job)
+
+
+def cmd_on_call_list(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def job(services: object) -> list[str]:
+        from server import oncall
+        from server.services import Services
+
+        assert isinstance(services, Services)
+        now = services.clock.now()
+        zone = settings.clinic_timezone
+        async with services.transaction() as session:
+            shifts = await oncall.list_shifts(session, None, now=now)
+            on_call = await oncall.who_is_on_call(session, now)
+        people = ", ".join(f"{o.person.name} <{o.person.email}>" for o in on_call)
+        lines = [f"on call now: {people}" if on_call else "nobody is on call now"]
+        lines += [f"{'id':>5}  {'who':<28} {'role':<12} {'from':<22}  {'until':<22}  status"]
+        lines += [_shift_line(s, zone) for s in shifts]
+        return lines
+
+    return _run_on_call(settings, job)
+
+
+def cmd_on_call_end(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def job(services: object) -> list[str]:
+        from server import oncall
+        from server.services import Services
+
+        assert isinstance(services, Services)
+        async with services.transaction() as session:
+            shift = await oncall.end_shift(session, None, args.id, now=services.clock.now())
+        what = "cancelled" if shift.status is oncall.ShiftStatus.cancelled else "ended"
+        return [f"{what} shift {shift.id} ({shift.person.email})"]
+
+    return _run_on_call(settings, job)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -173,6 +292,20 @@ def parser() -> argparse.ArgumentParser:
                         help="patients: the IANA time zone they read times in, "
                              "for example America/Chicago")
     create.set_defaults(func=cmd_user_create)
+    on_call = sub.add_parser("on-call", help="the on-call rota (who backs up every care team)")
+    on_call_sub = on_call.add_subparsers(dest="on_call_command", required=True)
+    add = on_call_sub.add_parser("add", help="put a prescriber or coordinator on call")
+    add.add_argument("--email", required=True)
+    add.add_argument("--from", dest="start", required=True,
+                     help="ISO 8601 with a UTC offset, for example 2026-12-01T08:00-05:00, "
+                          "or now")
+    add.add_argument("--until", required=True, help="ISO 8601 with a UTC offset")
+    add.set_defaults(func=cmd_on_call_add)
+    on_call_sub.add_parser("list", help="who is on call now, and the shifts to come") \
+        .set_defaults(func=cmd_on_call_list)
+    end = on_call_sub.add_parser("end", help="end a running shift now, or cancel one to come")
+    end.add_argument("--id", type=_shift_id, required=True, help="the shift's id (see list)")
+    end.set_defaults(func=cmd_on_call_end)
     sub.add_parser("demo", help="migrate and seed the demo clinic").set_defaults(func=cmd_demo)
     probe = sub.add_parser("probe", help="place a synthetic call through a running deployment")
     probe.add_argument("--base-url", required=True, help="for example https://visits.example.org")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from server import audit
+from server import audit, oncall
 from server.accounts import create_user
 from server.models import CareTeamMember, PatientProfile, Role, User, Visit, VisitKind, VisitStatus
 from server.passwords import hash_password
@@ -30,6 +30,8 @@ class DemoResult:
     password_generated: bool
     created: list[str]
     visits_created: int
+    # The demo coordinator's shift on the on-call rota covers the start until this.
+    on_call_until: datetime | None = None
 
 
 async def seed(services: Services, *, password: str | None = None) -> DemoResult:
@@ -69,12 +71,37 @@ async def seed(services: Services, *, password: str | None = None) -> DemoResult
                 if exists is None:
                     session.add(CareTeamMember(patient_id=patient.id, member_id=member.id,
                                                role=member.role, added_at=now))
+        on_call_until = await _on_call(session, coordinator, now)
         zone = ZoneInfo(services.settings.clinic_timezone)
         visits_created = await _visits_today(session, now, zone, prescriber, [
             users["patient@demo.test"], users["patient2@demo.test"]])
         await _past_checkins(session, users["patient@demo.test"], now)
         audit.record(session, None, "seed_demo", "clinic", None, created=len(created))
-    return DemoResult(password, generated, created, visits_created)
+    return DemoResult(password, generated, created, visits_created, on_call_until)
+
+
+ON_CALL_DAYS = 7
+
+
+async def _on_call(session: object, coordinator: User, now: datetime) -> datetime:
+    """Keep the demo coordinator on call (safety invariant 5: someone must be the backup),
+    so that trying the demo shows the rota at work. A shift covering this start is kept;
+    otherwise a new one runs from now for ``ON_CALL_DAYS``, or until the coordinator's
+    next shift (an admin may have planned one), since shifts of one person never overlap.
+    Through ``server.oncall`` like any other shift: audited, announced."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    assert isinstance(session, AsyncSession)
+    current = await oncall.covering(session, coordinator.id, now)
+    if current is not None:
+        return current.ends_at
+    until = now + timedelta(days=ON_CALL_DAYS)
+    following = await oncall.next_start(session, coordinator.id, now)
+    if following is not None:
+        until = min(until, following)
+    shift = await oncall.add_shift(session, None, user_id=coordinator.id, starts_at=now,
+                                   ends_at=until, now=now)
+    return shift.ends_at
 
 
 async def _visits_today(session: object, now: datetime, zone: ZoneInfo, prescriber: User,

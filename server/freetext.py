@@ -11,14 +11,18 @@ where it enters (``server.http``), never stored half-way.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
-from typing import Final
+from typing import Any, Final
 
 from server.errors import ValidationFailed
 
 MIN_LETTERS: Final = 10
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Searched by the regular expression engine rather than a Python loop: the door runs it on
+# every string of every request body, and pages run ``readable`` on every printed value.
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 def letters(text: str) -> int:
@@ -42,16 +46,48 @@ def require_letters(text: str | None, field: str, *, what: str,
 def unstorable_at(text: str) -> int | None:
     """The index of the first character that cannot be stored (a lone surrogate, which
     has no UTF-8 form, or NUL, which PostgreSQL text refuses), or None."""
-    for index, char in enumerate(text):
-        code = ord(char)
-        if code == 0 or 0xD800 <= code <= 0xDFFF:
-            return index
-    return None
+    found = _UNSTORABLE.search(text)
+    return found.start() if found else None
 
 
 def readable(text: str) -> str:
     """Text for output: a lone surrogate stored before the door was shut becomes U+FFFD,
     so one bad character never makes a record unreadable."""
-    if unstorable_at(text) is None:
+    if _SURROGATE.search(text) is None:
         return text
     return _SURROGATE.sub("\ufffd", text)
+
+
+def readable_data(value: Any) -> Any:
+    """Decoded JSON with every string, keys included, passed through ``readable``, and
+    every NaN or infinity (which JSON cannot carry, though SQLite kept what an old
+    version let in) as None: for output of a stored document that cannot be encoded as
+    it is. Walks with an explicit stack, so no stored nesting can exhaust Python's."""
+    stack: list[tuple[Any, dict[Any, Any] | list[Any]]] = []
+    # Each container is copied once: shared parts stay shared, and a cycle stays a cycle
+    # (for json.dumps to report) instead of being walked for ever.
+    copies: dict[int, dict[Any, Any] | list[Any]] = {}
+
+    def copy(item: Any) -> Any:
+        if isinstance(item, str):
+            return readable(item)
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict | list | tuple):
+            if id(item) in copies:
+                return copies[id(item)]
+            fresh: dict[Any, Any] | list[Any] = {} if isinstance(item, dict) else []
+            copies[id(item)] = fresh
+            stack.append((item, fresh))
+            return fresh
+        return item
+
+    result = copy(value)
+    while stack:
+        source, target = stack.pop()
+        if isinstance(target, dict):
+            for key, item in source.items():
+                target[readable(key) if isinstance(key, str) else key] = copy(item)
+        else:
+            target.extend(copy(item) for item in source)
+    return result

@@ -6,9 +6,10 @@ import asyncio
 
 from sqlalchemy import text
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server.http import services_of
+from server.responses import JSONResponse
 
 
 async def healthz(request: Request) -> Response:

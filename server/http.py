@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import math
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse
 
 from server.actors import Actor
 from server.auth import Current
 from server.errors import BadRequest, Unauthorized, ValidationFailed
+from server.freetext import readable, unstorable_at
+from server.responses import JSONResponse
 from server.services import Services
 
 M = TypeVar("M", bound=BaseModel)
@@ -19,6 +21,9 @@ M = TypeVar("M", bound=BaseModel)
 # Ids are 32-bit integer columns on PostgreSQL: a larger number would reach the database
 # driver and fail there as a server error instead of a 422.
 MAX_ID = 2**31 - 1
+# No body of the API nests more than a few levels; a limit far above them keeps every
+# later walk of a body (ours, pydantic's, the database driver's) well inside the stack.
+MAX_JSON_DEPTH: Final = 64
 
 
 def services_of(conn: HTTPConnection) -> Services:
@@ -71,8 +76,75 @@ def validation_error(exc: ValidationError) -> ValidationFailed:
     return ValidationFailed(message, field=field)
 
 
+class _NonFinite:
+    """What ``json.loads`` makes of NaN, Infinity and -Infinity, which Python's parser
+    accepts though they are not JSON (RFC 8259) and PostgreSQL's json type refuses
+    them: kept as a marker so that the walk of the body can name the field."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
+# A field's place in the body, innermost first: (key or index, the enclosing place).
+_Place = tuple[str | int, "_Place"] | None
+
+
+def _field_at(place: _Place) -> str:
+    parts: list[str] = []
+    while place is not None:
+        key, place = place
+        parts.append(readable(key) if isinstance(key, str) else str(key))
+    return ".".join(reversed(parts)) or "body"
+
+
+def refuse_unstorable(text: str, field: str) -> str:
+    """``text``, or 422 ``invalid_text`` naming ``field`` when it holds a character no
+    database can store faithfully (a lone surrogate or NUL): refused before anything is
+    written, so a record is never stored half-way nor unreadable later."""
+    index = unstorable_at(text)
+    if index is not None:
+        raise ValidationFailed(
+            f"{field} holds a character that cannot be stored (a lone surrogate or NUL, "
+            f"character {index + 1}). Remove it and send again.",
+            code="invalid_text", field=field)
+    return text
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(f"The body is nested more than {MAX_JSON_DEPTH} levels deep.",
+                      code="too_deep", field="body")
+
+
+def check_json(data: Any) -> None:
+    """Refuse a decoded body holding unstorable text (in a value or a key) or a number
+    that is not finite, naming the first such field in document order, or nested over
+    ``MAX_JSON_DEPTH``. Iterative: the body's depth never becomes the stack's."""
+    stack: list[tuple[Any, _Place, int]] = [(data, None, 0)]
+    while stack:
+        value, place, depth = stack.pop()
+        if isinstance(value, str):
+            refuse_unstorable(value, _field_at(place))
+        elif isinstance(value, _NonFinite) or (isinstance(value, float)
+                                               and not math.isfinite(value)):
+            # 1e999 is valid JSON syntax that Python reads as infinity: refused alike.
+            field = _field_at(place)
+            raise ValidationFailed(f"{field} must be a finite number.",
+                                   code="invalid_number", field=field)
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            items = list(value.items() if isinstance(value, dict) else enumerate(value))
+            for key, item in reversed(items):
+                if isinstance(key, str):
+                    refuse_unstorable(key, _field_at((key, place)))
+                stack.append((item, (key, place), depth + 1))
+
+
 async def json_object(request: Request) -> Any:
-    """The decoded JSON body (requires ``Content-Type: application/json``)."""
+    """The decoded JSON body (requires ``Content-Type: application/json``), refused
+    (see ``check_json``) unless every part of it can be stored and read back."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         # Also a CSRF defence: a cross-site form cannot send application/json.
@@ -80,10 +152,16 @@ async def json_object(request: Request) -> Any:
                          code="unsupported_media_type", field="Content-Type")
     raw = await request.body()
     try:
-        return json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(raw or b"null", parse_constant=_NonFinite)
+    except RecursionError:
+        # The C parser recurses per level; far past MAX_JSON_DEPTH it runs out of stack.
+        raise _too_deep() from None
+    except ValueError:
+        # JSONDecodeError, UnicodeDecodeError, and an integer over Python's 4300 digits.
         raise BadRequest("The body is not valid JSON.", code="invalid_json", field="body") \
             from None
+    check_json(data)
+    return data
 
 
 async def json_body(request: Request, model: type[M]) -> M:
@@ -97,10 +175,11 @@ async def json_body(request: Request, model: type[M]) -> M:
 
 
 def int_param(value: str, field: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValidationFailed(f"{field} must be a whole number.", field=field) from None
+    # ASCII digits only: int() also reads "١" (Arabic-Indic one), " 1", "+1" and "1_0",
+    # and an id must have one spelling. Over ten digits cannot be in range.
+    if not (value.isascii() and value.isdigit()):
+        raise ValidationFailed(f"{field} must be a whole number.", field=field)
+    number = int(value) if len(value) <= 10 else MAX_ID + 1
     if not 0 < number <= MAX_ID:
         raise ValidationFailed(f"{field} is out of range.", field=field)
     return number

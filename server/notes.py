@@ -4,15 +4,31 @@ Every save carries the version it was based on. The update is a compare-and-swap
 that version, so two tabs saving at once cannot both win: the later one gets 409
 ``version_conflict`` with the current note and merges in the panel. Nothing is
 acknowledged before it is committed.
+
+The signing gate has no side door (CLINICAL.md, safety workflow invariants 6 and 7;
+docs/clinical.md, "Signing gate and follow-up"):
+- it applies when any reason of level ``review`` or higher was ever seen for the visit
+  (the check-in's risk: every saved draft and completion, never lowered) or the patient
+  has an open escalation of any source or level;
+- the assessment must be real: what was assessed and the plan hold at least 10 letters
+  each (``server.freetext``), the risk judgement is one of ``RISK_JUDGEMENTS``;
+- signing names the version the signer saw. It takes the visit's lock before it reads
+  the note and the gate, and writes with a compare-and-swap on that version and
+  ``status = 'draft'``: no autosave, check-in or second sign slips in between;
+- a check-in with safety reasons that arrives after signing opens a
+  ``SafetyAddendumTask`` for the prescriber, closed by an addendum with a safety
+  assessment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
@@ -21,13 +37,18 @@ from server.actors import Actor
 from server.errors import Conflict, Forbidden, ValidationFailed
 from server.events import emit
 from server.followup import default_follow_up
+from server.freetext import MIN_LETTERS, letters, require_letters
+from server.locks import lock_visit
 from server.medications import MedicationChangeRow, apply_changes, check_rows
 from server.models import (
+    CareTeamMember,
     CheckIn,
+    Escalation,
+    EscalationStatus,
     NoteAddendum,
     NoteStatus,
-    SafetyAddendumTask,
     Role,
+    SafetyAddendumTask,
     User,
     Visit,
     VisitKind,
@@ -40,7 +61,13 @@ from server.visits import care_team_ids, create_visit, invite_to_visit
 SECTIONS = ("interval_history", "mental_status", "assessment", "plan", "side_effect_actions",
             "safety_assessed", "safety_risk_judgement", "safety_plan")
 SAFETY_SECTIONS = ("safety_assessed", "safety_risk_judgement", "safety_plan")
+# The clinician's risk judgement (CLINICAL.md, invariant 7). The one list: the API checks
+# it, the editor's <select> and the addendum form offer it.
+RISK_JUDGEMENTS: Final = ("low", "moderate", "high", "imminent")
+# In ``safety_reasons``: the patient has an open escalation (its own reasons follow).
+ESCALATION_OPEN: Final = "escalation_open"
 SECTION_LIMIT = 20_000
+ADDENDUM_LIMIT = 20_000
 
 
 class NoteSave(BaseModel):
@@ -52,6 +79,32 @@ class NoteSave(BaseModel):
     follow_up_days: int | None = Field(default=None, ge=1, le=365)
 
 
+class NoteSign(BaseModel):
+    """A sign names the note version the signer saw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Strict: "1" or true is not a version anyone saw.
+    version: int = Field(ge=0, strict=True)
+
+
+class SafetyAssessment(BaseModel):
+    """A safety assessment given with an addendum; checked like the signing gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assessed: str = Field(default="", max_length=SECTION_LIMIT)
+    risk_judgement: str = Field(default="", max_length=32)
+    plan: str = Field(default="", max_length=SECTION_LIMIT)
+
+
+class NewAddendum(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=ADDENDUM_LIMIT)
+    safety_assessment: SafetyAssessment | None = None
+
+
 def _check_sections(sections: dict[str, str]) -> dict[str, str]:
     for key, text in sections.items():
         if key not in SECTIONS:
@@ -60,27 +113,81 @@ def _check_sections(sections: dict[str, str]) -> dict[str, str]:
         if len(text) > SECTION_LIMIT:
             raise ValidationFailed(f"sections.{key} is over {SECTION_LIMIT} characters.",
                                    field=f"sections.{key}")
+    judgement = sections.get("safety_risk_judgement", "")
+    if judgement and judgement not in RISK_JUDGEMENTS:
+        raise ValidationFailed(
+            f"sections.safety_risk_judgement must be one of {', '.join(RISK_JUDGEMENTS)} "
+            "(or empty while drafting).", field="sections.safety_risk_judgement")
     return {key: sections.get(key, "") for key in SECTIONS}
+
+
+def unmet_safety_sections(sections: Mapping[str, Any]) -> list[str]:
+    """The safety sections that do not hold a real assessment, in the note's order:
+    fewer than 10 letters of what was assessed or of the plan (spaces, punctuation,
+    digits and invisible characters do not count), a judgement not in the list."""
+    unmet = []
+    for key in SAFETY_SECTIONS:
+        value = str(sections.get(key) or "")
+        if key == "safety_risk_judgement":
+            ok = value in RISK_JUDGEMENTS
+        else:
+            ok = letters(value.strip()) >= MIN_LETTERS
+        if not ok:
+            unmet.append(key)
+    return unmet
+
+
+def checked_assessment(given: SafetyAssessment) -> dict[str, str]:
+    """The addendum's safety assessment, stripped, or 422 naming the first field that
+    would not pass the signing gate."""
+    assessed = require_letters(given.assessed, "safety_assessment.assessed",
+                               what="what was assessed")
+    if given.risk_judgement not in RISK_JUDGEMENTS:
+        raise ValidationFailed(
+            f"safety_assessment.risk_judgement must be one of {', '.join(RISK_JUDGEMENTS)}.",
+            field="safety_assessment.risk_judgement")
+    plan = require_letters(given.plan, "safety_assessment.plan", what="the safety plan")
+    return {"assessed": assessed, "risk_judgement": given.risk_judgement, "plan": plan}
 
 
 async def _checkin(session: AsyncSession, visit: Visit) -> CheckIn | None:
     return await session.scalar(select(CheckIn).where(CheckIn.visit_id == visit.id))
 
 
-async def safety_gate(session: AsyncSession, visit: Visit) -> list[str]:
-    """The check-in reasons (level review or higher) that need a safety assessment."""
+@dataclass(frozen=True)
+class SafetyGate:
+    """Why a safety assessment is needed to sign (no reasons: it is not)."""
+
+    reasons: list[str]
+    escalation: Escalation | None
+
+    @property
+    def required(self) -> bool:
+        return bool(self.reasons)
+
+
+async def safety_gate(session: AsyncSession, services: Services, visit: Visit) -> SafetyGate:
+    """The reasons a safety assessment is required to sign this visit's note: every
+    reason of level ``review`` or higher the visit's check-in ever showed (drafts
+    included; an unknown code counts as review), then ``escalation_open`` and that
+    escalation's own reasons when the patient has an open escalation, whatever its
+    source (a check-in of any visit, a manual raise) or level."""
     checkin = await _checkin(session, visit)
-    if checkin is None or not checkin.level or not level_at_least(checkin.level, Level.REVIEW):
-        return []
-    return list(checkin.reasons or [])
-
-
-def _safety_missing(note: VisitNote) -> list[str]:
-    return [key for key in SAFETY_SECTIONS if not str(note.sections.get(key, "")).strip()]
+    reasons = [code for code in (checkin.reasons or [] if checkin else [])
+               if level_at_least(services.rules.level_of_code(code), Level.REVIEW)]
+    escalation = await session.scalar(select(Escalation).where(
+        Escalation.patient_id == visit.patient_id,
+        Escalation.status != EscalationStatus.resolved)
+        .order_by(Escalation.raised_at.desc()).limit(1))
+    if escalation is not None:
+        reasons = list(dict.fromkeys([*reasons, ESCALATION_OPEN, *escalation.reasons]))
+    return SafetyGate(reasons, escalation)
 
 
 async def _note_for(session: AsyncSession, visit: Visit, now: datetime) -> VisitNote:
-    note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id))
+    # populate_existing: read after a lock, the row must be what is committed now.
+    note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id)
+                                .execution_options(populate_existing=True))
     if note is None:
         note = VisitNote(visit_id=visit.id, patient_id=visit.patient_id, version=0,
                          status=NoteStatus.draft, sections={k: "" for k in SECTIONS},
@@ -88,6 +195,32 @@ async def _note_for(session: AsyncSession, visit: Visit, now: datetime) -> Visit
         session.add(note)
         await session.flush()
     return note
+
+
+async def _open_task(session: AsyncSession, note: VisitNote) -> SafetyAddendumTask | None:
+    return await session.scalar(select(SafetyAddendumTask).where(
+        SafetyAddendumTask.note_id == note.id, SafetyAddendumTask.done_at.is_(None)))
+
+
+def _escalation_json(escalation: Escalation | None) -> dict[str, Any] | None:
+    if escalation is None:
+        return None
+    return {"id": escalation.id, "level": escalation.level, "source": escalation.source,
+            "status": escalation.status.value, "reasons": list(escalation.reasons),
+            "raised_at": escalation.raised_at.isoformat()}
+
+
+def _task_json(task: SafetyAddendumTask | None) -> dict[str, Any] | None:
+    if task is None:
+        return None
+    return {"id": task.id, "reasons": list(task.reasons), "since": task.created_at.isoformat(),
+            "checkin_id": task.checkin_id}
+
+
+def _addendum_json(addendum: NoteAddendum, author: str) -> dict[str, Any]:
+    return {"id": addendum.id, "note_id": addendum.note_id, "at": addendum.at.isoformat(),
+            "text": addendum.text, "author": {"id": addendum.author_id, "name": author},
+            "safety": addendum.safety}
 
 
 async def note_json(session: AsyncSession, services: Services, visit: Visit,
@@ -102,7 +235,7 @@ async def note_json(session: AsyncSession, services: Services, visit: Visit,
         names = {row[0]: row[1] for row in rows}
     actions = [str(row.get("action")) for row in note.medication_changes]
     cadence = await default_follow_up(session, services.settings, visit, actions)
-    gate = await safety_gate(session, visit)
+    gate = await safety_gate(session, services, visit)
     return {
         "id": note.id, "visit_id": note.visit_id, "patient_id": note.patient_id,
         "version": note.version, "status": note.status.value,
@@ -110,17 +243,17 @@ async def note_json(session: AsyncSession, services: Services, visit: Visit,
         "medication_changes": note.medication_changes,
         "follow_up_days": note.follow_up_days,
         "follow_up_default": cadence.to_json(),
-        "safety_required": bool(gate), "safety_reasons": gate,
-        "safety_missing": _safety_missing(note) if gate else [],
+        "safety_required": gate.required, "safety_reasons": gate.reasons,
+        "safety_missing": unmet_safety_sections(note.sections) if gate.required else [],
+        "safety_escalation": _escalation_json(gate.escalation),
+        "safety_addendum_task": _task_json(await _open_task(session, note)),
         "updated_at": note.updated_at.isoformat(),
         "updated_by": {"id": note.updated_by_id, "name": names.get(note.updated_by_id, "")}
         if note.updated_by_id else None,
         "signed_at": note.signed_at.isoformat() if note.signed_at else None,
         "signed_by": {"id": note.signed_by_id, "name": names.get(note.signed_by_id, "")}
         if note.signed_by_id else None,
-        "addenda": [{"id": a.id, "at": a.at.isoformat(), "text": a.text,
-                     "author": {"id": a.author_id, "name": names.get(a.author_id, "")}}
-                    for a in addenda],
+        "addenda": [_addendum_json(a, names.get(a.author_id, "")) for a in addenda],
     }
 
 
@@ -135,6 +268,20 @@ async def _staff_visit(session: AsyncSession, services: Services, actor: Actor,
                               now=services.clock.now())
 
 
+async def _version_conflict(session: AsyncSession, services: Services, visit: Visit,
+                            note: VisitNote, version: int) -> Conflict:
+    await session.refresh(note)
+    current = await note_json(session, services, visit, note)
+    return Conflict(
+        f"The note changed since version {version}; it is now version {note.version}.",
+        code="version_conflict", field="version", extra={"current": current})
+
+
+def _signed_conflict() -> Conflict:
+    return Conflict("The note is signed; add an addendum instead.", code="note_signed",
+                    field="status", extra={"status": "signed"})
+
+
 async def get_note(session: AsyncSession, services: Services, actor: Actor,
                    visit_id: int) -> dict[str, Any]:
     visit = await _staff_visit(session, services, actor, visit_id, write=False)
@@ -146,26 +293,24 @@ async def get_note(session: AsyncSession, services: Services, actor: Actor,
 async def save_note(session: AsyncSession, services: Services, actor: Actor, visit_id: int,
                     body: NoteSave) -> dict[str, Any]:
     visit = await _staff_visit(session, services, actor, visit_id, write=True)
+    sections = _check_sections(body.sections)
+    # In line with signing and check-ins on this visit (server.locks): a sign decides on
+    # the note it read, and no save lands between its reading and its writing.
+    await lock_visit(session, visit.id)
     now = services.clock.now()
     note = await _note_for(session, visit, now)
     if note.status is NoteStatus.signed:
-        raise Conflict("The note is signed; add an addendum instead.", code="note_signed",
-                       field="status", extra={"status": "signed"})
-    sections = _check_sections(body.sections)
+        raise _signed_conflict()
     rows = [row.model_dump(exclude_none=True) for row in body.medication_changes]
     result = await session.execute(
-        update(VisitNote).where(VisitNote.id == note.id, VisitNote.version == body.version)
+        update(VisitNote).where(VisitNote.id == note.id, VisitNote.version == body.version,
+                                VisitNote.status == NoteStatus.draft)
         .values(version=body.version + 1, sections=sections, medication_changes=rows,
                 follow_up_days=body.follow_up_days, updated_at=now, updated_by_id=actor.user_id)
         .execution_options(synchronize_session=False)
     )
     if getattr(result, "rowcount", 0) != 1:
-        await session.refresh(note)
-        current = await note_json(session, services, visit, note)
-        raise Conflict(
-            f"The note changed since version {body.version}; it is now version "
-            f"{note.version}.", code="version_conflict", field="version",
-            extra={"current": current})
+        raise await _version_conflict(session, services, visit, note, body.version)
     await session.refresh(note)
     audit.record(session, actor, "save", "note", note.id, patient_id=visit.patient_id,
                  version=note.version)
@@ -175,34 +320,52 @@ async def save_note(session: AsyncSession, services: Services, actor: Actor, vis
 
 
 async def sign_note(session: AsyncSession, services: Services, actor: Actor,
-                    visit_id: int) -> dict[str, Any]:
+                    visit_id: int, version: int) -> dict[str, Any]:
+    """Sign the note at ``version`` (the one the signer saw), through the safety gate."""
     visit = await _staff_visit(session, services, actor, visit_id, write=True)
+    # The lock first, then the note and the gate: an autosave blanking the safety text
+    # or a check-in adding a reason either lands before (and is seen here) or waits
+    # until this sign is committed (and then meets a signed note).
+    await lock_visit(session, visit.id)
     now = services.clock.now()
     note = await _note_for(session, visit, now)
     if note.status is NoteStatus.signed:
         raise Conflict("The note is already signed.", code="note_signed", field="status",
                        extra={"status": "signed"})
-    gate = await safety_gate(session, visit)
-    missing = _safety_missing(note) if gate else []
-    if missing:
+    if note.version != version:
+        raise await _version_conflict(session, services, visit, note, version)
+    gate = await safety_gate(session, services, visit)
+    unmet = unmet_safety_sections(note.sections) if gate.required else []
+    if unmet:
+        # The reasons go in `reasons`, not in the message (messages carry no clinical
+        # content).
         raise Conflict(
-            "A safety assessment is required before signing: the check-in had "
-            f"{', '.join(gate)}. Fill in what was assessed, your risk judgement and the "
-            "safety plan.", code="safety_assessment_required", field=f"sections.{missing[0]}",
-            extra={"reasons": gate, "missing": missing})
+            "A safety assessment is required before signing: write what was assessed and "
+            "the safety plan (at least 10 letters each) and choose your risk judgement "
+            f"({', '.join(RISK_JUDGEMENTS)}).",
+            code="safety_assessment_required", field=f"sections.{unmet[0]}",
+            extra={"reasons": gate.reasons, "missing": unmet})
     rows = [MedicationChangeRow.model_validate(row) for row in note.medication_changes]
     check_rows(rows)
+    follow_up_days = note.follow_up_days
+    if follow_up_days is None:
+        follow_up_days = (await default_follow_up(session, services.settings, visit,
+                                                  [r.action for r in rows])).days
+    # The swap holds even for a path that forgot the lock: only the version read, and
+    # only a draft, is signed.
+    result = await session.execute(
+        update(VisitNote).where(VisitNote.id == note.id, VisitNote.version == version,
+                                VisitNote.status == NoteStatus.draft)
+        .values(status=NoteStatus.signed, signed_at=now, signed_by_id=actor.user_id,
+                version=version + 1, follow_up_days=follow_up_days)
+        .execution_options(synchronize_session=False))
+    if getattr(result, "rowcount", 0) != 1:
+        raise await _version_conflict(session, services, visit, note, version)
+    await session.refresh(note)
     await apply_changes(session, actor, patient_id=visit.patient_id, note_id=note.id,
                         rows=rows, now=now)
-    if note.follow_up_days is None:
-        cadence = await default_follow_up(session, services.settings, visit,
-                                          [r.action for r in rows])
-        note.follow_up_days = cadence.days
-    note.status = NoteStatus.signed
-    note.signed_at = now
-    note.signed_by_id = actor.user_id
-    note.version += 1
-    audit.record(session, actor, "sign", "note", note.id, patient_id=visit.patient_id)
+    audit.record(session, actor, "sign", "note", note.id, patient_id=visit.patient_id,
+                 version=note.version, safety_required=gate.required)
     emit(session, "note.signed", await care_team_ids(session, visit.patient_id)
          | {visit.patient_id}, visit_id=visit.id, note_id=note.id)
     return await note_json(session, services, visit, note)
@@ -240,23 +403,82 @@ async def safety_reasons_after_signing(session: AsyncSession, services: Services
 
 
 async def add_addendum(session: AsyncSession, services: Services, actor: Actor,
-                       visit_id: int, text: str) -> dict[str, Any]:
+                       visit_id: int, body: NewAddendum) -> dict[str, Any]:
+    """Append to a signed note. With a safety assessment (checked like the signing
+    gate) it also closes the note's open addendum task."""
     visit = await _staff_visit(session, services, actor, visit_id, write=True)
+    await lock_visit(session, visit.id)
     now = services.clock.now()
     note = await _note_for(session, visit, now)
     if note.status is not NoteStatus.signed:
         raise Conflict("Addenda are for signed notes; edit the note instead.",
                        code="note_not_signed", field="status", extra={"status": "draft"})
-    if not text.strip():
-        raise ValidationFailed("Write the addendum.", field="text")
-    addendum = NoteAddendum(note_id=note.id, author_id=actor.user_id, at=now,
-                            text=text.strip())
+    # An addendum is part of the record: words, not "." (the same 10 letters as every
+    # required free text, CLINICAL.md invariant 6).
+    text = require_letters(body.text, "text", what="the addendum")
+    safety = checked_assessment(body.safety_assessment) if body.safety_assessment else None
+    addendum = NoteAddendum(note_id=note.id, author_id=actor.user_id, at=now, text=text,
+                            safety=safety)
     session.add(addendum)
     await session.flush()
     audit.record(session, actor, "addendum", "note", note.id, patient_id=visit.patient_id,
-                 addendum_id=addendum.id)
-    return {"id": addendum.id, "note_id": note.id, "at": now.isoformat(), "text": addendum.text,
-            "author": {"id": actor.user_id, "name": actor.name}}
+                 addendum_id=addendum.id, safety_assessment=safety is not None)
+    team = await care_team_ids(session, visit.patient_id)
+    emit(session, "note.addendum_added", team, visit_id=visit.id, note_id=note.id,
+         addendum_id=addendum.id)
+    closed = None
+    if safety is not None:
+        closed = await _close_addendum_task(session, actor, visit, note, addendum, now, team)
+    return {**_addendum_json(addendum, actor.name),
+            "closed_task_id": closed.id if closed else None}
+
+
+async def _close_addendum_task(session: AsyncSession, actor: Actor, visit: Visit,
+                               note: VisitNote, addendum: NoteAddendum, now: datetime,
+                               team: set[int]) -> SafetyAddendumTask | None:
+    """The addendum carries a safety assessment: the note's open task, if any, is done."""
+    task = await _open_task(session, note)
+    if task is None:
+        return None
+    task.done_at = now
+    task.done_by_id = actor.user_id
+    task.addendum_id = addendum.id
+    audit.record(session, actor, "complete", "safety_addendum_task", task.id,
+                 patient_id=visit.patient_id, note_id=note.id, addendum_id=addendum.id)
+    emit(session, "note.addendum_task_done", team | {task.prescriber_id}, visit_id=visit.id,
+         note_id=note.id, task_id=task.id)
+    return task
+
+
+@dataclass(frozen=True)
+class AddendumDue:
+    """An open safety addendum task, as the prescriber's day lists it."""
+
+    task_id: int
+    visit_id: int
+    patient_id: int
+    patient_name: str
+    reasons: list[str]
+    since: datetime
+
+
+async def addenda_due(session: AsyncSession, actor: Actor) -> list[AddendumDue]:
+    """The prescriber's open safety addendum tasks (visits where they are the prescriber,
+    of patients whose care team they are on), oldest first; each read is audited."""
+    require_role(actor, Role.prescriber)
+    on_team = exists().where(CareTeamMember.patient_id == SafetyAddendumTask.patient_id,
+                             CareTeamMember.member_id == actor.user_id)
+    rows = (await session.execute(
+        select(SafetyAddendumTask, User.name).join(User, User.id == SafetyAddendumTask.patient_id)
+        .where(SafetyAddendumTask.prescriber_id == actor.user_id,
+               SafetyAddendumTask.done_at.is_(None), on_team)
+        .order_by(SafetyAddendumTask.created_at, SafetyAddendumTask.id))).all()
+    found = [AddendumDue(task_id=task.id, visit_id=task.visit_id, patient_id=task.patient_id,
+                         patient_name=name, reasons=list(task.reasons), since=task.created_at)
+             for task, name in rows]
+    audit.record_reads(session, actor, "safety_addendum_task",
+                       [(due.task_id, due.patient_id) for due in found])
+    return found
 
 
 async def schedule_next(session: AsyncSession, services: Services, actor: Actor,

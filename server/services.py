@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server.actors import Actor
 from server.bus import LocalBus
 from server.clock import Clock
 from server.events import take_pending
+from server.models import CheckIn
 from server.session_cache import SessionCache
 from server.settings import Settings
-from server.actors import Actor
-from server.models import CheckIn
 from server.triage import Level, TriageRules
-
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,14 @@ class TriageRules:
     def level_of(self, reason: Reason) -> Level:
         return self.reason_levels[reason]
 
+    def level_of_code(self, code: str) -> Level:
+        """The level of a stored reason code; an unknown (retired) one counts as review,
+        so a reason on record never vanishes from a safety decision."""
+        try:
+            return self.reason_levels[Reason(code)]
+        except ValueError:
+            return Level.REVIEW
+
 
 @dataclass(frozen=True)
 class Scores:

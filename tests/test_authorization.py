@@ -15,10 +15,11 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -28,6 +29,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from server.accounts import add_to_care_team, create_user
+from server import checkins
 from server.actors import Actor
 from server.app import create_app
 from server.auth import make_join_token
@@ -43,6 +45,7 @@ from server.models import (
     VisitStatus,
 )
 from server.notes import sign_note
+from server.oncall import add_shift
 from server.services import Services
 from server.settings import Settings
 from tests.checkin_bodies import checkin_body
@@ -128,6 +131,22 @@ def _prescriber(cell: Cell) -> Actor:
 
 def unique_email() -> str:
     return f"new-{uuid.uuid4().hex[:12]}@clinic.test"
+
+
+def located(cell: Cell) -> dict[str, Any]:
+    """The clinic's patient confirmed where they are today (CLINICAL.md invariant 10)."""
+    patient = cell.clinic.patient
+
+    async def confirm() -> None:
+        async with cell.services.transaction() as session:
+            await checkins.confirm_emergency_info(
+                session, cell.services,
+                Actor(patient.id, patient.role, patient.name, patient.email),
+                cell.clinic.visit_id, {"location": {"address": "12 Elm Street, Springfield"},
+                                       "callback_phone": "+1 617 555 0100"})
+
+    cell.run(confirm)
+    return {}
 
 
 def fresh_visit(cell: Cell) -> dict[str, Any]:
@@ -219,7 +238,8 @@ def signed_note(cell: Cell) -> dict[str, Any]:
 
     async def sign() -> None:
         async with cell.services.transaction() as session:
-            await sign_note(session, cell.services, _prescriber(cell), values["visit_id"])
+            await sign_note(session, cell.services, _prescriber(cell), values["visit_id"],
+                            0)
 
     cell.run(sign)
     return values
@@ -248,6 +268,54 @@ def escalation(status: EscalationStatus) -> Make:
         return {"escalation_id": cell.run(make)}
 
     return prepare
+
+
+def on_call_person(cell: Cell) -> dict[str, Any]:
+    """A coordinator on nobody's care team, for a shift a month ahead: who is on call now
+    (and so sees every team's escalations) stays as the clinic had it."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            user = await create_user(session, None, email=unique_email(), name="Temp",
+                                     role=Role.coordinator, password=None,
+                                     now=cell.services.clock.now())
+            return user.id
+
+    return {"on_call_user_id": cell.run(make)}
+
+
+def month_ahead(cell: Cell) -> tuple[datetime, datetime]:
+    start = cell.services.clock.now() + timedelta(days=30)
+    return start, start + timedelta(hours=8)
+
+
+def future_shift_body(cell: Cell) -> dict[str, Any]:
+    start, end = month_ahead(cell)
+    return {"user_id": cell.values["on_call_user_id"], "starts_at": start.isoformat(),
+            "ends_at": end.isoformat()}
+
+
+def future_shift_form(cell: Cell) -> dict[str, Any]:
+    start, end = month_ahead(cell)
+    zone = ZoneInfo(cell.services.settings.clinic_timezone)
+    return {"user_id": str(cell.values["on_call_user_id"]),
+            "starts_at": start.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
+            "ends_at": end.astimezone(zone).strftime("%Y-%m-%dT%H:%M")} | csrf_only(cell)
+
+
+def shift_to_end(cell: Cell) -> dict[str, Any]:
+    """A shift a month ahead, of a person made for this cell, for the cell to end."""
+    values = on_call_person(cell)
+    start, end = month_ahead(cell)
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            shift = await add_shift(session, None, user_id=values["on_call_user_id"],
+                                    starts_at=start, ends_at=end,
+                                    now=cell.services.clock.now())
+            return shift.id
+
+    return values | {"shift_id": cell.run(make)}
 
 
 def hello(cell: Cell) -> dict[str, Any]:
@@ -335,7 +403,7 @@ API = [
         prepare=fresh_visit, json=lambda cell: {"version": 0, "sections": {}}),
     row("POST", "/api/v1/visits/{visit_id}/note/sign",
         401,     403,     403,     403,     200,     DENIED,  403,     403,     403,
-        prepare=fresh_visit),
+        prepare=fresh_visit, json=lambda cell: {"version": 0}),
     row("POST", "/api/v1/visits/{visit_id}/note/addenda",
         401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
         prepare=signed_note, json=lambda cell: {"text": "Called the pharmacy."}),
@@ -412,6 +480,15 @@ API = [
         401,     403,     403,     403,     403,     403,     403,     403,     200),
     row("GET", "/api/v1/outbox",
         401,     403,     403,     403,     403,     403,     403,     403,     200),
+    # The on-call rota: all staff read it (a coordinator's backup); only admins change it.
+    row("GET", "/api/v1/on-call",
+        401,     403,     403,     403,     200,     200,     200,     200,     200),
+    row("POST", "/api/v1/on-call",
+        401,     403,     403,     403,     403,     403,     403,     403,     201,
+        prepare=on_call_person, json=future_shift_body),
+    row("POST", "/api/v1/on-call/{shift_id}/end",
+        401,     403,     403,     403,     403,     403,     403,     403,     200,
+        prepare=shift_to_end),
 ]
 
 #    anon     patient  patient2 join     presc    o.presc  coord    o.coord  admin
@@ -458,11 +535,23 @@ PAGES = [
         LOGIN,   403,     403,     403,     200,     200,     403,     403,     403),
     row("GET", "/coordinator",
         LOGIN,   403,     403,     403,     403,     403,     200,     200,     403),
+    # The patient confirmed where they are today: before that the room sends them to
+    # "Where are you right now?" (303, tests/test_location_step.py).
     row("GET", "/visits/{visit_id}",
-        LOGIN,   200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED),
+        LOGIN,   200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=located),
     row("GET", "/visits/{visit_id}",
         LOGIN,   200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED,
-        prepare=other_visit, note="another visit of the patient"),
+        prepare=lambda cell: located(cell) | other_visit(cell),
+        note="another visit of the patient"),
+    # "Where are you right now?" before the room: the patient's own step (invariant 10).
+    row("GET", "/visits/{visit_id}/where",
+        LOGIN,   200,     DENIED,  200,     403,     403,     403,     403,     403),
+    row("POST", "/visits/{visit_id}/where",
+        LOGIN,   303,     DENIED,  303,     403,     403,     403,     403,     403,
+        form=lambda cell: {"address": "12 Elm Street, Springfield",
+                           "callback_phone": "617 555 0100", "confirm": "yes"}
+        | csrf_only(cell)),
     row("GET", "/visits/{visit_id}",
         LOGIN,   404,     404,     404,     404,     404,     404,     404,     404,
         prepare=missing_visit, note="no such visit"),
@@ -502,6 +591,14 @@ PAGES = [
         prepare=throwaway_team_member,
         form=lambda cell: {"patient_id": str(cell.clinic.patient.id),
                            "member_id": str(cell.values["member_id"])} | csrf_only(cell)),
+    row("GET", "/admin/on-call",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     200),
+    row("POST", "/admin/on-call",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
+        prepare=on_call_person, form=future_shift_form),
+    row("POST", "/admin/on-call/{shift_id}/end",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
+        prepare=shift_to_end, form=csrf_only),
     row("GET", "/admin/audit",
         LOGIN,   403,     403,     403,     403,     403,     403,     403,     200),
     row("GET", "/admin/outbox",

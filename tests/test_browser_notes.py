@@ -6,6 +6,12 @@ same port and database, and the server then holds exactly what was typed, once. 
 tabs editing the same note get a conflict and a merge, not a lost edit. Signing with a
 dose change updates the medication list and the patient's after-visit summary. And a
 call that drops during an emergency alerts the coordinator.
+
+The signing gate in the page: an escalation raised during the visit makes the safety
+assessment required at once, the risk judgement is a list, and a check-in after signing
+asks for an addendum with a safety assessment, in the note and at the top of the
+prescriber's day, until one is written. The day's emergency badge links to the
+escalation and goes, live, when it is resolved.
 """
 
 from __future__ import annotations
@@ -246,7 +252,7 @@ def test_signing_a_dose_change_updates_the_medication_list_and_the_summary(
         note_url = f"/api/v1/visits/{earlier['id']}/note"
         assert api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [start]}
                    )["status"] == 200
-        assert api(prescriber, "POST", f"{note_url}/sign")["status"] == 200
+        assert api(prescriber, "POST", f"{note_url}/sign", {"version": 1})["status"] == 200
 
         page = open_room(prescriber, visit_id)
         expect(page.locator('[data-drug="Sertraline"]')).to_have_attribute("data-dose", "50")
@@ -330,6 +336,130 @@ def test_a_call_that_drops_during_an_emergency_alerts_the_coordinator(
         expect(alert).to_contain_text("The coordinator has been alerted")
         detail = api(prescriber, "GET", f"/api/v1/escalations/{escalation_id}")["data"]
         assert "call_dropped" in [event["kind"] for event in detail["timeline"]]
+    finally:
+        prescriber.close()
+        patient.close()
+
+
+def resolve_by_api(person: Person, escalation_id: int, disposition: str) -> None:
+    url = f"/api/v1/escalations/{escalation_id}"
+    assert api(person, "POST", f"{url}/acknowledge")["status"] == 200
+    reached = api(person, "POST", f"{url}/events", {
+        "kind": "contact_attempt", "outcome": "reached",
+        "text": "Reached the patient on the callback number."})
+    assert reached["status"] == 201, reached
+    resolved = api(person, "POST", f"{url}/resolve", {
+        "disposition": disposition, "note": "Emergency services took the patient in."})
+    assert resolved["status"] == 200, resolved
+
+
+def test_the_days_emergency_badge_links_to_the_escalation_and_goes_when_resolved(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    patient = signed_in(browser, app_server, "patient@demo.test",
+                        viewport={"width": 375, "height": 740})
+    try:
+        visit_id = patient.first_visit_id()
+        day = prescriber.page
+        day.goto("/day")
+        expect(day.locator("#live-status")).to_have_text("Live", timeout=15_000)
+        day.evaluate("window.__sameDocument = true")
+        checked_in = api(patient, "POST", f"/api/v1/visits/{visit_id}/checkin",
+                         json.loads(json.dumps(checkin_body(cssrs=HIGH_RISK_CSSRS))))
+        assert checked_in["status"] == 201, checked_in
+        escalation_id = checked_in["data"]["escalations"][0]
+        badge = day.locator(f'[data-testid="safety-flag"][data-escalation-id="{escalation_id}"]')
+        expect(badge).to_have_attribute("href", f"/escalations/{escalation_id}",
+                                        timeout=10_000)
+        expect(badge).to_have_attribute("data-level", "emergency")
+
+        resolve_by_api(prescriber, escalation_id, "emergency_services")
+        expect(badge).to_have_count(0, timeout=10_000)
+        assert day.evaluate("window.__sameDocument === true"), "the page was reloaded"
+    finally:
+        prescriber.close()
+        patient.close()
+
+
+def test_the_gate_and_the_addendum_a_late_checkin_asks_for(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    patient = signed_in(browser, app_server, "patient@demo.test",
+                        viewport={"width": 375, "height": 740})
+    try:
+        visit_id = patient.first_visit_id()
+        patient_id = server_note(prescriber, visit_id)["patient_id"]
+        page = open_room(prescriber, visit_id)
+        expect(page.locator("#panel-live")).to_have_text("Live", timeout=15_000)
+        badge = page.locator("#safety-required-badge")
+        expect(badge).to_be_hidden()
+        # An emergency raised by hand during the visit: the gate applies at once.
+        raised = api(prescriber, "POST", "/api/v1/escalations", {
+            "patient_id": patient_id, "visit_id": visit_id, "level": "emergency",
+            "reason": "suicidal_ideation_plan_or_intent",
+            "text": "Said during the visit that they have a plan."})
+        assert raised["status"] == 201, raised
+        expect(badge).to_be_visible(timeout=10_000)
+        expect(page.get_by_test_id("safety-why")).to_contain_text(
+            "An open escalation (raised by hand): Suicidal thoughts with a plan or intent")
+
+        # A "." is not an assessment: the sign is refused and says why.
+        page.locator("#note-safety_assessed").fill(".")
+        page.locator("#note-safety_plan").fill("\u200b" * 12)
+        expect_state(page, "saved", who=prescriber)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Sign the note").click()
+        expect(page.locator("#note-message")).to_contain_text(
+            "A safety assessment is required before signing")
+        assert server_note(prescriber, visit_id)["status"] == "draft"
+
+        judgement = page.locator("#note-safety_risk_judgement")
+        assert judgement.evaluate("(element) => element.tagName") == "SELECT"
+        page.locator("#note-safety_assessed").fill(
+            "Ideation with a plan; no access to means; lives with partner.")
+        judgement.select_option("high")
+        page.locator("#note-safety_plan").fill(
+            "Mobile crisis team called; partner stays with the patient; 988 given.")
+        expect_state(page, "saved", who=prescriber)
+        assert server_note(prescriber, visit_id)["sections"]["safety_risk_judgement"] == "high"
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Sign the note").click()
+        expect(page.locator("#note-signed-line")).to_contain_text("Signed by")
+        task = page.get_by_test_id("addendum-task")
+        expect(task).to_be_hidden()
+
+        # The patient's check-in arrives after signing.
+        day = prescriber.context.new_page()
+        day.goto("/day")
+        expect(day.locator("#live-status")).to_have_text("Live", timeout=15_000)
+        late = api(patient, "POST", f"/api/v1/visits/{visit_id}/checkin",
+                   json.loads(json.dumps(checkin_body(gad7=[3, 3, 3, 3, 3, 0, 0]))))
+        assert late["status"] == 201, late
+        expect(task).to_be_visible(timeout=10_000)
+        expect(task).to_contain_text("Severe anxiety")
+        expect(page.get_by_test_id("addendum-safety-fields")).to_be_visible()
+        due = day.get_by_test_id("addendum-due")
+        expect(due).to_contain_text("Severe anxiety", timeout=10_000)
+        expect(due.get_by_role("link", name="Open the note")).to_have_attribute(
+            "href", f"/visits/{visit_id}#addenda")
+
+        page.locator("#addendum-text").fill("Called the patient after the late check-in.")
+        page.locator("#addendum-safety-assessed").fill(
+            "Anxiety worse this week; no suicidal thoughts since the visit.")
+        page.locator("#addendum-safety-judgement").select_option("moderate")
+        page.locator("#addendum-safety-plan").fill(
+            "Partner still with the patient; crisis numbers confirmed; visit in 3 days.")
+        page.get_by_role("button", name="Add the addendum").click()
+        expect(task).to_be_hidden(timeout=10_000)
+        expect(page.get_by_test_id("addendum-safety").last).to_contain_text("Moderate")
+        expect(due).to_have_count(0, timeout=10_000)
+        note = server_note(prescriber, visit_id)
+        assert note["safety_addendum_task"] is None
+        assert note["addenda"][-1]["safety"]["risk_judgement"] == "moderate"
     finally:
         prescriber.close()
         patient.close()

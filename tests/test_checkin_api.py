@@ -67,7 +67,7 @@ def test_complete_checkin_stores_scores_and_checks_in_the_visit(
             return visit.status.value, checkin.level, list(kinds), checkin.callback_phone
 
     assert run(stored) == ("checked_in", "review", ["phq9", "gad7", "auditc", "asrm"],
-                           "+1 555 0100")
+                           "+16175550100")
     again = client.post(url(clinic), json=checkin_body())
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "checkin_completed"

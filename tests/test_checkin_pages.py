@@ -255,7 +255,6 @@ def test_the_page_resumes_the_saved_draft(
         "sleep": {"hours": 6.5, "quality": "poor"},
         "substance_use": {"cravings": 4, "used_since_last_visit": True,
                           "substances": ["alcohol"], "details": "a beer"},
-        "location": {"address": "9 Pier Lane"}, "callback_phone": "+1 555 0199",
     }
     saved = client.put(f"/api/v1/visits/{clinic.visit_id}/checkin/draft", json=draft)
     assert saved.status_code == 200
@@ -280,7 +279,7 @@ def test_the_page_resumes_the_saved_draft(
     assert page.checked("substance_use.cravings") == {"4"}
     assert page.checked("substance_use.used_since_last_visit") == {"true"}
     assert page.checked("substance_use.substances") == {"alcohol"}
-    assert page.values("location.address") == {"9 Pier Lane"}
+    assert page.values("location.address") == {""}  # nothing given, nothing on file
     # The screener stays shown, the crisis resources too, and nothing is confirmed yet.
     assert "hidden" not in page.by_id["part-cssrs"]
     assert page.by_id["checkin-form"]["data-cssrs-shown"] == "1"
@@ -288,6 +287,12 @@ def test_the_page_resumes_the_saved_draft(
     assert page.by_id["crisis-resources"]["data-level"] == "urgent"
     assert page.checked("confirm.location") == set()
     assert page.checked("confirm.contact") == set()
+    # With the visit's risk urgent and no location confirmed today, the form asks where
+    # the patient is first: it knows both from the page.
+    form = page.by_id["checkin-form"]
+    assert form["data-crisis-level"] == "urgent"
+    assert form["data-where-confirmed-at"] == ""
+    assert page.by_id["where-state"]["data-state"] == "new"
 
 
 def test_a_draft_from_another_client_cannot_break_the_page(
@@ -297,9 +302,15 @@ def test_a_draft_from_another_client_cannot_break_the_page(
     odd = {"responses": {"phq9": "x", "gad7": {"answers": {"a": [1]}}, "cssrs": [True]},
            "side_effects": [1, {"effect": {"x": 1}}], "missed_doses": [],
            "sleep": "well", "substance_use": {"substances": "many"}, "location": None,
-           "emergency_contact": ["x"], "sex": 3}
+           "sex": 3}
     assert client.put(f"/api/v1/visits/{clinic.visit_id}/checkin/draft",
                       json=odd).status_code == 200
+    assert client.get(checkin_url(clinic.visit_id)).status_code == 200
+    # Emergency information in a draft is checked as strictly as anywhere (invariant 8).
+    odd["emergency_contact"] = ["x"]
+    refused = client.put(f"/api/v1/visits/{clinic.visit_id}/checkin/draft", json=odd)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"].startswith("emergency_contact")
     assert client.get(checkin_url(clinic.visit_id)).status_code == 200
 
 
@@ -309,11 +320,16 @@ def test_emergency_information_is_prefilled_from_last_time_to_confirm_again(
     sign_in(clinic.patient)
     assert client.post(f"/api/v1/visits/{clinic.visit_id}/checkin",
                        json=checkin_body()).status_code == 201
+    # A day later: on file from last time, no longer confirmed today.
+    services.clock.advance(timedelta(hours=services.settings.location_confirm_hours + 1))
+    sign_in(clinic.patient)
     page = read(client.get(checkin_url(add_visit(run, services, clinic))).text)
     assert page.values("location.address") == {"12 Elm Street, Springfield"}
-    assert page.values("callback_phone") == {"+1 555 0100"}
+    assert page.values("callback_phone") == {"+1 617-555-0100"}  # stored E.164, shown readable
     assert page.values("emergency_contact.name") == {"Taylor Rivera"}
     assert "We filled this in from last time" in page.text
+    assert page.by_id["where-state"]["data-state"] == "on-file"
+    assert "not confirmed today" in page.text
     assert page.checked("confirm.location") == set()
     # AUDIT-C was just done, so sex is not asked again; the form sends last time's.
     assert "sex" not in {i.get("name") for i in page.inputs}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -164,6 +165,11 @@ def test_demo_creates_the_clinic_once(workdir: Path) -> None:
     assert query(workdir, "SELECT count(*) FROM users") == [(len(ACCOUNTS),)]
     assert query(workdir, "SELECT id FROM visits") == visits
     assert query(workdir, "SELECT count(*) FROM care_team_members") == [(4,)]
+    # The demo coordinator is on call (once: a shift covering the start is kept).
+    assert "on call: coordinator@demo.test until" in first.stdout
+    assert query(workdir, "SELECT u.email, s.cancelled_at FROM on_call_shifts s "
+                          "JOIN users u ON u.id = s.user_id") == \
+        [("coordinator@demo.test", None)]
 
     with app_client(workdir) as client:
         for email, _, role in ACCOUNTS:
@@ -183,6 +189,9 @@ def test_demo_creates_the_clinic_once(workdir: Path) -> None:
         assert names == {"Jordan Rivera", "Sam Lee"}, today.json()
         assert all(v["status"] == "scheduled" for v in today.json()["visits"])
         assert csrf["user"]["name"] in client.get("/day").text
+        on_call = client.get("/api/v1/on-call").json()["shifts"]
+        assert [(s["user"]["name"], s["on_call"]) for s in on_call] == [
+            ("Casey Coordinator", True)]
 
 
 def test_demo_without_a_password_prints_a_random_one(workdir: Path) -> None:
@@ -274,3 +283,53 @@ def test_user_create_sets_a_patients_time_zone(workdir: Path) -> None:
                      "East", "--role", "patient", "--timezone", "Eastern")
     assert wrong.returncode == 1
     assert "time zone" in wrong.stderr
+
+
+# --- on-call ----------------------------------------------------------------------------
+
+
+def test_on_call_add_list_and_end(workdir: Path) -> None:
+    assert mendwell(workdir, "db", "upgrade").returncode == 0
+    for email, role in (("casey@clinic.test", "coordinator"), ("alex@clinic.test", "admin")):
+        created = mendwell(workdir, "user", "create", "--email", email, "--name",
+                           email.split("@")[0].title(), "--role", role, "--password-stdin",
+                           stdin="a long enough password\n")
+        assert created.returncode == 0, created.stderr
+    assert "nobody is on call now" in mendwell(workdir, "on-call", "list").stdout
+
+    until = (datetime.now(CLINIC_TZ) + timedelta(hours=8)).isoformat(timespec="minutes")
+    added = mendwell(workdir, "on-call", "add", "--email", "Casey@Clinic.test",
+                     "--from", "now", "--until", until)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("added shift 1: Casey (coordinator) on call from ")
+    listed = mendwell(workdir, "on-call", "list")
+    assert "on call now: Casey <casey@clinic.test>" in listed.stdout
+    assert re.search(r"^\s+1\s+casey@clinic.test\s+coordinator\s.*\scurrent$",
+                     listed.stdout, re.MULTILINE), listed.stdout
+
+    for args, message in [
+        (("--email", "casey@clinic.test", "--from", "now", "--until", until),
+         "already on call"),
+        (("--email", "alex@clinic.test", "--from", "now", "--until", until),
+         "Only prescribers and coordinators"),
+        (("--email", "nobody@clinic.test", "--from", "now", "--until", until),
+         "no account"),
+        (("--email", "casey@clinic.test", "--from", "2027-01-05T08:00", "--until", until),
+         "UTC offset"),
+    ]:
+        refused = mendwell(workdir, "on-call", "add", *args)
+        assert refused.returncode == 1, refused.stdout
+        assert message in refused.stderr
+    assert query(workdir, "SELECT count(*) FROM on_call_shifts") == [(1,)]
+
+    ended = mendwell(workdir, "on-call", "end", "--id", "1")
+    assert ended.returncode == 0, ended.stderr
+    assert ended.stdout.strip() == "ended shift 1 (casey@clinic.test)"
+    assert "nobody is on call now" in mendwell(workdir, "on-call", "list").stdout
+    again = mendwell(workdir, "on-call", "end", "--id", "1")
+    assert again.returncode == 1
+    assert "already over" in again.stderr
+    # An operator at the server acts without an account: audited with no actor.
+    assert query(workdir, "SELECT action, actor_id FROM audit_log "
+                          "WHERE resource_type = 'on_call_shift' ORDER BY id") == [
+        ("add_shift", None), ("end_shift", None)]

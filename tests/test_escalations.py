@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from escalation.deadlines import add_business_days, fire_due_timers
+from server import oncall
 from server.bus import LocalBus
 from server.db import create_engine, session_factory
-from server.models import AuditEntry, Escalation, OutboxEmail, Timer, User
+from server.models import AuditEntry, Escalation, OutboxEmail, Timer
 from server.outbox import deliver_due
 from server.services import Services
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
@@ -63,8 +64,8 @@ def test_checkin_raises_one_escalation_with_all_reasons(
     assert row["status"] == "open"
     assert row["patient"] == {"id": clinic.patient.id, "name": clinic.patient.name}
     assert row["location"] == {"address": "12 Elm Street, Springfield"}
-    assert row["callback_phone"] == "+1 555 0100"
-    assert row["emergency_contact"] == {"name": "Taylor Rivera", "phone": "+1 555 0101"}
+    assert row["callback_phone"] == "+16175550100"
+    assert row["emergency_contact"] == {"name": "Taylor Rivera", "phone": "+16175550101"}
     assert row["ack_due_at"] is not None
     assert count(run, services, Escalation) == 1
 
@@ -94,7 +95,10 @@ def test_later_higher_checkin_raises_the_open_one(
     detail = client.get(f"/api/v1/escalations/{result['escalations'][0]}").json()
     assert detail["level"] == "emergency"
     assert detail["reasons"] == ["phq9_item9_unassessed", "cssrs_high", "phq9_item9_positive"]
-    assert [e["kind"] for e in detail["timeline"]] == ["raised", "level_raised"]
+    # The completion confirmed the emergency information (the escalation follows it),
+    # then its intent answer raised the level: a new deadline for an emergency.
+    assert [e["kind"] for e in detail["timeline"]] == [
+        "raised", "emergency_info_confirmed", "level_raised"]
 
 
 def test_lifecycle_with_timeline_and_audit(
@@ -105,10 +109,12 @@ def test_lifecycle_with_timeline_and_audit(
                            checkin_body(cssrs=HIGH_RISK_CSSRS))["escalations"][0]
     sign_in(clinic.coordinator)
     base = f"/api/v1/escalations/{escalation_id}"
-    early = client.post(f"{base}/resolve", json={"disposition": "mobile_crisis", "note": "x"})
+    early = client.post(f"{base}/resolve", json={"disposition": "mobile_crisis",
+                                                 "note": "Mobile crisis team sent"})
     assert early.status_code == 409
     assert early.json()["error"]["status"] == "open"
-    note_first = client.post(f"{base}/events", json={"kind": "note", "text": "seen"})
+    note_first = client.post(f"{base}/events", json={"kind": "note",
+                                                     "text": "Seen the answers"})
     assert note_first.status_code == 409
     ack = client.post(f"{base}/acknowledge")
     assert ack.status_code == 200
@@ -124,13 +130,20 @@ def test_lifecycle_with_timeline_and_audit(
     assert assign.json()["assigned_to"]["id"] == clinic.prescriber.id
     bad_assign = client.post(f"{base}/assign", json={"assignee_id": clinic.other_prescriber.id})
     assert bad_assign.status_code == 422
-    bad = client.post(f"{base}/resolve", json={"disposition": "vacation", "note": "x"})
+    bad = client.post(f"{base}/resolve", json={"disposition": "vacation",
+                                               "note": "Went on holiday"})
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "disposition"
-    no_reason = client.post(f"{base}/resolve", json={"disposition": "no_action_needed",
-                                                     "note": "Talked it through"})
-    assert no_reason.status_code == 422
-    assert no_reason.json()["error"]["field"] == "reason"
+    # An emergency is closed by action (CLINICAL.md invariant 6), whatever the reason.
+    no_action = client.post(f"{base}/resolve", json={
+        "disposition": "no_action_needed", "note": "Talked it through",
+        "reason": "She says she is safe and has no plan now"})
+    assert no_action.status_code == 422
+    assert no_action.json()["error"]["field"] == "disposition"
+    assert no_action.json()["error"]["code"] == "action_required"
+    short = client.post(f"{base}/resolve", json={"disposition": "mobile_crisis", "note": "x"})
+    assert short.status_code == 422
+    assert short.json()["error"]["field"] == "note"
     done = client.post(f"{base}/resolve", json={"disposition": "mobile_crisis",
                                                 "note": "Mobile crisis team dispatched"})
     assert done.status_code == 200
@@ -207,7 +220,9 @@ def test_unacknowledged_emergency_realerts_then_reaches_the_backup(
     services.clock.advance(timedelta(minutes=5, seconds=1))
     assert run(fire_due_timers, services) == 1
     assert emails_to(clinic.coordinator.email) == 3
-    assert emails_to(clinic.admin.email) == 1  # no one on call: the admins are the backup
+    # Nobody is on call: the team is alerted again, never the admins, who cannot open
+    # an escalation (CLINICAL.md invariant 5).
+    assert emails_to(clinic.admin.email) == 0
     sign_in(clinic.coordinator)
     client.post(f"/api/v1/escalations/{escalation_id}/acknowledge")
     services.clock.advance(timedelta(hours=1))
@@ -225,9 +240,9 @@ def test_on_call_staff_are_alerted_for_emergencies_and_are_the_backup(
 ) -> None:
     async def put_on_call() -> None:
         async with services.transaction() as session:
-            user = await session.get(User, clinic.other_coordinator.id)
-            assert user is not None
-            user.on_call = True
+            now = services.clock.now()
+            await oncall.add_shift(session, None, user_id=clinic.other_coordinator.id,
+                                   starts_at=now, ends_at=now + timedelta(hours=8), now=now)
 
     run(put_on_call)
     sign_in(clinic.patient)

@@ -28,6 +28,7 @@ from server.models import (
     VisitStatus,
 )
 from server.services import Services
+from tests.checkin_bodies import checkin_body
 from tests.clinic import PASSWORD, Clinic, Person
 from tests.conftest import Runner, SignIn
 from tests.mail import SmtpServer
@@ -119,6 +120,14 @@ def join(client: TestClient, visit_id: int, token: str) -> Any:
     if response.status_code == 303:
         client.headers["X-CSRF-Token"] = client.get("/api/v1/session").json()["csrf_token"]
     return response
+
+
+def confirm_where(client: TestClient, visit_id: int) -> Any:
+    """Pass the location step as the patient's browser does (a form post)."""
+    csrf = client.get("/api/v1/session").json()["csrf_token"]
+    return client.post(f"/visits/{visit_id}/where", follow_redirects=False, data={
+        "csrf_token": csrf, "address": "12 Elm Street, Springfield",
+        "callback_phone": "617 555 0100", "confirm": "yes"})
 
 
 def old_token(services: Services, visit_id: int, patient_id: int, age: timedelta) -> str:
@@ -252,7 +261,8 @@ def test_joining_signs_the_patient_into_that_visit_only(
 
     response = join(client, clinic.visit_id, token)
     assert response.status_code == 303
-    assert response.headers["location"] == f"/visits/{clinic.visit_id}"
+    # The check-in first (it is open and not done), never straight to the room.
+    assert response.headers["location"] == f"/visits/{clinic.visit_id}/checkin"
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE_NAME}=")
     assert "HttpOnly" in cookie
@@ -262,6 +272,13 @@ def test_joining_signs_the_patient_into_that_visit_only(
     assert me["visit_id"] == clinic.visit_id
 
     assert client.get(f"/api/v1/visits/{clinic.visit_id}").status_code == 200
+    assert client.get(f"/visits/{clinic.visit_id}/checkin").status_code == 200
+    # The room asks where they are first (invariant 10), then lets them in.
+    room = client.get(f"/visits/{clinic.visit_id}", follow_redirects=False)
+    assert (room.status_code, room.headers["location"]) == (
+        303, f"/visits/{clinic.visit_id}/where")
+    assert client.get(f"/visits/{clinic.visit_id}/where").status_code == 200
+    assert confirm_where(client, clinic.visit_id).status_code == 303
     assert client.get(f"/visits/{clinic.visit_id}").status_code == 200
     assert client.get(f"/api/v1/visits/{other_visit}").status_code == 403
     assert client.get(f"/visits/{other_visit}").status_code == 403
@@ -359,7 +376,7 @@ def test_a_link_for_a_visit_weeks_ahead_works_on_the_day_but_not_after_90_days(
     month_ahead = old_token(services, clinic.visit_id, clinic.patient.id, timedelta(days=30))
     response = _use(client, "POST", clinic.visit_id, month_ahead)
     assert response.status_code == 303
-    assert response.headers["location"] == f"/visits/{clinic.visit_id}"
+    assert response.headers["location"] == f"/visits/{clinic.visit_id}/checkin"
     # However far ahead the visit, a link older than 90 days is refused.
     ancient = old_token(services, clinic.visit_id, clinic.patient.id, timedelta(days=91))
     refused = _use(client, "GET", clinic.visit_id, ancient)
@@ -410,6 +427,58 @@ def test_a_deactivated_patient_cannot_join(
     response = _use(client, "POST", clinic.visit_id, token)
     assert response.status_code == 400
     assert no_session_cookie(response, client)
+
+
+# --- where the link leads: nobody joins unconfirmed (CLINICAL.md invariant 10) --------
+
+
+def test_after_a_completed_checkin_the_link_leads_to_the_room(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    sign_in(clinic.patient)
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/checkin",
+                       json=checkin_body()).status_code == 201
+    token = old_token(services, clinic.visit_id, clinic.patient.id, timedelta(0))
+    response = join(client, clinic.visit_id, token)
+    # The completion confirmed where they are a moment ago: straight to the room.
+    assert response.headers["location"] == f"/visits/{clinic.visit_id}"
+    assert client.get(f"/visits/{clinic.visit_id}").status_code == 200
+
+
+def test_a_checkin_done_yesterday_still_asks_where_they_are_today(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    visit_id = add_visit(run, services, clinic, clinic.patient.id, hours=26)
+    sign_in(clinic.patient)
+    assert client.post(f"/api/v1/visits/{visit_id}/checkin",
+                       json=checkin_body()).status_code == 201
+    services.clock.advance(timedelta(hours=services.settings.location_confirm_hours + 1))
+    token = old_token(services, visit_id, clinic.patient.id, timedelta(0))
+    response = join(client, visit_id, token)
+    assert response.headers["location"] == f"/visits/{visit_id}/where"
+    page = client.get(f"/visits/{visit_id}/where")
+    assert 'data-testid="where-address"' in page.text
+    assert "12 Elm Street, Springfield" in page.text  # last time's, to confirm
+    assert "not confirmed today" in page.text
+    room = client.get(f"/visits/{visit_id}", follow_redirects=False)
+    assert room.headers["location"] == f"/visits/{visit_id}/where"
+    assert confirm_where(client, visit_id).headers["location"] == f"/visits/{visit_id}"
+    assert client.get(f"/visits/{visit_id}").status_code == 200
+
+
+def test_a_link_opened_days_ahead_says_when_the_location_step_opens(
+    client: TestClient, clinic: Clinic, run: Runner, services: Services,
+) -> None:
+    visit_id = add_visit(run, services, clinic, clinic.patient.id, hours=24 * 5)
+    token = old_token(services, visit_id, clinic.patient.id, timedelta(0))
+    response = join(client, visit_id, token)
+    assert response.headers["location"] == f"/visits/{visit_id}/where"
+    page = client.get(f"/visits/{visit_id}/where")
+    assert page.status_code == 200
+    assert "before you join, we will ask where you are" in " ".join(page.text.split())
+    assert 'data-testid="where-address"' not in page.text
+    room = client.get(f"/visits/{visit_id}", follow_redirects=False)
+    assert room.headers["location"] == f"/visits/{visit_id}/where"
 
 
 # --- what a join session may do ------------------------------------------------------

@@ -67,7 +67,7 @@ def previous_signed_visit(client: TestClient, clinic: Clinic, run: Runner,
     saved = client.put(url, json={"version": 0, "sections": {"plan": plan},
                                   "medication_changes": changes})
     assert saved.status_code == 200, saved.text
-    assert client.post(f"{url}/sign").status_code == 200
+    assert client.post(f"{url}/sign", json={"version": 1}).status_code == 200
 
 
 SERTRALINE = {"action": "start", "drug": "Sertraline", "dose": "50", "unit": "mg",
@@ -256,7 +256,7 @@ def test_summary_after_signing_shows_the_dose_change_and_988(
                                    "sections": {"side_effect_actions":
                                                 "Call if nausea lasts more than a week."}})
     assert saved.status_code == 200
-    assert client.post(f"{note}/sign").status_code == 200
+    assert client.post(f"{note}/sign", json={"version": 1}).status_code == 200
     client.post(f"/api/v1/visits/{clinic.visit_id}/next-visit", json={"days": 28})
 
     sign_in(clinic.patient)

@@ -25,6 +25,13 @@ def save(client: TestClient, clinic: Clinic, version: int, **changes: Any) -> An
     return client.put(note_url(clinic), json=body)
 
 
+def sign(client: TestClient, url: str, version: int | None = None) -> Any:
+    """Sign the note at ``url`` at ``version`` (by default the version it is at now)."""
+    if version is None:
+        version = client.get(url).json()["version"]
+    return client.post(f"{url}/sign", json={"version": version})
+
+
 def test_save_and_stale_version_conflict(
     client: TestClient, clinic: Clinic, sign_in: SignIn
 ) -> None:
@@ -70,13 +77,13 @@ def test_sign_without_review_reason_then_locked_and_addendum(
     sign_in(clinic.prescriber)
     assert client.get(note_url(clinic)).json()["safety_required"] is False
     save(client, clinic, 0)
-    signed = client.post(f"{note_url(clinic)}/sign")
+    signed = sign(client, note_url(clinic), 1)
     assert signed.status_code == 200
     assert signed.json()["status"] == "signed"
     assert signed.json()["signed_by"]["id"] == clinic.prescriber.id
     version = signed.json()["version"]
     assert save(client, clinic, version).status_code == 409
-    assert client.post(f"{note_url(clinic)}/sign").status_code == 409
+    assert sign(client, note_url(clinic), version).status_code == 409
     addendum = client.post(f"{note_url(clinic)}/addenda", json={"text": "Labs ordered."})
     assert addendum.status_code == 201
     note = client.get(note_url(clinic)).json()
@@ -113,15 +120,16 @@ def test_safety_gate_with_a_review_reason(
     assert note["safety_required"] is True
     assert note["safety_reasons"] == ["gad7_severe"]
     save(client, clinic, 0, sections={"safety_assessed": "Asked about SI; denies."})
-    refused = client.post(f"{note_url(clinic)}/sign")
+    refused = sign(client, note_url(clinic), 1)
     assert refused.status_code == 409
     error = refused.json()["error"]
     assert error["code"] == "safety_assessment_required"
+    assert error["field"] == "sections.safety_risk_judgement"
     assert error["missing"] == ["safety_risk_judgement", "safety_plan"]
     save(client, clinic, 1, sections={
-        "safety_assessed": "Asked about SI; denies.", "safety_risk_judgement": "Low risk.",
+        "safety_assessed": "Asked about SI; denies.", "safety_risk_judgement": "low",
         "safety_plan": "Safety plan reviewed; 988 given."})
-    assert client.post(f"{note_url(clinic)}/sign").status_code == 200
+    assert sign(client, note_url(clinic), 2).status_code == 200
 
 
 def test_signing_updates_the_medication_list_and_summary(
@@ -137,7 +145,7 @@ def test_signing_updates_the_medication_list_and_summary(
                            "Call if nausea lasts more than a week."})
     assert saved.status_code == 200
     assert saved.json()["follow_up_default"]["days"] == 28
-    assert client.post(f"{note_url(clinic)}/sign").status_code == 200
+    assert sign(client, note_url(clinic), 1).status_code == 200
     meds = client.get(f"/api/v1/patients/{clinic.patient.id}/medications").json()
     by_drug = {m["drug"]: m for m in meds["medications"]}
     assert by_drug["Sertraline"]["dose"] == "50"
@@ -158,7 +166,7 @@ def test_signing_updates_the_medication_list_and_summary(
     url2 = f"/api/v1/visits/{clinic.visit2_id}/note"
     assert client.put(url2, json={"version": 0, "medication_changes": [increase]}
                       ).status_code == 200
-    assert client.post(f"{url2}/sign").status_code == 200
+    assert sign(client, url2, 1).status_code == 200
     meds = client.get(f"/api/v1/patients/{clinic.patient.id}/medications").json()
     sertraline = next(m for m in meds["medications"] if m["drug"] == "Sertraline")
     assert sertraline["dose"] == "100"
@@ -176,7 +184,7 @@ def test_bad_medication_rows_are_refused_at_signing(
 ) -> None:
     sign_in(clinic.prescriber)
     save(client, clinic, 0, medication_changes=[{"action": "stop", "drug": "Nothing"}])
-    refused = client.post(f"{note_url(clinic)}/sign")
+    refused = sign(client, note_url(clinic), 1)
     assert refused.status_code == 422
     assert refused.json()["error"]["field"] == "medication_changes.0.drug"
     bad_action = save(client, clinic, 1, medication_changes=[{"action": "double",

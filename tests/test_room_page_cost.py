@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select, update
 from starlette.testclient import TestClient
 
-from server import audit
+from server import audit, checkins
 from server.actors import Actor
 from server.auth import COOKIE_NAME
 from server.models import AuditEntry, AuthSession, Role
@@ -54,6 +55,24 @@ def reads(run: Runner, services: Services, actor_id: int) -> list[str]:
 
 def room(client: TestClient, visit_id: int) -> int:
     return client.get(f"/visits/{visit_id}", follow_redirects=False).status_code
+
+
+@pytest.fixture(autouse=True)
+def patient_located(client: TestClient, clinic: Clinic, run: Runner,
+                    services: Services) -> None:
+    """The patient confirmed where they are today, as they must before the room
+    (CLINICAL.md invariant 10, tests/test_location_step.py): these tests are about the
+    room page itself."""
+    patient = Actor(clinic.patient.id, Role.patient, "Patient", clinic.patient.email)
+
+    async def confirm() -> None:
+        async with services.transaction() as session:
+            await checkins.confirm_emergency_info(
+                session, services, patient, clinic.visit_id,
+                {"location": {"address": "12 Elm Street, Springfield"},
+                 "callback_phone": "+1 617 555 0100"})
+
+    run(confirm)
 
 
 # --- what one page costs ------------------------------------------------------------

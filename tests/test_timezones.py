@@ -65,13 +65,17 @@ def test_a_patient_reads_times_in_their_own_zone_and_staff_in_the_clinics(
     set_zone(run, services, clinic.patient.id, PACIFIC)
     at = scheduled_at(run, services, clinic.visit_id)
 
-    sign_in(clinic.patient)
+    csrf = sign_in(clinic.patient)
     home = client.get("/home")
     assert home.status_code == 200
     assert shown(at, PACIFIC, "%H:%M") in home.text
     assert "America/Los Angeles" in home.text
     checkin = client.get(f"/visits/{clinic.visit_id}/checkin")
     assert shown(at, PACIFIC, "%A %d %B at %H:%M %Z") in checkin.text
+    # Where they are first (invariant 10), then the room.
+    client.post(f"/visits/{clinic.visit_id}/where", data={
+        "csrf_token": csrf, "address": "12 Elm Street, Springfield",
+        "callback_phone": "617 555 0100", "confirm": "yes"})
     room = client.get(f"/visits/{clinic.visit_id}")
     assert shown(at, PACIFIC, "%A %d %B, %H:%M %Z") in room.text
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from escalation.lifecycle import CONTACT_OUTCOMES, DISPOSITIONS, MANUAL_REASONS
+from server.emergency_info import readable_phone
 from server.instruments import INSTRUMENTS
 from server.instruments.base import FREQUENCY
 
@@ -167,23 +168,47 @@ def clock(escalation: Mapping[str, Any], now: datetime) -> Clock:
 
 @dataclass(frozen=True)
 class EmergencyInfo:
+    """Emergency information as a screen shows it, with how fresh it is (CLINICAL.md
+    invariant 2): ``confirmed_at`` when the patient confirmed the location and callback
+    recently; otherwise ``source`` says where the values come from ("last_checkin",
+    confirmed ``on_file_at``; "profile"; None: nothing at all), and the screen says they
+    are not confirmed today."""
+
     address: str | None
     callback: str | None
     callback_href: str | None
     contact_name: str | None
     contact_phone: str | None
     contact_href: str | None
+    confirmed_at: datetime | None = None
+    on_file_at: datetime | None = None
+    source: str | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
 
 
-def emergency_info(escalation: Mapping[str, Any]) -> EmergencyInfo:
-    contact = escalation.get("emergency_contact") or {}
+def emergency_info(found: Mapping[str, Any]) -> EmergencyInfo:
+    """From an escalation (``emergency_confirmed_at``, ``emergency_source``) or from the
+    check-in API's ``emergency_info`` (``confirmed_at``, ``on_file_at``, ``source``)."""
+    contact = found.get("emergency_contact") or {}
+    source = found.get("emergency_source", found.get("source"))
+    if "emergency_confirmed_at" in found:
+        when = _parse(found.get("emergency_confirmed_at"))
+        confirmed_at = when if source == "checkin" else None
+        on_file_at = when if source == "last_checkin" else None
+    else:
+        confirmed_at = _parse(found.get("confirmed_at"))
+        on_file_at = _parse(found.get("on_file_at"))
     return EmergencyInfo(
-        address=(escalation.get("location") or {}).get("address"),
-        callback=escalation.get("callback_phone"),
-        callback_href=tel_href(escalation.get("callback_phone")),
+        address=(found.get("location") or {}).get("address"),
+        callback=readable_phone(found.get("callback_phone")),
+        callback_href=tel_href(found.get("callback_phone")),
         contact_name=contact.get("name"),
-        contact_phone=contact.get("phone"),
+        contact_phone=readable_phone(contact.get("phone")),
         contact_href=tel_href(contact.get("phone")),
+        confirmed_at=confirmed_at, on_file_at=on_file_at, source=source,
     )
 
 
@@ -217,8 +242,13 @@ def timeline_entry(event: Mapping[str, Any], names: Mapping[int, str]) -> Timeli
     elif kind == "level_raised":
         what = f"Level raised from {level_label(str(event.get('previous')))} to " \
             f"{level_label(str(event.get('level')))}: {_reasons_text(event.get('reasons'))}"
+    elif kind == "rearmed":
+        what = f"New {level_label(str(event.get('level')))} trigger after it was taken: " \
+            f"{_reasons_text(event.get('reasons'))}. It needs acknowledging again"
     elif kind == "reasons_added":
         what = f"Reasons added: {_reasons_text(event.get('reasons'))}"
+    elif kind == "emergency_info_confirmed":
+        what = "The patient confirmed where they are and their callback number"
     elif kind == "acknowledged":
         what = "Acknowledged"
     elif kind == "assigned":
@@ -262,12 +292,16 @@ class Score:
 
 @dataclass(frozen=True)
 class Triggering:
-    """The check-in answers behind an escalation, as the coordinator reads them."""
+    """The check-in answers behind an escalation, as the coordinator reads them: as they
+    were saved when they triggered (``at``; ``kind`` "draft": while the patient was still
+    answering), even if the patient changed them later."""
 
     scores: list[Score]
     reasons: list[str]
     cssrs: list[Answer]
     phq9_item9: Answer | None
+    at: datetime | None = None
+    kind: str | None = None
 
 
 def _yes_no(value: object) -> str:
@@ -314,7 +348,43 @@ def triggering(data: Mapping[str, Any] | None) -> Triggering | None:
         item9 = Answer(INSTRUMENTS["phq9"].items[8].text, label)
     return Triggering(scores=_score_lines(data.get("scores") or {}),
                       reasons=[reason_label(str(r)) for r in data.get("reasons") or []],
-                      cssrs=cssrs, phq9_item9=item9)
+                      cssrs=cssrs, phq9_item9=item9, at=_parse(data.get("at")),
+                      kind=data.get("kind"))
+
+
+@dataclass(frozen=True)
+class TriggerLine:
+    """One thing that raised, re-armed or added to the escalation."""
+
+    at: datetime
+    what: str
+    who: str
+    level: str
+    level_label: str
+    reasons: list[str]
+    text: str | None
+    answers_at: datetime | None
+    answers_kind: str | None
+
+
+TRIGGER_EFFECTS: Final = {"raised": "Raised", "rearmed": "Re-armed", "added": "Added"}
+
+
+def trigger_lines(triggers: list[Mapping[str, Any]]) -> list[TriggerLine]:
+    lines = []
+    for t in triggers:
+        source = "by hand" if t.get("source") == "manual" else "from a check-in"
+        answers = t.get("answers") or {}
+        level = str(t.get("level"))
+        lines.append(TriggerLine(
+            at=datetime.fromisoformat(str(t["at"])),
+            what=f"{TRIGGER_EFFECTS.get(str(t.get('effect')), 'Added')} {source}",
+            who=person_name(t.get("actor")) if t.get("actor") else "",
+            level=level, level_label=level_label(level),
+            reasons=[reason_label(str(r)) for r in t.get("reasons") or []],
+            text=t.get("text"), answers_at=_parse(answers.get("at")),
+            answers_kind=answers.get("kind")))
+    return lines
 
 
 @dataclass(frozen=True)

@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse
 
+from server.freetext import readable, readable_data
 from server.http import current_of, services_of
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
+
+
+def _printable(value: Any) -> Any:
+    """Every ``{{ value }}``, before escaping: a lone surrogate stored before the door
+    was shut (``server.http``) cannot be encoded as UTF-8, and one such character in a
+    note or a check-in must not make the visit room or an escalation a 500. Markup
+    stays Markup (it is escaped already); U+FFFD needs no escaping."""
+    if isinstance(value, Markup):
+        # Escaped already; only lone surrogates change, to a character needing no escape.
+        return Markup(readable(value))  # noqa: S704
+    if isinstance(value, str):
+        return readable(value)
+    return value
+
+
+def _readable_json(value: Any, **kwargs: Any) -> str:
+    # ``tojson`` feeds the page's scripts (the note panel's autosave): a "\ud800" escape
+    # would come back on the next save and be refused at the door for ever, U+FFFD
+    # goes back in and the record heals.
+    return json.dumps(readable_data(value), **kwargs)
+
 
 environment = Environment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=_printable,
 )
+environment.policies["json.dumps_function"] = _readable_json
 
 
 def local_time(value: datetime, tz: str = "UTC", fmt: str = "%H:%M") -> str:
@@ -53,4 +79,10 @@ def render(
     context["environment"] = services.settings.env
     context["request"] = request
     html = environment.get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status)
+    try:
+        body = html.encode("utf-8")
+    except UnicodeEncodeError:
+        # Text that reached the page outside a {{ }} (a template's own code); the page
+        # shows U+FFFD rather than failing.
+        body = readable(html).encode("utf-8")
+    return HTMLResponse(body, status_code=status)

@@ -11,14 +11,23 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import accounts, audit
 from server.access import require_role
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
-from server.http import MAX_ID, actor_of, int_param, json_body, path_id, services_of
+from server.http import (
+    MAX_ID,
+    actor_of,
+    int_param,
+    json_body,
+    path_id,
+    refuse_unstorable,
+    services_of,
+)
 from server.models import OutboxEmail, Role
+from server.responses import JSONResponse
 
 AUDIT_PAGE = 500
 AUDIT_EXPORT_LIMIT = 100_000
@@ -145,7 +154,7 @@ def audit_filter(request: Request) -> audit.AuditFilter:
             filters[name] = int_param(params[name], name)
     for name in ("action", "resource_type", "outcome"):
         if params.get(name):
-            filters[name] = params[name][:64]
+            filters[name] = refuse_unstorable(params[name], name)[:64]
     for name in ("since", "until"):
         if params.get(name):
             try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import checkins, fhir, trends
 from server.api.registry import ApiOperation
 from server.emergency_info import EmergencyInfoBody
 from server.http import actor_of, json_object, path_id, services_of
 from server.instruments import instrument_definitions
+from server.responses import JSONResponse
 from server.triage import evaluate
 
 

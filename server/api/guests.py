@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import guests
 from server.api.registry import ApiOperation
 from server.http import actor_of, json_body, path_id, services_of
+from server.responses import JSONResponse
 
 
 class NewGuest(BaseModel):

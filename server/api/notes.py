@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import medications, notes
 from server.api.registry import ApiOperation
+from server.errors import ValidationFailed
 from server.http import actor_of, json_body, path_id, services_of
-
-
-class Addendum(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(max_length=20_000)
+from server.responses import JSONResponse
 
 
 class NextVisit(BaseModel):
@@ -45,19 +41,24 @@ async def put_note(request: Request) -> Response:
 async def sign(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
+    # The version is required: a sign that names none (even with no body at all) is 422.
+    if not await request.body():
+        raise ValidationFailed("Name the note version you are signing: {\"version\": N}.",
+                               field="version")
+    body = await json_body(request, notes.NoteSign)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.sign_note(session, services, actor, visit_id)
+        data = await notes.sign_note(session, services, actor, visit_id, body.version)
     return JSONResponse(data)
 
 
 async def add_addendum(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
-    body = await json_body(request, Addendum)
+    body = await json_body(request, notes.NewAddendum)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.add_addendum(session, services, actor, visit_id, body.text)
+        data = await notes.add_addendum(session, services, actor, visit_id, body)
     return JSONResponse(data, status_code=201)
 
 
@@ -98,11 +99,13 @@ OPERATIONS = [
                  "Save the whole note, based on `version` (409 version_conflict when stale)",
                  body=notes.NoteSave, tag="notes"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/note/sign", sign,
-                 "Sign and lock the note; applies medication changes "
-                 "(409 safety_assessment_required)", tag="notes"),
+                 "Sign and lock the note at the `version` the signer saw; applies medication "
+                 "changes (409 version_conflict, 409 safety_assessment_required)",
+                 body=notes.NoteSign, tag="notes"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/note/addenda", add_addendum,
-                 "Append an addendum to a signed note", body=Addendum, success=201,
-                 tag="notes"),
+                 "Append an addendum to a signed note; one with a `safety_assessment` "
+                 "closes the note's open safety addendum task", body=notes.NewAddendum,
+                 success=201, tag="notes"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/next-visit", next_visit,
                  "Schedule the next visit at the chosen interval and email the invitation",
                  body=NextVisit, success=201, tag="notes"),

@@ -6,9 +6,10 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server.api.registry import ApiOperation
+from server.responses import JSONResponse
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

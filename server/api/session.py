@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import auth
 from server.accounts import change_password, user_json
 from server.api.registry import ApiOperation
 from server.auth import COOKIE_NAME, Current, SignedIn
 from server.http import actor_of, client_ip, json_body, require_current, services_of
+from server.responses import JSONResponse
 from server.services import Services
 
 

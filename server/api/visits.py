@@ -6,13 +6,14 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from server import visits
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
 from server.http import MAX_ID, actor_of, json_body, path_id, services_of
 from server.models import VisitKind
+from server.responses import JSONResponse
 
 
 class NewVisit(BaseModel):

@@ -21,6 +21,7 @@ from web.pages import (
     summary,
     time_zone,
     visit_room,
+    where,
 )
 from web.rendering import STATIC, render
 
@@ -40,6 +41,7 @@ def routes() -> list[BaseRoute]:
         *offline.ROUTES,
         *guest.ROUTES,
         *visit_room.ROUTES,
+        *where.ROUTES,
         *summary.ROUTES,
         *checkin.ROUTES,
         *patient.ROUTES,

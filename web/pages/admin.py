@@ -1,20 +1,25 @@
-"""Admin pages: accounts, care teams, the audit log and the email outbox."""
+"""Admin pages: accounts, care teams, the on-call rota, the audit log and the email outbox."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from sqlalchemy import select
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import accounts, audit
-from server.access import require_role
+from server import accounts, audit, oncall
+from server.access import access_rota, require_role
 from server.api.admin import audit_filter
 from server.errors import APIError, ValidationFailed
 from server.http import actor_of, int_param, path_id, services_of
 from server.models import CareTeamMember, OutboxEmail, Role, User
+from server.timezones import clinic_zone
 from web.forms import checked_form, text_field
-from web.rendering import render
+from web.rendering import local_time, render
 
 
 async def accounts_page(request: Request, *, error: str | None = None,
@@ -125,6 +130,97 @@ async def outbox_page(request: Request) -> Response:
                   smtp=bool(services.settings.smtp_url))
 
 
+# --- the on-call rota (safety invariant 5) -------------------------------------------
+
+SHIFT_FIELDS = ("user_id", "starts_at", "ends_at")
+LOCAL_INPUT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> sends and shows
+SHIFT_WORDS = {"starts_at": "starts", "ends_at": "ends"}
+# How far ahead the page looks for hours nobody covers.
+GAP_HORIZON = timedelta(days=7)
+
+
+def clinic_time(form: FormData, name: str, zone: str) -> datetime:
+    """A datetime-local field read as the clinic's wall clock (the admin's zone on every
+    staff page), as an aware datetime."""
+    text = text_field(form, name, required=False, max_length=32)
+    if not text:
+        raise ValidationFailed(f"Enter when the shift {SHIFT_WORDS[name]}.", field=name)
+    try:
+        naive = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed("Enter a date and time.", field=name) from None
+    if naive.tzinfo is not None:
+        return naive
+    tz = ZoneInfo(zone)
+    local = naive.replace(tzinfo=tz)
+    # A time skipped when the clocks go forward does not come back unchanged from UTC;
+    # guessing which hour was meant could leave an hour nobody is on call.
+    if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+        raise ValidationFailed(f"{naive.strftime('%H:%M')} does not exist on that day in "
+                               f"{zone} (the clocks go forward).", field=name)
+    return local
+
+
+async def on_call_page(request: Request, *, error: str | None = None,
+                       error_field: str | None = None, values: dict[str, str] | None = None,
+                       status: int = 200) -> Response:
+    actor = actor_of(request)
+    access_rota(actor, manage=True)
+    services = services_of(request)
+    now = services.clock.now()
+    zone = clinic_zone(services.settings)
+    async with services.transaction() as session:
+        shifts = await oncall.list_shifts(session, actor, now=now)
+        on_call = await oncall.who_is_on_call(session, now)
+        people = await oncall.candidates(session, actor)
+    # The form starts at the next full quarter hour, for a day: edited, rarely typed.
+    start = (now + timedelta(minutes=15 - now.minute % 15)).replace(second=0, microsecond=0)
+    defaults = {"user_id": "", "starts_at": local_time(start, zone, LOCAL_INPUT),
+                "ends_at": local_time(start + timedelta(days=1), zone, LOCAL_INPUT)}
+    return render(request, "admin_on_call.html", status=status, shifts=shifts,
+                  on_call=on_call, people=people, tz=zone, values=values or defaults,
+                  gaps=oncall.gaps(shifts, now, now + GAP_HORIZON),
+                  error=error, error_field=error_field if error_field in SHIFT_FIELDS else None)
+
+
+async def add_on_call_shift(request: Request) -> Response:
+    form, _ = await checked_form(request)
+    actor = actor_of(request)
+    access_rota(actor, manage=True)
+    services = services_of(request)
+    zone = clinic_zone(services.settings)
+    try:
+        chosen = text_field(form, "user_id", required=False, max_length=12)
+        if not chosen:
+            raise ValidationFailed("Choose who is on call.", field="user_id")
+        user_id = int_param(chosen, "user_id")
+        starts_at = clinic_time(form, "starts_at", zone)
+        ends_at = clinic_time(form, "ends_at", zone)
+        async with services.transaction() as session:
+            await oncall.add_shift(session, actor, user_id=user_id, starts_at=starts_at,
+                                   ends_at=ends_at, now=services.clock.now())
+    except APIError as exc:
+        values = {name: str(form.get(name) or "")[:32] for name in SHIFT_FIELDS}
+        return await on_call_page(request, error=exc.message, error_field=exc.field,
+                                  values=values, status=exc.status)
+    return RedirectResponse("/admin/on-call", status_code=303)
+
+
+async def end_on_call_shift(request: Request) -> Response:
+    await checked_form(request)
+    actor = actor_of(request)
+    access_rota(actor, manage=True)
+    shift_id = path_id(request, "shift_id")
+    services = services_of(request)
+    try:
+        async with services.transaction() as session:
+            await oncall.end_shift(session, actor, shift_id, now=services.clock.now())
+    except APIError as exc:
+        # Already over (another admin ended it), or gone: the page shows the rota as it is.
+        return await on_call_page(request, error=exc.message, status=exc.status)
+    return RedirectResponse("/admin/on-call", status_code=303)
+
+
 ROUTES = [
     Route("/admin", accounts_page, methods=["GET"]),
     Route("/admin/users", create_account, methods=["POST"]),
@@ -132,6 +228,9 @@ ROUTES = [
     Route("/admin/care-teams", care_teams_page, methods=["GET"]),
     Route("/admin/care-teams/add", add_member, methods=["POST"]),
     Route("/admin/care-teams/remove", remove_member, methods=["POST"]),
+    Route("/admin/on-call", on_call_page, methods=["GET"]),
+    Route("/admin/on-call", add_on_call_shift, methods=["POST"]),
+    Route("/admin/on-call/{shift_id}/end", end_on_call_shift, methods=["POST"]),
     Route("/admin/audit", audit_page, methods=["GET"]),
     Route("/admin/outbox", outbox_page, methods=["GET"]),
 ]

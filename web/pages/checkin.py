@@ -3,14 +3,20 @@
 Every question and option is rendered here from the instrument definitions
 (``server.instruments``) and the check-in's non-scored parts, with the patient's saved
 draft filled in; ``static/checkin.js`` then runs the flow (one question per screen on a
-phone, the adaptive C-SSRS, draft saves, the crisis resources, completion). The answers
-go to ``server.checkins`` through the JSON API, in exactly the body that API documents.
+phone, the adaptive C-SSRS, draft saves, the crisis resources, "Where are you right
+now?" first when the answers are urgent, completion). The answers go to
+``server.checkins`` through the JSON API, in exactly the body that API documents.
+
+The triage rules that decide the crisis resources on the device (CLINICAL.md invariant
+9: crisis help never waits for the network) are rendered into the page from
+``services.rules``, so the page and the server apply the same reviewed numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -19,12 +25,14 @@ from starlette.routing import Route
 
 from server import checkins
 from server.access import require_role
+from server.emergency_info import ADDRESS_MIN_CHARS, CONTACT_NAME_MIN_LETTERS, readable_phone
 from server.http import actor_of, path_id, services_of
 from server.instruments import INSTRUMENTS, Instrument, Item
 from server.models import Role
 from server.timezones import viewer_zone
+from server.triage import Reason, TriageRules
 from server.visits import get_visit_loaded
-from web.rendering import render
+from web.rendering import local_time, render
 
 # Section headings in the patient's words; the validated item wording stays as defined
 # in the instrument modules (changing it needs clinical review, see docs/clinical.md).
@@ -68,6 +76,22 @@ SUBSTANCE_LABELS: Final = {
 }
 SEX_LABELS: Final = {"female": "Female", "male": "Male", "": "I would rather not say"}
 CRISIS_LEVELS: Final = ("urgent", "emergency")
+# The reasons the page decides on the device, from the answers alone: the ones that can
+# reach a crisis level (CLINICAL.md triage table), and their lower counterparts.
+DEVICE_REASONS: Final = (Reason.PHQ9_ITEM9_UNASSESSED, Reason.PHQ9_ITEM9_POSITIVE,
+                         Reason.CSSRS_HIGH, Reason.CSSRS_MODERATE, Reason.CSSRS_LOW)
+
+
+def device_rules(rules: TriageRules) -> dict[str, Any]:
+    """What ``checkin.js`` needs to decide on the crisis resources itself (invariant 9),
+    taken from the reviewed rules the server triages with, never typed into the JS."""
+    return {
+        "levels": [level.value for level in rules.levels],
+        "crisis_levels": list(CRISIS_LEVELS),
+        "item9_threshold": rules.thresholds.phq9_item9,
+        "reason_levels": {reason.value: rules.level_of(reason).value
+                          for reason in DEVICE_REASONS},
+    }
 
 
 @dataclass(frozen=True)
@@ -157,7 +181,8 @@ def _mapping(value: object) -> Mapping[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def form_values(draft: Mapping[str, Any], prefill: Mapping[str, Any]) -> FormValues:
+def form_values(draft: Mapping[str, Any], prefill: Mapping[str, Any],
+                confirmed_today: bool = False) -> FormValues:
     """Flatten a draft body into input name -> values. The draft is whatever the
     patient's browser last sent, so every part is type-checked before use."""
     form = FormValues()
@@ -195,17 +220,24 @@ def form_values(draft: Mapping[str, Any], prefill: Mapping[str, Any]) -> FormVal
         form.add("substance_use.substances", substance)
     form.add("substance_use.details", use.get("details"))
 
-    # Emergency information: the draft's when the patient already worked on it in this
-    # check-in, else last time's. Either way the patient confirms it again on this page.
-    here = draft if "location" in draft or "callback_phone" in draft else prefill
-    form.prefilled_location = here is prefill
+    # Emergency information: the freshest the patient gave (``prefill``, from
+    # checkins.emergency_info_for). Drafts no longer carry it; an older draft that does
+    # is shown only when nothing was confirmed since. Either way the patient confirms it
+    # again on this page.
+    here = draft if ("location" in draft or "callback_phone" in draft) and \
+        not confirmed_today else prefill
+    form.prefilled_location = here is prefill and not confirmed_today
     form.add("location.address", _mapping(here.get("location")).get("address"))
-    form.add("callback_phone", here.get("callback_phone"))
+    callback = here.get("callback_phone")
+    form.add("callback_phone", readable_phone(callback) if isinstance(callback, str)
+             else callback)
     contact_source = draft if "emergency_contact" in draft else prefill
     form.prefilled_contact = contact_source is prefill
     contact = _mapping(contact_source.get("emergency_contact"))
     form.add("emergency_contact.name", contact.get("name"))
-    form.add("emergency_contact.phone", contact.get("phone"))
+    phone = contact.get("phone")
+    form.add("emergency_contact.phone", readable_phone(phone) if isinstance(phone, str)
+             else phone)
     form.add("sex", draft["sex"] if "sex" in draft else prefill.get("sex"))
     return form
 
@@ -235,13 +267,21 @@ async def checkin_page(request: Request) -> Response:
     draft: dict[str, Any] = stored["data"] if stored and isinstance(stored["data"], dict) \
         else {}
     level = stored["level"] if stored else None
+    where_confirmed_at = state["emergency_info"]["confirmed_at"] or ""
+    soon = timedelta(hours=services.settings.location_confirm_hours)
     return render(
         request, "checkin.html", visit=visit, tz=tz, is_open=state["open"],
         completed=bool(stored and stored["status"] == "completed"),
         parts=questionnaire_parts(state["needs"]), needs=state["needs"],
-        form=form_values(draft, state["prefill"]), cssrs_shown=_cssrs_started(draft),
+        form=form_values(draft, state["prefill"], bool(where_confirmed_at)),
+        cssrs_shown=_cssrs_started(draft),
         crisis_level=level if level in CRISIS_LEVELS else "",
         prefill_sex=state["prefill"].get("sex") or "",
+        device_rules=device_rules(services.rules), where_confirmed_at=where_confirmed_at,
+        where_confirmed_time=local_time(datetime.fromisoformat(where_confirmed_at), tz,
+                                        "%H:%M %Z") if where_confirmed_at else "",
+        starts_soon=services.clock.now() >= visit.scheduled_at - soon,
+        address_min=ADDRESS_MIN_CHARS, contact_name_min=CONTACT_NAME_MIN_LETTERS,
         answer_value=answer_value, side_effects=SIDE_EFFECT_LABELS,
         severities=SEVERITY_LABELS, missed_reasons=MISSED_DOSE_REASON_LABELS,
         sleep_qualities=SLEEP_QUALITY_LABELS, substances=SUBSTANCE_LABELS,

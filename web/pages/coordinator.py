@@ -35,7 +35,7 @@ DEFAULT_PERIOD: Final = 30
 
 def measure_period(request: Request) -> int:
     raw = request.query_params.get("days", "")
-    return int(raw) if raw.isdigit() and int(raw) in MEASURE_PERIODS else DEFAULT_PERIOD
+    return int(raw) if raw in {str(days) for days in MEASURE_PERIODS} else DEFAULT_PERIOD
 
 
 async def team_patients(session: AsyncSession, actor: Actor) -> list[User]:
@@ -65,7 +65,8 @@ async def coordinator_home(request: Request) -> Response:
     only_queue = request.query_params.get("part") == "queue"
     days = measure_period(request)
     async with services.transaction() as session:
-        found = await queries.list_escalations(session, actor, status="open")
+        found = await queries.list_escalations(session, actor, status="open",
+                                               now=services.clock.now())
         queue = [view.summary(e, now) for e in found]
         if only_queue:
             return render(request, "_escalation_queue.html", queue=queue, now=now, tz=tz)

@@ -48,7 +48,8 @@ async def escalation_page(request: Request) -> Response:
     now = services.clock.now()
     async with services.transaction() as session:
         # Checks access (care team, on call, or an admin's break-glass) and audits the read.
-        data = await queries.escalation_detail(session, actor, escalation_id)
+        data = await queries.escalation_detail(session, actor, escalation_id,
+                                               now=services.clock.now())
         people = await assignable(session, int(data["patient"]["id"]))
         names = {u.id: u.name for u in people}
         missing = {e["assignee_id"] for e in data["timeline"]
@@ -61,6 +62,7 @@ async def escalation_page(request: Request) -> Response:
         "tz": clinic_zone(services.settings),
         "timeline": [view.timeline_entry(event, names) for event in data["timeline"]],
         "triggering": view.triggering(data.get("triggering")),
+        "triggers": view.trigger_lines(data.get("triggers") or []),
         "disposition_label": view.DISPOSITION_LABELS.get(data.get("disposition") or "", ""),
     }
     if request.query_params.get("part") == "live":

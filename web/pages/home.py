@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import visits
+from server import notes, visits
 from server.access import require_role
 from server.http import actor_of, services_of
 from server.models import Escalation, EscalationStatus, Role
 from server.timezones import clinic_zone, viewer_zone
+from web import escalation_view as view
 from web.after_visit import signed_summaries
 from web.rendering import render
 
@@ -49,29 +51,46 @@ async def prescriber_day(request: Request) -> Response:
     async with services.transaction() as session:
         found = await visits.list_visits(session, actor, start=start, end=end)
         mine = [v for v in found if v.prescriber_id == actor.user_id]
-        flags = await open_safety_levels(session, {v.patient_id for v in mine})
+        flags = await open_safety_flags(session, {v.patient_id for v in mine})
+        # Check-ins with safety reasons after a note was signed (CLINICAL.md,
+        # invariant 7): at the top of the day until an addendum assesses them.
+        addenda = await notes.addenda_due(session, actor)
     # A patient whose check-in (or anything since) raised an urgent or emergency
     # escalation goes to the top of the day, emergency first (CLINICAL.md).
     rank = {"emergency": 0, "urgent": 1}
-    mine.sort(key=lambda v: (rank.get(flags.get(v.patient_id, ""), 2),
+    mine.sort(key=lambda v: (rank.get(flags[v.patient_id].level if v.patient_id in flags
+                                      else "", 2),
                              v.status.value != "waiting", v.scheduled_at))
     return render(request, "prescriber_day.html", visits=mine, day=start, tz=tz,
-                  safety_flags=flags)
+                  safety_flags=flags, addenda_due=addenda, reason_label=view.reason_label)
 
 
-async def open_safety_levels(session: AsyncSession, patient_ids: set[int]) -> dict[int, str]:
-    """The highest open urgent/emergency escalation level per patient."""
+@dataclass(frozen=True)
+class SafetyFlag:
+    """A patient's open urgent or emergency escalation, as a visit row's badge (a link to
+    it; day-live.js takes it away when the escalation is resolved)."""
+
+    level: str
+    escalation_id: int
+
+
+async def open_safety_flags(session: AsyncSession,
+                            patient_ids: set[int]) -> dict[int, SafetyFlag]:
+    """The open urgent/emergency escalation per patient (one open escalation per patient;
+    the highest level should there be more)."""
     if not patient_ids:
         return {}
-    rows = await session.execute(select(Escalation.patient_id, Escalation.level).where(
+    rows = await session.execute(select(Escalation.patient_id, Escalation.level,
+                                        Escalation.id).where(
         Escalation.patient_id.in_(patient_ids),
         Escalation.status != EscalationStatus.resolved,
         Escalation.level.in_(("emergency", "urgent"))))
-    levels: dict[int, str] = {}
-    for patient_id, level in rows:
-        if levels.get(patient_id) != "emergency":
-            levels[patient_id] = level
-    return levels
+    flags: dict[int, SafetyFlag] = {}
+    for patient_id, level, escalation_id in rows:
+        known = flags.get(patient_id)
+        if known is None or (known.level != "emergency" and level == "emergency"):
+            flags[patient_id] = SafetyFlag(level, escalation_id)
+    return flags
 
 
 ROUTES = [

@@ -30,6 +30,7 @@ from server.models import (
 )
 from server.services import Services
 from server.triage import Reason, level_rank
+from server.visits import ENDED
 from web import escalation_view as view
 from web.pages.checkin import (
     MISSED_DOSE_REASON_LABELS,
@@ -57,7 +58,8 @@ SECTION_HINTS: Final = {
                            "reads this in their summary.",
     "safety_assessed": "Ideation, intent, plan, behaviour, access to means, protective "
                        "factors.",
-    "safety_risk_judgement": "Low, moderate or high, and why.",
+    "safety_risk_judgement": "Low, moderate, high or imminent; say why in what was "
+                             "assessed and the plan.",
     "safety_plan": "Safety plan, means restriction, crisis numbers given, follow-up.",
 }
 # The order the sections are written in: the safety assessment follows the mental
@@ -71,19 +73,28 @@ ACTION_LABELS: Final = {
     "taper": "Taper", "stop": "Stop", "continue": "Continue",
 }
 PARTS: Final = ("safety", "medications")
+RISK_JUDGEMENT_LABELS: Final = {
+    "low": "Low", "moderate": "Moderate", "high": "High", "imminent": "Imminent",
+}
 
 assert set(SECTION_LABELS) == set(notes.SECTIONS)
 assert set(ACTION_LABELS) == set(ACTIONS)
+assert tuple(RISK_JUDGEMENT_LABELS) == notes.RISK_JUDGEMENTS
 
 
 @dataclass(frozen=True)
 class ReasonLine:
-    """One triage reason of this visit's check-in, with the level it carries."""
+    """One triage reason of this visit's check-in, with the level it carries, when it
+    first showed and whether the patient's latest answers still show it (a reason stays
+    on record when an answer is changed: CLINICAL.md invariant 1)."""
 
     code: str
     label: str
     level: str
     level_label: str
+    first_seen_at: datetime | None = None
+    first_seen_kind: str | None = None
+    in_latest: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,13 +124,15 @@ class LastPlan:
 class Safety:
     """The top of the panel, also answered alone (``?part=safety``) when it changes."""
 
+    # The freshest emergency information and how fresh (confirmed, or on file only).
     info: view.EmergencyInfo
-    info_source: str            # "checkin": this visit's; "last": the last known
     checked_in: bool
     reasons: list[ReasonLine]
     escalations: list[view.Summary]
     emergency: view.Summary | None
     patient_name: str
+    # The call is over: the emergency box stops saying "keep the patient on the call".
+    visit_ended: bool
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,9 @@ class Panel:
     side_effects: list[SideEffectLine]
     missed: MissedDoses | None
     note: dict[str, Any]
+    gate: list[ReasonLine]          # why the safety assessment is required (if it is)
+    task_reasons: list[ReasonLine]  # the open addendum task's reasons, if one is open
+    gate_vocabulary: dict[str, Any]
 
 
 def _info(source: dict[str, Any]) -> view.EmergencyInfo:
@@ -143,13 +159,49 @@ def _info(source: dict[str, Any]) -> view.EmergencyInfo:
 
 
 def reason_lines(codes: list[str], services: Services) -> list[ReasonLine]:
+    lines = [ReasonLine(code, view.reason_label(code), level, view.level_label(level))
+             for code in codes
+             for level in [services.rules.level_of_code(code).value]]
+    return sorted(lines, key=lambda line: -level_rank(line.level))
+
+
+def checkin_reason_lines(checkin: dict[str, Any] | None,
+                         services: Services) -> list[ReasonLine]:
+    """Every reason the check-in ever showed (``checkins.get_checkin`` as the care team
+    reads it: ``reasons_seen`` says when each first showed)."""
+    if not checkin:
+        return []
+    seen = {r["code"]: r for r in checkin.get("reasons_seen") or []}
     lines = []
-    for code in codes:
-        try:
-            level = services.rules.level_of(Reason(code)).value
-        except ValueError:
-            level = "review"  # an unknown reason is shown, never hidden
-        lines.append(ReasonLine(code, view.reason_label(code), level, view.level_label(level)))
+    for code in checkin.get("reasons") or []:
+        level = services.rules.level_of_code(code).value
+        first = seen.get(code)
+        lines.append(ReasonLine(
+            code, view.reason_label(code), level, view.level_label(level),
+            first_seen_at=datetime.fromisoformat(first["first_seen_at"]) if first else None,
+            first_seen_kind=first["first_seen_kind"] if first else None,
+            in_latest=first["in_latest"] if first else True))
+    return sorted(lines, key=lambda line: -level_rank(line.level))
+
+
+def escalation_open_label(escalation: dict[str, Any]) -> str:
+    how = "raised by hand" if escalation.get("source") == "manual" else "from a check-in"
+    reasons = "; ".join(view.reason_label(str(c)) for c in escalation.get("reasons") or [])
+    return f"An open escalation ({how}){': ' + reasons if reasons else ''}"
+
+
+def gate_lines(note: dict[str, Any], services: Services) -> list[ReasonLine]:
+    """Why the note's safety assessment is required (``notes.safety_gate``): the visit's
+    check-in reasons, and the patient's open escalation as one line at its own level."""
+    codes = list(note["safety_reasons"])
+    escalation = note.get("safety_escalation")
+    if notes.ESCALATION_OPEN in codes:
+        codes = codes[:codes.index(notes.ESCALATION_OPEN)]
+    lines = reason_lines(codes, services)
+    if escalation:
+        level = str(escalation["level"])
+        lines.append(ReasonLine(notes.ESCALATION_OPEN, escalation_open_label(escalation),
+                                level, view.level_label(level)))
     return sorted(lines, key=lambda line: -level_rank(line.level))
 
 
@@ -173,14 +225,13 @@ async def safety(session: AsyncSession, services: Services, actor: Actor,
     if found is None:
         found = await checkins.get_checkin(session, services, actor, visit.id)
     checkin = found["checkin"]
-    completed = bool(checkin and checkin["callback_phone"])
-    info = _info(checkin if completed else found["prefill"])
     escalations = await open_escalations(session, actor, visit.patient_id, now)
     emergency = next((e for e in escalations if e.level == "emergency"), None)
-    return Safety(info=info, info_source="checkin" if completed else "last",
+    return Safety(info=_info(found["emergency_info"]),
                   checked_in=bool(checkin and checkin["status"] == "completed"),
-                  reasons=reason_lines(list(checkin["reasons"]) if checkin else [], services),
-                  escalations=escalations, emergency=emergency, patient_name=patient_name)
+                  reasons=checkin_reason_lines(checkin, services),
+                  escalations=escalations, emergency=emergency, patient_name=patient_name,
+                  visit_ended=visit.status in ENDED)
 
 
 async def last_plan(session: AsyncSession, services: Services, actor: Actor,
@@ -235,7 +286,10 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
         others=other_results(series, tz),
         medications=await medication_part(session, services, actor, visit.patient_id),
         last_plan=await last_plan(session, services, actor, visit),
-        side_effects=effects, missed=missed, note=note,
+        side_effects=effects, missed=missed, note=note, gate=gate_lines(note, services),
+        task_reasons=reason_lines(list((note["safety_addendum_task"] or {}).get("reasons")
+                                       or []), services),
+        gate_vocabulary=gate_vocabulary(services),
     )
 
 
@@ -245,5 +299,19 @@ def template_context() -> dict[str, Any]:
         "section_labels": SECTION_LABELS, "section_hints": SECTION_HINTS,
         "main_before_safety": MAIN_BEFORE_SAFETY, "safety_sections": SAFETY,
         "main_after_safety": MAIN_AFTER_SAFETY, "actions": ACTIONS,
-        "action_labels": ACTION_LABELS, **raise_form_choices(),
+        "action_labels": ACTION_LABELS, "risk_judgements": RISK_JUDGEMENT_LABELS,
+        **raise_form_choices(),
     }
+
+
+def gate_vocabulary(services: Services) -> dict[str, Any]:
+    """What note-panel.js needs to show the gate's reasons again when they change:
+    each reason's words and level, and the levels' words."""
+    levels = {}
+    for reason in Reason:
+        try:
+            levels[reason.value] = services.rules.level_of(reason).value
+        except (KeyError, ValueError):
+            levels[reason.value] = "review"
+    return {"labels": dict(view.REASON_LABELS), "levels": levels,
+            "level_labels": dict(view.LEVEL_LABELS)}

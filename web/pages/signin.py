@@ -15,7 +15,8 @@ from server.http import client_ip, current_of, path_id, require_current, service
 from server.models import Role, User, Visit
 from server.timezones import patient_zone
 from server.visits import ENDED
-from web.forms import checked_form
+from web.forms import checked_form, posted_form
+from web.pages import where
 from web.rendering import render
 
 HOMES = {Role.patient: "/home", Role.prescriber: "/day", Role.coordinator: "/coordinator",
@@ -43,7 +44,7 @@ async def login_page(request: Request) -> Response:
 
 
 async def login_submit(request: Request) -> Response:
-    form = await request.form()
+    form = await posted_form(request)
     email = str(form.get("email") or "")[:254]
     password = str(form.get("password") or "")[:200]
     services = services_of(request)
@@ -103,7 +104,7 @@ async def join_page(request: Request) -> Response:
 
 
 async def join_submit(request: Request) -> Response:
-    form = await request.form()
+    form = await posted_form(request)
     token = str(form.get("t") or "")
     target = await _join_target(request, token)
     if isinstance(target, str):
@@ -118,7 +119,11 @@ async def join_submit(request: Request) -> Response:
         auth_actor = auth.Current(signed_in.session, patient, signed_in.session.expires_at)
         audit.record(session, auth_actor.actor(client_ip(request)), "join_link", "visit",
                      visit.id, patient_id=patient.id)
-    response = RedirectResponse(f"/visits/{visit.id}", status_code=303)
+        # Invariant 10: the check-in (which asks where they are on the way) or the
+        # location step before the room, never straight in.
+        visit = await session.get(Visit, visit.id) or visit
+        first = await where.first_stop(session, services, visit)
+    response = RedirectResponse(first, status_code=303)
     set_session_cookie(response, services, signed_in)
     return response
 

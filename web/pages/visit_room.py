@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from server import visits
@@ -20,7 +20,7 @@ from server.http import actor_of, path_id, services_of
 from server.models import Role
 from server.services import Services
 from server.timezones import clinic_zone, viewer_zone
-from web.pages import note_panel
+from web.pages import note_panel, where
 from web.rendering import local_time, render
 
 PANEL_ROLES = (Role.prescriber, Role.coordinator)
@@ -74,6 +74,10 @@ async def visit_room(request: Request) -> Response:
                           **helpers)
         if actor.role in PANEL_ROLES:
             panel = await note_panel.build(session, services, actor, visit, helpers["tz"])
+        elif await where.must_confirm(session, services, actor, visit):
+            # Invariant 10: nobody joins unconfirmed. Where the patient is and a callback
+            # number first, then the room (web/pages/where.py).
+            return RedirectResponse(where.where_url(visit.id), status_code=303)
     # The live room (camera, signaling) is only started for a visit that can still happen;
     # the note panel works either way (the note is often finished after the call).
     return render(request, "visit_room.html", visit=visit, role=actor.role.value,

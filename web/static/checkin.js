@@ -6,15 +6,24 @@
 //   logic (CLINICAL.md); once shown it stays, so an answer given is never dropped;
 // - a draft saved after every answer (debounced) and when the page is hidden, so
 //   nothing typed is lost and the server triages risky answers at once;
-// - the crisis resources as soon as the server says the answers are urgent or an
-//   emergency, kept on screen while the patient carries on.
+// - the crisis resources (988, 911) decided here, from the answer itself, with the
+//   same rules as the server's triage (CLINICAL.md invariant 9: crisis help never waits
+//   for the network). The rules come with the page (data-triage, from the reviewed
+//   escalation/triage_rules.toml); the server's answer only adds to what is shown:
+//   it may raise the level, it never hides help already on screen;
+// - "Where are you right now?" next, before any other question, once the answers are
+//   urgent or an emergency and the location was not confirmed today (invariant 2); it
+//   is sent at once to the emergency-info endpoint, and retried in the background if
+//   the network is down while the patient carries on;
+// - the emergency information (where, callback, contact) only in the completion, never
+//   in drafts: a draft carrying it is validated strictly, and a half-typed address must
+//   not cost the patient their answers.
 
 const SAVE_DELAY_MS = 300;
 const RETRY_MS = 5000;
 const SESSION_REFRESH_MS = 60_000;
-const LEVELS = ["none", "review", "step_up", "urgent", "emergency"];
-const CRISIS_LEVELS = new Set(["urgent", "emergency"]);
 const ITEM9 = "responses.phq9.answers.8";
+const CSSRS_KEYS = ["q1", "q2", "q3", "q4", "q5", "q6", "q6_recent"];
 
 const form = document.getElementById("checkin-form");
 if (form) start(form);
@@ -31,8 +40,23 @@ function start(form) {
   const formError = document.getElementById("form-error");
   const crisis = document.getElementById("crisis-resources");
   const crisisStrip = document.getElementById("crisis-strip");
+  const crisisAlerted = document.getElementById("crisis-alerted");
+  const crisisUnsent = document.getElementById("crisis-unsent");
   const done = document.getElementById("checkin-done");
   const questions = [...form.querySelectorAll(".q")];
+  const wherePart = document.getElementById("part-where");
+  const whereTitle = document.getElementById("part-where-title");
+  const whereQ = document.getElementById("emergency-location");
+  const whereHome = { parent: whereQ.parentElement, before: whereQ.nextElementSibling };
+  const whereState = document.getElementById("where-state");
+
+  // The reviewed triage rules, as the server applies them (web/pages/checkin.py).
+  const rules = JSON.parse(form.dataset.triage);
+  const LEVELS = rules.levels;
+  const CRISIS_LEVELS = new Set(rules.crisis_levels);
+  const rank = (level) => Math.max(0, LEVELS.indexOf(level));
+  const addressMin = Number(form.dataset.addressMin);
+  const nameMin = Number(form.dataset.contactNameMin);
 
   let cssrsTriggered = form.dataset.cssrsShown === "1";
   let current = null;           // the first question of the screen on show
@@ -41,10 +65,18 @@ function start(form) {
   let inFlight = false;
   let submitted = false;
   let lastSessionRefresh = Date.now();
-  // The emergency information goes into the draft only once the patient has worked on
-  // it here: last visit's address must not be stored as "where I am" unconfirmed.
-  const touched = new Set([...form.querySelectorAll(".q[data-group]:not([data-prefilled])")]
-    .map((q) => q.dataset.group));
+  // The visit's risk as the server last said it (never lowered), and whether the
+  // server has seen a crisis level (it alerts the care team when it does).
+  let serverCrisis = CRISIS_LEVELS.has(form.dataset.crisisLevel);
+  // "Where are you right now?": when it was confirmed (today, or on this page), whether
+  // it is due as the next screen, the detour on show (and where it returns to), and a
+  // confirmation still to be delivered.
+  let whereConfirmedAt = form.dataset.whereConfirmedAt || null;
+  let whereAsked = false;
+  let whereDue = false;
+  let detour = null;            // { returnTo: question | null }
+  let whereRetry = null;        // { values, timer }
+  let whereSent = null;         // the values the server confirmed last, to spot edits
 
   // --- reading the form -----------------------------------------------------------
 
@@ -61,9 +93,13 @@ function start(form) {
     return Number(raw);
   }
 
-  function cssrsNeeded() {
+  function item9Positive() {
     const item9 = checkedValue(ITEM9);
-    if (item9 !== null && Number(item9) > 0) cssrsTriggered = true;
+    return item9 !== null && Number(item9) >= rules.item9_threshold;
+  }
+
+  function cssrsNeeded() {
+    if (item9Positive()) cssrsTriggered = true;
     return cssrsTriggered;
   }
 
@@ -166,18 +202,23 @@ function start(form) {
     return checkedValue("sex") || null;
   }
 
+  function whereValues() {
+    return { location: { address: text("location.address") },
+             callback_phone: text("callback_phone") };
+  }
+
   function body(final) {
     const data = { responses: responses(), sex: sex() };
-    if (final || touched.has("location.address")) {
+    // Emergency information only with the completion: in a draft it would be checked
+    // strictly, and it is confirmed on its own (confirmWhere) when it is urgent.
+    if (final) {
       const address = text("location.address");
       const phone = text("callback_phone");
       if (address) data.location = { address };
       if (phone) data.callback_phone = phone;
-    }
-    if (final || touched.has("emergency_contact")) {
       const name = text("emergency_contact.name");
-      const phone = text("emergency_contact.phone");
-      if (name && phone) data.emergency_contact = { name, phone };
+      const contactPhone = text("emergency_contact.phone");
+      if (name && contactPhone) data.emergency_contact = { name, phone: contactPhone };
     }
     data.side_effects = sideEffects();
     const missed = missedDoses();
@@ -196,52 +237,102 @@ function start(form) {
     return input?.closest("label")?.textContent.trim() ?? value;
   }
 
-  function problem(q) {
+  // Emergency information, checked here as the server checks it (invariant 8) so a
+  // patient hears at once what is missing; the server's word is final (a 422 names
+  // the field and shows next to it).
+  const letters = (value) => (value.match(/\p{L}/gu) || []).length;
+  const CHECKS = {
+    address: (value) => (value.length >= addressMin && letters(value) > 0 ? null
+      : `Please give the full address where you are, at least ${addressMin} characters with the street or place name.`),
+    phone: (value) => (/\d/.test(value) ? null : "Please enter a phone number with its digits."),
+    name: (value) => (letters(value) >= nameMin ? null : "Please give your emergency contact's name."),
+  };
+
+  // What is wrong with a question's answer: [input or null (the question itself), message].
+  function problems(q) {
     const required = q.dataset.required === "1";
+    const one = (message) => (message ? [[null, message]] : []);
     switch (q.dataset.kind) {
       case "choice":
-        return required && !q.querySelector("input:checked") ? "Please choose an answer." : null;
+        return one(required && !q.querySelector("input:checked") ? "Please choose an answer." : null);
       case "number": {
         const raw = text("sleep.hours");
         const value = Number(raw);
-        if (raw === "") return required ? "Please enter a number of hours. A rough guess is fine." : null;
+        if (raw === "") return one(required ? "Please enter a number of hours. A rough guess is fine." : null);
         if (!Number.isFinite(value) || value < 0 || value > 24) {
-          return "Please enter a number of hours from 0 to 24.";
+          return one("Please enter a number of hours from 0 to 24.");
         }
-        return null;
+        return [];
       }
       case "side-effects":
         for (const effect of checkedValues("side_effects.effect")) {
           if (effect === "other" && !text("side_effects.other.details")) {
-            return "Please tell us what the other side effect is.";
+            return one("Please tell us what the other side effect is.");
           }
           if (!checkedValue(`side_effects.${effect}.severity`)) {
-            return `Please choose how bad it is: ${labelOf(q, effect)}.`;
+            return one(`Please choose how bad it is: ${labelOf(q, effect)}.`);
           }
         }
-        return null;
-      case "emergency":
-        for (const input of q.querySelectorAll("input[type=text], input[type=tel], textarea")) {
-          const least = input.minLength > 0 ? input.minLength : 1;
-          if (input.value.trim().length < least) return `Please fill in ${input.dataset.label}.`;
+        return [];
+      case "emergency": {
+        const found = [];
+        for (const input of q.querySelectorAll("[data-check]")) {
+          const message = CHECKS[input.dataset.check](input.value.trim());
+          if (message) found.push([input, message]);
         }
-        return q.querySelector("input[data-confirm]").checked ? null
-          : "Please tick the box to confirm that this is right.";
+        if (!q.querySelector("input[data-confirm]").checked) {
+          found.push([null, "Please tick the box to confirm that this is right."]);
+        }
+        return found;
+      }
       default:
-        return null;
+        return [];
+    }
+  }
+
+  const problem = (q) => problems(q)[0]?.[1] ?? null;
+
+  function describe(element, errorId, on) {
+    const ids = (element.getAttribute("aria-describedby") || "").split(" ")
+      .filter((id) => id && id !== errorId);
+    if (on) ids.push(errorId);
+    if (ids.length) element.setAttribute("aria-describedby", ids.join(" "));
+    else element.removeAttribute("aria-describedby");
+    if (on) element.setAttribute("aria-invalid", "true");
+    else element.removeAttribute("aria-invalid");
+  }
+
+  function errorOf(q, input) {
+    return document.getElementById(`${(input ?? q).id}-error`);
+  }
+
+  function showFieldError(q, input, message) {
+    const error = errorOf(q, input);
+    error.textContent = message || "";
+    error.hidden = !message;
+    describe(input ?? q, error.id, Boolean(message));
+  }
+
+  // Show exactly these problems on the question (clearing the others).
+  function showProblems(q, found) {
+    const inputs = [null, ...q.querySelectorAll("[data-check]")];
+    for (const input of inputs) {
+      const message = found.find(([where]) => where === input)?.[1] ?? null;
+      showFieldError(q, input, message);
     }
   }
 
   function showError(q, message) {
-    const error = q.querySelector(".field-error");
-    error.textContent = message || "";
-    error.hidden = !message;
-    if (message) {
-      q.setAttribute("aria-invalid", "true");
-      q.setAttribute("aria-describedby", error.id);
-    } else {
-      q.removeAttribute("aria-invalid");
-      q.removeAttribute("aria-describedby");
+    showProblems(q, message ? [[null, message]] : []);
+  }
+
+  // While the patient fixes a problem, take its message away as soon as it is fixed
+  // (new problems wait for the next "Next").
+  function recheck(q) {
+    const found = problems(q);
+    for (const input of [null, ...q.querySelectorAll("[data-check]")]) {
+      const error = errorOf(q, input);
+      if (!error.hidden && !found.some(([where]) => where === input)) showFieldError(q, input, null);
     }
   }
 
@@ -271,7 +362,19 @@ function start(form) {
     return { list, index };
   }
 
+  function focusOn(target) {
+    // The top of the form, not of the page: when the crisis resources are open above
+    // it, the question is still the first thing in view (and the footer keeps the
+    // crisis numbers one tap away).
+    form.scrollIntoView({ block: "start" });
+    target.focus({ preventScroll: true });
+  }
+
   function render({ focus = false } = {}) {
+    if (detour) {
+      renderWhere({ focus });
+      return;
+    }
     const { list, index } = position();
     const screen = list[index];
     current = screen[0];
@@ -288,21 +391,21 @@ function start(form) {
     if (focus) {
       const target = wide.matches || screen[0] === screen[0].closest(".part").querySelector(".q")
         ? screen[0].closest(".part").querySelector("h2") : screen[0];
-      // The top of the form, not of the page: when the crisis resources are open above
-      // it, the question is still the first thing in view (and the footer keeps the
-      // crisis numbers one tap away).
-      form.scrollIntoView({ block: "start" });
-      target.focus({ preventScroll: true });
+      focusOn(target);
     }
   }
 
   function goNext() {
+    if (detour) {
+      confirmWhere();
+      return;
+    }
     const { list, index } = position();
     let first = null;
     for (const q of list[index]) {
-      const message = problem(q);
-      showError(q, message);
-      first ??= message ? q : null;
+      const found = problems(q);
+      showProblems(q, found);
+      first ??= found.length ? (found[0][0] ?? q) : null;
     }
     if (first) {
       first.focus();
@@ -312,15 +415,171 @@ function start(form) {
       submit();
       return;
     }
-    current = list[index + 1][0];
+    const following = list[index + 1][0];
+    if (whereDue) {
+      askWhere(following);
+      return;
+    }
+    current = following;
     render({ focus: true });
   }
 
   function goBack() {
     const { list, index } = position();
-    if (index === 0) return;
+    if (detour || index === 0) return;
     current = list[index - 1][0];
     render({ focus: true });
+  }
+
+  // --- "Where are you right now?" first (invariant 2) -------------------------------
+
+  function renderWhere({ focus }) {
+    for (const part of form.querySelectorAll(".part")) part.hidden = part !== wherePart;
+    for (const q of questions) q.hidden = q !== whereQ;
+    back.hidden = true;
+    next.textContent = "Confirm and carry on";
+    progressText.textContent = "Before the next question";
+    if (focus) focusOn(whereTitle);
+  }
+
+  function formatTime(iso) {
+    const options = { hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
+    try {
+      return new Intl.DateTimeFormat([], { ...options, timeZone: form.dataset.tz || undefined })
+        .format(new Date(iso));
+    } catch {
+      return new Intl.DateTimeFormat([], options).format(new Date(iso));
+    }
+  }
+
+  function setWhereState(state, message) {
+    whereState.dataset.state = state;
+    whereState.textContent = message;
+  }
+
+  // Called whenever the answers (the device's rules or the server) reach a crisis level.
+  function whereNeeded() {
+    if (whereConfirmedAt || whereAsked || submitted) return;
+    // Already answered on this page (the patient is past it, box ticked): send it now
+    // rather than asking it twice.
+    const answered = questions.indexOf(current) > questions.indexOf(whereQ) &&
+      problems(whereQ).length === 0;
+    if (answered) {
+      whereAsked = true;
+      sendWhere(whereValues());
+      return;
+    }
+    whereDue = true;
+  }
+
+  function askWhere(returnTo, { focus = true } = {}) {
+    whereDue = false;
+    whereAsked = true;
+    detour = { returnTo };
+    wherePart.append(whereQ);
+    render({ focus });
+  }
+
+  function endDetour() {
+    const { returnTo } = detour;
+    detour = null;
+    whereHome.parent.insertBefore(whereQ, whereHome.before);
+    if (returnTo) current = returnTo;
+    render({ focus: true });
+  }
+
+  async function confirmWhere() {
+    const found = problems(whereQ);
+    showProblems(whereQ, found);
+    if (found.length) {
+      (found[0][0] ?? whereQ).focus();
+      return;
+    }
+    next.disabled = true;
+    next.textContent = "Sending…";
+    const outcome = await sendWhere(whereValues());
+    next.disabled = false;
+    if (outcome === "invalid") {
+      render();
+      whereQ.querySelector("[aria-invalid='true']")?.focus();
+      return;
+    }
+    endDetour();
+  }
+
+  // PUT the location and callback to the emergency-info endpoint. "saved"; "invalid"
+  // (the server's message is on the field); "later" (not delivered: kept and retried
+  // in the background while the patient carries on).
+  async function sendWhere(values) {
+    clearTimeout(whereRetry);
+    whereRetry = null;
+    setWhereState("sending", "Sending where you are…");
+    let response;
+    let data = {};
+    try {
+      response = await send("PUT", `${url}/emergency-info`, values);
+      data = await response.json().catch(() => ({}));
+    } catch {
+      response = null;
+    }
+    if (response?.ok) {
+      whereConfirmedAt = data.confirmed_at || new Date().toISOString();
+      whereSent = JSON.stringify(values);
+      whereQ.querySelector("input[data-confirm]").checked = true;
+      setWhereState("confirmed", `You confirmed this today at ${formatTime(whereConfirmedAt)}. You can still change it.`);
+      return "saved";
+    }
+    if (response?.status === 422) {
+      const field = data.error?.field;
+      const input = field === "callback_phone" ? form.querySelector(named("callback_phone"))
+        : form.querySelector(named("location.address"));
+      showFieldError(whereQ, input, plainWords(data.error?.message) ||
+        "Please check this answer.");
+      whereQ.querySelector("input[data-confirm]").checked = false;
+      setWhereState("invalid", "Please check where you are and your number.");
+      return "invalid";
+    }
+    if (response?.status === 401) {
+      setWhereState("error", "You have been signed out. Sign in again to send where you are.");
+      return "later";
+    }
+    setWhereState("offline", "Not sent yet: check your connection. We will keep trying. If you need help now, call or text 988, or call 911.");
+    whereRetry = setTimeout(retryWhere, RETRY_MS);
+    return "later";
+  }
+
+  function whereReady() {
+    return whereQ.querySelector("input[data-confirm]").checked && problems(whereQ).length === 0;
+  }
+
+  function retryWhere() {
+    // What the patient confirms now: if they changed it (and so untick the box), it
+    // waits until they tick it again or send the check-in.
+    whereRetry = null;
+    if (!submitted && whereReady()) sendWhere(whereValues());
+  }
+
+  function plainWords(message) {
+    // "callback_phone: Value error, enter a phone number with its digits." -> "Enter a
+    // phone number with its digits."
+    if (!message) return "";
+    let found = message;
+    const at = found.indexOf(": ");
+    if (at > 0 && !found.slice(0, at).includes(" ")) found = found.slice(at + 2);
+    found = found.replace(/^Value error, /, "").trim();
+    return found.charAt(0).toUpperCase() + found.slice(1);
+  }
+
+  function whereEdited() {
+    // Changed after it was confirmed (or while it waits to be sent): it is no longer
+    // what the patient confirmed, so they tick the box again.
+    if (detour || (!whereConfirmedAt && whereRetry === null)) return;
+    if (whereSent !== null && whereSent === JSON.stringify(whereValues())) return;
+    const box = whereQ.querySelector("input[data-confirm]");
+    if (box.checked) {
+      box.checked = false;
+      setWhereState("edited", "You changed this: tick the box again to confirm it.");
+    }
   }
 
   // --- saving the draft -------------------------------------------------------------
@@ -366,18 +625,23 @@ function start(form) {
         window.location.reload();
       } else if (response.status === 401) {
         setSaveState("error", "You have been signed out. Sign in again to carry on; your saved answers are kept.");
+        notSent();
       } else {
+        // The server could not keep it (a 500, a proxy's 502): try again, not at once.
         dirty = true;
-        setSaveState("error", data.error?.message || "Your latest answers are not saved yet.");
+        setSaveState("error", data.error?.message || "Your latest answers are not saved yet. We will keep trying.");
+        notSent();
+        saveTimer = setTimeout(saveDraft, RETRY_MS);
       }
     } catch {
       dirty = true;
       setSaveState("offline", "Not saved yet: check your connection. We will keep trying.");
+      notSent();
       saveTimer = setTimeout(saveDraft, RETRY_MS);
     } finally {
       inFlight = false;
     }
-    if (dirty && saveState.dataset.state !== "offline") {
+    if (dirty && saveState.dataset.state === "saving") {
       saveTimer = setTimeout(saveDraft, SAVE_DELAY_MS);
     }
   }
@@ -408,14 +672,84 @@ function start(form) {
 
   // --- triage results: the adaptive flow and the crisis resources -------------------
 
-  function showCrisis(level) {
-    const was = crisis.dataset.level || "none";
-    if (LEVELS.indexOf(level) > LEVELS.indexOf(was)) crisis.dataset.level = level;
+  // The C-SSRS answers as the patient gave them: a question the skip logic does not
+  // ask counts as unanswered (null), as in the body.
+  function cssrsAnswers() {
+    const answers = {};
+    for (const key of CSSRS_KEYS) {
+      const q = form.querySelector(`.q[data-field="responses.cssrs.answers.${key}"]`);
+      answers[key] = q && askedBySkipLogic(q)
+        ? parseAnswer(checkedValue(`responses.cssrs.answers.${key}`)) : null;
+    }
+    return answers;
+  }
+
+  function cssrsComplete(a) {
+    const asked = ["q1", "q2", "q6", ...(a.q2 ? ["q3", "q4", "q5"] : []),
+                   ...(a.q6 ? ["q6_recent"] : [])];
+    return asked.every((key) => a[key] !== null);
+  }
+
+  // CLINICAL.md, C-SSRS risk: the highest endorsed answer decides. A question not
+  // answered yet counts as "no", so this is the least the finished screener can show
+  // (the server triages drafts the same way): a "yes" to intent is high risk at once,
+  // and past behaviour whose recency is not answered yet is at least moderate.
+  function cssrsRisk(a) {
+    if (a.q4 === true || a.q5 === true || (a.q6 === true && a.q6_recent === true)) return "high";
+    if (a.q3 === true || a.q6 === true) return "moderate";
+    if (a.q1 === true || a.q2 === true) return "low";
+    return null;
+  }
+
+  // The safety reasons the answers on the page show, with the triage table's codes;
+  // their levels come from the rules the page was given.
+  function deviceReasons() {
+    const reasons = [];
+    const screened = cssrsNeeded() ? cssrsAnswers() : null;
+    const risk = screened ? cssrsRisk(screened) : null;
+    if (risk) reasons.push(`cssrs_${risk}`);
+    if (item9Positive()) {
+      // Item 9 without a finished screener: the risk is unknown, which is urgent.
+      reasons.push(screened && cssrsComplete(screened) ? "phq9_item9_positive"
+        : "phq9_item9_unassessed");
+    }
+    return reasons;
+  }
+
+  function deviceLevel() {
+    let level = LEVELS[0];
+    for (const reason of deviceReasons()) {
+      const found = rules.reason_levels[reason];
+      if (found && rank(found) > rank(level)) level = found;
+    }
+    return level;
+  }
+
+  function showCrisis(level, { fromServer = false } = {}) {
+    const was = crisis.dataset.level || LEVELS[0];
+    if (rank(level) > rank(was)) crisis.dataset.level = level;
+    if (fromServer) {
+      serverCrisis = true;
+      crisisAlerted.hidden = false;
+      crisisUnsent.hidden = true;
+    }
     if (crisis.hidden) {
       crisis.hidden = false;
       crisisStrip.hidden = false;
       crisis.scrollIntoView({ block: "start" });
     }
+    whereNeeded();
+  }
+
+  // A save failed: if help is on show from the device alone, say the care team has not
+  // heard yet, so nobody waits for a call that is not coming.
+  function notSent() {
+    if (!crisis.hidden && !serverCrisis) crisisUnsent.hidden = false;
+  }
+
+  function triageHere() {
+    const level = deviceLevel();
+    if (CRISIS_LEVELS.has(level)) showCrisis(level);
   }
 
   function onTriage(data) {
@@ -423,7 +757,10 @@ function start(form) {
       cssrsTriggered = true;
       render();
     }
-    if (data.crisis === true || CRISIS_LEVELS.has(data.level)) showCrisis(data.level);
+    if (data.crisis === true || CRISIS_LEVELS.has(data.level)) {
+      showCrisis(CRISIS_LEVELS.has(data.level) ? data.level : crisis.dataset.level,
+                 { fromServer: true });
+    }
   }
 
   // --- completing -------------------------------------------------------------------
@@ -463,7 +800,8 @@ function start(form) {
     next.disabled = false;
     if (response.status === 201) {
       submitted = true;
-      if (CRISIS_LEVELS.has(data.level)) showCrisis(data.level);
+      clearTimeout(whereRetry);
+      if (CRISIS_LEVELS.has(data.level)) showCrisis(data.level, { fromServer: true });
       form.hidden = true;
       done.hidden = false;
       window.scrollTo(0, 0);
@@ -479,7 +817,13 @@ function start(form) {
     if (response.status === 422 && q) {
       current = q;
       render({ focus: true });
-      showError(q, `Please check this answer. ${data.error.message}`);
+      const input = form.querySelector(`[data-check]${named(field)}`);
+      if (input) {
+        showFieldError(q, input, plainWords(data.error.message));
+        input.focus();
+      } else {
+        showError(q, `Please check this answer. ${data.error.message}`);
+      }
       return;
     }
     render();
@@ -493,21 +837,22 @@ function start(form) {
     const target = event.target;
     if (!(target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement)) return;
     const name = target.name;
-    if (name.startsWith("confirm.")) {
-      touched.add(name === "confirm.location" ? "location.address" : "emergency_contact");
-    } else if (name === "location.address" || name === "callback_phone") {
-      touched.add("location.address");
-    } else if (name.startsWith("emergency_contact.")) {
-      touched.add("emergency_contact");
-    }
     if (name === "side_effects.effect") {
       const severity = form.querySelector(`.severity[data-effect="${CSS.escape(target.value)}"]`);
       severity.hidden = !target.checked;
     }
     const q = target.closest(".q");
-    if (q && q.getAttribute("aria-invalid") === "true" && !problem(q)) showError(q, null);
+    if (q) recheck(q);
     if (event.type === "change") render();
-    if (name.startsWith("confirm.")) return; // confirmations are not part of the body
+    if (name === "location.address" || name === "callback_phone") whereEdited();
+    // Ticked again after a change, on the crisis path: the new place goes at once.
+    if (name === "confirm.location" && target.checked && whereAsked && !detour && whereReady()) {
+      sendWhere(whereValues());
+    }
+    // Emergency information and confirmations are not part of a draft (see body()).
+    if (name.startsWith("confirm.") || target.closest("[data-kind='emergency']")) return;
+    // Help first, from the answer itself: before any request, which may never return.
+    if (name === ITEM9 || name.startsWith("responses.cssrs.")) triageHere();
     // Safety answers are saved at once, so the server can triage them without delay.
     scheduleSave(name === ITEM9 || name.startsWith("responses.cssrs."));
   }
@@ -534,5 +879,10 @@ function start(form) {
   current = questions.find((q) => isAsked(q) && problem(q) !== null) ??
     questions.filter(isAsked).at(-1);
   form.classList.add("is-live");
-  render();
+  // The answers already given (a resumed draft) and the visit's risk decide at once:
+  // with a crisis and no location confirmed today, that question comes first.
+  if (serverCrisis) showCrisis(form.dataset.crisisLevel, { fromServer: true });
+  triageHere();
+  if (whereDue) askWhere(current, { focus: false });
+  else render();
 }

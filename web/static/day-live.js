@@ -1,6 +1,8 @@
 // The prescriber's day, live: rows change as patients start waiting or visits change
 // state (`/ws/events`), with a chime and a browser notification when someone starts to
 // wait. Notifications are only asked for from a button, never on page load.
+// A row's emergency or urgent badge links to its escalation and goes as soon as that
+// escalation is resolved; the "Addendum needed" list at the top follows its tasks.
 
 import { chime, unlock, unlockOnFirstGesture } from "./alert-sound.js";
 import { ReconnectingSocket, socketUrl } from "./reconnecting-socket.js";
@@ -98,9 +100,29 @@ async function refreshRows() {
     headers: { Accept: "text/html", "X-Mendwell-Background": "1" } });
   if (!response.ok) return;
   const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-  const next = fresh.querySelector("[data-day-list]");
-  const current = document.querySelector("[data-day-list]");
-  if (next && current) current.replaceChildren(...next.childNodes);
+  for (const selector of ["[data-day-list]", "[data-addenda-due]"]) {
+    const next = fresh.querySelector(selector);
+    const current = document.querySelector(selector);
+    if (next && current) current.replaceChildren(...next.childNodes);
+  }
+}
+
+// The escalation is resolved: its badge goes at once (no round trip), then the order
+// of the day is read again (the patient no longer belongs at the top).
+function escalationResolved(escalationId) {
+  const badges = document.querySelectorAll(
+    `[data-testid="safety-flag"][data-escalation-id="${CSS.escape(String(escalationId))}"]`);
+  if (!badges.length) return;
+  for (const badge of badges) badge.remove();
+  announce("An escalation for one of today's patients was resolved.");
+  refreshRows();
+}
+
+function addendumDone(taskId) {
+  const item = document.querySelector(
+    `[data-testid="addendum-due"][data-task-id="${CSS.escape(String(taskId))}"]`);
+  if (item) item.remove();
+  refreshRows();
 }
 
 // The status each event leaves a visit in (server/visits.py emits these).
@@ -113,6 +135,20 @@ const STATUS_OF = {
 };
 
 function onEvent(message) {
+  if (message.type === "escalation.updated" && message.status === "resolved") {
+    escalationResolved(message.escalation_id);
+    return;
+  }
+  if (message.type === "note.addendum_needed") {
+    refreshRows();
+    announce("A check-in after a signed note needs an addendum with a safety assessment.");
+    chime();
+    return;
+  }
+  if (message.type === "note.addendum_task_done") {
+    addendumDone(message.task_id);
+    return;
+  }
   if (message.type === "escalation.raised" && ["urgent", "emergency"].includes(message.level)) {
     // A worrying check-in moves its patient to the top of the day: re-read the order.
     refreshRows();

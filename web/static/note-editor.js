@@ -12,6 +12,11 @@ export const SECTION_LABELS = {
   safety_assessed: "What was assessed (safety)", safety_risk_judgement: "Risk judgement",
   safety_plan: "Safety plan",
 };
+// The clinician's risk judgement: one of these or "" while drafting (server/notes.py,
+// RISK_JUDGEMENTS; the editor shows it as a <select>).
+export const RISK_JUDGEMENTS = ["low", "moderate", "high", "imminent"];
+export const RISK_JUDGEMENT_LABELS = { low: "Low", moderate: "Moderate", high: "High",
+  imminent: "Imminent" };
 const ROW_FIELDS = ["action", "drug", "dose", "unit", "route", "frequency", "reason", "replaces"];
 export const ACTION_WORDS = { start: "Start", increase: "Increase", decrease: "Decrease",
   switch: "Switch to", taper: "Taper", stop: "Stop", continue: "Continue" };
@@ -136,14 +141,15 @@ export class NoteEditor extends EventTarget {
     this.emit("input");
   }
 
-  textarea(key) {
-    return this.form.querySelector(`textarea[data-section="${key}"]`);
+  // A section's box: a textarea, or the risk judgement's <select>.
+  field(key) {
+    return this.form.querySelector(`[data-section="${key}"]`);
   }
 
   content() {
     const sections = {};
     for (const key of SECTIONS) {
-      const area = this.textarea(key);
+      const area = this.field(key);
       sections[key] = area ? area.value : "";
     }
     const rows = [...this.rows.querySelectorAll("[data-med-row]")].map((row) => {
@@ -161,8 +167,16 @@ export class NoteEditor extends EventTarget {
   }
 
   setSection(key, value) {
-    const area = this.textarea(key);
+    const area = this.field(key);
     if (!area || area.value === value) return;
+    if (area.tagName === "SELECT") {
+      // A value the list does not have (written before the list existed) stays visible.
+      if (value && ![...area.options].some((option) => option.value === value)) {
+        area.append(new Option(`Written before: ${value}`, value));
+      }
+      area.value = value;
+      return;
+    }
     // Keep the caret where it was when the person is in this box.
     const focused = document.activeElement === area;
     const { selectionStart, selectionEnd } = area;
@@ -243,8 +257,8 @@ export class NoteEditor extends EventTarget {
 
   setReadOnly(readOnly) {
     this.readOnly = readOnly;
-    for (const area of this.form.querySelectorAll("textarea")) {
-      area.readOnly = readOnly || this.locked.has(area.dataset.section);
+    for (const area of this.form.querySelectorAll("[data-section]")) {
+      setLocked(area, readOnly || this.locked.has(area.dataset.section));
     }
     for (const row of this.rows.querySelectorAll("[data-med-row]")) row.disabled = readOnly;
     if (this.followUp) this.followUp.readOnly = readOnly;
@@ -258,9 +272,9 @@ export class NoteEditor extends EventTarget {
   lock(keys) {
     this.locked = new Set(keys);
     for (const key of SECTIONS) {
-      const area = this.textarea(key);
+      const area = this.field(key);
       if (!area) continue;
-      area.readOnly = this.readOnly || this.locked.has(key);
+      setLocked(area, this.readOnly || this.locked.has(key));
       area.closest(".note-field").classList.toggle("is-merging", this.locked.has(key));
     }
   }
@@ -282,7 +296,7 @@ export class NoteEditor extends EventTarget {
     let target = null;
     const section = /^sections\.(\w+)$/.exec(field);
     const row = /^medication_changes\.(\d+)\.(\w+)$/.exec(field);
-    if (section) target = this.textarea(section[1]);
+    if (section) target = this.field(section[1]);
     if (row) {
       // The server counts only the rows it was sent (those with a drug).
       const rows = [...this.rows.querySelectorAll("[data-med-row]")]
@@ -303,6 +317,13 @@ export class NoteEditor extends EventTarget {
     target.focus();
     return true;
   }
+}
+
+// A select cannot be read-only: it is disabled instead (its value is still read by
+// content(), which does not go through the form's submission).
+function setLocked(element, locked) {
+  if (element.tagName === "SELECT") element.disabled = locked;
+  else element.readOnly = locked;
 }
 
 function fullRow(row) {

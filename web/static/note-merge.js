@@ -7,7 +7,10 @@
 //   be checked and edited) that is what gets saved.
 // Medication changes and the follow-up interval, when both sides changed them: a choice.
 
-import { SECTIONS, SECTION_LABELS, rowText, sameBody } from "./note-editor.js";
+import { RISK_JUDGEMENTS, RISK_JUDGEMENT_LABELS, SECTIONS, SECTION_LABELS, rowText, sameBody }
+  from "./note-editor.js";
+
+const JUDGEMENT = "safety_risk_judgement";
 
 function joinTexts(first, second) {
   if (!first) return second;
@@ -78,6 +81,23 @@ function rowsText(rows) {
   return rows.length ? rows.map(rowText).join("\n") : "No medication changes.";
 }
 
+// The risk judgement is one of a list, never a merged text: a choice between the two,
+// the higher of them preselected (the safer reading until the person decides).
+function judgementChoice(id, mine, theirs) {
+  const select = element("select", { id, "data-merge": JUDGEMENT, "data-testid": "merge-text" });
+  select.append(new Option("Choose your risk judgement", ""));
+  for (const value of RISK_JUDGEMENTS) select.append(new Option(RISK_JUDGEMENT_LABELS[value], value));
+  for (const value of [mine, theirs]) {
+    if (value && !RISK_JUDGEMENTS.includes(value) &&
+        ![...select.options].some((option) => option.value === value)) {
+      select.append(new Option(`Written before: ${value}`, value));
+    }
+  }
+  const rank = (value) => RISK_JUDGEMENTS.indexOf(value);
+  select.value = rank(mine) >= rank(theirs) ? mine : theirs;
+  return select;
+}
+
 function dedupeRows(rows) {
   const seen = new Set();
   return rows.filter((row) => {
@@ -138,9 +158,14 @@ export class MergeView {
     for (const key of plan.conflicts) {
       const label = SECTION_LABELS[key] || key;
       const id = `merge-${key}`;
-      const area = element("textarea", { id, "data-merge": key, "data-testid": "merge-text",
-        rows: "5", maxlength: "20000" });
-      area.value = prefill(base ? base.sections[key] : "", mine.sections[key], theirs.sections[key]);
+      const area = key === JUDGEMENT
+        ? judgementChoice(id, mine.sections[key], theirs.sections[key])
+        : element("textarea", { id, "data-merge": key, "data-testid": "merge-text",
+          rows: "5", maxlength: "20000" });
+      if (key !== JUDGEMENT) {
+        area.value = prefill(base ? base.sections[key] : "", mine.sections[key],
+          theirs.sections[key]);
+      }
       const pick = (which, text) => element("button", { type: "button", "data-pick": which,
         "data-for": key, text });
       parts.push(element("section", { className: "merge-section", "data-merge-section": key,
@@ -158,7 +183,7 @@ export class MergeView {
       element("label", { for: id, text: `Merged ${label.toLowerCase()}: this is what will be saved` }),
       area,
       element("div", { className: "merge-picks" }, pick("theirs", "Use theirs"),
-        pick("mine", "Use mine"), pick("both", "Both"))));
+        pick("mine", "Use mine"), key === JUDGEMENT ? null : pick("both", "Both"))));
     }
     if (plan.meds === "ask") {
       parts.push(this.choice("meds", "Medication changes", [

@@ -5,7 +5,11 @@
 // has ended, when the note is often finished). What it does:
 // - saves the note as it is typed, never losing a word (note-autosave.js), with merges
 //   after a conflict (note-merge.js);
-// - signs it, adds addenda, schedules the next visit;
+// - signs it at the version it holds (the server refuses a sign of a version it no
+//   longer has), adds addenda (with a safety assessment while a check-in after signing
+//   asks for one), schedules the next visit;
+// - shows the signing gate (why a safety assessment is required) and the open addendum
+//   task as they change, from the note itself (`GET .../note`) when an event says so;
 // - keeps the safety part (emergency mode, escalations, reasons) and the medication list
 //   current by fetching them again (`?part=`) when an event says they changed;
 // - raises escalations by hand; alerts the coordinator when the call drops during an
@@ -17,12 +21,18 @@
 import { connectEvents } from "./escalation-alerts.js";
 import { formBody, handleForm } from "./escalation-api.js";
 import { NoteAutosave, request } from "./note-autosave.js";
-import { NoteEditor, SECTION_LABELS, SECTIONS, bodyOf } from "./note-editor.js";
+import { NoteEditor, RISK_JUDGEMENT_LABELS, SECTION_LABELS, SECTIONS, bodyOf }
+  from "./note-editor.js";
 import { MergeView } from "./note-merge.js";
 import { NoteStore, rememberUser } from "./note-store.js";
 import { setUpResize } from "./panel-resize.js";
 
 const OK_MESSAGE_MS = 6000;
+// In a note's `safety_reasons`: the patient has an open escalation (server/notes.py).
+const ESCALATION_OPEN = "escalation_open";
+// Events after which the gate or the addendum task may have changed.
+const NOTE_EVENTS = new Set(["note.addendum_needed", "note.addendum_task_done",
+  "note.addendum_added"]);
 const ALERT_RETRY_MS = [1000, 2000, 4000, 8000];
 
 const $ = (id) => document.getElementById(id);
@@ -33,6 +43,14 @@ function readNote(root) {
     return JSON.parse(root.dataset.note);
   } catch {
     return null;
+  }
+}
+
+function readVocabulary(element) {
+  try {
+    return JSON.parse(element.dataset.vocabulary);
+  } catch {
+    return { labels: {}, levels: {}, level_labels: {} };
   }
 }
 
@@ -58,7 +76,13 @@ class NotePanel {
       addendaList: $("addenda-list"), addendaEmpty: $("addenda-empty"),
       addendumForm: $("addendum-form"), addendumText: $("addendum-text"),
       addendumError: $("addendum-error"), live: $("panel-live"), callDrop: $("call-drop-alert"),
+      gate: $("safety-assessment"), gateBadge: $("safety-required-badge"), gateWhy: $("safety-why"),
+      gateNotRequired: $("safety-not-required"), task: $("addendum-task"),
+      taskReasons: $("addendum-task-reasons"), addendumSafety: $("addendum-safety"),
+      safetyAssessed: $("addendum-safety-assessed"), safetyJudgement: $("addendum-safety-judgement"),
+      safetyPlan: $("addendum-safety-plan"),
     };
+    this.vocabulary = readVocabulary(this.el.gate);
     this.editor = new NoteEditor($("note-editor"));
     this.store = NoteStore.forVisit(this.visitId, this.userId);
     if (this.canWrite) rememberUser(this.userId);
@@ -203,7 +227,8 @@ class NotePanel {
       return;
     }
     el.sign.textContent = "Signing…";
-    const result = await request("POST", `${this.url}/sign`);
+    // The version this page holds, saved and shown: the server signs that one or none.
+    const result = await request("POST", `${this.url}/sign`, { version: autosave.base.version });
     done();
     if (result.ok) {
       await autosave.signedElsewhere(result.data);
@@ -216,8 +241,20 @@ class NotePanel {
       const missing = error.missing || [];
       missing.slice().reverse().forEach((key) => this.editor.markField(`sections.${key}`));
       const names = missing.map((key) => SECTION_LABELS[key].toLowerCase()).join(", ");
-      this.say(`A safety assessment is required before signing: the check-in had a reason ` +
-        `to review. Fill in ${names}.`, "warning");
+      const why = (error.reasons || []).filter((code) => code !== ESCALATION_OPEN)
+        .map((code) => this.reasonLabel(code));
+      if ((error.reasons || []).includes(ESCALATION_OPEN)) why.unshift("an open escalation");
+      this.say(`A safety assessment is required before signing (${why.join("; ")}). ` +
+        `Complete ${names}: what you assessed and the plan in words (at least 10 letters ` +
+        "each) and your risk judgement.", "warning");
+      this.refreshNote();
+      return;
+    }
+    if (status === 409 && error.code === "version_conflict" && error.current) {
+      // Saved elsewhere after this page's last save: show it (or merge), then sign again.
+      await autosave.onConflict(error.current);
+      this.say("The note changed since you last saw it (saved in another tab or by " +
+        "someone else). Check it, then sign again.", "warning");
       return;
     }
     if (status === 409 && error.code === "note_signed") {
@@ -251,6 +288,7 @@ class NotePanel {
       "is locked; add an addendum for anything new.";
     el.signedLine.hidden = false;
     el.addenda.hidden = false;
+    this.showTask(note);
     this.showState("saved");
     if (unsaved && this.canWrite) {
       // Words typed that the signed note does not have: offer them as an addendum.
@@ -268,41 +306,172 @@ class NotePanel {
     }
   }
 
+  // The safety assessment typed into the addendum form, or null when none of it is.
+  addendumSafety() {
+    const { el } = this;
+    if (!el.addendumSafety || el.addendumSafety.hidden) return null;
+    const given = { assessed: el.safetyAssessed.value, risk_judgement: el.safetyJudgement.value,
+      plan: el.safetyPlan.value };
+    return Object.values(given).some((value) => value.trim()) ? given : null;
+  }
+
   async addAddendum() {
     const { el } = this;
     const text = el.addendumText.value.trim();
     el.addendumError.hidden = true;
+    this.editor.clearErrors();
     if (!text) {
       el.addendumError.textContent = "Write the addendum.";
       el.addendumError.hidden = false;
       el.addendumText.focus();
       return;
     }
+    const safety = this.addendumSafety();
+    const body = safety ? { text, safety_assessment: safety } : { text };
     const button = el.addendumForm.querySelector('[type="submit"]');
     button.disabled = true;
-    const result = await request("POST", `${this.url}/addenda`, { text });
+    const result = await request("POST", `${this.url}/addenda`, body);
     button.disabled = false;
     if (!result.ok) {
       el.addendumError.textContent = this.failure(result, "Not added");
       el.addendumError.hidden = false;
+      const target = { text: el.addendumText, "safety_assessment.assessed": el.safetyAssessed,
+        "safety_assessment.risk_judgement": el.safetyJudgement,
+        "safety_assessment.plan": el.safetyPlan }[result.error.field];
+      if (target) {
+        target.setAttribute("aria-invalid", "true");
+        target.focus();
+      }
       return;
     }
-    const item = document.createElement("li");
-    const meta = document.createElement("p");
-    meta.className = "addendum-meta";
-    meta.textContent = `${result.data.author.name}, ${formatWhen(result.data.at)}`;
-    const body = document.createElement("p");
-    body.className = "addendum-text";
-    body.textContent = result.data.text;
-    item.append(meta, body);
-    el.addendaList.append(item);
+    el.addendaList.append(this.addendumItem(result.data));
     el.addendaEmpty.hidden = true;
     el.addendumText.value = "";
+    for (const field of [el.safetyAssessed, el.safetyJudgement, el.safetyPlan]) {
+      if (field) field.value = "";
+    }
     if (this.pendingUnsaved) {
       this.pendingUnsaved = false;
       this.store.clear();
     }
-    this.say("Addendum added.", "ok");
+    if (result.data.closed_task_id) {
+      this.showTask({ safety_addendum_task: null });
+      this.say("Addendum with the safety assessment added. The task is done.", "ok");
+    } else if (this.taskOpen) {
+      this.say("Addendum added. The safety assessment the later check-in asks for is still " +
+        "needed.", "warning");
+    } else {
+      this.say("Addendum added.", "ok");
+    }
+  }
+
+  addendumItem(addendum) {
+    const item = document.createElement("li");
+    const meta = document.createElement("p");
+    meta.className = "addendum-meta";
+    meta.textContent = `${addendum.author.name}, ${formatWhen(addendum.at)}`;
+    const body = document.createElement("p");
+    body.className = "addendum-text";
+    body.textContent = addendum.text;
+    item.append(meta, body);
+    if (addendum.safety) {
+      const list = document.createElement("dl");
+      list.className = "addendum-safety";
+      list.dataset.testid = "addendum-safety";
+      for (const [term, value] of [["What was assessed", addendum.safety.assessed],
+        ["Risk judgement", RISK_JUDGEMENT_LABELS[addendum.safety.risk_judgement] ||
+          addendum.safety.risk_judgement], ["Safety plan", addendum.safety.plan]]) {
+        const pair = document.createElement("div");
+        const dt = document.createElement("dt");
+        dt.textContent = term;
+        const dd = document.createElement("dd");
+        dd.textContent = value;
+        pair.append(dt, dd);
+        list.append(pair);
+      }
+      item.append(list);
+    }
+    return item;
+  }
+
+  // --- the signing gate and the addendum task -----------------------------------------
+
+  reasonLabel(code) {
+    return this.vocabulary.labels[code] || code.replaceAll("_", " ");
+  }
+
+  // Why the safety assessment is required, as the note says now (notes.safety_gate).
+  showGate(note) {
+    const { el } = this;
+    if (!el.gate) return;
+    const required = Boolean(note.safety_required);
+    el.gate.dataset.required = required ? "1" : "0";
+    el.gate.classList.toggle("is-required", required);
+    el.gateBadge.hidden = !required;
+    el.gateWhy.hidden = !required;
+    el.gateNotRequired.hidden = required;
+    for (const mark of el.gate.querySelectorAll(".required-mark")) mark.hidden = !required;
+    for (const key of ["safety_assessed", "safety_risk_judgement", "safety_plan"]) {
+      const field = el.gate.querySelector(`[data-section="${key}"]`);
+      if (!field) continue;
+      if (required) field.setAttribute("aria-required", "true");
+      else field.removeAttribute("aria-required");
+    }
+    const reasons = note.safety_reasons || [];
+    const cut = reasons.indexOf(ESCALATION_OPEN);
+    const lines = (cut >= 0 ? reasons.slice(0, cut) : reasons).map((code) => ({ code,
+      level: this.vocabulary.levels[code] || "review", label: this.reasonLabel(code) }));
+    const escalation = note.safety_escalation;
+    if (escalation) {
+      const how = escalation.source === "manual" ? "raised by hand" : "from a check-in";
+      const why = (escalation.reasons || []).map((code) => this.reasonLabel(code)).join("; ");
+      lines.push({ code: ESCALATION_OPEN, level: escalation.level,
+        label: `An open escalation (${how})${why ? `: ${why}` : ""}` });
+    }
+    const order = ["none", "review", "step_up", "urgent", "emergency"];
+    lines.sort((a, b) => order.indexOf(b.level) - order.indexOf(a.level));
+    const list = el.gateWhy.querySelector(".safety-reasons");
+    list.replaceChildren(...lines.map((line) => {
+      const item = document.createElement("li");
+      item.dataset.reason = line.code;
+      const badge = document.createElement("span");
+      badge.className = `level-badge level-${line.level}`;
+      badge.textContent = this.vocabulary.level_labels[line.level] || line.level;
+      item.append(badge, document.createTextNode(` ${line.label}`));
+      return item;
+    }));
+  }
+
+  // A check-in after signing asks for an addendum with a safety assessment.
+  showTask(note) {
+    const { el } = this;
+    const task = note.safety_addendum_task;
+    this.taskOpen = Boolean(task);
+    if (el.task) {
+      el.task.hidden = !task;
+      if (task) {
+        el.taskReasons.textContent = (task.reasons || []).map((code) => this.reasonLabel(code))
+          .join("; ");
+      }
+    }
+    if (el.addendumSafety) el.addendumSafety.hidden = !task;
+  }
+
+  // The note's gate, task and addenda as the server has them now (a background read:
+  // the autosave's own state is not touched).
+  async refreshNote() {
+    const result = await request("GET", this.url, undefined, { background: true });
+    if (!result.ok) return;
+    const note = result.data;
+    this.showGate(note);
+    if (note.status === "signed") {
+      this.showTask(note);
+      const shown = this.el.addendaList.children.length;
+      if ((note.addenda || []).length > shown) {
+        this.el.addendaList.replaceChildren(...note.addenda.map((a) => this.addendumItem(a)));
+        this.el.addendaEmpty.hidden = true;
+      }
+    }
   }
 
   async scheduleNext() {
@@ -330,6 +499,7 @@ class NotePanel {
       onSubscribed: () => {
         // Whatever changed while the socket was down came without an event.
         this.refreshPart("safety");
+        this.refreshNote();
         this.autosave.remoteSaved(Number.MAX_SAFE_INTEGER);
       },
       onMessage: (message) => this.onEvent(message),
@@ -339,6 +509,7 @@ class NotePanel {
   onEvent(message) {
     const type = message.type || "";
     const forVisit = String(message.visit_id) === String(this.visitId);
+    if (forVisit && NOTE_EVENTS.has(type)) this.refreshNote();
     if (forVisit && type === "note.saved") this.autosave.remoteSaved(Number(message.version));
     if (forVisit && type === "note.signed") {
       if (this.canWrite) this.autosave.signedElsewhere();
@@ -348,6 +519,8 @@ class NotePanel {
     if (message.patient_id === this.patientId &&
         (type.startsWith("escalation.") || type.startsWith("checkin."))) {
       this.refreshPart("safety");
+      // A new reason or escalation may make the safety assessment required.
+      this.refreshNote();
     }
   }
 

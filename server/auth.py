@@ -278,7 +278,12 @@ def _forget_bulk_changes(state: ORMExecuteState) -> None:
 
 
 def csrf_ok(current: Current, supplied: str | None) -> bool:
-    return bool(supplied) and hmac.compare_digest(current.session.csrf_token, supplied or "")
+    # compare_digest raises TypeError on non-ASCII text: compare bytes, so a forged header
+    # is a refusal (403), never a server error.
+    if not supplied:
+        return False
+    return hmac.compare_digest(current.session.csrf_token.encode(),
+                               supplied.encode("utf-8", "surrogatepass"))
 
 
 # --- join links -------------------------------------------------------------------

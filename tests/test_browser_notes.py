@@ -320,7 +320,7 @@ def test_a_call_that_drops_during_an_emergency_alerts_the_coordinator(
         expect(emergency).to_be_visible()
         expect(emergency).to_contain_text("12 Elm Street, Springfield")
         expect(page.get_by_test_id("emergency-callback")).to_have_attribute(
-            "href", "tel:+15550100")
+            "href", "tel:+16175550100")
 
         patient.page.goto(f"/visits/{visit_id}")
         expect(patient.page.get_by_test_id("join")).to_be_enabled(timeout=10_000)
@@ -332,7 +332,7 @@ def test_a_call_that_drops_during_an_emergency_alerts_the_coordinator(
         patient.page.close()
         alert = page.get_by_test_id("call-drop-alert")
         expect(alert).to_contain_text("dropped during an emergency", timeout=20_000)
-        expect(alert).to_contain_text("+1 555 0100")
+        expect(alert).to_contain_text("+1 617-555-0100")
         expect(alert).to_contain_text("The coordinator has been alerted")
         detail = api(prescriber, "GET", f"/api/v1/escalations/{escalation_id}")["data"]
         assert "call_dropped" in [event["kind"] for event in detail["timeline"]]

@@ -457,3 +457,14 @@ def test_a_stored_nan_stays_readable_on_sqlite(
     response = client.get(checkin_url(clinic))
     assert response.status_code == 200, response.text
     assert response.json()["checkin"]["data"]["sleep"] == {"hours": None}
+
+
+def test_a_non_ascii_csrf_header_is_refused_not_a_server_error(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.patient)
+    response = client.put(f"/api/v1/visits/{clinic.visit_id}/checkin/draft",
+                          json={"responses": {}},
+                          headers={"X-CSRF-Token": "\u00e9t\u00e9".encode("latin-1")})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"

@@ -288,6 +288,7 @@ class NotePanel {
       "is locked; add an addendum for anything new.";
     el.signedLine.hidden = false;
     el.addenda.hidden = false;
+    this.showGate(note);
     this.showTask(note);
     this.showState("saved");
     if (unsaved && this.canWrite) {
@@ -404,7 +405,7 @@ class NotePanel {
   showGate(note) {
     const { el } = this;
     if (!el.gate) return;
-    const required = Boolean(note.safety_required);
+    const required = Boolean(note.safety_required) && note.status !== "signed";
     el.gate.dataset.required = required ? "1" : "0";
     el.gate.classList.toggle("is-required", required);
     el.gateBadge.hidden = !required;

@@ -199,7 +199,10 @@ async def _past_checkins(session: object, patient: User, now: datetime) -> int:
                   "substance_use": {"cravings": 2, "used_since_last_visit": False}},
             scores=scores, level="none", reasons=[],
             location_address=address, callback_phone=phone,
-            emergency_contact_name=contact["name"], emergency_contact_phone=contact["phone"])
+            emergency_contact_name=contact["name"], emergency_contact_phone=contact["phone"],
+            # Confirmed when given, as a completion confirms them (server.checkins): so
+            # the next check-in offers them, labelled as not confirmed today.
+            location_confirmed_at=at, contact_confirmed_at=at)
         session.add(checkin)
         await session.flush()
         for name, score in scores.items():

@@ -32,7 +32,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
 # Fields whose value is checked: a sample of the right kind would not be accepted.
 SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),
                                         "clinic_timezone": ("Europe/Dublin", "Europe/Dublin"),
-                                        "ice_transport_policy": ("relay", "relay")}
+                                        "ice_transport_policy": ("relay", "relay"),
+                                        "phone_region": ("GB", "GB")}
 # Other settings a field's value needs to be accepted.
 NEEDS: dict[str, dict[str, str]] = {
     "ice_transport_policy": {"MENDWELL_TURN_URLS": "turn:turn.test:3478"}}
@@ -120,6 +121,12 @@ def test_turn_urls_need_the_turn_secret(tmp_path: Path) -> None:
     del environ["MENDWELL_TURN_SECRET"]
     with pytest.raises(SettingsError, match="MENDWELL_TURN_SECRET"):
         Settings.from_env(environ)
+
+
+def test_phone_region_must_be_one_phone_numbers_knows(tmp_path: Path) -> None:
+    for bad in ("", "XX", "usa", "us"):
+        with pytest.raises(SettingsError, match="MENDWELL_PHONE_REGION"):
+            Settings.from_env(base_environ(tmp_path, MENDWELL_PHONE_REGION=bad))
 
 
 def test_ice_transport_policy_is_all_or_relay_and_relay_needs_turn(tmp_path: Path) -> None:

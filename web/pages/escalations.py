@@ -41,6 +41,14 @@ async def assignable(session: AsyncSession, patient_id: int) -> list[User]:
     return list(rows.all())
 
 
+def allowed_dispositions(level: str) -> tuple[str, ...]:
+    """The outcomes the resolve form offers: an emergency is closed by action, never
+    "no action needed" (CLINICAL.md invariant 6; the API refuses it too)."""
+    if level == "emergency":
+        return tuple(d for d in DISPOSITIONS if d != "no_action_needed")
+    return DISPOSITIONS
+
+
 async def escalation_page(request: Request) -> Response:
     actor = actor_of(request)
     escalation_id = path_id(request, "escalation_id")
@@ -76,7 +84,8 @@ async def escalation_page(request: Request) -> Response:
         back_text=back_text, status_labels=view.STATUS_LABELS,
         assignees=[(u.id, f"{u.name} ({u.role.value})") for u in people],
         outcomes=view.choices(CONTACT_OUTCOMES, view.OUTCOME_LABELS),
-        dispositions=view.choices(DISPOSITIONS, view.DISPOSITION_LABELS),
+        dispositions=view.choices(allowed_dispositions(str(data["level"])),
+                                  view.DISPOSITION_LABELS),
         **raise_form_choices(),
     )
 

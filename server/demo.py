@@ -60,10 +60,11 @@ async def seed(services: Services, *, password: str | None = None) -> DemoResult
             patient = users[email]
             profile = await session.get(PatientProfile, patient.id)
             if profile is not None and profile.phone is None:
-                profile.phone = f"+1 555 010 {1000 + number}"
+                # Stored as every number is (E.164); 555-01xx numbers are fictional.
+                profile.phone = f"+1413555010{number}"
                 profile.date_of_birth = date(1988 + number * 5, 3 + number, 14)
                 profile.emergency_contact_name = "Taylor Rivera" if number == 0 else "Morgan Lee"
-                profile.emergency_contact_phone = f"+1 555 010 {2000 + number}"
+                profile.emergency_contact_phone = f"+1413555011{number}"
             for member in (prescriber, coordinator):
                 exists = await session.scalar(select(CareTeamMember.id).where(
                     CareTeamMember.patient_id == patient.id,
@@ -157,7 +158,7 @@ async def _past_checkins(session: object, patient: User, now: datetime) -> int:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from server.instruments import asrm, auditc, gad7, phq9
-    from server.models import CheckIn, CheckInStatus, MeasureResult
+    from server.models import CheckIn, CheckInStatus, CheckInVersion, MeasureResult
 
     assert isinstance(session, AsyncSession)
     if await session.scalar(select(CheckIn.id).where(CheckIn.patient_id == patient.id)):
@@ -185,8 +186,8 @@ async def _past_checkins(session: object, patient: User, now: datetime) -> int:
             scores["auditc"] = auditc.from_answers(tuple(auditc_answers), None).to_json()
             scores["asrm"] = asrm.from_answers(tuple(asrm_answers)).to_json()
         address = "221 Maple Avenue, Apt 3, Springfield"
-        phone = profile.phone if profile and profile.phone else "+1 555 0100"
-        contact = {"name": "Taylor Rivera", "phone": "+1 555 010 2000"}
+        phone = profile.phone if profile and profile.phone else "+14135550100"
+        contact = {"name": "Taylor Rivera", "phone": "+14135550110"}
         emergency = {"location": {"address": address}, "callback_phone": phone,
                      "emergency_contact": contact}
         checkin = CheckIn(
@@ -202,9 +203,13 @@ async def _past_checkins(session: object, patient: User, now: datetime) -> int:
             emergency_contact_name=contact["name"], emergency_contact_phone=contact["phone"],
             # Confirmed when given, as a completion confirms them (server.checkins): so
             # the next check-in offers them, labelled as not confirmed today.
-            location_confirmed_at=at, contact_confirmed_at=at)
+            location_confirmed_at=at, contact_confirmed_at=at, version=1)
         session.add(checkin)
         await session.flush()
+        # Its one saved version, as server.checkins keeps every version it stores.
+        session.add(CheckInVersion(checkin_id=checkin.id, seq=1, kind="completion", at=at,
+                                   data=checkin.data, scores=scores, level="none",
+                                   reasons=[]))
         for name, score in scores.items():
             total = score.get("total")
             session.add(MeasureResult(checkin_id=checkin.id, patient_id=patient.id,

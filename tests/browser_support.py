@@ -550,12 +550,29 @@ class Person:
             assert new["energy"] - old["energy"] < 1e-4, \
                 f"{self.email}: still hears sound {when}: {old} -> {new}"
 
+    def enter_room(self, visit_id: int, page: Any = None) -> Any:
+        """As the patient: open the visit room, first confirming where they are when the
+        room asks (CLINICAL.md invariant 10; web/pages/where.py), as a patient does."""
+        page = page or self.page
+        page.goto(f"/visits/{visit_id}")
+        if page.url.endswith(f"/visits/{visit_id}/where"):
+            address = page.get_by_test_id("where-address")
+            if not address.input_value().strip():
+                address.fill("221 Maple Avenue, Apt 3, Springfield")
+            callback = page.get_by_test_id("where-callback")
+            if not callback.input_value().strip():
+                callback.fill("617 555 0100")
+            page.get_by_test_id("where-confirm").check()
+            page.get_by_test_id("where-submit").click()
+            page.wait_for_url(lambda url: url.endswith(f"/visits/{visit_id}"))
+        return page
+
     def join_waiting_room(self, visit_id: int) -> None:
         """As the patient: open the visit, join, and wait to be let in."""
         from playwright.sync_api import expect
 
         page = self.page
-        page.goto(f"/visits/{visit_id}")
+        self.enter_room(visit_id)
         page.wait_for_function(
             "() => document.querySelector('[data-testid=\"local-video\"]').videoWidth > 0",
             timeout=10_000)

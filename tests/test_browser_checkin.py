@@ -166,6 +166,24 @@ def answer_phq9(page: Any, answers: list[str]) -> None:
         next_screen(page)
 
 
+def pass_where_step(page: Any) -> None:
+    """"Where are you right now?", asked next when the answers are urgent (CLINICAL.md
+    invariant 2): confirm what is prefilled (or a place when nothing is) and carry on."""
+    from playwright.sync_api import expect
+
+    step = page.get_by_test_id("checkin-where")
+    expect(step).to_be_visible()
+    address = page.get_by_test_id("checkin-where-address")
+    if not address.input_value().strip():
+        address.fill("221 Maple Avenue, Apt 3, Springfield")
+    page.get_by_test_id("checkin-where-confirm").check()
+    with page.expect_response(lambda r: r.request.method == "PUT" and
+                              r.url.endswith("/checkin/emergency-info")) as sent:
+        next_screen(page)
+    assert sent.value.ok, sent.value.text()
+    expect(step).to_be_hidden()
+
+
 def finish_from_here(phone: Phone, visit_id: int) -> dict[str, Any]:
     """Answer whatever is asked, screen by screen, until the check-in is sent."""
     from playwright.sync_api import expect
@@ -220,8 +238,11 @@ def test_item9_brings_the_cssrs_and_a_high_risk_answer_shows_crisis_resources(
     assert saved.value.json()["level"] == "urgent"
     expect(crisis).to_be_visible()
     expect(crisis).to_have_attribute("data-level", "urgent")
+    expect(crisis).to_contain_text("Your care team has been alerted")
     next_screen(page)
-    # The screener follows immediately, before the rest of PHQ-9.
+    # Where the patient is comes first (invariant 2), then the screener, before the
+    # rest of PHQ-9.
+    pass_where_step(page)
     expect(question(page, "responses.cssrs.answers.q1")).to_be_visible()
     expect(question(page, "responses.phq9.difficulty")).to_be_hidden()
     phone.shot("checkin-cssrs")
@@ -265,6 +286,7 @@ def test_skip_logic_and_back_keep_every_answer(phone: Phone) -> None:
                        "Not at all", "Not at all", "Not at all", "Not at all"])
     choose(page, ITEM9, "Several days")
     next_screen(page)
+    pass_where_step(page)
     choose(page, "responses.cssrs.answers.q1", "No")
     next_screen(page)
     choose(page, "responses.cssrs.answers.q2", "No")
@@ -277,7 +299,7 @@ def test_skip_logic_and_back_keep_every_answer(phone: Phone) -> None:
     choose(page, "responses.cssrs.answers.q6_recent", "No")
 
     # Back, all the way to the first question: every answer is still there.
-    for _ in range(13):
+    for _ in range(14):
         if page.get_by_test_id("checkin-back").is_hidden():
             break
         page.get_by_test_id("checkin-back").tap()
@@ -381,10 +403,16 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
     # The emergency information is prefilled from last time and confirmed again.
     location = question(page, "location.address")
     expect(location.locator("textarea")).to_have_value("221 Maple Avenue, Apt 3, Springfield")
+    expect(page.get_by_test_id("where-state")).to_contain_text("not confirmed today")
     next_screen(page)
-    expect(location.locator(".field-error")).to_contain_text("tick the box")
-    location.locator("textarea").fill("14 Harbor Road, Springfield")
+    expect(page.locator("#emergency-location-error")).to_contain_text("tick the box")
+    location.locator("textarea").fill("14 Harbor")  # too short to send help to
     location.locator("input[data-confirm]").check()
+    next_screen(page)
+    expect(page.locator("#location-address-error")).to_contain_text("at least 8 characters")
+    expect(page.locator("#location-address")).to_have_attribute("aria-invalid", "true")
+    location.locator("textarea").fill("14 Harbor Road, Springfield")
+    expect(page.locator("#location-address-error")).to_be_hidden()
     next_screen(page)
     contact = question(page, "emergency_contact")
     expect(contact.locator('input[name="emergency_contact.name"]')).to_have_value("Taylor Rivera")
@@ -422,6 +450,7 @@ def test_a_checkin_with_a_screener_can_be_completed(phone: Phone) -> None:
     answer_phq9(page, ["Not at all"] * 8)
     choose(page, ITEM9, "Several days")
     next_screen(page)
+    pass_where_step(page)
     choose(page, "responses.cssrs.answers.q1", "Yes")
     next_screen(page)
     choose(page, "responses.cssrs.answers.q2", "No")

@@ -38,7 +38,7 @@ def patient_in_pre_join(browser: Any, settings: dict[str, str], tmp_path: Path
     try:
         patient.sign_in()
         visit_id = patient.first_visit_id()
-        patient.page.goto(f"/visits/{visit_id}")
+        patient.enter_room(visit_id)
         yield patient, visit_id
     finally:
         patient.close()

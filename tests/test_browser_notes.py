@@ -322,7 +322,7 @@ def test_a_call_that_drops_during_an_emergency_alerts_the_coordinator(
         expect(page.get_by_test_id("emergency-callback")).to_have_attribute(
             "href", "tel:+16175550100")
 
-        patient.page.goto(f"/visits/{visit_id}")
+        patient.enter_room(visit_id)
         expect(patient.page.get_by_test_id("join")).to_be_enabled(timeout=10_000)
         patient.page.get_by_test_id("join").click()
         page.get_by_test_id("admit").click(timeout=15_000)

@@ -120,7 +120,7 @@ def test_visit_room_fits_a_phone(app_server: AppServer, people: dict[str, Person
     patient = people["patient"]  # a 375 px wide viewport
     visit_id = patient.first_visit_id()
     page = patient.page
-    page.goto(f"/visits/{visit_id}")
+    patient.enter_room(visit_id)
     expect(page.get_by_test_id("join")).to_be_enabled()  # the camera has started
     overflow = page.evaluate(
         "() => document.scrollingElement.scrollWidth - document.documentElement.clientWidth")

@@ -186,8 +186,14 @@ async def safety_gate(session: AsyncSession, services: Services, visit: Visit) -
 
 async def _note_for(session: AsyncSession, visit: Visit, now: datetime) -> VisitNote:
     # populate_existing: read after a lock, the row must be what is committed now.
-    note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id)
-                                .execution_options(populate_existing=True))
+    query = select(VisitNote).where(VisitNote.visit_id == visit.id) \
+        .execution_options(populate_existing=True)
+    note = await session.scalar(query)
+    if note is None:
+        # Two first reads at once (two tabs opening the panel) would both insert; the
+        # visit's lock puts the second behind the first, which it then finds.
+        await lock_visit(session, visit.id)
+        note = await session.scalar(query)
     if note is None:
         note = VisitNote(visit_id=visit.id, patient_id=visit.patient_id, version=0,
                          status=NoteStatus.draft, sections={k: "" for k in SECTIONS},

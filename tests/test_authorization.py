@@ -28,8 +28,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from server.accounts import add_to_care_team, create_user
 from server import checkins
+from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
 from server.app import create_app
 from server.auth import make_join_token
@@ -44,7 +44,7 @@ from server.models import (
     VisitKind,
     VisitStatus,
 )
-from server.notes import sign_note
+from server.notes import NoteSave, save_note, sign_note
 from server.oncall import add_shift
 from server.services import Services
 from server.settings import Settings
@@ -237,9 +237,17 @@ def signed_note(cell: Cell) -> dict[str, Any]:
     values = fresh_visit(cell)
 
     async def sign() -> None:
+        # With a safety assessment: an earlier row may have left the patient an open
+        # escalation, which gates signing (CLINICAL.md invariant 7).
+        async with cell.services.transaction() as session:
+            await save_note(session, cell.services, _prescriber(cell), values["visit_id"],
+                            NoteSave(version=0, sections={
+                                "safety_assessed": "Ideation, intent, plan and means asked",
+                                "safety_risk_judgement": "low",
+                                "safety_plan": "Safety plan reviewed, crisis numbers given"}))
         async with cell.services.transaction() as session:
             await sign_note(session, cell.services, _prescriber(cell), values["visit_id"],
-                            0)
+                            1)
 
     cell.run(sign)
     return values
@@ -250,12 +258,21 @@ def escalation(status: EscalationStatus) -> Make:
     logging and resolving move it on, so no two cells may share one."""
 
     def prepare(cell: Cell) -> dict[str, Any]:
-        async def make() -> int:
+        async def make() -> tuple[int, int]:
             async with cell.services.transaction() as session:
                 now = cell.services.clock.now()
+                # A patient of its own, on the clinic patient's care team: one open
+                # escalation per patient is what the database allows.
+                patient = await create_user(session, None, email=unique_email(),
+                                            name="Temp", role=Role.patient, password=None,
+                                            now=now)
+                admin = Actor(cell.clinic.admin.id, Role.admin, "Admin", "a@x.test")
+                for member in (cell.clinic.prescriber.id, cell.clinic.coordinator.id):
+                    await add_to_care_team(session, admin, patient_id=patient.id,
+                                           member_id=member, now=now)
                 acknowledged = status is not EscalationStatus.open
                 row = Escalation(
-                    patient_id=cell.clinic.patient.id, level="urgent", reasons=["relapse"],
+                    patient_id=patient.id, level="urgent", reasons=["relapse"],
                     source="manual", status=status, raised_at=now, realerts=0,
                     raised_by_id=cell.clinic.prescriber.id,
                     ack_due_at=now + timedelta(hours=1),
@@ -263,9 +280,10 @@ def escalation(status: EscalationStatus) -> Make:
                     acknowledged_by_id=cell.clinic.coordinator.id if acknowledged else None)
                 session.add(row)
                 await session.flush()
-                return row.id
+                return row.id, patient.id
 
-        return {"escalation_id": cell.run(make)}
+        escalation_id, patient_id = cell.run(make)
+        return {"escalation_id": escalation_id, "audited_patient_id": patient_id}
 
     return prepare
 
@@ -449,8 +467,8 @@ API = [
     row("POST", "/api/v1/escalations/{escalation_id}/resolve",
         401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
         prepare=escalation(EscalationStatus.acknowledged),
-        json=lambda cell: {"disposition": "outpatient_follow_up",
-                           "note": "Seen in clinic the same day."}),
+        json=lambda cell: {"disposition": "mobile_crisis",
+                           "note": "Mobile crisis team went to the home."}),
     row("GET", "/api/v1/users",
         401,     403,     403,     403,     403,     403,     403,     403,     200),
     row("POST", "/api/v1/users",
@@ -752,7 +770,8 @@ def test_matrix(matrix: Matrix, r: Row, method: str, role: str) -> None:
         assert person is not None
         # Refusals of patient data are audited, in their own transaction (the request's
         # own one was rolled back with the refusal).
-        assert (person.id, matrix.clinic.patient.id) in _denials_since(matrix, before)
+        patient_id = cell.values.get("audited_patient_id", matrix.clinic.patient.id)
+        assert (person.id, patient_id) in _denials_since(matrix, before)
     if method == "WS":
         return
     if isinstance(expected, ToLogin):

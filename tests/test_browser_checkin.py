@@ -101,9 +101,14 @@ class Phone:
         assert response.ok, f"GET {path}: {response.status}"
         return response.json()
 
-    def assert_no_errors(self) -> None:
+    def assert_no_errors(self, *, refused: int = 0) -> None:
+        """No error logged; ``refused``: the test itself provoked that many 422s (the
+        browser logs each one), exactly."""
         # The 404 of a missing favicon is the browser's own request, not the page's.
         errors = [e for e in self.errors if "favicon" not in e and "status of 404" not in e]
+        refusals = [e for e in errors if "status of 422" in e]
+        assert len(refusals) == refused, f"expected {refused} refusals: {refusals}"
+        errors = [e for e in errors if e not in refusals]
         assert not errors, "the page logged errors:\n" + "\n".join(errors)
 
     def close(self) -> None:
@@ -299,7 +304,7 @@ def test_skip_logic_and_back_keep_every_answer(phone: Phone) -> None:
     choose(page, "responses.cssrs.answers.q6_recent", "No")
 
     # Back, all the way to the first question: every answer is still there.
-    for _ in range(14):
+    for _ in range(13):
         if page.get_by_test_id("checkin-back").is_hidden():
             break
         page.get_by_test_id("checkin-back").tap()
@@ -365,6 +370,9 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
 
     page = phone.page
     visit_id = phone.open_checkin()
+    drafts: list[dict[str, Any]] = []
+    page.on("request", lambda r: drafts.append(json.loads(r.post_data or "{}"))
+            if r.method == "PUT" and r.url.endswith("/checkin/draft") else None)
     answer_phq9(page, ["Several days", "Several days", "Not at all", "Several days",
                        "Not at all", "Not at all", "Not at all", "Not at all"])
     choose(page, ITEM9, "Not at all")
@@ -406,7 +414,7 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
     expect(page.get_by_test_id("where-state")).to_contain_text("not confirmed today")
     next_screen(page)
     expect(page.locator("#emergency-location-error")).to_contain_text("tick the box")
-    location.locator("textarea").fill("14 Harbor")  # too short to send help to
+    location.locator("textarea").fill("Home")  # not a place help can be sent to
     location.locator("input[data-confirm]").check()
     next_screen(page)
     expect(page.locator("#location-address-error")).to_contain_text("at least 8 characters")
@@ -436,6 +444,11 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
     assert data["missed_doses"] == {"days_missed": 2, "reasons": ["cost_or_refill"]}
     assert data["sleep"] == {"hours": 6.5, "quality": "fair"}
     assert data["substance_use"] == {"cravings": 3, "used_since_last_visit": False}
+    # Drafts never carried the emergency information (a half-typed address among them
+    # would be refused); the completion did.
+    assert drafts
+    for draft in drafts:
+        assert not {"location", "callback_phone", "emergency_contact"} & set(draft), draft
     assert phone.api(f"/api/v1/visits/{visit_id}")["status"] == "checked_in"
     # Opening it again shows the completion, not the form.
     page.goto(f"/visits/{visit_id}/checkin")
@@ -459,9 +472,233 @@ def test_a_checkin_with_a_screener_can_be_completed(phone: Phone) -> None:
     next_screen(page)
     stored = finish_from_here(phone, visit_id)["checkin"]
     assert stored["scores"]["cssrs"] == {"risk": "low"}
-    assert stored["level"] == "review"
-    assert stored["reasons"] == ["cssrs_low", "phq9_item9_positive"]
+    # The visit's risk never drops (invariant 1): item 9 was urgent until the screener
+    # was done, and stays on record next to what the screener then showed.
+    assert stored["level"] == "urgent"
+    assert stored["reasons"] == ["phq9_item9_unassessed", "cssrs_low", "phq9_item9_positive"]
     phone.assert_no_errors()
+
+
+# --- the emergency path: help on the device, where you are first, nobody joins unconfirmed
+
+
+def draft_saves_failing(page: Any, how: str) -> list[str]:
+    """Every draft save fails before it reaches the server: the network drops it
+    ("abort") or the server answers 500 without storing anything ("500"). Returns the
+    list the attempts are noted in."""
+    attempts: list[str] = []
+
+    def fail(route: Any) -> None:
+        attempts.append(route.request.method)
+        if how == "abort":
+            route.abort()
+        else:
+            route.fulfill(status=500, content_type="application/json",
+                          body='{"error": {"code": "internal", "message": "Sorry."}}')
+
+    page.route("**/checkin/draft", fail)
+    return attempts
+
+
+@pytest.mark.parametrize("how", ["abort", "500"])
+def test_crisis_help_shows_at_once_with_every_draft_save_failing(
+    phone: Phone, how: str,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = phone.page
+    visit_id = phone.open_checkin()
+    attempts = draft_saves_failing(page, how)
+    crisis = page.get_by_test_id("crisis-resources")
+    answer_phq9(page, ["Not at all"] * 8)
+    expect(crisis).to_be_hidden()
+    choose(page, ITEM9, "Nearly every day")
+    # Decided on the device from the answer (the rules came with the page): no server
+    # answer is needed, and none came.
+    expect(crisis).to_be_visible(timeout=1000)
+    expect(crisis).to_have_attribute("data-level", "urgent")
+    expect(crisis.locator('a[href="tel:988"]').first).to_be_visible()
+    expect(crisis.locator('a[href="sms:988"]')).to_be_visible()
+    expect(crisis.locator('a[href="tel:911"]').first).to_be_visible()
+    expect(page.locator("#crisis-strip")).to_be_visible()
+    # It does not claim an alert the care team has not had.
+    expect(page.locator("#crisis-alerted")).to_be_hidden()
+    expect(page.get_by_test_id("crisis-unsent")).to_be_visible()
+    phone.shot(f"checkin-crisis-offline-{how}")
+    assert attempts, "the page never tried to save"
+    # Nothing reached the server's draft endpoint: no check-in was ever stored.
+    assert phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"] is None
+    # The patient carries on, help still on screen: where they are comes first.
+    next_screen(page)
+    expect(page.get_by_test_id("checkin-where")).to_be_visible()
+    expect(crisis).to_be_visible()
+    # The failed saves are the only errors (the browser logs each refused request).
+    phone.errors = [e for e in phone.errors if "status of 500" not in e and
+                    "ERR_FAILED" not in e]
+    phone.assert_no_errors()
+
+
+def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once(
+    phone: Phone,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = phone.page
+    visit_id = phone.open_checkin()
+    answer_phq9(page, ["Several days"] * 8)
+    choose(page, ITEM9, "Several days")
+    next_screen(page)
+    step = page.get_by_test_id("checkin-where")
+    expect(step).to_be_visible()
+    # The very next screen, before any other question, with focus on it.
+    expect(question(page, "responses.cssrs.answers.q1")).to_be_hidden()
+    expect(page.locator("#part-where-title")).to_be_focused()
+    expect(page.get_by_test_id("crisis-resources")).to_be_visible()
+    address = page.get_by_test_id("checkin-where-address")
+    expect(address).to_have_value("221 Maple Avenue, Apt 3, Springfield")  # to confirm
+    expect(page.get_by_test_id("where-state")).to_contain_text("not confirmed today")
+    phone.shot("checkin-where-step")
+
+    # Checked on the device first: nothing is sent until it can be right.
+    next_screen(page)
+    expect(page.locator("#emergency-location-error")).to_contain_text("tick the box")
+    address.fill("14 Harbor Road, Springfield")
+    page.get_by_test_id("checkin-where-callback").fill("12")  # digits, but not a number
+    page.get_by_test_id("checkin-where-confirm").check()
+    # The server's word is final: its message shows on the field.
+    with page.expect_response("**/checkin/emergency-info") as refused:
+        next_screen(page)
+    assert refused.value.status == 422
+    error = page.locator("#callback-phone-error")
+    expect(error).to_contain_text("too few or too many digits")
+    callback = page.get_by_test_id("checkin-where-callback")
+    expect(callback).to_have_attribute("aria-invalid", "true")
+    assert "callback-phone-error" in (callback.get_attribute("aria-describedby") or "")
+    expect(step).to_be_visible()
+
+    callback.fill("(617) 555-0134")
+    page.get_by_test_id("checkin-where-confirm").check()
+    with page.expect_request(lambda r: r.method == "PUT" and
+                             r.url.endswith("/checkin/emergency-info")) as sent:
+        next_screen(page)
+    assert json.loads(sent.value.post_data or "{}") == {
+        "location": {"address": "14 Harbor Road, Springfield"},
+        "callback_phone": "(617) 555-0134"}
+    # Saved at once, then the flow resumes at the next question: the screener.
+    expect(step).to_be_hidden()
+    expect(question(page, "responses.cssrs.answers.q1")).to_be_visible()
+    expect(page.get_by_test_id("where-state")).to_have_attribute("data-state", "confirmed")
+    info = phone.api(f"/api/v1/visits/{visit_id}/checkin")["emergency_info"]
+    assert info["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert info["callback_phone"] == "+16175550134"
+    assert info["confirmed_at"] is not None and info["source"] == "checkin"
+
+    # At the end the emergency section shows it as confirmed, still editable; the
+    # contact is asked there; the completion carries all three.
+    choose(page, "responses.cssrs.answers.q1", "No")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q2", "No")
+    next_screen(page)
+    choose(page, "responses.cssrs.answers.q6", "No")
+    next_screen(page)
+    with page.expect_request(lambda r: r.method == "POST" and
+                             r.url.endswith(f"/visits/{visit_id}/checkin")) as completed:
+        stored = finish_from_here(phone, visit_id)["checkin"]
+    final = json.loads(completed.value.post_data or "{}")
+    assert final["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert final["callback_phone"] == "(617) 555-0134"
+    assert final["emergency_contact"]["name"] == "Taylor Rivera"
+    assert stored["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert stored["location_confirmed_at"] is not None
+    phone.assert_no_errors(refused=1)  # the number refused above
+
+
+def join_token(server: AppServer, visit_id: int, patient_id: int) -> str:
+    """A join link's token, signed as the app signs the one in the invitation email."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    from server.auth import JOIN_SALT
+    from tests.browser_support import SECRET_KEY
+
+    serializer = URLSafeTimedSerializer(SECRET_KEY, salt=JOIN_SALT)
+    return str(serializer.dumps({"v": visit_id, "p": patient_id, "n": "b10c4e11"}))
+
+
+def test_a_join_link_patient_confirms_where_they_are_before_the_waiting_room(
+    browser: Any, demo_server: AppServer,
+) -> None:
+    from playwright.sync_api import expect
+
+    staff = Phone(browser, demo_server)
+    staff.sign_in("prescriber@demo.test")
+    staff.page.goto("/day")
+    visit_id = int(staff.page.locator(".visit[data-visit-id]").first
+                   .get_attribute("data-visit-id") or 0)
+    patient_id = staff.api(f"/api/v1/visits/{visit_id}")["patient"]["id"]
+    staff.close()
+
+    device = Phone(browser, demo_server)  # no account signed in: the link is enough
+    try:
+        page = device.page
+        page.goto(f"/visits/{visit_id}/join?t={join_token(demo_server, visit_id, patient_id)}")
+        # 988 and 911 before anything else, also here, and it fits a phone.
+        bar = page.get_by_test_id("crisis-bar")
+        expect(bar).to_be_visible()
+        expect(bar.locator('a[href="tel:988"]')).to_be_visible()
+        expect(bar.locator('a[href="sms:988"]')).to_be_visible()
+        expect(bar.locator('a[href="tel:911"]')).to_be_visible()
+        assert page.evaluate("() => document.scrollingElement.scrollWidth - "
+                             "document.documentElement.clientWidth") <= 0
+        for link in bar.locator("a").all():
+            box = link.bounding_box()
+            assert box is not None and box["height"] >= 44, box
+        device.shot("join-page")
+        page.get_by_test_id("join").tap()
+        # The check-in is open and not done: it comes first, with a way straight to the
+        # location step.
+        page.wait_for_url(f"**/visits/{visit_id}/checkin")
+        page.get_by_test_id("checkin-skip-to-where").tap()
+        page.wait_for_url(f"**/visits/{visit_id}/where")
+        expect(page.get_by_test_id("crisis-bar")).to_be_visible()
+        address = page.get_by_test_id("where-address")
+        expect(address).to_have_value("221 Maple Avenue, Apt 3, Springfield")
+        expect(page.get_by_test_id("where-status")).to_contain_text("not confirmed today")
+        device.shot("where-step")
+
+        # An address nobody could be sent to first: the message is on the field.
+        address.fill("Home")
+        page.get_by_test_id("where-confirm").check()
+        page.get_by_test_id("where-submit").tap()
+        error = page.get_by_test_id("where-address-error")
+        expect(error).to_contain_text("at least 8 characters")
+        expect(address).to_have_attribute("aria-invalid", "true")
+        assert "where-address-error" in (address.get_attribute("aria-describedby") or "")
+        expect(address).to_be_focused()
+        expect(address).to_have_value("Home")  # kept as typed
+        device.shot("where-step-error")
+
+        address.fill("14 Harbor Road, Springfield")
+        page.get_by_test_id("where-callback").fill("617-555-0188")
+        page.get_by_test_id("where-confirm").check()
+        page.get_by_test_id("where-submit").tap()
+        page.wait_for_url(lambda url: url.endswith(f"/visits/{visit_id}"))
+        expect(page.get_by_test_id("local-video")).to_be_attached()
+        expect(page.get_by_test_id("join")).to_be_visible()
+        expect(page.get_by_test_id("crisis-bar")).to_be_visible()
+
+        state = device.api(f"/api/v1/visits/{visit_id}/checkin")
+        assert state["checkin"]["location"] == {"address": "14 Harbor Road, Springfield"}
+        assert state["checkin"]["callback_phone"] == "+16175550188"
+        assert state["checkin"]["location_confirmed_at"] is not None
+        assert state["checkin"]["status"] == "draft"  # the questions can still be answered
+        info = state["emergency_info"]
+        assert info["confirmed_at"] == state["checkin"]["location_confirmed_at"]
+        # Back to the room later: no second step while it is fresh.
+        page.goto(f"/visits/{visit_id}")
+        assert page.url.endswith(f"/visits/{visit_id}")
+        device.assert_no_errors(refused=1)  # the address refused above
+    finally:
+        device.close()
 
 
 # --- accessibility: axe-core ----------------------------------------------------------
@@ -524,12 +761,35 @@ def test_pages_have_no_serious_accessibility_violations(
         page.get_by_test_id("crisis-resources").wait_for(state="visible")
         next_screen(page)
         checked["check-in with crisis resources"] = serious_violations(page, axe_script)
-        for path in ("/home", "/progress", "/account/time-zone", f"/visits/{visit_id}/checkin"):
+        for path in ("/home", "/progress", "/account/time-zone", f"/visits/{visit_id}/checkin",
+                     f"/visits/{visit_id}/where"):
             page.goto(path)
             checked[path] = serious_violations(page, axe_script)
             device.shot(f"page-{path.strip('/').replace('/', '-')}", full_page=True)
     finally:
         device.close()
+    # The location step with its errors on show, and the pages before signing in.
+    device = Phone(browser, demo_server, bypass_csp=True)
+    try:
+        device.sign_in()
+        page = device.page
+        page.goto(f"/visits/{visit_id}/where")
+        page.get_by_test_id("where-address").fill("Home")
+        page.get_by_test_id("where-callback").fill("")
+        page.get_by_test_id("where-submit").click()
+        page.get_by_test_id("where-address-error").wait_for()
+        checked["/visits/{id}/where with errors"] = serious_violations(page, axe_script)
+        patient_id = device.api(f"/api/v1/visits/{visit_id}")["patient"]["id"]
+    finally:
+        device.close()
+    anonymous = Phone(browser, demo_server, bypass_csp=True)
+    try:
+        for path in ("/login",
+                     f"/visits/{visit_id}/join?t={join_token(demo_server, visit_id, patient_id)}"):
+            anonymous.page.goto(path)
+            checked[path.split("?")[0]] = serious_violations(anonymous.page, axe_script)
+    finally:
+        anonymous.close()
     # And the prescriber's view of the same patient, charts and all.
     staff = Phone(browser, demo_server, bypass_csp=True)
     try:

@@ -22,6 +22,8 @@ BUDGET_ROOM_P99_MS = 50
 ROUTINE = {**HIGH_RISK, "responses": {k: v for k, v in HIGH_RISK["responses"].items()
                                       if k != "cssrs"}}
 ROUTINE["responses"]["phq9"] = {"answers": [1, 1, 1, 1, 0, 0, 0, 0, 0], "difficulty": 1}
+WHERE = {"location": {"address": "12 Elm Street, Springfield"},
+         "callback_phone": "+1 617 555 0100"}
 
 
 def run() -> dict[str, Any]:
@@ -34,6 +36,13 @@ def run() -> dict[str, Any]:
         server = start_mendwell(db, var, port)
         try:
             visits = clinic["visits"]
+            # Each patient confirms where they are, as they must before the room (else it
+            # answers a redirect to that step: CLINICAL.md invariant 10; not measured).
+            run_child("bench.pages_load", {
+                "port": port, "rate": 50, "seconds": len(visits) / 50 + 1, "requests": [
+                    {"method": "PUT", "path": f"/api/v1/visits/{v['id']}/checkin/emergency-info",
+                     "cookie": v["patient"][0], "csrf": v["patient"][1], "json": WHERE}
+                    for v in visits]}, timeout=120)
             # Warm up the templates and caches (not measured).
             run_child("bench.pages_load", {"port": port, "rate": 20, "seconds": 1, "requests": [
                 {"method": "GET", "path": f"/visits/{v['id']}", "cookie": v["patient"][0]}

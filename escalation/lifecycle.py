@@ -36,6 +36,7 @@ from server.access import (
     require_role,
 )
 from server.actors import Actor
+from server.emergency_info import readable_phone
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
 from server.freetext import require_letters
@@ -488,7 +489,7 @@ async def report_call_dropped(
         if visit is None or visit.patient_id != escalation.patient_id:
             raise ValidationFailed("That visit is not this patient's.", field="visit_id")
     now = services.clock.now()
-    callback = escalation.callback_phone
+    callback = readable_phone(escalation.callback_phone)
     text = (f"The video call with the patient dropped. Call them back on {callback}."
             if callback else "The video call with the patient dropped. No callback number "
             "is on file: try the emergency contact and follow the emergency plan.")

@@ -613,6 +613,40 @@ def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once
     phone.assert_no_errors(refused=1)  # the number refused above
 
 
+def test_where_the_patient_is_waits_for_the_network_without_holding_them_up(
+    phone: Phone,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = phone.page
+    visit_id = phone.open_checkin()
+    page.route("**/checkin/emergency-info", lambda route: route.abort())
+    answer_phq9(page, ["Not at all"] * 8)
+    choose(page, ITEM9, "More than half the days")
+    next_screen(page)
+    expect(page.get_by_test_id("checkin-where")).to_be_visible()
+    page.get_by_test_id("checkin-where-address").fill("14 Harbor Road, Springfield")
+    page.get_by_test_id("checkin-where-confirm").check()
+    next_screen(page)
+    # Not delivered: the patient carries on with the screener, help still on screen.
+    expect(question(page, "responses.cssrs.answers.q1")).to_be_visible()
+    expect(page.get_by_test_id("crisis-resources")).to_be_visible()
+    expect(page.get_by_test_id("where-state")).to_have_attribute("data-state", "offline")
+    assert phone.api(f"/api/v1/visits/{visit_id}/checkin")["emergency_info"][
+        "confirmed_at"] is None
+    # The network is back: the kept values go on their own (every 5 seconds).
+    page.unroute("**/checkin/emergency-info")
+    with page.expect_response("**/checkin/emergency-info", timeout=WAIT_MS) as sent:
+        choose(page, "responses.cssrs.answers.q1", "No")
+    assert sent.value.ok
+    expect(page.get_by_test_id("where-state")).to_have_attribute("data-state", "confirmed")
+    info = phone.api(f"/api/v1/visits/{visit_id}/checkin")["emergency_info"]
+    assert info["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert info["confirmed_at"] is not None
+    phone.errors = [e for e in phone.errors if "ERR_FAILED" not in e]
+    phone.assert_no_errors()
+
+
 def join_token(server: AppServer, visit_id: int, patient_id: int) -> str:
     """A join link's token, signed as the app signs the one in the invitation email."""
     from itsdangerous import URLSafeTimedSerializer

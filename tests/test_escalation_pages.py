@@ -154,7 +154,7 @@ def test_queue_lists_open_escalations_by_level_then_deadline_with_emergency_info
     assert "cssrs_high" not in page.text
     assert "12 Elm Street, Springfield" in text
     assert "Taylor Rivera" in text
-    assert "tel:+15550100" in top.hrefs and "tel:+15550101" in top.hrefs
+    assert "tel:+16175550100" in top.hrefs and "tel:+16175550101" in top.hrefs
     assert "Acknowledge within 4 min 59 s" in text or "Acknowledge within 5 min 00 s" in text
     assert f"/escalations/{emergency}" in top.hrefs
     assert "Acknowledged by Coordinator" in words(rows[3].text)
@@ -216,7 +216,7 @@ def test_escalation_page_shows_emergency_info_triggering_answers_and_timeline(
     # Emergency information first, before the actions and the answers.
     assert html.index("12 Elm Street, Springfield") < html.index("What triggered it")
     assert html.index('data-testid="emergency-info"') < html.index('data-form="contact"')
-    assert 'href="tel:+15550100"' in html
+    assert 'href="tel:+16175550100"' in html
 
     scores = words(by_test_id(html, "triggering-scores")[0].text)
     assert "C-SSRS suicide risk screen risk high" in scores
@@ -239,8 +239,11 @@ def test_escalation_page_shows_emergency_info_triggering_answers_and_timeline(
     # The actions the state allows are shown; the others are rendered hidden.
     assert re.search(r'data-when="open"\s+hidden', html)
     assert re.search(r'data-when="acknowledged in_progress">', html)
-    for disposition in ("emergency_services", "mobile_crisis", "no_action_needed"):
+    for disposition in ("emergency_services", "mobile_crisis", "inpatient"):
         assert f'value="{disposition}"' in html
+    # An emergency is closed by action: the form does not offer "no action needed".
+    assert 'value="no_action_needed"' not in html
+    assert by_test_id(html, "resolve-rule")
     assert "Mobile crisis team" in html
 
     live = client.get(f"/escalations/{escalation_id}?part=live")
@@ -256,6 +259,9 @@ def test_resolved_escalation_shows_its_disposition_and_no_open_actions(
     escalation_id = raise_by_hand(client, clinic.patient.id, "urgent", "psychosis")
     base = f"/api/v1/escalations/{escalation_id}"
     assert client.post(f"{base}/acknowledge").status_code == 200
+    # An urgent escalation closes once someone reached the patient (invariant 6).
+    assert client.post(f"{base}/events", json={
+        "kind": "contact_attempt", "outcome": "reached"}).status_code == 201
     assert client.post(f"{base}/resolve", json={
         "disposition": "no_action_needed", "note": "Spoke with the patient and family",
         "reason": "Known voices, unchanged, safety plan in place"}).status_code == 200

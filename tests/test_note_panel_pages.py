@@ -99,9 +99,11 @@ def test_the_prescribers_room_has_the_panel_on_first_paint(
     # Emergency information from this visit's check-in, the number as a tel: link.
     assert "12 Elm Street, Springfield" in html
     callback = page.by_testid["escalation-callback"][0]
-    assert callback["href"] == "tel:+15550100"
+    assert callback["href"] == "tel:+16175550100"
     assert "Taylor Rivera" in html
-    assert not page.has("emergency-info-source")  # it is this visit's, not the last known
+    # Confirmed by the patient in this check-in, with when; not "not confirmed today".
+    assert not page.has("location-not-confirmed")
+    assert page.by_testid["emergency-info"][0]["data-confirmed"] == "1"
     # This check-in's reasons with their levels.
     assert re.search(r'data-reason="gad7_severe" data-level="review"', html)
     # Scores with server-rendered trend charts.
@@ -154,8 +156,9 @@ def test_coordinators_read_the_panel_without_writing(
     assert "Walk daily." in html
     assert "readonly" in page.by_id["note-plan"]
     assert "note-sign" not in page.by_id
-    # Not checked in yet: the last known emergency information, marked as such.
-    assert page.has("emergency-info-source")
+    # Nothing confirmed yet: the panel says to ask where the patient is.
+    assert page.has("location-not-confirmed")
+    assert page.by_testid["emergency-info"][0]["data-confirmed"] == "0"
 
 
 def test_the_panel_stays_after_the_visit_has_ended(
@@ -188,7 +191,7 @@ def test_emergency_mode_shows_where_the_patient_is_and_what_to_do(
     assert page.has("emergency-mode")
     location = "12 Elm Street, Springfield"
     assert re.search(rf'data-testid="emergency-location">{location}<', html)
-    assert page.by_testid["emergency-callback"][0]["href"] == "tel:+15550100"
+    assert page.by_testid["emergency-callback"][0]["href"] == "tel:+16175550100"
     for step in ("Keep the patient on the call", "Confirm where they are right now",
                  "get 911 to the patient's location", "Warm handoff to the coordinator",
                  "Document"):
@@ -219,10 +222,10 @@ def test_a_dropped_call_alerts_the_care_team_at_once(
         dropped = client.post(f"/api/v1/escalations/{raised}/call-dropped",
                               json={"visit_id": clinic.visit_id})
         assert dropped.status_code == 201, dropped.text
-        assert "+1 555 0100" in dropped.json()["text"]
+        assert "+1 617-555-0100" in dropped.json()["text"]
         alert = events.expect("escalation.alert", where=lambda m: m["why"] == "call_dropped")
         assert (alert["escalation_id"], alert["level"]) == (raised, "emergency")
-        assert "+1 555 0100" not in str(alert)  # events carry ids, never clinical text
+        assert "555" not in str(alert)  # events carry ids, never clinical text
     detail = client.get(f"/api/v1/escalations/{raised}").json()
     assert detail["status"] == "open"
     assert detail["timeline"][-1]["kind"] == "call_dropped"

@@ -71,7 +71,9 @@ def plain_words(message: str) -> str:
     if colon and " " not in head:
         text = rest
     text = text.removeprefix("Value error, ").strip()
-    return text[:1].upper() + text[1:] if text else message
+    if not text:
+        return message
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")
 
 
 def problems(services: Services, data: dict[str, Any]) -> dict[str, str]:
@@ -143,8 +145,7 @@ async def _render(request: Request, actor: Actor, visit_id: int, form: WhereForm
     return render(request, "where.html", status=status, visit=visit, info=info, tz=tz,
                   form=form or WhereForm.prefilled(info), error=error,
                   is_open=checkin_open(visit, services),
-                  opens_at=visit.scheduled_at - checkins.OPEN_BEFORE,
-                  confirm_hours=services.settings.location_confirm_hours)
+                  opens_at=visit.scheduled_at - checkins.OPEN_BEFORE)
 
 
 async def where_page(request: Request) -> Response:

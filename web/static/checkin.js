@@ -2,7 +2,8 @@
 // and the saved draft already filled in; this module runs the flow:
 // - one question per screen on a phone, one part per screen on a wide window, with
 //   back and next that never lose an answer (the answers live in the form itself);
-// - the C-SSRS screener right after PHQ-9 item 9 when that is above 0, with its skip
+// - the C-SSRS screener right after PHQ-9 item 9 when that is at or above the rules'
+//   threshold (1), with its skip
 //   logic (CLINICAL.md); once shown it stays, so an answer given is never dropped;
 // - a draft saved after every answer (debounced) and when the page is hidden, so
 //   nothing typed is lost and the server triages risky answers at once;
@@ -65,17 +66,17 @@ function start(form) {
   let inFlight = false;
   let submitted = false;
   let lastSessionRefresh = Date.now();
-  // The visit's risk as the server last said it (never lowered), and whether the
-  // server has seen a crisis level (it alerts the care team when it does).
+  // Whether the server has seen a crisis level for this visit (it alerts the care team
+  // when it does); until then the help on show is the device's decision alone.
   let serverCrisis = CRISIS_LEVELS.has(form.dataset.crisisLevel);
-  // "Where are you right now?": when it was confirmed (today, or on this page), whether
-  // it is due as the next screen, the detour on show (and where it returns to), and a
-  // confirmation still to be delivered.
+  // "Where are you right now?": when it was confirmed (today, or on this page); whether
+  // it was asked on this page already, or is due as the next screen; the detour on show
+  // (and the question it returns to); a retry still to come; what the server confirmed.
   let whereConfirmedAt = form.dataset.whereConfirmedAt || null;
   let whereAsked = false;
   let whereDue = false;
-  let detour = null;            // { returnTo: question | null }
-  let whereRetry = null;        // { values, timer }
+  let detour = null;            // { returnTo: question }
+  let whereRetry = null;        // the retry's timer, while a confirmation is undelivered
   let whereSent = null;         // the values the server confirmed last, to spot edits
 
   // --- reading the form -----------------------------------------------------------
@@ -438,7 +439,7 @@ function start(form) {
     for (const q of questions) q.hidden = q !== whereQ;
     back.hidden = true;
     next.textContent = "Confirm and carry on";
-    progressText.textContent = "Before the next question";
+    progressText.textContent = "First, where you are";
     if (focus) focusOn(whereTitle);
   }
 
@@ -541,6 +542,12 @@ function start(form) {
     }
     if (response?.status === 401) {
       setWhereState("error", "You have been signed out. Sign in again to send where you are.");
+      return "later";
+    }
+    if (response && response.status < 500) {
+      // Refused for good (the visit is over, say): trying again would not help. The
+      // completion, if it can still be sent, carries the place all the same.
+      setWhereState("error", data.error?.message || "We could not take where you are.");
       return "later";
     }
     setWhereState("offline", "Not sent yet: check your connection. We will keep trying. If you need help now, call or text 988, or call 911.");

@@ -38,8 +38,24 @@ async def upgrade(url: str, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    sqlite = url.startswith("sqlite")
+    async with engine.connect() as connection:
+        if sqlite:
+            # SQLite changes a table by copying it to a new one and dropping the old
+            # (Alembic's batch mode). With foreign keys enforced, dropping a table that
+            # other rows point at fails, so they are checked after the migrations
+            # instead. The pragma works only outside a transaction: it comes first.
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()  # ends SQLAlchemy's autobegun (empty) transaction
+        async with connection.begin():
+            await connection.run_sync(run)
+        if sqlite:
+            broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await connection.commit()
+            if broken:
+                raise RuntimeError(f"the migrations left rows with broken references: "
+                                   f"{broken[:5]}")
     await engine.dispose()
 
 

@@ -111,3 +111,81 @@ def test_the_comparison_notices_drift(migrated_url: str) -> None:
     described = _describe(_with_connection(migrated_url, drift))
     assert "add_index" in described and "ix_audit_log_at" in described
     assert "remove_column" in described and "stray" in described
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url_at_0005(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database migrated to 0005 only (before check-in versions and fixed deadlines)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        asyncio.run(upgrade(url, "0005"))
+        yield url
+        return
+    request.getfixturevalue("postgres_database")
+    database = PostgresDatabase(postgres_server_url())  # already at head: go back
+    from alembic import command
+
+    def down(connection: Connection) -> None:
+        config = alembic_config(database.url)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+        connection.commit()
+
+    _with_connection(database.url, down)
+    yield database.url
+    database.drop()
+
+
+def test_0006_carries_existing_rows_over(url_at_0005: str) -> None:
+    """Each check-in keeps its answers as version 1 (completed emergency information
+    confirmed at completion), each escalation is armed when it was raised, and a check-in's
+    duplicate scores (the old completion race) keep their first row."""
+
+    def seed(connection: Connection) -> None:
+        connection.execute(text(
+            "INSERT INTO users (id, email, name, role, is_active, on_call, created_at) VALUES "
+            "(1, 'p@x.test', 'P', 'patient', true, false, '2026-11-01 10:00:00+00'),"
+            "(2, 'd@x.test', 'D', 'prescriber', true, true, '2026-11-01 10:00:00+00')"))
+        connection.execute(text(
+            "INSERT INTO visits (id, patient_id, prescriber_id, kind, scheduled_at, "
+            "duration_minutes, status, created_at) VALUES (1, 1, 2, 'follow_up', "
+            "'2026-11-02 10:00:00+00', 15, 'checked_in', '2026-11-01 10:00:00+00')"))
+        connection.execute(text(
+            "INSERT INTO checkins (id, visit_id, patient_id, status, started_at, updated_at, "
+            "completed_at, data, scores, level, reasons, location_address, callback_phone) "
+            "VALUES (1, 1, 1, 'completed', '2026-11-02 09:00:00+00', '2026-11-02 09:05:00+00', "
+            "'2026-11-02 09:05:00+00', '{\"responses\": {}}', '{}', 'urgent', "
+            "'[\"cssrs_moderate\"]', '12 Elm Street', '+16175550100')"))
+        for _ in range(3):
+            connection.execute(text(
+                "INSERT INTO measure_results (checkin_id, patient_id, instrument, at, total, "
+                "result) VALUES (1, 1, 'phq9', '2026-11-02 09:05:00+00', 7, '{}')"))
+        connection.execute(text(
+            "INSERT INTO escalations (id, patient_id, visit_id, checkin_id, level, reasons, "
+            "source, status, raised_at, realerts, callback_phone) VALUES (1, 1, 1, 1, "
+            "'urgent', '[\"cssrs_moderate\"]', 'checkin', 'open', "
+            "'2026-11-02 09:05:00+00', 0, '+16175550100')"))
+        connection.commit()
+
+    _with_connection(url_at_0005, seed)
+    asyncio.run(upgrade(url_at_0005))
+
+    def read(connection: Connection) -> dict[str, Any]:
+        one = connection.execute
+        return {
+            "versions": one(text("SELECT seq, kind, level FROM checkin_versions")).all(),
+            "version": one(text("SELECT version FROM checkins")).scalar(),
+            "confirmed": one(text("SELECT location_confirmed_at IS NOT NULL FROM checkins"))
+            .scalar(),
+            "scores": one(text("SELECT count(*) FROM measure_results")).scalar(),
+            "armed": one(text("SELECT armed_at = raised_at FROM escalations")).scalar(),
+            "source": one(text("SELECT emergency_source FROM escalations")).scalar(),
+        }
+
+    found = _with_connection(url_at_0005, read)
+    assert [tuple(row) for row in found["versions"]] == [(1, "completion", "urgent")]
+    assert found["version"] == 1
+    assert bool(found["confirmed"]) is True
+    assert found["scores"] == 1
+    assert bool(found["armed"]) is True
+    assert found["source"] == "checkin"

@@ -136,13 +136,13 @@ def upgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('on_call')
 
-    no_reasons = "'[]'::json" if op.get_bind().dialect.name == "postgresql" else "'[]'"
-    # A constant of this file, not input: the JSON literal differs by dialect.
-    op.execute(
-        "INSERT INTO checkin_versions (checkin_id, seq, kind, at, data, scores, level, reasons) "
-        "SELECT id, 1, CASE WHEN status = 'completed' THEN 'completion' ELSE 'draft' END, "
-        "updated_at, data, scores, COALESCE(level, 'none'), "
-        f"COALESCE(reasons, {no_reasons}) FROM checkins")  # noqa: S608
+    copy = ("INSERT INTO checkin_versions (checkin_id, seq, kind, at, data, scores, level, "
+            "reasons) SELECT id, 1, CASE WHEN status = 'completed' THEN 'completion' ELSE "
+            "'draft' END, updated_at, data, scores, COALESCE(level, 'none'), ")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(copy + "COALESCE(reasons, '[]'::json) FROM checkins")
+    else:
+        op.execute(copy + "COALESCE(reasons, '[]') FROM checkins")
     op.execute("UPDATE checkins SET version = 1")
     op.execute("UPDATE checkins SET location_confirmed_at = completed_at, "
                "contact_confirmed_at = completed_at "

@@ -406,10 +406,6 @@ API = [
     row("PUT", "/api/v1/visits/{visit_id}/checkin/draft",
         401,     200,     DENIED,  200,     403,     DENIED,  403,     DENIED,  DENIED,
         json=lambda cell: checkin_body(), prepare=fresh_visit),
-    row("PUT", "/api/v1/visits/{visit_id}/checkin/emergency-info",
-        401,     200,     DENIED,  200,     403,     DENIED,  403,     DENIED,  DENIED,
-        json=lambda cell: {"location": {"address": "12 Elm Street, Springfield"},
-                           "callback_phone": "+1 617 555 0100"}),
     # The patient confirms where they are now (also the join link's session).
     row("PUT", "/api/v1/visits/{visit_id}/checkin/emergency-info",
         401,     200,     DENIED,  200,     403,     DENIED,  403,     DENIED,  DENIED,

@@ -735,6 +735,115 @@ def test_a_join_link_patient_confirms_where_they_are_before_the_waiting_room(
         device.close()
 
 
+def test_an_emergency_mid_check_in_then_where_they_are_reaches_coordinator_and_prescriber(
+    phone: Phone, browser: Any, demo_server: AppServer,
+) -> None:
+    """The issue's path, as the three people live it: the patient's answers raise the
+    escalation from a draft, then they type where they are; the coordinator's card and
+    the prescriber's emergency box show that place and number, with when it was
+    confirmed, and follow a later change at the end of the form."""
+    from playwright.sync_api import expect
+
+    coordinator = Phone(browser, demo_server)
+    prescriber = Phone(browser, demo_server)
+    try:
+        coordinator.sign_in("coordinator@demo.test")
+        coordinator.page.goto("/coordinator")
+        queue = coordinator.page.locator("[data-queue-list]")
+
+        page = phone.page
+        visit_id = phone.open_checkin()
+        answer_phq9(page, ["Several days"] * 8)
+        choose(page, ITEM9, "Nearly every day")
+        next_screen(page)
+        # The draft with item 9 raised the escalation before the location was asked.
+        card = queue.get_by_test_id("escalation-row").first
+        expect(card).to_contain_text("Jordan Rivera", timeout=WAIT_MS)
+        expect(card.get_by_test_id("emergency-info-when")).to_contain_text(
+            "Not confirmed today")
+        expect(page.get_by_test_id("checkin-where")).to_be_visible()
+
+        page.get_by_test_id("checkin-where-address").fill(
+            "Greyhound station, 950 Congress Street, Portland")
+        page.get_by_test_id("checkin-where-callback").fill("(207) 555-0199")
+        page.get_by_test_id("checkin-where-confirm").check()
+        with page.expect_response("**/checkin/emergency-info") as sent:
+            next_screen(page)
+        assert sent.value.ok
+        confirmed_at = sent.value.json()["confirmed_at"]
+
+        # The coordinator's card follows live: the place, a callback to tap, and when.
+        card = queue.get_by_test_id("escalation-row").first
+        expect(card.get_by_test_id("escalation-location")).to_have_text(
+            "Greyhound station, 950 Congress Street, Portland", timeout=WAIT_MS)
+        expect(card.get_by_test_id("escalation-callback")).to_have_text("+1 207-555-0199")
+        expect(card.get_by_test_id("escalation-callback")).to_have_attribute(
+            "href", "tel:+12075550199")
+        when = card.get_by_test_id("emergency-info-when")
+        expect(when).to_contain_text("Confirmed by the patient")
+        expect(when.locator("time")).to_have_attribute("datetime", confirmed_at)
+
+        # Then a "yes" to intent: an emergency. The location is not asked twice.
+        choose(page, "responses.cssrs.answers.q1", "Yes")
+        next_screen(page)
+        choose(page, "responses.cssrs.answers.q2", "Yes")
+        next_screen(page)
+        choose(page, "responses.cssrs.answers.q3", "No")
+        next_screen(page)
+        choose(page, "responses.cssrs.answers.q4", "Yes")
+        wait_saved(page)
+        expect(page.get_by_test_id("crisis-resources")).to_have_attribute(
+            "data-level", "emergency")
+        expect(page.get_by_test_id("checkin-where")).to_be_hidden()
+        expect(queue.get_by_test_id("escalation-row").first).to_have_attribute(
+            "data-level", "emergency", timeout=WAIT_MS)
+
+        # The prescriber's emergency box: the same place and number, and when.
+        prescriber.sign_in("prescriber@demo.test")
+        prescriber.page.goto(f"/visits/{visit_id}")
+        box = prescriber.page.get_by_test_id("emergency-mode")
+        expect(box).to_be_visible()
+        expect(box.get_by_test_id("emergency-location")).to_have_text(
+            "Greyhound station, 950 Congress Street, Portland")
+        expect(box.get_by_test_id("emergency-callback")).to_have_text("+1 207-555-0199")
+        expect(box.get_by_test_id("emergency-confirmed")).to_contain_text("By the patient")
+        expect(box.get_by_test_id("emergency-confirmed").locator("time")).to_have_attribute(
+            "datetime", confirmed_at)
+        expect(prescriber.page.get_by_test_id("location-not-confirmed")).to_have_count(0)
+
+        # The patient finishes; at the end they correct the address. The completion
+        # confirms it again and both screens take the newest.
+        next_screen(page)
+        for _ in range(40):
+            if page.locator("#location-address:visible").count():
+                break
+            for q in page.locator(".q:visible").all():
+                kind = q.get_attribute("data-kind")
+                if kind == "choice" and not q.locator("input:checked").count() and \
+                        q.get_attribute("data-field") != "sex":
+                    q.locator("label.option").first.tap()
+                elif kind == "number":
+                    q.locator("input").fill("6")
+            next_screen(page)
+        page.locator("#location-address").fill("Maine Medical Center lobby, Portland")
+        stored = finish_from_here(phone, visit_id)["checkin"]
+        assert stored["location"] == {"address": "Maine Medical Center lobby, Portland"}
+        assert stored["level"] == "emergency"
+        card = queue.get_by_test_id("escalation-row").first
+        expect(card.get_by_test_id("escalation-location")).to_have_text(
+            "Maine Medical Center lobby, Portland", timeout=WAIT_MS)
+        prescriber.page.reload()
+        expect(prescriber.page.get_by_test_id("emergency-location")).to_have_text(
+            "Maine Medical Center lobby, Portland")
+        for person in (phone, coordinator, prescriber):
+            person.errors = [e for e in person.errors if "media" not in e.lower()]
+        phone.assert_no_errors()
+        coordinator.assert_no_errors()
+    finally:
+        coordinator.close()
+        prescriber.close()
+
+
 # --- accessibility: axe-core ----------------------------------------------------------
 
 

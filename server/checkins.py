@@ -143,6 +143,11 @@ def _validated(model: type[BaseModel], services: Services, data: dict[str, Any])
         raise validation_error(exc) from None
 
 
+def is_open(visit: Visit, now: datetime) -> bool:
+    """The check-in's window: from ``OPEN_BEFORE`` the visit until the visit has ended."""
+    return visit.status not in ENDED and now >= visit.scheduled_at - OPEN_BEFORE
+
+
 def _window_check(visit: Visit, now: datetime) -> None:
     if visit.status in ENDED:
         raise Conflict(f'The check-in is closed: the visit is "{visit.status.value}".',
@@ -278,11 +283,7 @@ async def confirm_emergency_info(
     if not isinstance(data, dict):
         raise ValidationFailed("The body must be a JSON object.", field="body")
     body: EmergencyInfoBody = _validated(EmergencyInfoBody, services, data)
-    visit = await _access_for_patient(session, actor, visit_id)
-    now = services.clock.now()
-    _window_check(visit, now)
-    await lock_visit(session, visit.id)
-    checkin = await _get_or_start(session, visit, now)
+    visit, checkin, now = await _open(session, services, actor, visit_id, drafts_only=False)
     await _confirm_emergency_info(session, services, actor, visit, checkin,
                                   location=body.location, callback_phone=body.callback_phone,
                                   contact=body.emergency_contact, now=now)
@@ -374,6 +375,22 @@ def _partial_triage(services: Services, data: dict[str, Any]) -> TriageResult | 
 
 
 # --- versions and the visit's risk ----------------------------------------------------
+
+
+async def _open(session: AsyncSession, services: Services, actor: Actor, visit_id: int, *,
+                drafts_only: bool = True) -> tuple[Visit, CheckIn, datetime]:
+    """The patient's visit and its check-in (started if none), for a change: access and
+    the check-in window checked, then the visit's lock taken, so concurrent saves of one
+    check-in go one after the other. ``drafts_only``: refuse a completed check-in."""
+    visit = await _access_for_patient(session, actor, visit_id)
+    now = services.clock.now()
+    _window_check(visit, now)
+    await lock_visit(session, visit.id)
+    checkin = await _get_or_start(session, visit, now)
+    if drafts_only and checkin.status is CheckInStatus.completed:
+        raise Conflict("This check-in is already complete.", code="checkin_completed",
+                       field="status")
+    return visit, checkin, now
 
 
 async def _get_or_start(session: AsyncSession, visit: Visit, now: datetime) -> CheckIn:
@@ -477,14 +494,7 @@ async def save_draft(
     if not isinstance(data, dict):
         raise ValidationFailed("The draft must be a JSON object.", field="body")
     emergency: DraftEmergencyInfo = _validated(DraftEmergencyInfo, services, data)
-    visit = await _access_for_patient(session, actor, visit_id)
-    now = services.clock.now()
-    _window_check(visit, now)
-    await lock_visit(session, visit.id)
-    checkin = await _get_or_start(session, visit, now)
-    if checkin.status is CheckInStatus.completed:
-        raise Conflict("This check-in is already complete.", code="checkin_completed",
-                       field="status")
+    visit, checkin, now = await _open(session, services, actor, visit_id)
     result = _partial_triage(services, data)
     version = await _add_version(session, checkin, "draft", data, result, now)
     checkin.data = data
@@ -551,14 +561,7 @@ async def complete(
     if not isinstance(data, dict):
         raise ValidationFailed("The body must be a JSON object.", field="body")
     body: CheckInBody = _validated(CheckInBody, services, data)
-    visit = await _access_for_patient(session, actor, visit_id)
-    now = services.clock.now()
-    _window_check(visit, now)
-    await lock_visit(session, visit.id)
-    checkin = await _get_or_start(session, visit, now)
-    if checkin.status is CheckInStatus.completed:
-        raise Conflict("This check-in is already complete.", code="checkin_completed",
-                       field="status")
+    visit, checkin, now = await _open(session, services, actor, visit_id)
     previous = await _previous_phq9(session, visit.patient_id, checkin.id)
     result = evaluate(data, services.rules, previous_phq9_total=previous)
     missing = _missing(body, await needed_instruments(session, visit), checkin)
@@ -681,10 +684,9 @@ async def get_checkin(
     audit.record(session, actor, "read", "checkin", checkin.id if checkin else None,
                  patient_id=visit.patient_id, visit_id=visit.id)
     now = services.clock.now()
-    is_open = visit.status not in ENDED and now >= visit.scheduled_at - OPEN_BEFORE
     found: dict[str, Any] = {
         "visit_id": visit.id,
-        "open": is_open,
+        "open": is_open(visit, now),
         "needs": await needed_instruments(session, visit),
         "prefill": await prefill(session, services, visit.patient_id),
         "emergency_info": (await emergency_info_for(session, services,

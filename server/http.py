@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -183,6 +184,20 @@ def int_param(value: str, field: str) -> int:
     if not 0 < number <= MAX_ID:
         raise ValidationFailed(f"{field} is out of range.", field=field)
     return number
+
+
+def datetime_param(request: HTTPConnection, name: str) -> datetime | None:
+    """An optional ISO 8601 date-time query parameter, with its UTC offset (422 else)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an ISO 8601 date-time.", field=name) from None
+    if value.tzinfo is None:
+        raise ValidationFailed(f"{name} must include a UTC offset.", field=name)
+    return value
 
 
 def path_id(request: HTTPConnection, name: str) -> int:

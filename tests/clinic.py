@@ -78,5 +78,19 @@ async def build_clinic(services: Services) -> Clinic:
                   visit_id=visit_ids[0], visit2_id=visit_ids[1])
 
 
+async def add_visit(services: Services, patient_id: int, prescriber_id: int,
+                    at: timedelta = timedelta(hours=1),
+                    status: VisitStatus = VisitStatus.scheduled) -> int:
+    """Another visit, ``at`` from the app's now: a second visit of one patient."""
+    async with services.transaction() as session:
+        now = services.clock.now()
+        visit = Visit(patient_id=patient_id, prescriber_id=prescriber_id,
+                      kind=VisitKind.follow_up, scheduled_at=now + at, duration_minutes=15,
+                      status=status, created_at=now)
+        session.add(visit)
+        await session.flush()
+        return visit.id
+
+
 def in_an_hour(now: datetime) -> str:
     return (now + timedelta(hours=1)).isoformat()

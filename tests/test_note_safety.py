@@ -29,14 +29,13 @@ from server.models import (
     AuditEntry,
     SafetyAddendumTask,
     Visit,
-    VisitKind,
     VisitNote,
     VisitStatus,
 )
 from server.notes import RISK_JUDGEMENTS
 from server.services import Services
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
-from tests.clinic import Clinic
+from tests.clinic import Clinic, add_visit
 from tests.conftest import Runner, SignIn
 from tests.signaling_support import connect, cookie_of
 
@@ -96,17 +95,7 @@ def resolve(client: TestClient, escalation_id: int, disposition: str) -> None:
 def new_visit(run: Runner, services: Services, clinic: Clinic, *,
               at: timedelta = timedelta(hours=1),
               status: VisitStatus = VisitStatus.scheduled) -> int:
-    async def make() -> int:
-        async with services.transaction() as session:
-            now = services.clock.now()
-            visit = Visit(patient_id=clinic.patient.id, prescriber_id=clinic.prescriber.id,
-                          kind=VisitKind.follow_up, scheduled_at=now + at,
-                          duration_minutes=15, status=status, created_at=now)
-            session.add(visit)
-            await session.flush()
-            return visit.id
-
-    return run(make)
+    return run(add_visit, services, clinic.patient.id, clinic.prescriber.id, at, status)
 
 
 def move_visit(run: Runner, services: Services, visit_id: int, at: timedelta) -> None:

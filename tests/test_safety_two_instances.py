@@ -16,11 +16,11 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.auth import COOKIE_NAME
-from server.models import Escalation, EscalationTrigger, Visit, VisitKind, VisitStatus
+from server.models import Escalation, EscalationTrigger
 from server.services import Services
 from server.settings import Settings
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
-from tests.clinic import Clinic
+from tests.clinic import Clinic, add_visit
 from tests.conftest import Runner, SignIn
 from tests.signaling_support import (
     REDIS_URL,
@@ -48,16 +48,8 @@ def until_both(events: Socket) -> dict[str, dict[str, Any]]:
 
 
 def another_visit(run: Runner, services: Services, clinic: Clinic, hours: int) -> int:
-    async def add() -> int:
-        async with services.transaction() as session:
-            now = services.clock.now()
-            visit = Visit(patient_id=clinic.patient.id, prescriber_id=clinic.prescriber.id,
-                          kind=VisitKind.follow_up, scheduled_at=now + timedelta(hours=hours),
-                          status=VisitStatus.scheduled, created_at=now)
-            session.add(visit)
-            await session.flush()
-            return visit.id
-    return run(add)
+    return run(add_visit, services, clinic.patient.id, clinic.prescriber.id,
+               timedelta(hours=hours))
 
 
 def test_a_re_arm_on_one_instance_alerts_the_dashboard_on_the_other(

@@ -30,13 +30,10 @@ from server.models import (
     EscalationTrigger,
     MeasureResult,
     OutboxEmail,
-    Visit,
-    VisitKind,
-    VisitStatus,
 )
 from server.services import Services
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
-from tests.clinic import Clinic
+from tests.clinic import Clinic, add_visit
 from tests.conftest import Runner, SignIn
 
 CALM_CSSRS = {"q1": False, "q2": False, "q3": None, "q4": None, "q5": None, "q6": False,
@@ -206,17 +203,7 @@ def test_values_only_on_file_are_labelled_not_confirmed(
     assert client.put(where_url(clinic.visit_id), json=WHERE).status_code == 200
     services.clock.advance(timedelta(days=2))
 
-    async def next_visit() -> int:
-        async with services.transaction() as session:
-            now = services.clock.now()
-            visit = Visit(patient_id=clinic.patient.id, prescriber_id=clinic.prescriber.id,
-                          kind=VisitKind.follow_up, scheduled_at=now + timedelta(hours=1),
-                          status=VisitStatus.scheduled, created_at=now)
-            session.add(visit)
-            await session.flush()
-            return visit.id
-
-    visit_id = run(next_visit)
+    visit_id = _second_visit(run, services, clinic)
     sign_in(clinic.patient)
     emergency_id = draft(client, visit_id, {"responses": {"cssrs": {"answers": INTENT}}})[
         "escalations"][0]
@@ -274,16 +261,8 @@ def test_emergency_phone_numbers_are_stored_in_e164(
 # --- 3. Every new trigger alerts ----------------------------------------------------------
 
 def _second_visit(run: Runner, services: Services, clinic: Clinic) -> int:
-    async def add() -> int:
-        async with services.transaction() as session:
-            now = services.clock.now()
-            visit = Visit(patient_id=clinic.patient.id, prescriber_id=clinic.prescriber.id,
-                          kind=VisitKind.follow_up, scheduled_at=now + timedelta(hours=3),
-                          status=VisitStatus.scheduled, created_at=now)
-            session.add(visit)
-            await session.flush()
-            return visit.id
-    return run(add)
+    return run(add_visit, services, clinic.patient.id, clinic.prescriber.id,
+               timedelta(hours=3))
 
 
 def emails(run: Runner, services: Services, address: str) -> int:

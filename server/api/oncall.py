@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server import oncall
 from server.api.registry import ApiOperation
-from server.errors import ValidationFailed
-from server.http import MAX_ID, actor_of, json_body, path_id, services_of
+from server.http import MAX_ID, actor_of, datetime_param, json_body, path_id, services_of
 from server.responses import JSONResponse
 
 
@@ -23,22 +20,9 @@ class NewShift(BaseModel):
     ends_at: AwareDatetime
 
 
-def _instant(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be an ISO 8601 date-time.", field=name) from None
-    if value.tzinfo is None:
-        raise ValidationFailed(f"{name} must include a UTC offset.", field=name)
-    return value
-
-
 async def list_shifts(request: Request) -> Response:
     actor = actor_of(request)
-    at, start, end = (_instant(request, name) for name in ("at", "from", "to"))
+    at, start, end = (datetime_param(request, name) for name in ("at", "from", "to"))
     services = services_of(request)
     async with services.transaction() as session:
         shifts = await oncall.list_shifts(session, actor, now=services.clock.now(), at=at,

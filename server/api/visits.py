@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server import visits
 from server.api.registry import ApiOperation
-from server.errors import ValidationFailed
-from server.http import MAX_ID, actor_of, json_body, path_id, services_of
+from server.http import MAX_ID, actor_of, datetime_param, json_body, path_id, services_of
 from server.models import VisitKind
 from server.responses import JSONResponse
 
@@ -26,22 +23,9 @@ class NewVisit(BaseModel):
     duration_minutes: int | None = Field(default=None, ge=5, le=240)
 
 
-def _date_param(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be an ISO 8601 date-time.", field=name) from None
-    if value.tzinfo is None:
-        raise ValidationFailed(f"{name} must include a UTC offset.", field=name)
-    return value
-
-
 async def list_visits(request: Request) -> Response:
     actor = actor_of(request)
-    start, end = _date_param(request, "from"), _date_param(request, "to")
+    start, end = datetime_param(request, "from"), datetime_param(request, "to")
     async with services_of(request).transaction() as session:
         found = await visits.list_visits(session, actor, start=start, end=end)
         return JSONResponse({"visits": [visits.visit_json(v) for v in found]})

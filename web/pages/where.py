@@ -56,10 +56,8 @@ def where_url(visit_id: int) -> str:
 
 
 def checkin_open(visit: Visit, services: Services) -> bool:
-    """The check-in's window (``server.checkins``): from three days before the visit
-    until it ends. Emergency information is only taken while it is open."""
-    return visit.status not in visits.ENDED and \
-        services.clock.now() >= visit.scheduled_at - checkins.OPEN_BEFORE
+    """Emergency information is only taken while the check-in is open."""
+    return checkins.is_open(visit, services.clock.now())
 
 
 def plain_words(message: str) -> str:

@@ -6,7 +6,7 @@ reads, decides and writes: the next one waits and then sees the first one's resu
 Locks are always taken in the order visit, patient, escalation, so two paths never wait
 on each other.
 
-PostgreSQL: ``SELECT ... FOR UPDATE`` on the row. SQLite has one writer at a time: a
+PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` on the row. SQLite has one writer at a time: a
 write as the lock makes the transaction take the database's write lock at once (the
 driver begins it at the first write), so nothing else commits until it ends and every
 later read in it sees the latest data.
@@ -28,7 +28,12 @@ async def lock_row(session: AsyncSession, model: Lockable, row_id: int) -> None:
     """Wait for, then hold until the transaction ends, the lock of one row."""
     column: Any = model.id
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(column).where(column == row_id).with_for_update())
+        # FOR NO KEY UPDATE: waits for another holder of this lock, but not for the key
+        # share lock every insert that refers to the row takes (a check-in's rows refer
+        # to the patient). FOR UPDATE would wait for those too, and two transactions
+        # that each inserted such a row and then asked for the lock would deadlock.
+        await session.execute(select(column).where(column == row_id)
+                              .with_for_update(key_share=True))
     else:
         await session.execute(update(model).where(column == row_id).values(id=column)
                               .execution_options(synchronize_session=False))

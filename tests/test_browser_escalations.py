@@ -357,6 +357,15 @@ def test_escalation_page_logs_a_call_and_resolves_with_errors_at_their_fields(
         "Say why no action is needed.")
     resolve.get_by_label("Why no action is needed").fill("Already in a program today")
     resolve.get_by_role("button", name="Resolve").click()
+    # Urgent closes once someone reached the patient (CLINICAL.md invariant 6): said at
+    # the outcome, and nothing changes.
+    expect(resolve.locator('[data-error-for="disposition"]')).to_contain_text(
+        "reached the patient")
+    expect(page.get_by_test_id("escalation-status")).to_have_text("In progress")
+    contact.get_by_label("What happened").select_option("reached")
+    contact.get_by_role("button", name="Log the call").click()
+    expect(timeline).to_contain_text("Call to the patient: Reached the patient")
+    resolve.get_by_role("button", name="Resolve").click()
     expect(page.get_by_test_id("escalation-status")).to_have_text("Resolved")
     expect(page.get_by_test_id("resolution")).to_contain_text("No action needed")
     expect(page.locator('[data-form="contact"]')).to_be_hidden()

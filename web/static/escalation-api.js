@@ -163,9 +163,13 @@ export function handleForm(form, { request, done, labels = {}, messages = {},
       await done(result);
       return;
     }
-    const field = result.status === 422 ? result.error.field : null;
+    // A 409 that names a field is a rule the request did not meet yet (an emergency
+    // closes once the patient was reached): shown at that field, like a 422. A 409
+    // with a status is a state someone else changed: the page catches up.
+    const fieldRule = result.status === 422 || (result.status === 409 && !result.error.status);
+    const field = fieldRule ? result.error.field : null;
     const message = plainMessage(result, labels, messages);
     showError(form, field, message);
-    if (result.status === 409) onConflict(result, message);
+    if (result.status === 409 && result.error.status) onConflict(result, message);
   });
 }

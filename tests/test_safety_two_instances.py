@@ -30,7 +30,6 @@ from tests.signaling_support import (
     service_or_skip,
 )
 
-
 ROUNDS = 4
 
 

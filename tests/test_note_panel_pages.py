@@ -208,6 +208,33 @@ def test_emergency_mode_shows_where_the_patient_is_and_what_to_do(
     assert 'value="suicidal_ideation_plan_or_intent"' in html
 
 
+def test_emergency_mode_after_the_visit_no_longer_says_keep_them_on_the_call(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    sign_in(clinic.patient)
+    client.post(f"/api/v1/visits/{clinic.visit_id}/checkin",
+                json=checkin_body(cssrs=HIGH_RISK_CSSRS))
+
+    async def end_visit() -> None:
+        async with services.transaction() as session:
+            visit = await session.get(Visit, clinic.visit_id)
+            assert visit is not None
+            visit.status = VisitStatus.completed
+            visit.ended_at = services.clock.now()
+
+    sign_in(clinic.prescriber)
+    live = Page(client.get(f"/visits/{clinic.visit_id}").text)
+    assert live.has("emergency-steps-live") and not live.has("emergency-steps-after")
+    run(end_visit)
+    html = client.get(f"/visits/{clinic.visit_id}?part=safety").text
+    page = Page(html)
+    assert page.has("emergency-mode")  # the escalation is still open
+    assert page.has("emergency-steps-after") and not page.has("emergency-steps-live")
+    assert "Keep the patient on the call" not in html
+    assert "The visit has ended" in html
+    assert page.by_testid["emergency-callback"][0]["href"] == "tel:+16175550100"
+
+
 def test_a_dropped_call_alerts_the_care_team_at_once(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
 ) -> None:

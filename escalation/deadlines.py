@@ -66,10 +66,12 @@ def ack_due(services: Services, level: Level | str, now: datetime) -> datetime |
     return None
 
 
-async def cancel_timers(session: AsyncSession, services: Services, kind: str,
-                        subject_id: int) -> None:
+async def cancel_timers(session: AsyncSession, services: Services, escalation_id: int) -> None:
+    """Cancel an escalation's pending re-alert timers (and any left from before
+    deadlines were fixed)."""
     await session.execute(
-        update(Timer).where(Timer.kind == kind, Timer.subject_id == subject_id,
+        update(Timer).where(Timer.kind.in_((REALERT_TIMER, LEGACY_ACK_TIMER)),
+                            Timer.subject_id == escalation_id,
                             Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
         .values(cancelled_at=services.clock.now())
     )
@@ -98,16 +100,10 @@ def next_realert(services: Services, escalation: Escalation,
     return None
 
 
-async def cancel_all_timers(session: AsyncSession, services: Services,
-                            escalation_id: int) -> None:
-    for kind in (REALERT_TIMER, LEGACY_ACK_TIMER):
-        await cancel_timers(session, services, kind, escalation_id)
-
-
 async def schedule_realert(session: AsyncSession, services: Services,
                            escalation: Escalation) -> None:
     """The one pending re-alert timer of an escalation just raised or re-armed."""
-    await cancel_all_timers(session, services, escalation.id)
+    await cancel_timers(session, services, escalation.id)
     due = next_realert(services, escalation, services.clock.now())
     if due is not None:
         armed = escalation.armed_at or escalation.raised_at

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation import notify
-from escalation.deadlines import ack_due, cancel_all_timers, schedule_realert
+from escalation.deadlines import ack_due, cancel_timers, schedule_realert
 from server import audit, checkins
 from server.access import (
     access_escalation,
@@ -406,7 +406,7 @@ async def acknowledge(
     if escalation.assigned_to_id is None:
         escalation.assigned_to_id = actor.user_id
     _event(session, escalation, actor, "acknowledged", now)
-    await cancel_all_timers(session, services, escalation.id)
+    await cancel_timers(session, services, escalation.id)
     audit.record(session, actor, "acknowledge", "escalation", escalation.id,
                  patient_id=escalation.patient_id)
     await _publish(session, services, escalation, "escalation.updated")
@@ -545,7 +545,7 @@ async def resolve(
     escalation.resolution_note = written_note
     escalation.no_action_reason = written_reason
     _event(session, escalation, actor, "resolved", now, disposition=disposition)
-    await cancel_all_timers(session, services, escalation.id)
+    await cancel_timers(session, services, escalation.id)
     audit.record(session, actor, "resolve", "escalation", escalation.id,
                  patient_id=escalation.patient_id, disposition=disposition)
     await _publish(session, services, escalation, "escalation.updated")

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit, notes
@@ -228,6 +228,16 @@ async def emergency_info_for(session: AsyncSession, services: Services,
                          contact_phone=contact_phone, confirmed_at=confirmed_at,
                          contact_confirmed_at=contact_confirmed_at, source=source,
                          on_file_at=on_file_at)
+
+
+async def location_confirmed_today(session: AsyncSession, services: Services,
+                                   patient_id: int) -> bool:
+    """Whether the patient confirmed where they are within ``location_confirm_hours``
+    (``emergency_info_for(...).confirmed``, in one small query: the visit room asks it on
+    every patient's page load)."""
+    since = services.clock.now() - timedelta(hours=services.settings.location_confirm_hours)
+    return bool(await session.scalar(select(exists().where(
+        CheckIn.patient_id == patient_id, CheckIn.location_confirmed_at >= since))))
 
 
 async def prefill(session: AsyncSession, services: Services,

@@ -111,8 +111,7 @@ async def must_confirm(session: AsyncSession, services: Services, actor: Actor,
     visit that can still happen, and no location confirmed today. Staff never."""
     if actor.role is not Role.patient or visit.status in visits.ENDED:
         return False
-    info = await checkins.emergency_info_for(session, services, visit.patient_id)
-    return not info.confirmed
+    return not await checkins.location_confirmed_today(session, services, visit.patient_id)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.websockets import WebSocket
 
 import signaling
 from escalation import api as escalation_api
@@ -34,12 +35,13 @@ from server.api import visits as visits_api
 from server.api.registry import ApiOperation, to_routes
 from server.bus import make_bus
 from server.db import create_engine, session_factory
-from server.errors import APIError, Unauthorized
-from server.health import healthz
+from server.errors import APIError, ServiceUnavailable, Unauthorized
+from server.health import RETRY_AFTER_SECONDS, dependency_down, healthz
 from server.http import client_ip, current_of
 from server.middleware import (
     BodyLimitMiddleware,
     BodyTooLarge,
+    OutageMiddleware,
     SecurityHeadersMiddleware,
     SessionMiddleware,
     security_headers,
@@ -67,7 +69,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     engine = create_engine(settings.database_url)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
-                        bus=make_bus(settings.redis_url), triage_rules=load_default_rules(),
+                        bus=make_bus(settings.redis_url, settings.redis_namespace),
+                        triage_rules=load_default_rules(),
                         checkin_hooks=[lifecycle.raise_from_checkin],
                         emergency_info_hooks=[lifecycle.emergency_info_confirmed])
     operations = api_operations()
@@ -104,16 +107,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
         assert isinstance(exc, APIError)
         if exc.audit is not None:
             await _audit_refusal(request, services, exc)
+        headers = {}
+        if "retry_after" in exc.extra:  # 429, 503
+            headers["Retry-After"] = str(exc.extra["retry_after"])
         if _wants_json(request):
-            headers = {}
-            if exc.status == 429 and "retry_after" in exc.extra:
-                headers["Retry-After"] = str(exc.extra["retry_after"])
             return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
         if isinstance(exc, Unauthorized):
             # A person without a session (never signed in, or signed out when idle)
             # belongs on the sign-in page, whichever page they asked for.
             return RedirectResponse("/login", status_code=303)
-        return pages.error_page(request, exc.status, exc.message)
+        page = pages.error_page(request, exc.status, exc.message)
+        page.headers.update(headers)
+        return page
+
+    async def outage(conn: HTTPConnection, exc: Exception) -> Response | None:
+        """A request that failed because the database (or Redis) is down: 503 with
+        Retry-After, or None for a WebSocket (OutageMiddleware closes it with 1013).
+        Every such failure comes here, from a route or from the session middleware."""
+        down = dependency_down(exc)
+        # The kind of error only: a driver's message may quote the statement's values.
+        log.warning("%s %s: the %s is unavailable (%s)", conn.scope.get("method", "WS"),
+                    conn.url.path, down, type(exc).__name__)
+        if isinstance(conn, WebSocket):
+            return None
+        return await api_error(conn, ServiceUnavailable(
+            f"Mendwell cannot reach its {down} just now. Try again in "
+            f"{RETRY_AFTER_SECONDS} seconds.", retry_after=RETRY_AFTER_SECONDS))
 
     async def http_error(request: HTTPConnection, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -150,6 +169,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+            Middleware(OutageMiddleware,
+                       is_outage=lambda exc: dependency_down(exc) is not None,
+                       answer=outage),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             Middleware(SessionMiddleware, services=services),
         ],

@@ -287,17 +287,55 @@ def csrf_ok(current: Current, supplied: str | None) -> bool:
 
 
 # --- join links -------------------------------------------------------------------
+# A join link is a signed token naming the visit, its patient and the visit's
+# ``join_link_version`` when it was made. A signature alone cannot be taken back, so
+# revoking moves the visit's version on (the links made before no longer match) and ends
+# the sessions that links started (``invalidate_join_links``). Staff revoke a visit's
+# links (server/visits.py, ``revoke_join_links``), and ending the visit does too.
 
 
 def make_join_token(services: Services, visit: Visit) -> str:
-    """A signed token that admits this visit's patient to this visit only."""
+    """A signed token that admits this visit's patient to this visit only, until the
+    visit's links are revoked or it expires."""
     return services.signer(JOIN_SALT).dumps(
-        {"v": visit.id, "p": visit.patient_id, "n": secrets.token_hex(4)}
+        {"v": visit.id, "p": visit.patient_id, "g": visit.join_link_version,
+         "n": secrets.token_hex(4)}
     )
+
+
+@dataclass(frozen=True)
+class JoinLink:
+    """What a valid join token says (``read_join_token``)."""
+
+    visit_id: int
+    patient_id: int
+    sent_at: datetime
+    version: int
 
 
 class JoinLinkError(Exception):
     """Why a join link cannot be used, in words for the patient."""
+
+
+async def invalidate_join_links(session: AsyncSession, visit: Visit, *, now: datetime,
+                                reason: str) -> int:
+    """Make the visit's join links stop working and end the sessions they started
+    (``reason`` is their end reason); the number of sessions ended. The caller records
+    why (an audit entry, an event): this is part of revoking, or of ending the visit."""
+    # In the database, so that the row stays locked until the transaction ends: a join
+    # in flight (``join_submit`` locks the visit before it checks the version) waits,
+    # then sees the new version.
+    await session.execute(
+        update(Visit).where(Visit.id == visit.id)
+        .values(join_link_version=Visit.join_link_version + 1)
+        .execution_options(synchronize_session=False))
+    await session.refresh(visit, ["join_link_version"])
+    # Only join links start sessions bound to one visit (AuthSession.visit_id).
+    ended = await session.execute(
+        update(AuthSession).where(AuthSession.visit_id == visit.id,
+                                  AuthSession.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason).execution_options(synchronize_session=False))
+    return int(getattr(ended, "rowcount", 0) or 0)
 
 
 # However far ahead a visit is booked, a link older than this is not accepted.
@@ -312,9 +350,9 @@ def join_link_expiry(services: Services, sent_at: datetime, starts_at: datetime)
     return max(sent_at, starts_at) + timedelta(hours=services.settings.join_link_hours)
 
 
-def read_join_token(services: Services, token: str, visit_id: int) -> tuple[int, int, datetime]:
-    """(visit id, patient id, when it was sent) from a join token; raises JoinLinkError.
-    The caller checks ``join_link_expiry`` against the visit."""
+def read_join_token(services: Services, token: str, visit_id: int) -> JoinLink:
+    """What a join token for ``visit_id`` says; raises JoinLinkError. The caller checks
+    it against the visit (``check_join_link``)."""
     try:
         data, signed_at = services.signer(JOIN_SALT).loads(
             token, max_age=int(JOIN_LINK_MAX_AGE.total_seconds()), return_timestamp=True
@@ -329,4 +367,17 @@ def read_join_token(services: Services, token: str, visit_id: int) -> tuple[int,
         raise JoinLinkError("This link is not valid.")
     if data["v"] != visit_id:
         raise JoinLinkError("This link is for a different visit.")
-    return data["v"], data["p"], signed_at
+    # Links sent before links could be revoked carry no version: the first one, 0.
+    version = data.get("g", 0)
+    if not isinstance(version, int):
+        raise JoinLinkError("This link is not valid.")
+    return JoinLink(data["v"], data["p"], signed_at, version)
+
+
+def check_join_link(services: Services, link: JoinLink, visit: Visit) -> None:
+    """Raises JoinLinkError when the visit's links were revoked since this one was made,
+    or it expired (``join_link_expiry``, from the visit's current start)."""
+    if link.version != visit.join_link_version:
+        raise JoinLinkError("This link has been withdrawn. Ask your care team for a new one.")
+    if services.clock.now() > join_link_expiry(services, link.sent_at, visit.scheduled_at):
+        raise JoinLinkError("This link has expired. Ask your care team for a new one.")

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import defaultdict
+import uuid
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -19,6 +20,13 @@ from server.events import Event
 log = logging.getLogger("mendwell.bus")
 
 QUEUE_LIMIT = 256
+# Events kept while Redis is unavailable (each a few hundred bytes of ids and states).
+BACKLOG_LIMIT = 1000
+# How long one Redis command or connection attempt may take before Redis counts as down.
+SOCKET_TIMEOUT_SECONDS = 1.0
+# Trying Redis again while it is down: from this, doubling to the maximum.
+RETRY_SECONDS = 0.25
+RETRY_MAX_SECONDS = 2.0
 
 
 class Bus(Protocol):
@@ -71,55 +79,183 @@ class LocalBus:
 
 
 class RedisBus(LocalBus):
-    """Publishes every event on one Redis channel; each instance delivers locally."""
+    """Publishes every event on one Redis channel; each instance delivers locally.
 
-    CHANNEL = "mendwell:events"
+    Redis being down never fails the write that emitted an event: the write is committed
+    before its events are published. An event that cannot be published is delivered at
+    once to this instance's own subscribers and kept in a backlog (at most
+    ``BACKLOG_LIMIT``, the oldest dropped first), published in order when Redis is back.
+    Events the other instances published meanwhile may never arrive (pub/sub keeps
+    nothing; an instance may have died with its backlog), so when this instance's
+    subscription comes back after a loss, each of its subscribers gets ``subscribed``
+    again and reloads what it shows from the database (docs/reliability.md, "Outages").
+    """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "mendwell") -> None:
         super().__init__()
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
-        self._redis = Redis.from_url(url)
-        self._task: asyncio.Task[None] | None = None
+        self.channel = f"{namespace}:events"
+        self.instance_id = uuid.uuid4().hex[:12]
+        # A dead Redis must cost a request at most SOCKET_TIMEOUT_SECONDS, once per
+        # outage (afterwards events go straight to the backlog). redis-py's default is
+        # ten retries with backoff; one immediate retry is enough to replace a pooled
+        # connection that Redis closed when it restarted.
+        self._redis = Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                                     socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+                                     retry=Retry(NoBackoff(), 1))
+        self._pubsub: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._backlog: deque[str] = deque()
+        self._dropped = 0
+        self._pending = asyncio.Event()  # the backlog has something to publish
+        self._returned = asyncio.Event()  # the listener saw Redis come back
+        self._lost = False  # the subscription is down (set by the listener)
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self.CHANNEL)
-        self._task = asyncio.create_task(self._listen(pubsub), name="redis-bus")
+        self._pubsub = self._redis.pubsub()
+        try:
+            await self._pubsub.subscribe(self.channel)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # Serve anyway: writes do not need Redis. The listener subscribes when it can.
+            log.warning("Redis is unavailable at start (%s); subscribing when it is back",
+                        type(exc).__name__)
+            self._lost = True
+        self._tasks = [asyncio.create_task(self._listen(), name="redis-bus"),
+                       asyncio.create_task(self._flush(), name="redis-bus-backlog")]
 
-    async def _listen(self, pubsub: Any) -> None:
+    async def _listen(self) -> None:
+        pubsub = self._pubsub
         while True:
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(self.channel)
+                # Subscribe confirmations are read too: after a loss, redis-py subscribes
+                # again as it reconnects, and the confirmation says the channel is back.
+                message = await pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
+                if message["type"] == "subscribe":
+                    if self._lost:
+                        self._back()
+                    continue
+                if message["type"] != "message":
+                    continue
                 payload = json.loads(message["data"])
+                if payload.get("delivered_by") == self.instance_id:
+                    continue  # kept while Redis was down, and delivered here then
                 self.deliver(payload["message"], set(payload["recipients"]))
             except asyncio.CancelledError:
                 await pubsub.aclose()
                 raise
-            except Exception:
-                log.exception("redis bus listener error; retrying")
-                await asyncio.sleep(1.0)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("redis bus listener error; retrying")
+                elif not self._lost:
+                    self._lost = True
+                    log.warning("lost Redis (%s): events reach this instance's screens "
+                                "only, the others' when it is back", type(exc).__name__)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    def _back(self) -> None:
+        self._lost = False
+        log.info("Redis is back: the event subscription is restored")
+        self._returned.set()
+        # Whatever other instances published meanwhile was lost to this one: every
+        # screen here catches up from the database, as after reconnecting its socket.
+        for user_id in list(self._queues):
+            self.deliver({"type": "subscribed", "user_id": user_id, "resumed": True},
+                         {user_id})
 
     async def publish(self, event: Event) -> None:
-        payload = {"recipients": sorted(event.recipients), "message": event.to_json()}
-        await self._redis.publish(self.CHANNEL, json.dumps(payload))
+        payload: dict[str, Any] = {"recipients": sorted(event.recipients),
+                                   "message": event.to_json()}
+        if not self._backlog:
+            try:
+                await self._redis.publish(self.channel, json.dumps(payload))
+                return
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning("Redis is unavailable (%s): keeping events to publish later",
+                            type(exc).__name__)
+        # Behind the backlog, in order. This instance's screens get it now.
+        self.deliver(payload["message"], event.recipients)
+        payload["delivered_by"] = self.instance_id
+        if len(self._backlog) >= BACKLOG_LIMIT:
+            self._backlog.popleft()
+            self._dropped += 1
+        self._backlog.append(json.dumps(payload))
+        self._pending.set()
+
+    async def _flush(self) -> None:
+        """Publish the backlog in order, retrying with backoff, at once when the
+        listener sees Redis come back."""
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            delay = RETRY_SECONDS
+            published = 0
+            while self._backlog:
+                try:
+                    await self._redis.publish(self.channel, self._backlog[0])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._returned.wait()
+                    self._returned.clear()
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+                    continue
+                self._backlog.popleft()
+                published += 1
+            if published:
+                log.info("published %s event(s) kept while Redis was unavailable "
+                            "(%s dropped over the limit of %s)", published, self._dropped,
+                            BACKLOG_LIMIT)
+                self._dropped = 0
+
+    @property
+    def backlog(self) -> int:
+        """How many events wait for Redis."""
+        return len(self._backlog)
 
     async def healthy(self) -> bool:
         try:
-            return bool(await self._redis.ping())
+            async with asyncio.timeout(2 * SOCKET_TIMEOUT_SECONDS):
+                return bool(await self._redis.ping())
         except Exception:
             return False
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        if self._backlog:
+            # Screens elsewhere catch up when their sockets reconnect to a new instance.
+            log.warning("closing with %s event(s) never published (Redis unavailable)",
+                        len(self._backlog))
         await self._redis.aclose()
         await super().close()
 
 
-def make_bus(redis_url: str) -> LocalBus:
-    return RedisBus(redis_url) if redis_url else LocalBus()
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis cannot be reached now (stopped, restarting, loading its
+    data, not answering), rather than that a command was wrong."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    # redis-py raises its own kinds for socket errors and timeouts (BusyLoadingError,
+    # a restarted Redis still loading its data, is a ConnectionError).
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError)
+
+
+def make_bus(redis_url: str, namespace: str = "mendwell") -> LocalBus:
+    return RedisBus(redis_url, namespace) if redis_url else LocalBus()

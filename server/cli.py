@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from datetime import datetime
 
@@ -107,6 +108,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 def _instant(value: str, name: str, now: datetime) -> datetime:
     from server.errors import ValidationFailed
+    from server.http import in_range
 
     if value == "now":
         return now
@@ -119,7 +121,7 @@ def _instant(value: str, name: str, now: datetime) -> datetime:
         # A time without an offset is read differently by each server's zone.
         raise ValidationFailed(f"--{name} must include a UTC offset, for example "
                                "2026-12-01T08:00-05:00.", field=name)
-    return parsed
+    return in_range(parsed, f"--{name}")
 
 
 def _shift_id(value: str) -> int:
@@ -224,6 +226,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.websocket_protocol import MendwellWebSocketProtocol
 
     settings = _settings()
+    if "FORWARDED_ALLOW_IPS" in os.environ:
+        # uvicorn's own variable used to decide which proxies were believed; read no
+        # more, it would leave a deployment behind a proxy seeing one client address.
+        print("mendwell: FORWARDED_ALLOW_IPS is no longer read. Set MENDWELL_TRUSTED_PROXIES "
+              f"to the proxy's address instead ({os.environ['FORWARDED_ALLOW_IPS']!r}).",
+              file=sys.stderr)
+        return 2
     if args.demo:
         from server.demo import seed
         from server.migrate import upgrade
@@ -248,7 +257,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Heartbeats: ping every interval, drop a socket silent for interval + timeout.
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_timeout_seconds,
-        proxy_headers=True, log_level="info", server_header=False,
+        # X-Forwarded-For/-Proto believed from MENDWELL_TRUSTED_PROXIES only (uvicorn's
+        # default trusts loopback, where a co-hosted client could claim any address and
+        # so escape per-address sign-in throttling).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        log_level="info", server_header=False,
         log_config=uvicorn_log_config(),
     )
     return 0

@@ -81,3 +81,16 @@ class TooManyRequests(APIError):
     def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
         super().__init__(message, field=field, extra={"retry_after": retry_after})
         self.retry_after = retry_after
+
+
+class ServiceUnavailable(APIError):
+    """Something this instance depends on (the database) cannot be reached now: HTTP 503
+    with ``Retry-After``. Domain code never raises it; ``server.app`` answers outages
+    with it (docs/reliability.md, "Outages")."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, extra={"retry_after": retry_after})
+        self.retry_after = retry_after

@@ -139,3 +139,25 @@ async def remove_guest(
     audit.record(session, actor, "remove_guest", "visit", visit_id, patient_id=patient_id,
                  guest_id=guest.id, at=now)
     return guest
+
+
+async def dismiss_guest(
+    session: AsyncSession, actor: Actor, visit_id: int, guest_id: int, *, revoke: bool,
+    now: datetime,
+) -> VisitGuest:
+    """Send a guest out of the visit, freeing their seat.
+
+    Their admission goes, so if they open the link again they wait to be let in. With
+    ``revoke`` the invitation ends too: the link stops working (for someone the patient
+    does not want there, or a link that reached the wrong person).
+    """
+    guest, patient_id = await _guest_of(session, actor, visit_id, guest_id)
+    guest.admitted_at = None
+    guest.admitted_by_id = None
+    if revoke and guest.revoked_at is None:
+        guest.revoked_at = now
+    audit.record(session, actor, "dismiss_guest", "visit", visit_id, patient_id=patient_id,
+                 guest_id=guest.id, revoked=revoke, at=now)
+    emit(session, "visit.guest_dismissed", await care_team_ids(session, patient_id),
+         visit_id=visit_id, guest_id=guest.id, revoked=revoke)
+    return guest

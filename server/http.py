@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 from starlette.requests import HTTPConnection, Request
 
 from server.actors import Actor
@@ -25,6 +25,8 @@ MAX_ID = 2**31 - 1
 # No body of the API nests more than a few levels; a limit far above them keeps every
 # later walk of a body (ours, pydantic's, the database driver's) well inside the stack.
 MAX_JSON_DEPTH: Final = 64
+# The years a date-time given to the API may fall in (see ``in_range``).
+YEARS: Final = (1900, 2200)
 
 
 def services_of(conn: HTTPConnection) -> Services:
@@ -33,7 +35,11 @@ def services_of(conn: HTTPConnection) -> Services:
 
 
 def client_ip(conn: HTTPConnection) -> str:
-    return conn.client.host if conn.client else "unknown"
+    """The client's address: the connection's peer, or what a trusted proxy forwarded
+    (``mendwell serve`` lets uvicorn believe X-Forwarded-For from
+    MENDWELL_TRUSTED_PROXIES only). Sign-in throttling counts by this, so it is the one
+    place the address is read. Cut to the width of the columns that keep it."""
+    return conn.client.host[:64] if conn.client else "unknown"
 
 
 def current_of(conn: HTTPConnection) -> Current | None:
@@ -186,18 +192,45 @@ def int_param(value: str, field: str) -> int:
     return number
 
 
-def datetime_param(request: HTTPConnection, name: str) -> datetime | None:
-    """An optional ISO 8601 date-time query parameter, with its UTC offset (422 else)."""
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
+def in_range(value: datetime, field: str) -> datetime:
+    """``value``, or 422 naming ``field`` when its year is outside ``YEARS``: Python's
+    datetime ends at 9999-12-31, so a time near either end cannot be converted to UTC
+    (``9999-12-31T23:59:59-14:00``), which the database columns need; and no visit,
+    shift or audit entry is dated in the year 1 or 9999."""
+    if not YEARS[0] <= value.year <= YEARS[1]:
+        raise ValidationFailed(f"{field} must be a date from the year {YEARS[0]} to "
+                               f"{YEARS[1]}.", code="out_of_range", field=field)
+    return value
+
+
+def parse_datetime(raw: str, field: str) -> datetime:
+    """An ISO 8601 date-time with its UTC offset and within ``YEARS``; 422 naming
+    ``field`` else."""
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise ValidationFailed(f"{name} must be an ISO 8601 date-time.", field=name) from None
+        raise ValidationFailed(f"{field} must be an ISO 8601 date-time.", field=field) from None
     if value.tzinfo is None:
-        raise ValidationFailed(f"{name} must include a UTC offset.", field=name)
+        raise ValidationFailed(f"{field} must include a UTC offset.", field=field)
+    return in_range(value, field)
+
+
+def datetime_param(request: HTTPConnection, name: str) -> datetime | None:
+    """An optional ISO 8601 date-time query parameter (``parse_datetime``)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    return parse_datetime(raw, name)
+
+
+def _instant(value: datetime) -> datetime:
+    if not YEARS[0] <= value.year <= YEARS[1]:
+        raise ValueError(f"must be a date from the year {YEARS[0]} to {YEARS[1]}")
     return value
+
+
+# A date-time field of a JSON body: with its UTC offset, within YEARS (see ``in_range``).
+Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
 
 
 def path_id(request: HTTPConnection, name: str) -> int:

@@ -1,15 +1,20 @@
-"""ASGI middleware: security headers, body size limit, session loading and CSRF.
+"""ASGI middleware: security headers, outages, body size limit, session loading and CSRF.
 
 Each is a small pure-ASGI class so it also sees WebSocket connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from server.auth import COOKIE_NAME, csrf_ok, load_session
 from server.services import Services
@@ -84,6 +89,72 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# "Try again later" (RFC 6455, 7.4.1; IANA registry): the server cannot serve now.
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class OutageMiddleware:
+    """Hands a request that failed because a dependency is down (``is_outage``) to
+    ``answer``, which returns the response (503 with Retry-After), or None for a
+    WebSocket, which is then closed with 1013. Any other error goes on to the 500 handler:
+    a bug stays a bug.
+
+    It sits outside the session middleware, which reads the database for nearly every
+    request: a request that fails there is answered like one that fails in its route.
+    """
+
+    def __init__(self, app: ASGIApp, *, is_outage: Callable[[BaseException], bool],
+                 answer: Callable[[HTTPConnection, Exception], Awaitable[Response | None]],
+                 ) -> None:
+        self.app = app
+        self.is_outage = is_outage
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        # Whether the response began (HTTP), the socket was accepted, and whether it is
+        # over (closed, or refused with an HTTP response).
+        started = closed = connect_read = False
+
+        async def watched_receive() -> Message:
+            nonlocal connect_read
+            message = await receive()
+            connect_read = connect_read or message["type"] == "websocket.connect"
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started, closed
+            kind = message["type"]
+            started = started or kind in ("http.response.start", "websocket.accept")
+            closed = closed or kind in ("websocket.close", "websocket.http.response.start")
+            await send(message)
+
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        except Exception as exc:
+            if not self.is_outage(exc) or (scope["type"] == "http" and started):
+                raise
+            if scope["type"] == "http":
+                response = await self.answer(Request(scope, receive), exc)
+                assert response is not None
+                await response(scope, receive, send)
+                return
+            await self.answer(WebSocket(scope, receive, send), exc)
+            if closed:
+                return
+            # Accepted first, even when the upgrade had not been: a browser cannot read
+            # why an upgrade was refused (it sees 1006), and 1013 tells it to come back.
+            with contextlib.suppress(OSError, RuntimeError):  # the client is gone
+                if not started:
+                    if not connect_read:
+                        await receive()
+                    await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER,
+                            "reason": "unavailable"})
 
 
 class BodyLimitMiddleware:

@@ -31,7 +31,7 @@ def _ensure_sqlite_dir(url: str) -> None:
 async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``."""
     _ensure_sqlite_dir(url)
-    engine = create_engine(url)
+    engine = create_engine(url, statement_timeout=None)  # a migration takes what it takes
     config = alembic_config(url)
 
     def run(connection: Connection) -> None:

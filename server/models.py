@@ -126,6 +126,10 @@ class Visit(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Every join link carries the value this had when it was made; revoking the links
+    # (by staff, or the visit ending) moves it on, so the links made before stop working
+    # (server/auth.py, "join links").
+    join_link_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     patient: Mapped[User] = relationship(foreign_keys=[patient_id], lazy="raise")
     prescriber: Mapped[User] = relationship(foreign_keys=[prescriber_id], lazy="raise")

@@ -38,6 +38,7 @@ from server.errors import Conflict, Forbidden, ValidationFailed
 from server.events import emit
 from server.followup import default_follow_up
 from server.freetext import MIN_LETTERS, letters, require_letters
+from server.http import MAX_ID
 from server.locks import lock_visit
 from server.medications import MedicationChangeRow, apply_changes, check_rows
 from server.models import (
@@ -73,7 +74,8 @@ ADDENDUM_LIMIT = 20_000
 class NoteSave(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=0)
+    # A 32-bit column: a larger version would fail in the database driver, not here.
+    version: int = Field(ge=0, le=MAX_ID)
     sections: dict[str, str] = Field(default_factory=dict)
     medication_changes: list[MedicationChangeRow] = Field(default_factory=list, max_length=30)
     follow_up_days: int | None = Field(default=None, ge=1, le=365)
@@ -85,7 +87,7 @@ class NoteSign(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Strict: "1" or true is not a version anyone saw.
-    version: int = Field(ge=0, strict=True)
+    version: int = Field(ge=0, le=MAX_ID, strict=True)
 
 
 class SafetyAssessment(BaseModel):
@@ -184,6 +186,12 @@ async def safety_gate(session: AsyncSession, services: Services, visit: Visit) -
     return SafetyGate(reasons, escalation)
 
 
+def _empty_note(visit: Visit, now: datetime) -> VisitNote:
+    return VisitNote(visit_id=visit.id, patient_id=visit.patient_id, version=0,
+                     status=NoteStatus.draft, sections={k: "" for k in SECTIONS},
+                     medication_changes=[], created_at=now, updated_at=now)
+
+
 async def _note_for(session: AsyncSession, visit: Visit, now: datetime) -> VisitNote:
     # populate_existing: read after a lock, the row must be what is committed now.
     query = select(VisitNote).where(VisitNote.visit_id == visit.id) \
@@ -195,15 +203,15 @@ async def _note_for(session: AsyncSession, visit: Visit, now: datetime) -> Visit
         await lock_visit(session, visit.id)
         note = await session.scalar(query)
     if note is None:
-        note = VisitNote(visit_id=visit.id, patient_id=visit.patient_id, version=0,
-                         status=NoteStatus.draft, sections={k: "" for k in SECTIONS},
-                         medication_changes=[], created_at=now, updated_at=now)
+        note = _empty_note(visit, now)
         session.add(note)
         await session.flush()
     return note
 
 
 async def _open_task(session: AsyncSession, note: VisitNote) -> SafetyAddendumTask | None:
+    if note.id is None:  # not stored yet (``get_note``): nothing refers to it
+        return None
     return await session.scalar(select(SafetyAddendumTask).where(
         SafetyAddendumTask.note_id == note.id, SafetyAddendumTask.done_at.is_(None)))
 
@@ -231,7 +239,7 @@ def _addendum_json(addendum: NoteAddendum, author: str) -> dict[str, Any]:
 
 async def note_json(session: AsyncSession, services: Services, visit: Visit,
                     note: VisitNote) -> dict[str, Any]:
-    addenda = (await session.scalars(select(NoteAddendum).where(
+    addenda = [] if note.id is None else (await session.scalars(select(NoteAddendum).where(
         NoteAddendum.note_id == note.id).order_by(NoteAddendum.at, NoteAddendum.id))).all()
     ids = {i for i in (note.updated_by_id, note.signed_by_id, *(a.author_id for a in addenda))
            if i}
@@ -290,8 +298,13 @@ def _signed_conflict() -> Conflict:
 
 async def get_note(session: AsyncSession, services: Services, actor: Actor,
                    visit_id: int) -> dict[str, Any]:
+    """The visit's note; before its first save, an empty draft (``id`` null) that is not
+    stored: a read never writes (a break-glass grant is read-only). The first save
+    stores it (``_note_for``)."""
     visit = await _staff_visit(session, services, actor, visit_id, write=False)
-    note = await _note_for(session, visit, services.clock.now())
+    note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id))
+    if note is None:
+        note = _empty_note(visit, services.clock.now())
     audit.record(session, actor, "read", "note", note.id, patient_id=visit.patient_id)
     return await note_json(session, services, visit, note)
 

@@ -5,6 +5,7 @@ Route handlers reach them as ``request.app.state.services``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from server.models import CheckIn
 from server.session_cache import SessionCache
 from server.settings import Settings
 from server.triage import Level, TriageRules
+
+log = logging.getLogger("mendwell")
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,22 @@ class Services:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commit, then publish the events it emitted."""
+        """One unit of work: commit, then publish the events it emitted.
+
+        Once committed, the write stands whatever happens to its events: an error here
+        would be answered as a failed write, and the client would repeat one that
+        happened (a second escalation event, a note save refused as a stale version).
+        The bus keeps what it cannot publish, and screens catch up from the database
+        (docs/reliability.md, "Outages").
+        """
         async with self.sessions() as session:
             async with session.begin():
                 yield session
             for event in take_pending(session):
-                await self.bus.publish(event)
+                try:
+                    await self.bus.publish(event)
+                except Exception:
+                    log.exception("event %s not published after its commit", event.kind)
 
     async def close(self) -> None:
         await self.bus.close()

@@ -5,6 +5,7 @@ Every setting is documented in the README; ``tests/test_settings.py`` checks tha
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -60,6 +61,10 @@ class Settings:
     login_account_limit: int = 5
     login_address_limit: int = 30
     login_window_minutes: int = 15
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or networks).
+    # Empty: none, and the client is the connection's peer, so a client cannot choose
+    # the address that per-address sign-in throttling and the audit log see.
+    trusted_proxies: tuple[str, ...] = ()
     outbox_retry_base_seconds: float = 5.0
     outbox_retry_max_seconds: float = 3600.0
     outbox_poll_seconds: float = 2.0
@@ -164,6 +169,11 @@ class Settings:
         if self.phone_region not in phone_regions():
             raise SettingsError("MENDWELL_PHONE_REGION must be a two-letter region code that "
                                 f"phone numbers know, such as US or GB, not {self.phone_region!r}.")
+        for proxy in self.trusted_proxies:
+            if not is_address_or_network(proxy):
+                raise SettingsError(
+                    "MENDWELL_TRUSTED_PROXIES must list IP addresses or networks, such as "
+                    f"10.0.0.5 or 172.28.10.0/24, not {proxy!r}.")
         if self.turn_urls and not self.turn_secret:
             raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
         if self.turn_ttl_seconds < 60:
@@ -180,6 +190,19 @@ class Settings:
 
 def phone_regions() -> frozenset[str]:
     return frozenset(phonenumbers.SUPPORTED_REGIONS)
+
+
+def is_address_or_network(value: str) -> bool:
+    """An IP address, or a network in CIDR notation with no host bits set (uvicorn would
+    take anything else as a name to compare literally, and never match it)."""
+    try:
+        if "/" in value:
+            ipaddress.ip_network(value)
+        else:
+            ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def is_zone_name(name: str) -> bool:

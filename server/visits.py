@@ -18,7 +18,7 @@ from server.access import (
     require_role,
 )
 from server.actors import SYSTEM, Actor
-from server.auth import make_join_token
+from server.auth import invalidate_join_links, make_join_token
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
 from server.models import (
@@ -187,6 +187,24 @@ async def invite_to_visit(
     return {"id": email.id, "visit_id": visit.id, "to": patient.email, "queued_at": now.isoformat()}
 
 
+async def revoke_join_links(
+    session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime
+) -> dict[str, Any]:
+    """Withdraw every join link sent for the visit and sign out whoever came in by one
+    (a link forwarded, or left open on a shared device). A new invitation sends a link
+    that works."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    require_full_session(actor)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    ended = await invalidate_join_links(session, visit, now=now, reason="link_revoked")
+    audit.record(session, actor, "revoke_join_links", "visit", visit.id,
+                 patient_id=visit.patient_id, at=now, sessions_ended=ended)
+    emit(session, "visit.join_links_revoked",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, sessions_ended=ended)
+    return {"visit_id": visit.id, "revoked_at": now.isoformat(), "sessions_ended": ended}
+
+
 # --- the waiting room and the video visit (driven by signaling/) --------------------
 
 
@@ -303,7 +321,8 @@ async def return_to_waiting(
 
 
 async def end_visit(session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime) -> Visit:
-    """The prescriber ends the visit for everyone: completed."""
+    """The prescriber ends the visit for everyone: completed. Its join links stop working
+    and the sessions they started end (the visit was all they were for)."""
     require_role(actor, Role.prescriber)
     visit = await access_visit(session, actor, visit_id, write=True)
     if visit.status in ENDED:
@@ -311,7 +330,9 @@ async def end_visit(session: AsyncSession, actor: Actor, visit_id: int, *, now: 
     await _end_wait(session, visit.id, now=now, reason="ended")
     visit.status = VisitStatus.completed
     visit.ended_at = now
-    audit.record(session, actor, "end", "visit", visit.id, patient_id=visit.patient_id, at=now)
+    ended = await invalidate_join_links(session, visit, now=now, reason="visit_ended")
+    audit.record(session, actor, "end", "visit", visit.id, patient_id=visit.patient_id, at=now,
+                 join_sessions_ended=ended)
     emit(session, "visit.ended",
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, status=visit.status.value)

@@ -8,6 +8,9 @@ round-trip time. The protocol is in docs/signaling.md ("Device check").
 
 An echoed stream costs a real share of a core, so checks are capped per instance
 (``MENDWELL_DEVICE_CHECK_LIMIT``); beyond the cap the page is told to check locally.
+One person (a user, or a guest's invitation) holds at most one of those slots: a new
+check of theirs takes the place of the one already running, so reloading the page, or
+a script opening many, never takes a second slot.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from aiortc.stats import RTCRemoteInboundRtpStreamStats
 from starlette.websockets import WebSocket
 
 from server import guests
-from server.http import current_of, services_of
+from server.http import MAX_ID, current_of, services_of
 from server.models import VisitGuest
 from server.services import Services
 from signaling import protocol
@@ -80,8 +83,11 @@ class AudioEcho(MediaStreamTrack):
 class EchoPeer:
     """One device check's peer connection."""
 
-    def __init__(self, hub: Hub, ice_servers: list[dict[str, Any]], *, relay: bool) -> None:
+    def __init__(self, hub: Hub, outlet: SocketOutlet, ice_servers: list[dict[str, Any]], *,
+                 relay: bool, user: str) -> None:
         self.hub = hub
+        self.outlet = outlet
+        self.user = user  # whose slot this is: a user id, or guest-<id>
         # The server side uses every path it has; the browser decides whether its side
         # must go through TURN (``relay``), which is what proves TURN works for it.
         self.pc = RTCPeerConnection(rtc_configuration([], relay=False))
@@ -113,6 +119,13 @@ class EchoPeer:
         return {"type": "stats", "connection_state": self.pc.connectionState,
                 "frames_per_second": round(self.meter.fps(), 1), "frames": self.meter.frames,
                 "width": self.meter.width, "height": self.meter.height, "round_trip_ms": rtt}
+
+    async def replaced(self) -> None:
+        """The same person started another check: this one ends and frees its slot."""
+        self.hub.device_checks.discard(self)
+        self.outlet.push({"type": "done", "reason": "replaced"})
+        self.outlet.close(protocol.CLOSE_REPLACED)
+        await self.close()
 
     async def close(self) -> None:
         if self._closed:
@@ -178,7 +191,7 @@ async def endpoint(websocket: WebSocket) -> None:
                         raise InvalidMessage("An offer needs its sdp.", field="sdp")
                     if peer.pc.remoteDescription is not None:
                         raise InvalidState("The check has an offer already.", field="type")
-                    outlet.push({"type": "answer", "sdp": await peer.answer(sdp)})
+                    outlet.push({"type": "answer", "sdp": await _answer(peer, sdp)})
                     reporter = asyncio.create_task(_report(peer, outlet))
                 elif kind == "candidate":
                     candidate = data.get("candidate")
@@ -187,7 +200,9 @@ async def endpoint(websocket: WebSocket) -> None:
                                              field="candidate")
                     try:
                         await add_candidate(peer.pc, candidate)
-                    except (ValueError, KeyError, IndexError):
+                    except Exception:
+                        # aiortc's candidate parser refuses with ValueError, KeyError,
+                        # IndexError or a bare assert: all of them mean "unreadable".
                         raise InvalidMessage("The candidate could not be read.",
                                              field="candidate") from None
                 elif kind == "stop":
@@ -197,10 +212,6 @@ async def endpoint(websocket: WebSocket) -> None:
                     raise InvalidMessage(f'Unknown message type "{kind[:40]}".', field="type")
             except ProtocolError as exc:
                 outlet.push(exc.to_json())
-            except ValueError as exc:
-                # aiortc refuses an offer it cannot answer (no usable media, bad SDP).
-                outlet.push(protocol.error("invalid_offer", f"The offer was refused: {exc}",
-                                           "sdp"))
     finally:
         hub.unwatch(outlet)
         if reporter is not None:
@@ -209,6 +220,18 @@ async def endpoint(websocket: WebSocket) -> None:
         if peer is not None:
             await peer.close()
     await outlet.finish()
+
+
+async def _answer(peer: EchoPeer, sdp: str) -> str:
+    try:
+        return await peer.answer(sdp)
+    except Exception as exc:
+        # aiortc refuses an offer it cannot answer (no usable media, bad SDP) with a
+        # ValueError, and a malformed line ("m=audio x") with a bare assert: an offer the
+        # browser sent wrong is the client's error, never a crashed socket (1011).
+        reason = str(exc) or "its SDP could not be read"
+        raise ProtocolError(f"The offer was refused: {reason}", field="sdp",
+                            code="invalid_offer") from None
 
 
 async def _start(websocket: WebSocket, hub: Hub, outlet: SocketOutlet, data: dict[str, Any],
@@ -232,14 +255,22 @@ async def _start(websocket: WebSocket, hub: Hub, outlet: SocketOutlet, data: dic
     if relay and ice.expires_at is None:
         raise ProtocolError("No TURN server is configured, so the relay path cannot be "
                             "checked.", field="relay", code="no_turn")
-    if len(hub.device_checks) >= services.settings.device_check_limit:
+    # Nothing awaits from counting the slots to taking one: two starts cannot both
+    # take the last.
+    previous = next((p for p in hub.device_checks
+                     if isinstance(p, EchoPeer) and p.user == user), None)
+    if len(hub.device_checks) - (previous is not None) >= services.settings.device_check_limit:
         await refuse(websocket, protocol.CLOSE_BUSY, "busy",
                      "The server's camera check is busy right now. Your camera and "
                      "microphone can still be checked on this device.")
         return None
-    peer = EchoPeer(hub, ice.servers, relay=relay)
+    peer = EchoPeer(hub, outlet, ice.servers, relay=relay, user=user)
+    if previous is not None:
+        hub.device_checks.discard(previous)
     hub.device_checks.add(peer)
     hub.peers.add(peer)
+    if previous is not None:
+        await previous.replaced()
     outlet.push({"type": "ready", **ice.to_json(), "relay": relay,
                  "max_seconds": services.settings.device_check_max_seconds,
                  "echo_width": ECHO_WIDTH})
@@ -256,7 +287,10 @@ async def _report(peer: EchoPeer, outlet: SocketOutlet) -> None:
 async def _guest(services: Services, data: dict[str, Any]) -> VisitGuest | None:
     """An invited guest checks their devices with the token from their link."""
     visit_id, token = data.get("visit_id"), data.get("guest_token")
-    if not isinstance(visit_id, int) or not isinstance(token, str) or \
+    # An id out of the column's range failed in the database driver and crashed the
+    # socket (1011); it is no visit, so the guest is refused like any wrong link.
+    if not isinstance(visit_id, int) or isinstance(visit_id, bool) or \
+            not 0 < visit_id <= MAX_ID or not isinstance(token, str) or \
             not protocol.GUEST_TOKEN.fullmatch(token):
         return None
     async with services.transaction() as session:

@@ -19,6 +19,7 @@ from server import audit, guests
 from server.access import access_visit_room
 from server.auth import Current
 from server.errors import APIError, Forbidden, NotFound
+from server.health import dependency_down
 from server.http import MAX_ID, client_ip, current_of, services_of
 from server.models import Visit
 from server.services import Services
@@ -229,13 +230,35 @@ async def visit_room(websocket: WebSocket) -> None:
                     direct.set_text_hook(take_now)
             except ProtocolError as exc:
                 outlet.push(exc.to_json())
+    except Exception as exc:
+        if dependency_down(exc) is None:
+            raise
+        _unavailable(outlet, exc)
     finally:
         if direct is not None:
             direct.set_text_hook(None)
         hub.unwatch(outlet)
         if member is not None:
-            await rooms.drop(member, deliberate=False)
+            try:
+                await rooms.drop(member, deliberate=False)
+            except Exception as exc:
+                if dependency_down(exc) is None:
+                    raise
+                # Its place in Redis goes stale and is pruned (signaling/relay.py), or
+                # is taken back when the client resumes with the same peer_id.
+                if not outlet.closing:
+                    _unavailable(outlet, exc)
     await outlet.finish()
+
+
+def _unavailable(outlet: SocketOutlet, exc: Exception) -> None:
+    """Redis (the rooms) or the database went away under this socket: say so and close
+    with 1013; the client comes back with backoff and resumes its place."""
+    log.warning("closing a signaling socket: the %s is unavailable (%s)",
+                dependency_down(exc), type(exc).__name__)
+    outlet.push(protocol.error("unavailable", "The server is briefly unavailable; "
+                               "reconnecting."))
+    outlet.close(protocol.CLOSE_TRY_AGAIN_LATER)
 
 
 def _rate_limited(limiter: RateLimiter, outlet: SocketOutlet) -> None:

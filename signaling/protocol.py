@@ -16,6 +16,17 @@ import orjson
 MAX_FRAME_BYTES = 64 * 1024
 HELLO_TIMEOUT_SECONDS = 10.0
 MAX_PARTICIPANTS = 4
+# Seats held for the care team and the patient, by role: whoever else is in the room
+# (guests, a second tab, a second coordinator) cannot take them, so a guest link, however
+# many sockets use it, never locks the clinician or the patient out. The rest are shared
+# (one: the interpreter or family member of the mesh, docs/signaling.md "Seats").
+RESERVED_SEATS = {"patient": 1, "prescriber": 1, "coordinator": 1}
+SHARED_SEATS = MAX_PARTICIPANTS - sum(RESERVED_SEATS.values())
+# No message nests more than three levels (a signal's candidate); numbers are small
+# (sdpMLineIndex, a visit id). Beyond these a message is refused, not half-read:
+# 2**53 is the largest integer a browser's JSON keeps exactly.
+MAX_DEPTH = 32
+MAX_NUMBER = 2**53
 # A burst of 60, then 30 messages a second: trickle ICE sends a few dozen candidates
 # at once; anything beyond that is a runaway or hostile client.
 RATE_BURST = 60
@@ -33,9 +44,12 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_REPLACED = 4409
 CLOSE_ENDED = 4410
+CLOSE_DISMISSED = 4411
 CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_SLOW = 4408
 CLOSE_BUSY = 4503
+# Redis or the database is unavailable: come back later (with backoff) and resume.
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class ProtocolError(Exception):
@@ -60,6 +74,22 @@ class InvalidMessage(ProtocolError):
 
 class TooLarge(ProtocolError):
     code = "too_large"
+
+
+class TooDeep(ProtocolError):
+    code = "too_deep"
+
+
+class InvalidText(ProtocolError):
+    """A lone surrogate or NUL: refused as the HTTP API refuses it (``invalid_text``)."""
+
+    code = "invalid_text"
+
+
+class InvalidNumber(ProtocolError):
+    """NaN, an infinity, or a number beyond ``MAX_NUMBER``."""
+
+    code = "invalid_number"
 
 
 class RateLimited(ProtocolError):
@@ -121,6 +151,14 @@ class Remove:
 
 
 @dataclass(frozen=True, slots=True)
+class Dismiss:
+    """Send a guest out of the visit (their seat frees); ``revoke`` ends their invitation."""
+
+    peer_id: str
+    revoke: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class IceRefresh:
     pass
 
@@ -140,7 +178,7 @@ class Ping:
     pass
 
 
-Message = Hello | Signal | Admit | Remove | IceRefresh | Leave | End | Ping
+Message = Hello | Signal | Admit | Remove | Dismiss | IceRefresh | Leave | End | Ping
 
 
 def frame_size(text: str) -> int:
@@ -156,17 +194,64 @@ def check_size(text: str) -> None:
         raise TooLarge(f"Frames are limited to {MAX_FRAME_BYTES} bytes.", field="frame")
 
 
+def _not_json(exc: orjson.JSONDecodeError, text: str) -> ProtocolError:
+    """Why orjson refused a frame, in the codes the HTTP API uses for the same refusals."""
+    reason = exc.msg
+    if "surrogate" in reason:
+        return InvalidText("The frame holds a lone surrogate, which is not text.",
+                           field="frame")
+    if "infinity" in reason or text.startswith(("NaN", "Infinity"), exc.pos):
+        return InvalidNumber("Numbers must be finite (no NaN or Infinity).", field="frame")
+    if "depth" in reason:
+        return TooDeep(f"Messages nest at most {MAX_DEPTH} levels.", field="frame")
+    return InvalidMessage("The frame is not valid JSON.", field="frame")
+
+
+def check_values(data: Any) -> None:
+    """Refuse what orjson lets through but no message may carry: nesting over
+    ``MAX_DEPTH``, NUL in a string or key, and a number beyond ``MAX_NUMBER`` (orjson
+    reads an integer beyond 64 bits as an inexact float). Iterative, about a
+    microsecond for a candidate: every relayed message pays for it."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        kind = type(value)
+        if kind is str:
+            if "\x00" in value:
+                raise InvalidText("Text may not hold NUL (\\u0000).", field="frame")
+        elif kind is dict:
+            if depth >= MAX_DEPTH:
+                raise TooDeep(f"Messages nest at most {MAX_DEPTH} levels.", field="frame")
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise InvalidText("Text may not hold NUL (\\u0000).", field="frame")
+                stack.append((item, depth + 1))
+        elif kind is list:
+            if depth >= MAX_DEPTH:
+                raise TooDeep(f"Messages nest at most {MAX_DEPTH} levels.", field="frame")
+            stack.extend((item, depth + 1) for item in value)
+        elif (kind is int or kind is float) and not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise InvalidNumber(f"Numbers are limited to ±{MAX_NUMBER} (2**53).",
+                                field="frame")
+
+
 def decode(text: str) -> dict[str, Any]:
-    """The frame as a JSON object with a string ``type``; raises ProtocolError."""
+    """The frame as a JSON object with a string ``type``; raises ProtocolError.
+
+    The one decoding step of every WebSocket (visits, events, device check): what the
+    HTTP API refuses in a body (``server.http.json_object``) is refused here too, with
+    an ``error`` and the socket kept open.
+    """
     check_size(text)
     try:
-        # orjson: about five times the speed of json on a 4 kB offer, and stricter
-        # (NaN, lone surrogates and integers beyond 64 bits are not valid JSON to it).
+        # orjson: about five times the speed of json on a 4 kB offer, and stricter:
+        # NaN, Infinity, 1e999, lone surrogates and nesting over 1024 are not JSON to it.
         data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidMessage("The frame is not valid JSON.", field="frame") from None
+    except orjson.JSONDecodeError as exc:
+        raise _not_json(exc, text) from None
     if not isinstance(data, dict):
         raise InvalidMessage("A message must be a JSON object.", field="frame")
+    check_values(data)
     kind = data.get("type")
     if not isinstance(kind, str):
         raise InvalidMessage("A message needs a string type.", field="type")
@@ -201,6 +286,14 @@ def _hello(data: dict[str, Any]) -> Hello:
     if token is not None and (not isinstance(token, str) or not GUEST_TOKEN.fullmatch(token)):
         raise InvalidMessage("guest_token is not a valid invitation token.", field="guest_token")
     return Hello(peer_id, polite_capable, token)
+
+
+def _dismiss(data: dict[str, Any]) -> Dismiss:
+    peer_id = peer_id_of(data, "peer_id")
+    revoke = data.get("revoke", False)
+    if not isinstance(revoke, bool):
+        raise InvalidMessage("revoke must be true or false.", field="revoke")
+    return Dismiss(peer_id, revoke)
 
 
 def _description(value: Any) -> dict[str, Any]:
@@ -260,6 +353,7 @@ _PARSERS: dict[str, Any] = {
     "signal": _signal,
     "admit": lambda data: Admit(peer_id_of(data, "peer_id")),
     "remove": lambda data: Remove(peer_id_of(data, "peer_id")),
+    "dismiss": _dismiss,
     "ice-refresh": lambda data: IceRefresh(),
     "leave": lambda data: Leave(),
     "end": lambda data: End(),

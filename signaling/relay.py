@@ -14,9 +14,10 @@ stale entries of the rooms it watches and, when it removed any, publishes a pres
 so that every member still in the room stops seeing the participants of the dead
 instance (within ``STALE_SECONDS + REFRESH_SECONDS``).
 
-A room holds at most ``limit`` participants: ``claim()`` checks the count and takes the
-seat in one step (one Lua script in Redis), so joins racing on several instances for
-the last seat cannot overfill it.
+A room's seats follow ``signaling.rooms.seat`` (seats kept for the patient, the
+prescriber and the coordinator; one place per guest token): ``claim()`` checks the rule
+and takes the seat in one step (one Lua script in Redis), so joins racing on several
+instances for the last seat cannot overfill the room or take a kept seat.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from signaling.protocol import MAX_PARTICIPANTS
-from signaling.rooms import Participant
+from signaling import rooms
+from signaling.protocol import RESERVED_SEATS, SHARED_SEATS
+from signaling.rooms import PEER_ID_IN_USE, ROOM_FULL, SEATED_ELSEWHERE, Participant, Seat
 
 log = logging.getLogger("mendwell.signaling.relay")
 
@@ -49,7 +51,8 @@ class Relay(Protocol):
     async def start(self, deliver: Deliver) -> None: ...
     async def close(self) -> None: ...
     async def put(self, visit_id: int, participant: Participant) -> None: ...
-    async def claim(self, visit_id: int, participant: Participant, limit: int) -> bool: ...
+    async def claim(self, visit_id: int, participant: Participant, *,
+                    replace: bool = True) -> Seat: ...
     async def get(self, visit_id: int, peer_id: str) -> Participant | None: ...
     async def members(self, visit_id: int) -> list[Participant]: ...
     async def release(self, visit_id: int, peer_id: str, connection_id: str) -> bool: ...
@@ -87,14 +90,18 @@ class LocalRelay:
     async def put(self, visit_id: int, participant: Participant) -> None:
         self._rooms[visit_id][participant.peer_id] = participant
 
-    async def claim(self, visit_id: int, participant: Participant, limit: int) -> bool:
-        """Put the participant if they already have a place or the room has fewer than
-        ``limit``; False (and nothing stored) when it is full. Atomic: nothing awaits."""
+    async def claim(self, visit_id: int, participant: Participant, *,
+                    replace: bool = True) -> Seat:
+        """Put the participant if ``rooms.seat`` gives them one (dropping the other
+        places of the same guest it replaces); nothing stored when it does not. Atomic:
+        nothing awaits."""
         room = self._rooms.get(visit_id, {})
-        if participant.peer_id not in room and len(room) >= limit:
-            return False
-        self._rooms[visit_id][participant.peer_id] = participant
-        return True
+        taken = rooms.seat(participant, room.values(), replace=replace)
+        if taken.taken:
+            for peer in taken.replaced:
+                del room[peer]
+            self._rooms[visit_id][participant.peer_id] = participant
+        return taken
 
     async def get(self, visit_id: int, peer_id: str) -> Participant | None:
         room = self._rooms.get(visit_id)
@@ -137,22 +144,71 @@ return 0
 """
 
 
-# Take a seat: store the entry if this peer already has a fresh one, or if fewer than
-# ARGV[5] entries are fresh (seen at or after ARGV[4]). Check and write in one step.
+# Take a seat by the rule of signaling.rooms.seat, checked and taken in one step, so
+# that joins racing on several instances cannot both get the last seat.
+# KEYS: the room's hash, its last-seen sorted set. ARGV: 1 peer id, 2 its entry (JSON),
+# 3 now, 4 fresh after (older entries count for nothing), 5 seats kept per role (JSON),
+# 6 shared seats, 7 '1' for a guest (one place per invitation), 8 '1' to take over the
+# guest's other places rather than be refused, 9 the keys' TTL.
+# Reply: {1, peer ids taken over...} seated (a peer with a place gets it back); {0} no
+# seat for this role; {-1} the peer id is someone else's; {2} the guest has a place
+# already (and ARGV[8] is not '1').
 _CLAIM = """
 local fresh_after = tonumber(ARGV[4])
-local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
-local present = seen and tonumber(seen) >= fresh_after and
-  redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
-if not present and redis.call('ZCOUNT', KEYS[2], ARGV[4], '+inf') >= tonumber(ARGV[5]) then
-  return 0
+local me = cjson.decode(ARGV[2])
+local function write()
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[9])
+  redis.call('EXPIRE', KEYS[2], ARGV[9])
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-return 1
+local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if seen and tonumber(seen) >= fresh_after then
+  local current = redis.call('HGET', KEYS[1], ARGV[1])
+  if current then
+    if cjson.decode(current)['who'] ~= me['who'] then
+      return {-1}
+    end
+    write()
+    return {1}
+  end
+end
+local reserved = cjson.decode(ARGV[5])
+local counts = {}
+local mine = {}
+for _, peer in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[4], '+inf')) do
+  local raw = redis.call('HGET', KEYS[1], peer)
+  if raw then
+    local other = cjson.decode(raw)
+    if ARGV[7] == '1' and other['who'] == me['who'] then
+      table.insert(mine, peer)
+    else
+      counts[other['role']] = (counts[other['role']] or 0) + 1
+    end
+  end
+end
+if #mine > 0 and ARGV[8] ~= '1' then
+  return {2}
+end
+if (counts[me['role']] or 0) >= (reserved[me['role']] or 0) then
+  local shared = 0
+  for role, n in pairs(counts) do
+    shared = shared + math.max(0, n - (reserved[role] or 0))
+  end
+  if shared >= tonumber(ARGV[6]) then
+    return {0}
+  end
+end
+local reply = {1}
+for _, peer in ipairs(mine) do
+  redis.call('HDEL', KEYS[1], peer)
+  redis.call('ZREM', KEYS[2], peer)
+  table.insert(reply, peer)
+end
+write()
+return reply
 """
+_REFUSALS = {0: ROOM_FULL, -1: PEER_ID_IN_USE, 2: SEATED_ELSEWHERE}
 
 # Remove the entries last seen before ARGV[1]; how many went. Only one of the instances
 # pruning a room at once removes a given entry, so one presence follows.
@@ -241,14 +297,20 @@ class RedisRelay:
             pipe.expire(seen, ROOM_KEY_TTL_SECONDS)
             await pipe.execute()
 
-    async def claim(self, visit_id: int, participant: Participant, limit: int) -> bool:
-        """``put()`` if this peer has a place or fewer than ``limit`` have; else False."""
+    async def claim(self, visit_id: int, participant: Participant, *,
+                    replace: bool = True) -> Seat:
+        """``put()`` if ``rooms.seat`` gives this peer a seat (see ``_CLAIM``)."""
         now = time.time()
-        done = await self._claim(
+        reply = await self._claim(
             keys=[self._room(visit_id), self._seen(visit_id)],
             args=[participant.peer_id, json.dumps(participant.to_json()), now,
-                  now - self.stale_seconds, limit, ROOM_KEY_TTL_SECONDS])
-        return bool(done)
+                  now - self.stale_seconds, json.dumps(RESERVED_SEATS), SHARED_SEATS,
+                  "1" if participant.one_seat else "0", "1" if replace else "0",
+                  ROOM_KEY_TTL_SECONDS])
+        status = int(reply[0])
+        if status != 1:
+            return Seat(False, _REFUSALS[status])
+        return Seat(True, replaced=tuple(peer.decode() for peer in reply[1:]))
 
     async def get(self, visit_id: int, peer_id: str) -> Participant | None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -370,8 +432,15 @@ class RedisRelay:
         sockets are still open, so everyone should see them again."""
         back = 0
         for participant in lost:
-            if await self.claim(visit_id, participant, MAX_PARTICIPANTS):
+            taken = await self.claim(visit_id, participant, replace=False)
+            if taken.taken:
                 back += 1
+            elif taken.refusal == SEATED_ELSEWHERE:
+                # The same guest joined from another device meanwhile, which took the
+                # place over (the "replace" envelope may have come before this socket was
+                # registered): whoever holds this socket closes it.
+                await self.publish(visit_id, {"op": "replace", "peer_id": participant.peer_id,
+                                              "connection_id": ""})
             else:
                 log.warning("room %s filled while this instance was cut off; a participant "
                             "stays out until they reconnect", visit_id)

@@ -10,11 +10,19 @@ Admission is stored in the database, not in the room: the patient's by the visit
 status (``in_progress``), a guest's in ``visit_guests``. A participant who reconnects,
 to this instance or another, after a network drop or a server restart, resumes their
 place without being admitted a second time.
+
+Seats (``seat``): the patient, the prescriber and the coordinator each have one held for
+them; guests and any further sockets share the rest, and a guest token holds one seat
+at a time (a second socket with it takes the place over). The relay applies the rule
+in the same step as it takes the seat, so joins racing on several instances cannot
+overfill a room.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,6 +38,7 @@ from signaling import protocol
 from signaling.ice import IceConfig, ice_config
 from signaling.protocol import (
     Admit,
+    Dismiss,
     End,
     Hello,
     IceRefresh,
@@ -117,6 +126,84 @@ class Participant:
     def from_json(cls, data: dict[str, Any]) -> Participant:
         return cls(**data)
 
+    @property
+    def one_seat(self) -> bool:
+        """A guest holds one seat per invitation, whatever number of sockets use it: a
+        leaked or shared link must not fill the room."""
+        return self.guest_id is not None
+
+
+# --- seats -----------------------------------------------------------------------------
+
+
+def has_seat(role: str, others: Iterable[str]) -> bool:
+    """Whether one more participant of ``role`` fits beside ``others`` (their roles).
+
+    Each role of ``protocol.RESERVED_SEATS`` keeps its seats whether or not anyone sits
+    in them; everyone beyond those, and every other role (guests), shares
+    ``protocol.SHARED_SEATS``. ``_CLAIM`` in signaling/relay.py is this same rule in
+    Lua, for Redis: change both together.
+    """
+    taken = Counter(others)
+    if taken[role] < protocol.RESERVED_SEATS.get(role, 0):
+        return True
+    shared = sum(max(0, n - protocol.RESERVED_SEATS.get(r, 0)) for r, n in taken.items())
+    return shared < protocol.SHARED_SEATS
+
+
+ROOM_FULL = "room_full"
+PEER_ID_IN_USE = "peer_id_in_use"
+SEATED_ELSEWHERE = "seated_elsewhere"
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """What a claim did: the seat was ``taken``, or the ``refusal`` why not; and the
+    other places of the same guest that it took over (``replaced``, their peer ids)."""
+
+    taken: bool
+    refusal: str | None = None
+    replaced: tuple[str, ...] = ()
+
+
+def seat(joiner: Participant, room: Iterable[Participant], *, replace: bool) -> Seat:
+    """Whether ``joiner`` may take a place among a room's (fresh) entries.
+
+    A ``peer_id`` that already has a place gets it back, however full the room is: a
+    reconnect resumes its own seat and never takes a second one. A guest's other socket
+    is taken over when ``replace`` (a join: the newest device is the one the person is
+    looking at), and refuses the claim otherwise (putting back an entry after a Redis
+    outage must not push out the device that replaced it).
+    """
+    others: list[str] = []
+    mine: list[str] = []
+    for p in room:
+        if p.peer_id == joiner.peer_id:
+            return Seat(True) if p.who == joiner.who else Seat(False, PEER_ID_IN_USE)
+        if joiner.one_seat and p.who == joiner.who:
+            mine.append(p.peer_id)
+        else:
+            others.append(p.role)
+    if mine and not replace:
+        return Seat(False, SEATED_ELSEWHERE)
+    if not has_seat(joiner.role, others):
+        return Seat(False, ROOM_FULL)
+    return Seat(True, replaced=tuple(mine))
+
+
+def refusal_error(refusal: str | None, role: str) -> ProtocolError:
+    if refusal == PEER_ID_IN_USE:
+        return ProtocolError("This peer_id is in use by someone else in this room.",
+                             field="peer_id", code="peer_id_in_use")
+    if role == "guest":
+        guests_at_once = "one guest" if protocol.SHARED_SEATS == 1 else \
+            f"{protocol.SHARED_SEATS} guests"
+        return RoomFull(f"This visit has room for {guests_at_once} at a time, and no place "
+                        "is free. The care team can let you in once one is.")
+    return RoomFull(f"The room is full: it holds {protocol.MAX_PARTICIPANTS}, with a seat "
+                    "kept for each of the patient, the prescriber and the care "
+                    "coordinator.")
+
 
 def polite(receiver: Participant, other: Participant) -> bool:
     """Whether ``receiver`` is the polite side of its pair with ``other``.
@@ -192,48 +279,56 @@ class Rooms:
         """Take (or take back) a place in the room; sends ``welcome`` and ``presence``."""
         existing = await self.relay.get(visit_id, hello.peer_id)
         if existing is not None and existing.who != identity.who:
-            raise ProtocolError("This peer_id is in use by someone else in this room.",
-                                field="peer_id", code="peer_id_in_use")
+            raise refusal_error(PEER_ID_IN_USE, identity.role)
+        participant = Participant(
+            peer_id=hello.peer_id, connection_id=connection_id, who=identity.who,
+            user_id=identity.user_id, guest_id=identity.guest_id, name=identity.name,
+            role=identity.role, state=WAITING, since="", polite_capable=hello.polite_capable,
+            instance=self.relay.instance_id)
         if existing is None:
             # A quick refusal before the admission touches the database; the seat itself
             # is taken atomically by relay.claim() below.
-            members = await self.relay.members(visit_id)
-            if len(members) >= protocol.MAX_PARTICIPANTS:
-                raise RoomFull(f"The room is full ({protocol.MAX_PARTICIPANTS} participants).")
+            quick = seat(participant, await self.relay.members(visit_id), replace=True)
+            if not quick.taken:
+                raise refusal_error(quick.refusal, identity.role)
         now = self.services.clock.now()
         state, since, stored = await self._admission(visit_id, identity, now)
         if existing is not None and state == existing.state:
             since = existing.since
-        participant = Participant(
-            peer_id=hello.peer_id, connection_id=connection_id, who=identity.who,
-            user_id=identity.user_id, guest_id=identity.guest_id, name=identity.name,
-            role=identity.role, state=state, since=since, polite_capable=hello.polite_capable,
-            instance=self.relay.instance_id)
+        participant.state, participant.since = state, since
         # Subscribe before taking the seat: once the entry is there, envelopes may be
         # for this peer. Check and take the seat in one step: joins racing on other
         # instances for the last seat cannot both get it.
         self._joining[visit_id] = self._joining.get(visit_id, 0) + 1
         try:
             await self.relay.watch(visit_id)
-            seated = await self.relay.claim(visit_id, participant, protocol.MAX_PARTICIPANTS)
+            taken = await self.relay.claim(visit_id, participant)
         finally:
             self._joining[visit_id] -= 1
             if not self._joining[visit_id]:
                 del self._joining[visit_id]
-        if not seated:
+        if not taken.taken:
             if visit_id not in self._by_visit and visit_id not in self._joining:
                 await self.relay.unwatch(visit_id)
-            raise RoomFull(f"The room is full ({protocol.MAX_PARTICIPANTS} participants).")
+            raise refusal_error(taken.refusal, identity.role)
         # Nothing awaits from the claim to here: no envelope is delivered in between.
         member = Member(visit_id, identity, participant, outlet)
         previous = self.local.get(member.key)
         if previous is not None:
-            previous.gone = True
-            previous.outlet.close(protocol.CLOSE_REPLACED)
+            self._let_go(previous)
+        for peer in taken.replaced:
+            other = self.local.get((visit_id, peer))
+            if other is not None:
+                self._let_go(other)
         self.local[member.key] = member
         self._by_visit.setdefault(visit_id, set()).add(hello.peer_id)
         if existing is not None and existing.instance != self.relay.instance_id:
             await self.relay.publish(visit_id, {"op": "replace", "peer_id": hello.peer_id,
+                                                "connection_id": connection_id})
+        for peer in taken.replaced:
+            # The guest's other socket may be on another instance (or on this one, still
+            # between its own claim and here): whoever holds it closes it.
+            await self.relay.publish(visit_id, {"op": "replace", "peer_id": peer,
                                                 "connection_id": connection_id})
         resumed = existing is not None or (stored and state == ADMITTED)
         outlet.push({"type": "welcome", "peer_id": hello.peer_id, "you": identity.you(),
@@ -260,8 +355,7 @@ class Rooms:
             since = await visits.waiting_since(session, visit_id)
             return WAITING, (since or now).isoformat(), False
 
-    async def drop(self, member: Member, *, deliberate: bool) -> None:
-        """The socket closed (``deliberate``: the participant said ``leave``)."""
+    def _forget(self, member: Member) -> None:
         if self.local.get(member.key) is member:
             del self.local[member.key]
             peers = self._by_visit.get(member.visit_id)
@@ -269,6 +363,17 @@ class Rooms:
                 peers.discard(member.participant.peer_id)
                 if not peers:
                     del self._by_visit[member.visit_id]
+
+    def _let_go(self, member: Member) -> None:
+        """Another socket of the same person took this one's place over: close it (its
+        entry in the relay already belongs to the other socket, or is gone)."""
+        self._forget(member)
+        member.gone = True
+        member.outlet.close(protocol.CLOSE_REPLACED)
+
+    async def drop(self, member: Member, *, deliberate: bool) -> None:
+        """The socket closed (``deliberate``: the participant said ``leave``)."""
+        self._forget(member)
         member.gone = True
         p = member.participant
         released = await self.relay.release(member.visit_id, p.peer_id, p.connection_id)
@@ -311,6 +416,8 @@ class Rooms:
             await self._admit(member, message.peer_id)
         elif isinstance(message, Remove):
             await self._remove(member, message.peer_id)
+        elif isinstance(message, Dismiss):
+            await self._dismiss(member, message)
         elif isinstance(message, Leave):
             await self.drop(member, deliberate=True)
             member.outlet.close(protocol.CLOSE_NORMAL)
@@ -383,6 +490,20 @@ class Rooms:
         await self.relay.publish(member.visit_id, {"op": "remove", "who": target.who,
                                                    "since": now.isoformat()})
 
+    async def _dismiss(self, member: Member, message: Dismiss) -> None:
+        """Send a guest out of the room: their seat frees for someone else."""
+        target = await self._target(member, message.peer_id, "send out")
+        if target.guest_id is None:
+            raise NotAllowed("Only a guest can be sent out of the visit; remove moves the "
+                             "patient back to the waiting room.", field="peer_id")
+        actor = member.identity.actor
+        assert actor is not None
+        async with self._domain() as session:
+            await guests.dismiss_guest(session, actor, member.visit_id, target.guest_id,
+                                       revoke=message.revoke, now=self.services.clock.now())
+        await self.relay.publish(member.visit_id, {"op": "dismiss", "who": target.who,
+                                                   "revoked": message.revoke})
+
     async def _end(self, member: Member) -> None:
         actor = member.identity.actor
         if actor is None or actor.role is not Role.prescriber:
@@ -421,14 +542,25 @@ class Rooms:
             found = self.local.get((visit_id, envelope["peer_id"]))
             if found is not None and \
                     found.participant.connection_id != envelope["connection_id"]:
-                del self.local[found.key]
-                found.gone = True
-                found.outlet.close(protocol.CLOSE_REPLACED)
+                self._let_go(found)
+        elif op == "dismiss":
+            await self._dismissed(visit_id, envelope)
         elif op == "ended":
             for member in self.members_of(visit_id):
                 member.outlet.push({"type": "ended"})
                 await self.drop(member, deliberate=False)
                 member.outlet.close(protocol.CLOSE_NORMAL)
+
+    async def _dismissed(self, visit_id: int, envelope: dict[str, Any]) -> None:
+        message = "The care team has ended your place in this visit."
+        if envelope["revoked"]:
+            message += " Your invitation link no longer works."
+        for member in self.members_of(visit_id):
+            if member.participant.who != envelope["who"] or member.gone:
+                continue
+            member.outlet.push(protocol.error("dismissed", message))
+            await self.drop(member, deliberate=False)
+            member.outlet.close(protocol.CLOSE_DISMISSED)
 
     async def _change_state(self, visit_id: int, envelope: dict[str, Any]) -> None:
         admit = envelope["op"] == "admit"

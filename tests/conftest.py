@@ -27,11 +27,38 @@ from tests.databases import (
     postgres_unavailable,
     require_services,
 )
+from tests.log_scanner import SessionScan
 from tests.mail import SmtpServer
 
 T = TypeVar("T")
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-signing"
+
+
+# --- every log record of the session, scanned (tests/log_scanner.py) ------------------
+
+LOG_SCAN = SessionScan()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    LOG_SCAN.start()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    LOG_SCAN.ensure()  # back on the root logger if a test reconfigured logging
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    findings = LOG_SCAN.finish()
+    if not findings:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_sep("=", f"{len(findings)} log record(s) hold what no log may", red=True)
+        for finding in findings[:50]:
+            reporter.write_line(str(finding))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -17,8 +18,8 @@ from server.app import create_app
 from server.auth import COOKIE_SALT
 from server.services import Services
 from server.settings import Settings
-from tests.clinic import Clinic
-from tests.conftest import TEST_SECRET, SignIn
+from tests.clinic import Clinic, build_clinic
+from tests.conftest import TEST_SECRET, Runner, SignIn
 from tests.mail import free_port
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -147,22 +148,49 @@ def test_healthz_is_503_when_the_database_is_down(database_down: TestClient) -> 
     assert "Traceback" not in response.text
 
 
-def test_database_failure_is_a_500_without_a_trace(database_down: TestClient) -> None:
+def test_database_failure_is_a_503_with_retry_after_without_a_trace(
+    database_down: TestClient
+) -> None:
     services: Services = database_down.app.state.services  # type: ignore[attr-defined]
     # A well-signed cookie makes the session loader go to the database, which fails.
     cookie = services.signer(COOKIE_SALT).dumps("some-session-token")
     database_down.cookies.set("mendwell_session", cookie)
     api = database_down.get("/api/v1/session")
-    assert api.status_code == 500
-    assert api.json() == {"error": {"code": "internal", "field": None,
-                                    "message": "Something went wrong on our side. Try again."}}
+    assert api.status_code == 503
+    assert api.json()["error"]["code"] == "unavailable"
+    assert api.json()["error"]["retry_after"] == 5
     page = database_down.get("/home")
-    assert page.status_code == 500
+    assert page.status_code == 503
     assert page.headers["content-type"].startswith("text/html")
     for response in (api, page):
+        assert response.headers["retry-after"] == "5"
         assert "Traceback" not in response.text
         assert "asyncpg" not in response.text and "sqlite" not in response.text
-        assert_security_headers(response, "server error")
+        assert_security_headers(response, "database unavailable")
+
+
+def test_a_database_error_that_is_a_bug_stays_a_500(settings: Settings) -> None:
+    """Only an unreachable database is a 503: a statement the database refuses is a bug
+    (here: a table that is not there), answered 500 like any other."""
+    with TestClient(create_app(settings), base_url="http://testserver",
+                    raise_server_exceptions=False) as plain:
+        services: Services = plain.app.state.services  # type: ignore[attr-defined]
+        run = Runner(plain, services)
+        clinic = run(build_clinic, services)
+        SignIn(plain, run, services)(clinic.prescriber)
+
+        async def rename(old: str, new: str) -> None:
+            async with services.engine.begin() as connection:
+                await connection.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+        run(rename, "visit_notes", "visit_notes_elsewhere")
+        try:
+            response = plain.get(f"/api/v1/visits/{clinic.visit_id}/note")
+        finally:
+            run(rename, "visit_notes_elsewhere", "visit_notes")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal"
+    assert "retry-after" not in response.headers
 
 
 # --- the OpenAPI document -------------------------------------------------------------
@@ -215,9 +243,14 @@ def test_openapi_document_is_valid_3_1(client: TestClient) -> None:
                 assert p["required"] is True, (path, p)
             if "requestBody" in operation:
                 assert "application/json" in operation["requestBody"]["content"]
+                # A body that is not JSON, or nested too deep: 400 (tests/test_openapi_bodies.py).
+                assert {"400", "413", "422"} <= set(operation["responses"]), (path, method)
             for requirement in operation.get("security", []):
                 assert set(requirement) <= set(schemes), (path, method)
     assert len(operation_ids) == len(set(operation_ids)), "operationIds must be unique"
+    for path, method in [("/api/v1/triage", "post"), ("/api/v1/visits/{visit_id}/checkin", "post"),
+                         ("/api/v1/visits/{visit_id}/checkin/draft", "put")]:
+        assert "requestBody" in doc["paths"][path][method], (path, method)
     for ref in _refs(doc):
         assert isinstance(_resolve(doc, ref), dict), ref
 

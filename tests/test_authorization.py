@@ -395,6 +395,10 @@ API = [
         prepare=missing_visit, note="no such visit"),
     row("POST", "/api/v1/visits/{visit_id}/invite",
         401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403),
+    # On a visit of its own: revoking signs out the join-link sessions of the visit.
+    row("POST", "/api/v1/visits/{visit_id}/join-links/revoke",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=fresh_visit),
     row("GET", "/api/v1/instruments",
         200,     200,     200,     200,     200,     200,     200,     200,     200),
     row("POST", "/api/v1/triage",

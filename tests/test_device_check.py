@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from signaling.client import ClientError, device_check
 from signaling.peers import ColourTrack
 from tests.clinic import Clinic
 from tests.conftest import SignIn
-from tests.signaling_support import LiveServer, closed_on_connect, connect, cookie_of
+from tests.signaling_support import LiveServer, Socket, closed_on_connect, connect, cookie_of
 from tests.test_webrtc import GREEN, near
 
 
@@ -42,12 +43,14 @@ def test_checks_beyond_the_cap_are_told_to_check_locally(
     clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path
 ) -> None:
     cookie = cookie_of(sign_in, clinic.patient)
+    # Someone else: a second check of the patient's would take the first one's place.
+    other = cookie_of(sign_in, clinic.prescriber)
 
     async def two_at_once(url: str) -> str:
         first = asyncio.create_task(device_check(url, cookie=cookie, seconds=3.0))
         await asyncio.sleep(1.5)
         try:
-            await device_check(url, cookie=cookie, seconds=0.5)
+            await device_check(url, cookie=other, seconds=0.5)
         except ClientError as refused:
             return str(refused)
         finally:
@@ -78,3 +81,36 @@ def test_device_check_needs_a_session_or_an_invitation(client: TestClient, clini
         assert ready["ice_servers"] == [] and ready["max_seconds"] == 120
         ws.send({"type": "offer", "sdp": "this is not sdp"})
         assert ws.expect("error")["code"] == "invalid_offer"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [{"device_check_limit": 2}])
+def test_one_person_holds_one_device_check_slot(client: TestClient, clinic: Clinic,
+                                               sign_in: SignIn) -> None:
+    patient = cookie_of(sign_in, clinic.patient)
+    with contextlib.ExitStack() as stack:
+        # Five checks from one patient (reloads, tabs, a script): each takes the place of
+        # the one before, which is told and closed; one slot stays held.
+        checks: list[Socket] = []
+        for _ in range(5):
+            ws = stack.enter_context(connect(client, "/ws/device-check", patient))
+            ws.send({"type": "start"})
+            ws.expect("ready")
+            if checks:
+                assert checks[-1].expect("done")["reason"] == "replaced"
+                assert checks[-1].closed() == 4409
+            checks.append(ws)
+        # So the cap of two leaves one for the prescriber, and the next person is told
+        # to check locally.
+        prescriber = stack.enter_context(
+            connect(client, "/ws/device-check", cookie_of(sign_in, clinic.prescriber)))
+        prescriber.send({"type": "start"})
+        prescriber.expect("ready")
+        coordinator = stack.enter_context(
+            connect(client, "/ws/device-check", cookie_of(sign_in, clinic.coordinator)))
+        coordinator.send({"type": "start"})
+        assert coordinator.expect("error")["code"] == "busy"
+        assert coordinator.closed() == 4503
+        # The patient's check still runs.
+        checks[-1].send({"type": "ping"})
+        checks[-1].expect("pong")

@@ -13,7 +13,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from server import outbox
+from server import outbox, visits
 from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
 from server.auth import COOKIE_NAME, JOIN_SALT
@@ -32,6 +32,7 @@ from tests.checkin_bodies import checkin_body
 from tests.clinic import PASSWORD, Clinic, Person
 from tests.conftest import Runner, SignIn
 from tests.mail import SmtpServer
+from tests.signaling_support import connect, cookie_of
 
 LINK = re.compile(r"http://testserver/visits/(\d+)/join\?t=([A-Za-z0-9_.\-]+)")
 NEW_PASSWORD = "my own new password"
@@ -556,3 +557,98 @@ def test_a_join_session_cannot_change_an_existing_password(
     client.headers.pop("X-CSRF-Token", None)
     assert client.post("/api/v1/session", json={"email": clinic.patient.email,
                                                 "password": PASSWORD}).status_code == 200
+
+
+# --- revoking ------------------------------------------------------------------------
+
+
+def _sessions_of(run: Runner, services: Services, visit_id: int) -> list[AuthSession]:
+    async def rows() -> list[AuthSession]:
+        async with services.transaction() as session:
+            return list((await session.scalars(select(AuthSession).where(
+                AuthSession.visit_id == visit_id).order_by(AuthSession.id))).all())
+
+    return run(rows)
+
+
+@pytest.mark.parametrize("who", ["prescriber", "coordinator"])
+def test_staff_revoke_the_links_and_the_sessions_they_started(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+    who: str,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    assert join(client, clinic.visit_id, token).status_code == 303
+    joined_cookie = client.cookies[COOKIE_NAME]
+    staff: Person = getattr(clinic, who)
+    with connect(client, "/ws/events", cookie_of(sign_in, clinic.coordinator)) as events:
+        events.expect("subscribed")
+        sign_in(staff)
+        revoked = client.post(f"/api/v1/visits/{clinic.visit_id}/join-links/revoke")
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["sessions_ended"] == 1
+        event = events.expect("visit.join_links_revoked")
+        assert (event["visit_id"], event["sessions_ended"]) == (clinic.visit_id, 1)
+
+    # The session the link started is over, at once.
+    sign_in(None)
+    client.cookies.set(COOKIE_NAME, joined_cookie)
+    assert client.get("/api/v1/session").status_code == 401
+    [ended] = _sessions_of(run, services, clinic.visit_id)
+    assert ended.end_reason == "link_revoked"
+    # The link no longer opens anything.
+    for method in ("GET", "POST"):
+        response = _use(client, method, clinic.visit_id, token)
+        assert response.status_code == 400
+        assert "This link has been withdrawn" in response.text
+        assert no_session_cookie(response, client)
+    [entry] = [e for e in run(_audit, services) if e.action == "revoke_join_links"]
+    assert (entry.actor_id, entry.resource_id, entry.patient_id, entry.detail["sessions_ended"]) \
+        == (staff.id, str(clinic.visit_id), clinic.patient.id, 1)
+    # A new invitation sends a link that works.
+    fresh = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    assert join(client, clinic.visit_id, fresh).status_code == 303
+
+
+def test_links_sent_before_links_could_be_revoked_work_until_a_revocation(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    # old_token signs what the app signed before: no link version in it.
+    token = old_token(services, clinic.visit_id, clinic.patient.id, timedelta(hours=1))
+    assert _use(client, "GET", clinic.visit_id, token).status_code == 200
+    sign_in(clinic.prescriber)
+    revoked = client.post(f"/api/v1/visits/{clinic.visit_id}/join-links/revoke")
+    assert (revoked.status_code, revoked.json()["sessions_ended"]) == (200, 0)
+    assert _use(client, "POST", clinic.visit_id, token).status_code == 400
+
+
+def test_ending_the_visit_revokes_its_links_and_ends_their_sessions(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    assert join(client, clinic.visit_id, token).status_code == 303
+    assert client.get("/api/v1/session").status_code == 200
+    # A full session of the same patient is not a join link's: it stays.
+    sign_in(clinic.patient)
+    full_cookie = client.cookies[COOKIE_NAME]
+
+    async def end() -> None:
+        async with services.transaction() as session:
+            await visits.end_visit(session, Actor.of(await _user(session, clinic.prescriber)),
+                                   clinic.visit_id, now=services.clock.now())
+
+    run(end)
+    linked = _sessions_of(run, services, clinic.visit_id)
+    assert [(s.end_reason, s.ended_at is not None) for s in linked] == [("visit_ended", True)]
+    [entry] = [e for e in run(_audit, services) if e.action == "end"]
+    assert entry.detail["join_sessions_ended"] == 1
+    client.cookies.set(COOKIE_NAME, full_cookie)
+    assert client.get("/api/v1/session").status_code == 200
+    response = _use(client, "POST", clinic.visit_id, token)
+    assert response.status_code == 400
+    assert no_session_cookie(response, client)
+
+
+async def _user(session: Any, person: Person) -> User:
+    user = await session.get(User, person.id)
+    assert user is not None
+    return user

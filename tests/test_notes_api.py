@@ -218,3 +218,34 @@ def test_summary_waits_for_the_signature(
     response = client.get(f"/api/v1/visits/{clinic.visit_id}/summary")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "summary_not_ready"
+
+
+def test_reading_a_note_never_stores_one(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    """A break-glass grant is read-only; so is every read: the empty draft a first read
+    shows is stored by the first save, not by the read (issue 14)."""
+    from server.models import VisitNote
+
+    async def notes() -> list[VisitNote]:
+        async with services.transaction() as session:
+            return list((await session.scalars(select(VisitNote))).all())
+
+    sign_in(clinic.admin)
+    assert client.post("/api/v1/break-glass", json={
+        "patient_id": clinic.patient.id,
+        "reason": "Patient unreachable after a crisis call; care team away."}).status_code == 201
+    for person in (clinic.admin, clinic.coordinator, clinic.prescriber):
+        sign_in(person)
+        read = client.get(note_url(clinic))
+        assert read.status_code == 200, read.text
+        note = read.json()
+        assert (note["id"], note["version"], note["status"]) == (None, 0, "draft")
+        assert note["addenda"] == [] and note["safety_addendum_task"] is None
+    assert run(notes) == []
+    saved = save(client, clinic, 0)
+    assert saved.status_code == 200
+    [row] = run(notes)
+    assert (saved.json()["id"], saved.json()["version"]) == (row.id, 1)
+    sign_in(clinic.admin)
+    assert client.get(note_url(clinic)).json()["id"] == row.id

@@ -218,3 +218,50 @@ def test_the_background_sender_delivers_without_being_asked(
         time.sleep(0.05)
     assert row(run, services, outbox_id).sent_at is not None
     assert settle(smtp_server, 1) == 1
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("settings_overrides", [
+    {"run_background_tasks": True, "outbox_retry_base_seconds": 0.2,
+     "outbox_retry_max_seconds": 0.5},
+], indirect=True)
+def test_emails_queued_while_smtp_is_down_arrive_once_each_when_it_returns(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+    smtp_server: SmtpServer,
+) -> None:
+    """The background sender, not a test calling it: emails written during an SMTP
+    outage are retried until the server is back, then each arrives exactly once, counted
+    both in the database and in what the server received."""
+    smtp_server.stop()
+    ids = [invite(client, sign_in, clinic, visit_id)
+           for visit_id in (clinic.visit_id, clinic.visit2_id) * 3]
+
+    def attempted() -> bool:
+        return all(row(run, services, outbox_id).attempts >= 2 for outbox_id in ids)
+
+    deadline = time.monotonic() + 10
+    while not attempted():
+        assert time.monotonic() < deadline, "the sender did not retry during the outage"
+        time.sleep(0.05)
+    for outbox_id in ids:
+        failed = row(run, services, outbox_id)
+        assert (failed.sent_at, failed.failed_at) == (None, None)
+        assert failed.last_error
+    assert smtp_server.inbox.messages == []
+
+    smtp_server.start()
+    back = time.monotonic()
+    deadline = back + 10
+    while not all(row(run, services, outbox_id).sent_at for outbox_id in ids):
+        assert time.monotonic() < deadline, "not every email was sent after SMTP returned"
+        time.sleep(0.05)
+    delivered_in = time.monotonic() - back
+    assert settle(smtp_server, len(ids)) == len(ids)
+    assert sorted(m["X-Mendwell-Outbox-Id"] for m in smtp_server.inbox.messages) == \
+        sorted(str(i) for i in ids)
+    for outbox_id in ids:
+        sent = row(run, services, outbox_id)
+        assert sent.sent_at is not None
+        assert sent.last_error is None
+    print(f"\n[smtp outage] {len(ids)} emails delivered {delivered_in:.3f} s after SMTP "
+          "returned")

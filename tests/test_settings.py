@@ -33,7 +33,9 @@ SAMPLES: dict[str, tuple[str, Any]] = {
 SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),
                                         "clinic_timezone": ("Europe/Dublin", "Europe/Dublin"),
                                         "ice_transport_policy": ("relay", "relay"),
-                                        "phone_region": ("GB", "GB")}
+                                        "phone_region": ("GB", "GB"),
+                                        "trusted_proxies": (" 10.0.0.5, ,172.28.10.0/24 ",
+                                                            ("10.0.0.5", "172.28.10.0/24"))}
 # Other settings a field's value needs to be accepted.
 NEEDS: dict[str, dict[str, str]] = {
     "ice_transport_policy": {"MENDWELL_TURN_URLS": "turn:turn.test:3478"}}

@@ -274,20 +274,32 @@ def test_a_flood_is_rate_limited_and_closed_while_others_carry_on(
         calm.expect("pong", timeout=1.0)
 
 
-def test_the_room_holds_four(client: TestClient, clinic: Clinic, sign_in: SignIn) -> None:
-    cookie = cookie_of(sign_in, clinic.prescriber)
-    with connect(client, room(clinic.visit_id), cookie) as a, \
-            connect(client, room(clinic.visit_id), cookie) as b, \
-            connect(client, room(clinic.visit_id), cookie) as c, \
-            connect(client, room(clinic.visit_id), cookie) as d, \
+def test_the_room_holds_four_with_a_seat_kept_for_each_of_the_care(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    prescriber = cookie_of(sign_in, clinic.prescriber)
+    coordinator = cookie_of(sign_in, clinic.coordinator)
+    with connect(client, room(clinic.visit_id), prescriber) as a, \
+            connect(client, room(clinic.visit_id), prescriber) as b, \
+            connect(client, room(clinic.visit_id), prescriber) as c, \
+            connect(client, room(clinic.visit_id), coordinator) as d, \
             connect(client, room(clinic.visit_id), cookie_of(sign_in, clinic.patient)) as e:
-        for n, ws in enumerate((a, b, c, d)):
-            ws.hello(f"prescriber-tab-{n}")
-        e.send({"type": "hello", "peer_id": "patient-peer-1"})
-        assert e.expect("error")["code"] == "room_full"
-        a.send({"type": "leave"})
-        assert a.closed() == 1000
+        # The prescriber's seat and the shared one: the patient's and the coordinator's
+        # stay free for them, however many tabs the prescriber opens.
+        a.hello("prescriber-tab-0")
+        b.hello("prescriber-tab-1")
+        c.send({"type": "hello", "peer_id": "prescriber-tab-2"})
+        assert c.expect("error")["code"] == "room_full"
         assert e.hello("patient-peer-1")["state"] == "waiting"
+        assert d.hello("coordinator-peer")["state"] == "admitted"
+        a.presence(lambda ps: len(ps) == 4)
+        # Full now: a second coordinator tab waits for the shared seat like anyone.
+        with connect(client, room(clinic.visit_id), coordinator) as f:
+            f.send({"type": "hello", "peer_id": "coordinator-tab-2"})
+            assert f.expect("error")["code"] == "room_full"
+            b.send({"type": "leave"})
+            assert b.closed() == 1000
+            assert f.hello("coordinator-tab-2")["state"] == "admitted"
 
 
 # --- reconnecting ------------------------------------------------------------------------

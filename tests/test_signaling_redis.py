@@ -9,19 +9,30 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from server import guests
 from server.actors import Actor
-from server.models import Role
+from server.models import Role, VisitGuest
 from server.services import Services
 from signaling import protocol
-from signaling.protocol import Admit, Hello, RoomFull
+from signaling.protocol import Admit, Dismiss, Hello, RoomFull
 from signaling.relay import LocalRelay, RedisRelay, Relay
-from signaling.rooms import ADMITTED, Identity, Member, Participant, Rooms
+from signaling.rooms import (
+    ADMITTED,
+    PEER_ID_IN_USE,
+    ROOM_FULL,
+    SEATED_ELSEWHERE,
+    Identity,
+    Member,
+    Participant,
+    Rooms,
+)
 from tests.clinic import Clinic, Person
 from tests.conftest import Runner
 from tests.signaling_support import REDIS_URL, redis_unavailable, service_or_skip
@@ -55,6 +66,14 @@ class Outlet:
 
     def close(self, code: int) -> None:
         self.closed = code
+        self.changed.set()
+
+    async def until_closed(self, within: float) -> int:
+        async with asyncio.timeout(within):
+            while self.closed is None:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.closed
 
     async def until(self, found: Callable[[dict[str, Any]], bool], within: float,
                     after: int = 0) -> float:
@@ -68,8 +87,12 @@ class Outlet:
         return time.monotonic() - start
 
 
+def actor(person: Person) -> Actor:
+    return Actor(person.id, person.role, person.name, person.email)
+
+
 def staff(person: Person) -> Identity:
-    return Identity.of_user(Actor(person.id, person.role, person.name, person.email), None)
+    return Identity.of_user(actor(person), None)
 
 
 def patient(person: Person) -> Identity:
@@ -128,47 +151,120 @@ def race(run: Runner, scenario: Callable[[], Awaitable[Any]]) -> Any:
     return run(lambda: asyncio.wait_for(scenario(), 30))
 
 
-# --- the room cap ------------------------------------------------------------------------
+# --- the room's seats ---------------------------------------------------------------------
 
 
-def participant(peer_id: str) -> Participant:
-    return Participant(peer_id=peer_id, connection_id=uuid.uuid4().hex, who=f"user:{peer_id}",
-                       user_id=None, guest_id=None, name=peer_id, role="prescriber",
-                       state=ADMITTED, since="2026-01-01T00:00:00+00:00",
-                       polite_capable=True, instance="test")
+def participant(peer_id: str, role: str = "prescriber", who: str | None = None) -> Participant:
+    guest_id = int(who.split(":")[1]) if who and who.startswith("guest:") else None
+    return Participant(peer_id=peer_id, connection_id=uuid.uuid4().hex,
+                       who=who or f"user:{peer_id}", user_id=None, guest_id=guest_id,
+                       name=peer_id, role=role, state=ADMITTED,
+                       since="2026-01-01T00:00:00+00:00", polite_capable=True, instance="test")
+
+
+def guest_identity(guest_id: int) -> Identity:
+    # No invitation row is needed: a guest without a stored admission waits.
+    return Identity(f"Guest {guest_id}", "guest", None, guest_id)
 
 
 @pytest.mark.redis
-def test_claim_gives_the_last_seat_to_one_of_many_on_two_relays(
+def test_claim_keeps_the_care_teams_seats_on_two_relays(
         run: Runner, services: Services, namespace: str) -> None:
     async def scenario() -> None:
         one, two = redis_relay(namespace), redis_relay(namespace)
         try:
-            for n in range(CAP - 1):
-                assert await one.claim(7, participant(f"seated-{n}"), CAP)
-            for attempt in range(5):
-                contenders = [participant(f"contender-{attempt}-{n}") for n in range(8)]
+            for attempt in range(4):
+                # Eight guests at once, half on each relay, for the one shared seat.
+                contenders = [participant(f"guest-{attempt}-{n}", "guest",
+                                          f"guest:{attempt * 10 + n}") for n in range(8)]
                 got = await asyncio.gather(*(
-                    (one if n % 2 else two).claim(7, p, CAP) for n, p in enumerate(contenders)))
-                assert got.count(True) == (1 if attempt == 0 else 0), got
-                assert len(await two.members(7)) == CAP
-            # Whoever has a seat keeps it when they claim it again (a reconnect).
-            assert await two.claim(7, participant("seated-0"), CAP)
+                    (one if n % 2 else two).claim(7, p) for n, p in enumerate(contenders)))
+                assert [s.taken for s in got].count(True) == (1 if attempt == 0 else 0), got
+                assert {s.refusal for s in got if not s.taken} == {ROOM_FULL}
+            # The seats kept for the care team and the patient are there, on either relay.
+            for peer, role in [("prescriber-1", "prescriber"), ("patient-1", "patient"),
+                               ("coordinator-1", "coordinator")]:
+                assert (await one.claim(7, participant(peer, role))).taken
+            assert len(await two.members(7)) == CAP
+            refused = await two.claim(7, participant("prescriber-tab-2"))
+            assert (refused.taken, refused.refusal) == (False, ROOM_FULL)
+            # Whoever has a seat keeps it when they claim it again (a reconnect); the peer
+            # id of someone else is refused.
+            assert (await two.claim(7, participant("patient-1", "patient"))).taken
+            stolen = await two.claim(7, participant("patient-1", "patient", "user:other"))
+            assert stolen.refusal == PEER_ID_IN_USE
+            # The seated guest on another device takes their own place over; putting an
+            # entry back after an outage (replace=False) does not.
+            members = {p.peer_id: p for p in await one.members(7)}
+            guest = next(p for p in members.values() if p.role == "guest")
+            laptop = participant("guest-laptop", "guest", guest.who)
+            kept = await two.claim(7, laptop, replace=False)
+            assert (kept.taken, kept.refusal) == (False, SEATED_ELSEWHERE)
+            moved = await two.claim(7, laptop)
+            assert (moved.taken, moved.replaced) == (True, (guest.peer_id,))
+            assert {p.peer_id for p in await one.members(7)} == {
+                "prescriber-1", "patient-1", "coordinator-1", "guest-laptop"}
             # A seat of an instance that died is free once its entry is stale.
             await asyncio.sleep(STALE_SECONDS + 0.1)
-            assert await one.claim(7, participant("after-the-stale-ones"), CAP)
+            assert (await one.claim(7, participant("after-the-stale-ones", "guest",
+                                                   "guest:99"))).taken
             assert [p.peer_id for p in await two.members(7)] == ["after-the-stale-ones"]
         finally:
             await one.close()
             await two.close()
 
     race(run, scenario)
+@pytest.mark.redis
+def test_the_redis_seat_script_follows_the_same_rule_as_one_instance(
+        run: Runner, services: Services, namespace: str) -> None:
+    """The Lua script and ``rooms.seat`` are one rule written twice: the same random
+    run of joins, reconnects and departures gets the same answers from both."""
+    import random
+
+    async def scenario() -> None:
+        redis, local = redis_relay(namespace), LocalRelay()
+        chooser = random.Random(14)
+        # Guests twice as likely as each other role, three guest tokens, two people of
+        # each other role, up to three sockets each; now and then someone else's peer id.
+        # (Over the 300 steps: about 120 seats taken, 10 of them replacing the guest's
+        # other socket, 60 room_full, 15 peer_id_in_use, a few seated_elsewhere.)
+        roles = ["patient", "prescriber", "coordinator", "guest", "guest"]
+        try:
+            for step in range(300):
+                role = chooser.choice(roles)
+                who = f"guest:{chooser.randrange(3)}" if role == "guest" else \
+                    f"user:{role}-{chooser.randrange(2)}"
+                present = await local.members(3)
+                if chooser.random() < 0.3:
+                    if present:
+                        gone = chooser.choice(present)
+                        assert await local.release(3, gone.peer_id, gone.connection_id)
+                        assert await redis.release(3, gone.peer_id, gone.connection_id)
+                    continue
+                peer = f"{who.replace(':', '-')}-{chooser.randrange(3)}"
+                if present and chooser.random() < 0.1:
+                    peer = chooser.choice(present).peer_id
+                joiner = participant(peer, role, who)
+                replace = chooser.random() < 0.8
+                expected = await local.claim(3, joiner, replace=replace)
+                got = await redis.claim(3, joiner, replace=replace)
+                assert got == expected, (step, joiner, replace)
+                assert sorted(p.peer_id for p in await redis.members(3)) == \
+                    sorted(p.peer_id for p in await local.members(3)), step
+        finally:
+            await redis.close()
+
+    race(run, scenario)
+
+
+def seats_of(members: list[Participant]) -> dict[str, int]:
+    return dict(Counter(p.role for p in members))
 
 
 @pytest.mark.parametrize("relays", [
     pytest.param("local", id="one-instance-local"),
     pytest.param("redis", id="two-instances-redis", marks=pytest.mark.redis)])
-def test_racing_joins_fill_the_room_to_exactly_four(
+def test_racing_guests_and_staff_leave_the_care_team_seated(
         run: Runner, services: Services, clinic: Clinic, request: pytest.FixtureRequest,
         relays: str) -> None:
     namespace = request.getfixturevalue("namespace") if relays == "redis" else ""
@@ -180,26 +276,40 @@ def test_racing_joins_fill_the_room_to_exactly_four(
         else:
             instances = [await Instance.start(services, LocalRelay())]
         try:
-            # Nine joins at once for four seats: the patient (who waits; the admission
-            # is a database call between the check and the seat) and eight staff tabs.
-            joins = [(patient(clinic.patient), "patient-peer-1")] + [
+            # Seventeen joins at once, spread over the instances: four guests, four
+            # sockets of one more guest token, eight staff tabs, and the patient (who
+            # waits; the admission is a database call between the check and the seat).
+            joins = [(guest_identity(n), f"guest-{n}-peer") for n in range(4)] + [
+                (guest_identity(99), f"one-token-{n}") for n in range(4)] + [
                 (staff(clinic.prescriber if n % 2 else clinic.coordinator), f"staff-tab-{n}")
-                for n in range(8)]
+                for n in range(8)] + [(patient(clinic.patient), "patient-peer-1")]
             results = await asyncio.gather(*(
                 instances[n % len(instances)].join(clinic.visit_id, identity, peer)
                 for n, (identity, peer) in enumerate(joins)), return_exceptions=True)
-            seated = [r for r in results if not isinstance(r, BaseException)]
+            joined = [r for r in results if not isinstance(r, BaseException)]
             refused = [r for r in results if isinstance(r, BaseException)]
-            assert len(seated) == CAP, results
-            assert all(isinstance(r, RoomFull) and r.code == "room_full" for r in refused)
-            assert len(refused) == len(joins) - CAP
-            in_room = {p.peer_id for p in await instances[0].relay.members(clinic.visit_id)}
-            assert in_room == {m.participant.peer_id for m, _ in seated}
-            # Every member, on either instance, comes to see the same four.
-            for _, outlet in seated:
-                await outlet.until(is_presence(in_room), within=5)
-            # The refused took nothing: a seat that frees is taken by the next join.
-            member, _ = seated[0]
+            assert all(isinstance(r, RoomFull) for r in refused), refused
+            in_room = await instances[0].relay.members(clinic.visit_id)
+            seats = seats_of(in_room)
+            # The patient, a prescriber and a coordinator are in, whatever won the race
+            # for the shared seat; at most one guest, and one place per token.
+            assert len(in_room) == CAP, in_room
+            assert seats["patient"] == 1 and seats["prescriber"] >= 1, seats
+            assert seats["coordinator"] >= 1 and seats.get("guest", 0) <= 1, seats
+            ids = {p.peer_id for p in in_room}
+            # Every socket that joined but holds no place (a token's earlier socket,
+            # taken over) is closed, 4409, within a refresh; the others see the four.
+            for member, outlet in joined:
+                if member.participant.peer_id not in ids:
+                    assert await outlet.until_closed(within=5) == 4409
+            for member, outlet in joined:
+                if member.participant.peer_id in ids:
+                    await outlet.until(is_presence(ids), within=5)
+                    assert outlet.closed is None
+            # The refused took nothing: a coordinator's seat that frees is taken by the
+            # next coordinator.
+            member, _ = next((m, o) for m, o in joined if m.participant.peer_id in ids
+                             and m.participant.role == "coordinator")
             await next(i for i in instances
                        if i.rooms.local.get(member.key) is member).rooms.drop(
                 member, deliberate=True)
@@ -209,6 +319,46 @@ def test_racing_joins_fill_the_room_to_exactly_four(
         finally:
             for instance in instances:
                 await instance.stop()
+
+    race(run, scenario)
+
+
+@pytest.mark.redis
+def test_a_guest_moves_device_and_is_sent_out_across_instances(
+        run: Runner, services: Services, clinic: Clinic, namespace: str) -> None:
+    visit = clinic.visit_id
+
+    async def scenario() -> None:
+        async with services.transaction() as session:
+            invited = await guests.invite_guest(
+                session, services, actor(clinic.prescriber), visit, name="Ana Interpreter",
+                email="ana@interpreters.test")
+        guest = Identity("Ana Interpreter", "guest", None, invited["id"])
+        a = await Instance.start(services, redis_relay(namespace))
+        b = await Instance.start(services, redis_relay(namespace))
+        try:
+            prescriber, on_b = await b.join(visit, staff(clinic.prescriber), "prescriber-peer")
+            _, phone = await a.join(visit, guest, "guest-phone-01")
+            # The same invitation on another device, on the other instance: it takes the
+            # guest's place over, and the phone's instance closes the phone.
+            _, laptop = await b.join(visit, guest, "guest-laptop-1")
+            assert await phone.until_closed(within=5) == 4409
+            await on_b.until(is_presence({"prescriber-peer", "guest-laptop-1"}), within=5)
+            _, tablet = await a.join(visit, guest, "guest-tablet-1")
+            assert await laptop.until_closed(within=5) == 4409
+            # Sent out from B while on A: told, closed, gone from the room for everyone.
+            seen = len(on_b.pushed)
+            await b.rooms.handle(prescriber, Dismiss("guest-tablet-1", revoke=True))
+            assert await tablet.until_closed(within=5) == protocol.CLOSE_DISMISSED
+            assert [m["code"] for m in tablet.pushed if m["type"] == "error"] == ["dismissed"]
+            await on_b.until(is_presence({"prescriber-peer"}), within=5, after=seen)
+            assert [p.peer_id for p in await a.relay.members(visit)] == ["prescriber-peer"]
+            async with services.transaction() as session:
+                row = await session.get(VisitGuest, invited["id"])
+                assert row is not None and row.revoked_at is not None
+        finally:
+            await a.stop()
+            await b.stop()
 
     race(run, scenario)
 

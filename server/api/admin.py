@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +21,7 @@ from server.http import (
     actor_of,
     int_param,
     json_body,
+    parse_datetime,
     path_id,
     refuse_unstorable,
     services_of,
@@ -157,14 +157,7 @@ def audit_filter(request: Request) -> audit.AuditFilter:
             filters[name] = refuse_unstorable(params[name], name)[:64]
     for name in ("since", "until"):
         if params.get(name):
-            try:
-                value = datetime.fromisoformat(params[name])
-            except ValueError:
-                raise ValidationFailed(f"{name} must be an ISO 8601 date-time.",
-                                       field=name) from None
-            if value.tzinfo is None:
-                raise ValidationFailed(f"{name} must include a UTC offset.", field=name)
-            filters[name] = value
+            filters[name] = parse_datetime(params[name], name)
     return audit.AuditFilter(**filters)
 
 

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from server import checkins, fhir, trends
 from server.api.registry import ApiOperation
+from server.api.schemas import CheckInCompletion, CheckInDraft, TriageBody
 from server.emergency_info import EmergencyInfoBody
 from server.http import actor_of, json_object, path_id, services_of
 from server.instruments import instrument_definitions
@@ -89,22 +90,22 @@ OPERATIONS = [
                  "Questionnaire definitions: items, options, recall, LOINC, skip logic",
                  tag="checkin", anonymous=True),
     ApiOperation("POST", "/api/v1/triage", triage,
-                 "Score and triage answers without storing them", tag="checkin",
-                 anonymous=True),
+                 "Score and triage answers without storing them", body=TriageBody,
+                 tag="checkin", anonymous=True),
     ApiOperation("GET", "/api/v1/visits/{visit_id}/checkin", get_checkin,
                  "The visit's check-in, what it needs and the prefilled emergency information",
                  tag="checkin"),
     ApiOperation("PUT", "/api/v1/visits/{visit_id}/checkin/draft", save_draft,
                  "Save a partial check-in (triaged at once when it shows urgent risk)",
-                 tag="checkin"),
+                 body=CheckInDraft, tag="checkin"),
     ApiOperation("PUT", "/api/v1/visits/{visit_id}/checkin/emergency-info",
                  confirm_emergency_info,
                  "Confirm where the patient is now and a callback number (and the emergency "
                  "contact): asked first when a draft is urgent, and before entering a visit",
                  body=EmergencyInfoBody, tag="checkin"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/checkin", complete_checkin,
-                 "Complete the check-in: scores, triage, escalations raised", success=201,
-                 tag="checkin"),
+                 "Complete the check-in: scores, triage, escalations raised",
+                 body=CheckInCompletion, success=201, tag="checkin"),
     ApiOperation("GET", "/api/v1/patients/{patient_id}/measures", measures,
                  "Each instrument's series with baseline, response, remission, worsening",
                  tag="checkin"),

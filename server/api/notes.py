@@ -93,7 +93,8 @@ async def medication_list(request: Request) -> Response:
 
 OPERATIONS = [
     ApiOperation("GET", "/api/v1/visits/{visit_id}/note", get_note,
-                 "The visit note (created empty on first read), its follow-up default and "
+                 "The visit note (an empty draft, not stored, before its first save), its "
+                 "follow-up default and "
                  "whether a safety assessment is required", tag="notes"),
     ApiOperation("PUT", "/api/v1/visits/{visit_id}/note", put_note,
                  "Save the whole note, based on `version` (409 version_conflict when stale)",

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server import oncall
 from server.api.registry import ApiOperation
-from server.http import MAX_ID, actor_of, datetime_param, json_body, path_id, services_of
+from server.http import (
+    MAX_ID,
+    Instant,
+    actor_of,
+    datetime_param,
+    json_body,
+    path_id,
+    services_of,
+)
 from server.responses import JSONResponse
 
 
@@ -16,8 +24,8 @@ class NewShift(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: int = Field(gt=0, le=MAX_ID)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
 
 
 async def list_shifts(request: Request) -> Response:

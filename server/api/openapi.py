@@ -22,6 +22,16 @@ ERRORS = {"401": "Not signed in", "403": "Not allowed, or CSRF token missing",
           "404": "No such resource", "409": "Conflicts with the current state",
           "413": "Body too large", "422": "Invalid input; `field` names it",
           "429": "Too many requests; see Retry-After"}
+# Only where a JSON body is read (``server.http.json_object``).
+BODY_ERRORS = {"400": "The body is not JSON (`invalid_json`), not sent as application/json "
+                      "(`unsupported_media_type`) or nested too deep (`too_deep`)",
+               "422": "Invalid input; `field` names it (text that cannot be stored: "
+                      "`invalid_text`; NaN or Infinity: `invalid_number`)"}
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
 def build(operations: list[ApiOperation], version: str) -> dict[str, Any]:
@@ -34,9 +44,8 @@ def build(operations: list[ApiOperation], version: str) -> dict[str, Any]:
             "operationId": f"{op.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', op.path.lower())}"
             .strip("_"),
             "responses": {str(op.success): {"description": "Success"}} | {
-                code: {"description": text, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Error"}}}}
-                for code, text in ERRORS.items()},
+                code: _error(text)
+                for code, text in (ERRORS | (BODY_ERRORS if op.body else {})).items()},
         }
         params = re.findall(r"{(\w+)}", op.path)
         if params:

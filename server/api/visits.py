@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server import visits
 from server.api.registry import ApiOperation
-from server.http import MAX_ID, actor_of, datetime_param, json_body, path_id, services_of
+from server.http import (
+    MAX_ID,
+    Instant,
+    actor_of,
+    datetime_param,
+    json_body,
+    path_id,
+    services_of,
+)
 from server.models import VisitKind
 from server.responses import JSONResponse
 
@@ -19,7 +27,7 @@ class NewVisit(BaseModel):
     patient_id: int = Field(gt=0, le=MAX_ID)
     prescriber_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     kind: VisitKind
-    scheduled_at: AwareDatetime
+    scheduled_at: Instant
     duration_minutes: int | None = Field(default=None, ge=5, le=240)
 
 
@@ -63,6 +71,16 @@ async def invite(request: Request) -> Response:
     return JSONResponse(result, status_code=201)
 
 
+async def revoke_join_links(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        result = await visits.revoke_join_links(session, actor, visit_id,
+                                                now=services.clock.now())
+    return JSONResponse(result)
+
+
 OPERATIONS = [
     ApiOperation("GET", "/api/v1/visits", list_visits,
                  "Visits the caller may see (optional from/to ISO 8601 filters)", tag="visits"),
@@ -71,4 +89,7 @@ OPERATIONS = [
     ApiOperation("GET", "/api/v1/visits/{visit_id}", get_visit, "One visit", tag="visits"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/invite", invite,
                  "Email the patient a join link for this visit", success=201, tag="visits"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/join-links/revoke", revoke_join_links,
+                 "Withdraw every join link sent for this visit and end the sessions they "
+                 "started (also done when the visit ends)", tag="visits"),
 ]

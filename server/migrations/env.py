@@ -26,7 +26,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(url, statement_timeout=None)  # a migration takes what it takes
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -27,7 +27,8 @@ from web.rendering import STATIC, render
 
 TITLES = {400: "Something is not right", 401: "Please sign in", 403: "Not allowed",
           404: "Not found", 409: "Not possible right now", 413: "Too large",
-          422: "Please check what you entered", 429: "Please wait", 500: "Sorry"}
+          422: "Please check what you entered", 429: "Please wait", 500: "Sorry",
+          503: "Back in a moment"}
 
 
 def routes() -> list[BaseRoute]:

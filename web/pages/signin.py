@@ -12,6 +12,7 @@ from server.api.session import set_session_cookie
 from server.auth import COOKIE_NAME, JoinLinkError
 from server.errors import APIError, TooManyRequests
 from server.http import client_ip, current_of, path_id, require_current, services_of
+from server.locks import lock_visit
 from server.models import Role, User, Visit
 from server.timezones import patient_zone
 from server.visits import ENDED
@@ -71,25 +72,28 @@ async def logout(request: Request) -> Response:
     return response
 
 
-async def _join_target(request: Request, token: str) -> tuple[Visit, User, str] | str:
+async def _join_target(request: Request,
+                       token: str) -> tuple[Visit, User, str, auth.JoinLink] | str:
     """The visit and patient a join link admits to, or the reason it cannot."""
     services = services_of(request)
     visit_id = path_id(request, "visit_id")
     try:
-        _, patient_id, sent_at = auth.read_join_token(services, token, visit_id)
+        link = auth.read_join_token(services, token, visit_id)
     except JoinLinkError as exc:
         return str(exc)
     async with services.transaction() as session:
         visit = await session.get(Visit, visit_id)
-        patient = await session.get(User, patient_id)
+        patient = await session.get(User, link.patient_id)
         if visit is None or patient is None or visit.patient_id != patient.id or \
                 not patient.is_active:
             return "This link is not valid."
         if visit.status in ENDED:
             return "This visit has ended. If you need to talk to your care team, call the clinic."
-        if services.clock.now() > auth.join_link_expiry(services, sent_at, visit.scheduled_at):
-            return "This link has expired. Ask your care team for a new one."
-        return visit, patient, await patient_zone(session, services.settings, patient.id)
+        try:
+            auth.check_join_link(services, link, visit)
+        except JoinLinkError as exc:
+            return str(exc)
+        return visit, patient, await patient_zone(session, services.settings, patient.id), link
 
 
 async def join_page(request: Request) -> Response:
@@ -98,7 +102,7 @@ async def join_page(request: Request) -> Response:
     target = await _join_target(request, token)
     if isinstance(target, str):
         return render(request, "join_invalid.html", status=400, message=target)
-    visit, patient, tz = target
+    visit, patient, tz, _link = target
     return render(request, "join.html", visit=visit, patient_name=patient.name, token=token,
                   tz=tz)
 
@@ -109,9 +113,17 @@ async def join_submit(request: Request) -> Response:
     target = await _join_target(request, token)
     if isinstance(target, str):
         return render(request, "join_invalid.html", status=400, message=target)
-    visit, patient, _zone = target
+    visit, patient, _zone, link = target
     services = services_of(request)
     async with services.transaction() as session:
+        # Checked again under the visit's lock: links revoked since (server/auth.py,
+        # ``invalidate_join_links``, which holds the lock) start no session.
+        await lock_visit(session, visit.id)
+        visit = await session.get(Visit, visit.id) or visit
+        try:
+            auth.check_join_link(services, link, visit)
+        except JoinLinkError as exc:
+            return render(request, "join_invalid.html", status=400, message=str(exc))
         patient = await session.get(User, patient.id) or patient
         signed_in = await auth.start_session(
             session, services, patient, ip=client_ip(request),

@@ -7,6 +7,11 @@ export const BACKOFF_MAX_MS = 10_000;
 
 // Close codes after which trying again cannot help: signed out, not allowed.
 const FINAL_CLOSE_CODES = [4401, 4403];
+// Every other close is retried with backoff, among them the server's: 1011 (an error),
+// 1012 (the instance is restarting) and 1013 ("try again later": Redis or the database
+// is unavailable, docs/signaling.md "Close codes"). After 1013 the first retry waits
+// about a second, not half of one: the server has just said it cannot serve yet.
+const TRY_AGAIN_LATER = 1013;
 
 export function backoffDelay(attempt, random = Math.random) {
   const base = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** attempt);
@@ -97,6 +102,7 @@ export class ReconnectingSocket extends EventTarget {
 
   scheduleRetry(code) {
     if (this.stopped) return;
+    if (code === TRY_AGAIN_LATER) this.attempt = Math.max(this.attempt, 1);
     const delay = backoffDelay(this.attempt);
     this.attempt += 1;
     this.dispatchEvent(new CustomEvent("down", {

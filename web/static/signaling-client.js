@@ -13,8 +13,13 @@ const BURST = 50;
 const PER_SECOND = 25;
 const QUEUE_LIMIT = 500;
 // Besides signed out and not allowed: no such visit (4404), the same peer_id took over
-// in another tab (4409), the visit has ended (4410). Reconnecting would not help.
-const FINAL_CLOSE_CODES = [4404, 4409, 4410];
+// in another tab (4409), the visit has ended (4410), the care team sent this guest out
+// (4411). Reconnecting would not help.
+// Every other close resumes with backoff and the same hello: a dropped network (1006),
+// a restarting server (1012), Redis or the database unavailable (1013, after an
+// `error` `unavailable`; reconnecting-socket.js waits a little longer before the first
+// retry). The call's media is peer to peer and goes on meanwhile.
+const FINAL_CLOSE_CODES = [4404, 4409, 4410, 4411];
 
 // The peer id is kept in sessionStorage: a reload of the same tab resumes the same
 // place in the room, a second tab gets its own.

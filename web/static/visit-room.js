@@ -257,9 +257,20 @@ class VisitRoom {
   }
 
   onServerError(message) {
+    if (message.code === "dismissed") {
+      // The care team sent this guest out: the server closes the socket (4411) next, and
+      // coming back on our own would take the seat they just freed.
+      this.signaling.stop();
+      this.forgetJoined(); // a reload shows the Join button, not the waiting room
+      this.refuse(message.message || "The care team has removed you from this visit.");
+      return;
+    }
     if (message.code === "room_full") {
-      this.fatal = "This visit already has four people in it, the most it can hold. Ask the " +
-        "clinician to let you in when someone leaves.";
+      this.fatal = this.role === "guest"
+        ? "This visit has a place for one guest at a time, and someone is in it. Ask the " +
+          "clinician to let you in when it is free."
+        : "This visit already has four people in it, the most it can hold. Ask the " +
+          "clinician to let you in when someone leaves.";
     } else {
       console.warn("signaling error", message);
       // An admit or remove that was refused: give the buttons back.
@@ -273,12 +284,18 @@ class VisitRoom {
       this.finish("ended");
       return;
     }
-    this.fatal = {
+    if (code === 4411 && this.fatal) return; // said already, with the server's words
+    this.refuse({
       4401: "You are signed out, so you cannot rejoin the visit. Sign in again and reopen it.",
       4404: "This visit could not be found. Go back to your visits and open it again.",
       4409: "This visit is open in another tab or window; it continues there. Close this one.",
+      4411: "The care team has removed you from this visit.",
     }[code] || "You cannot join this visit with this account. If you think this is wrong, " +
-      "call the clinic.";
+      "call the clinic.");
+  }
+
+  refuse(why) {
+    this.fatal = why;
     // Refused for good: the call must not go on peer to peer behind the server's back.
     this.mesh.close();
     this.media.stop();
@@ -293,11 +310,7 @@ class VisitRoom {
     this.mesh.close();
     this.media.stop();
     this.joined = false;
-    try {
-      window.sessionStorage.removeItem(this.joinedKey);
-    } catch {
-      // nothing kept
-    }
+    this.forgetJoined();
     this.el.controls.hidden = true;
     this.el.leave.hidden = true;
     if (why === "left") {
@@ -305,6 +318,14 @@ class VisitRoom {
       this.el.joinPanel.hidden = false;
     }
     this.render();
+  }
+
+  forgetJoined() {
+    try {
+      window.sessionStorage.removeItem(this.joinedKey);
+    } catch {
+      // nothing kept
+    }
   }
 
   leave() {
@@ -342,6 +363,17 @@ class VisitRoom {
       // eslint-disable-next-line no-alert
       if (!window.confirm(`Remove ${name} from the visit?`)) return;
       this.signaling.send({ type: "remove", peer_id: peerId });
+    } else if (button.dataset.action === "dismiss" || button.dataset.action === "revoke") {
+      const revoke = button.dataset.action === "revoke";
+      const question = revoke
+        ? `Remove ${name} and cancel their invitation? Their link will stop working.`
+        : `Remove ${name} from the visit? Their place is freed; with their link they ` +
+          "can ask to be let in again.";
+      // eslint-disable-next-line no-alert
+      if (!window.confirm(question)) return;
+      button.disabled = true;
+      this.signaling.send({ type: "dismiss", peer_id: peerId, revoke });
+      this.announce(`Removing ${name}.`);
     }
   }
 
@@ -560,7 +592,14 @@ class VisitRoom {
       if (p.state === "waiting") {
         actions.append(this.actionButton("admit", p, `Admit ${p.name}`, "Admit", true));
       }
-      if (!STAFF_ROLES.has(p.role)) { // staff leave by themselves (the server refuses)
+      if (p.role === "guest") {
+        // A guest is sent out of the room (their place frees for someone else), not back
+        // to the waiting room, where they would keep it.
+        actions.append(this.actionButton("dismiss", p, `Remove ${p.name} from the visit`,
+          "Remove", false));
+        actions.append(this.actionButton("revoke", p,
+          `Remove ${p.name} and cancel their invitation`, "Cancel invitation", false));
+      } else if (!STAFF_ROLES.has(p.role)) { // staff leave by themselves (server refuses)
         actions.append(this.actionButton("remove", p, `Remove ${p.name} from the visit`,
           "Remove", false));
       }

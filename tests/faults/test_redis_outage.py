@@ -1,0 +1,157 @@
+"""Redis stopped and restarted during writes (issue 14, "Outages").
+
+Two instances share a SQLite database and a private redis-server, which the test kills
+for a few seconds while the prescriber autosaves the note, the coordinator writes the
+escalation's timeline and the patient saves a check-in draft. Every write must be
+acknowledged (no 500: the bus publish after the commit never becomes the answer) and be
+in the database exactly once; the prescriber's dashboard on the writing instance keeps
+getting its events; the coordinator's dashboard on the other instance is told to catch
+up when Redis is back, then gets live events again; a visit socket whose message needed
+Redis is closed with 1013 and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.services import Services
+from tests.clinic import build_clinic
+from tests.conftest import Runner, SignIn
+from tests.databases import SqliteTemplate
+from tests.faults.services import PrivateRedis
+from tests.faults.support import (
+    credentials,
+    open_escalation,
+    report,
+    settings_for,
+    wait_until,
+)
+from tests.faults.writes import Writes, check_exactly_once, stored
+from tests.signaling_support import Socket, connect, peer_id
+
+pytestmark = [pytest.mark.faults, pytest.mark.redis]
+
+OUTAGE_SECONDS = 3.0
+# A write while Redis is down costs at most one publish attempt (server.bus).
+WRITE_BOUND_SECONDS = 2.5
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def note_versions(messages: list[dict[str, object]]) -> Counter[object]:
+    return Counter(m["version"] for m in messages if m["type"] == "note.saved")
+
+
+def test_writes_are_acknowledged_through_a_redis_outage_and_screens_catch_up(
+    redis_server: PrivateRedis, sqlite_template: SqliteTemplate, tmp_path: Path
+) -> None:
+    database_url = sqlite_template.fresh()
+    settings = settings_for(database_url, tmp_path, redis_url=redis_server.url,
+                            redis_namespace=f"mendwell-fault-{uuid.uuid4().hex[:8]}")
+    with TestClient(create_app(settings), base_url="http://testserver") as a, \
+            TestClient(create_app(settings), base_url="http://testserver") as b:
+        services: Services = a.app.state.services  # type: ignore[attr-defined]
+        run = Runner(a, services)
+        clinic = run(build_clinic, services)
+        sign_in = SignIn(a, run, services)
+        prescriber_cookie, prescriber = credentials(sign_in, clinic.prescriber)
+        coordinator_cookie, coordinator = credentials(sign_in, clinic.coordinator)
+        _patient_cookie, patient = credentials(sign_in, clinic.patient)
+        escalation_id = open_escalation(a, clinic, prescriber, coordinator)
+        writes = Writes(a, clinic.visit_id, escalation_id, prescriber, coordinator, patient)
+
+        with connect(a, "/ws/events", prescriber_cookie) as here, \
+                connect(b, "/ws/events", coordinator_cookie) as there, \
+                connect(a, f"/ws/visits/{clinic.visit_id}", prescriber_cookie) as room:
+            here.expect("subscribed")
+            there.expect("subscribed")
+            seat = peer_id()
+            assert room.hello(seat)["state"] == "admitted"
+            writes.round()
+            there.expect("note.saved", where=lambda m: m["version"] == writes.note_version)
+
+            redis_server.stop()
+            down_at = time.monotonic()
+            # A visit socket whose message needs Redis (a signal goes through the relay
+            # with several instances) is told why and closed with 1013, not dropped.
+            room.send({"type": "signal", "to": peer_id(), "candidate": None})
+            error = room.expect("error", timeout=10)
+            assert error["code"] == "unavailable"
+            assert room.closed() == 1013
+            closed_after = time.monotonic() - down_at
+
+            health_started = time.monotonic()
+            health = a.get("/healthz")
+            health_seconds = time.monotonic() - health_started
+            assert health.status_code == 503
+            assert health.json()["checks"]["redis"] == "down"
+
+            while time.monotonic() - down_at < OUTAGE_SECONDS:
+                writes.round()
+            during = [o for o in writes.outcomes if o.mark > 3]
+            assert {o.status for o in during} <= {200, 201}, writes.statuses()
+
+            redis_server.start()
+            up_at = time.monotonic()
+            recovered = wait_until(lambda: a.get("/healthz").status_code == 200, 10,
+                                   "/healthz back to 200")
+            # The dashboard on the other instance missed what was published meanwhile:
+            # it is told to reload (each page reloads on `subscribed`).
+            resumed = there.expect("subscribed", timeout=10, where=lambda m: bool(
+                m.get("resumed")))
+            caught_up = time.monotonic() - up_at
+            assert resumed["user_id"] == clinic.coordinator.id
+            wait_until(lambda: run(_backlog, services) == 0, 10, "the backlog published")
+
+            writes.round()
+            there.expect("note.saved", where=lambda m: m["version"] == writes.note_version)
+            # The writing instance's own dashboard saw every save, each once, the
+            # outage's at once (delivered here, not again when Redis came back).
+            _until_version(here, writes.note_version)
+            here.quiet(0.3)  # where a duplicate would show
+            assert note_versions(here.seen) == Counter(range(1, writes.note_version + 1))
+
+        with connect(a, f"/ws/visits/{clinic.visit_id}", prescriber_cookie) as again:
+            assert again.hello(seat)["state"] == "admitted"
+
+    found = asyncio.run(stored(database_url, writes))
+    check_exactly_once(writes, found)
+    assert writes.unanswered("note") == writes.unanswered("event") == []
+    assert writes.unanswered("draft") == []
+    assert found.note_version == writes.note_version
+    slowest = max(o.seconds for o in during)
+    assert slowest < WRITE_BOUND_SECONDS, slowest
+    report("redis outage", {
+        "writes during the outage": len(during), "slowest write s": slowest,
+        "visit socket closed 1013 after s": closed_after, "/healthz 503 in s": health_seconds,
+        "/healthz 200 again after s": recovered, "other instance told to catch up after s":
+        caught_up})
+
+
+async def _backlog(services: Services) -> int:
+    from server.bus import RedisBus
+
+    assert isinstance(services.bus, RedisBus)
+    return services.bus.backlog
+
+
+def _until_version(socket: Socket, version: int) -> None:
+    """Read until the ``note.saved`` of ``version`` has come."""
+    while not any(m["type"] == "note.saved" and m["version"] == version
+                  for m in socket.seen):
+        socket.receive(5)

@@ -1,4 +1,8 @@
-"""Run the benchmarks: ``python -m bench`` (all) or ``python -m bench relay join ...``."""
+"""Run the benchmarks: ``python -m bench`` (all) or ``python -m bench relay join ...``.
+
+``python -m bench soak [--minutes 5] [--visits 200] [--database postgresql|sqlite]`` runs
+the 5-minute soak (bench/soak.py) on its own: it is not part of "all".
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ ALL = ["relay", "capacity", "join", "escalation", "pages", "device"]
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["soak"]:
+        from bench import soak
+
+        return soak.main(argv[1:])
     names = argv or ALL
     unknown = [n for n in names if n not in ALL]
     if unknown:

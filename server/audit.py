@@ -64,7 +64,9 @@ def _write_pending(session: Session) -> None:
     if pending:
         # One executemany for the transaction's entries, inside the transaction it
         # audits: the entries and the changes they describe commit together or not at all.
-        session.execute(insert(AuditEntry), pending)
+        # render_nulls: every entry gives every column, so an entry with a null (no
+        # patient, a note not stored yet) does not split the batch into statements.
+        session.execute(insert(AuditEntry).execution_options(render_nulls=True), pending)
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import uuid
@@ -22,6 +23,8 @@ log = logging.getLogger("mendwell.bus")
 QUEUE_LIMIT = 256
 # Events kept while Redis is unavailable (each a few hundred bytes of ids and states).
 BACKLOG_LIMIT = 1000
+# Event ids each instance remembers, to deliver an event that reached Redis twice once.
+SEEN_LIMIT = 4 * BACKLOG_LIMIT
 # How long one Redis command or connection attempt may take before Redis counts as down.
 SOCKET_TIMEOUT_SECONDS = 1.0
 # Trying Redis again while it is down: from this, doubling to the maximum.
@@ -85,6 +88,8 @@ class RedisBus(LocalBus):
     before its events are published. An event that cannot be published is delivered at
     once to this instance's own subscribers and kept in a backlog (at most
     ``BACKLOG_LIMIT``, the oldest dropped first), published in order when Redis is back.
+    Every event carries an id, and each instance delivers an id once: a publish that
+    timed out may still reach Redis, and then its copy from the backlog does too.
     Events the other instances published meanwhile may never arrive (pub/sub keeps
     nothing; an instance may have died with its backlog), so when this instance's
     subscription comes back after a loss, each of its subscribers gets ``subscribed``
@@ -99,9 +104,13 @@ class RedisBus(LocalBus):
 
         self.channel = f"{namespace}:events"
         self.instance_id = uuid.uuid4().hex[:12]
-        # A dead Redis must cost a request at most SOCKET_TIMEOUT_SECONDS, once per
-        # outage (afterwards events go straight to the backlog). redis-py's default is
-        # ten retries with backoff; one immediate retry is enough to replace a pooled
+        self._sequence = itertools.count(1)
+        # The ids delivered here lately (at most SEEN_LIMIT, the oldest forgotten first).
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()
+        # A dead Redis must cost one request per outage at most two socket timeouts
+        # (afterwards events go straight to the backlog). redis-py's default is ten
+        # retries with backoff; one immediate retry is enough to replace a pooled
         # connection that Redis closed when it restarted.
         self._redis = Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_SECONDS,
                                      socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
@@ -113,6 +122,9 @@ class RedisBus(LocalBus):
         self._pending = asyncio.Event()  # the backlog has something to publish
         self._returned = asyncio.Event()  # the listener saw Redis come back
         self._lost = False  # the subscription is down (set by the listener)
+        # The loops also stop on this flag, should redis-py's timed read absorb their
+        # cancellation (seen with the signaling relay: signaling/relay.py).
+        self._closed = False
 
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub()
@@ -130,7 +142,7 @@ class RedisBus(LocalBus):
 
     async def _listen(self) -> None:
         pubsub = self._pubsub
-        while True:
+        while not self._closed:
             try:
                 if not pubsub.subscribed:
                     await pubsub.subscribe(self.channel)
@@ -146,9 +158,8 @@ class RedisBus(LocalBus):
                 if message["type"] != "message":
                     continue
                 payload = json.loads(message["data"])
-                if payload.get("delivered_by") == self.instance_id:
-                    continue  # kept while Redis was down, and delivered here then
-                self.deliver(payload["message"], set(payload["recipients"]))
+                if self._first_time(payload.get("id")):
+                    self.deliver(payload["message"], set(payload["recipients"]))
             except asyncio.CancelledError:
                 await pubsub.aclose()
                 raise
@@ -172,7 +183,8 @@ class RedisBus(LocalBus):
                          {user_id})
 
     async def publish(self, event: Event) -> None:
-        payload: dict[str, Any] = {"recipients": sorted(event.recipients),
+        payload: dict[str, Any] = {"id": f"{self.instance_id}:{next(self._sequence)}",
+                                   "recipients": sorted(event.recipients),
                                    "message": event.to_json()}
         if not self._backlog:
             try:
@@ -183,9 +195,10 @@ class RedisBus(LocalBus):
                     raise
                 log.warning("Redis is unavailable (%s): keeping events to publish later",
                             type(exc).__name__)
-        # Behind the backlog, in order. This instance's screens get it now.
+        # Behind the backlog, in order. This instance's screens get it now, and not
+        # again when it comes back through Redis.
+        self._first_time(payload["id"])
         self.deliver(payload["message"], event.recipients)
-        payload["delivered_by"] = self.instance_id
         if len(self._backlog) >= BACKLOG_LIMIT:
             self._backlog.popleft()
             self._dropped += 1
@@ -195,7 +208,7 @@ class RedisBus(LocalBus):
     async def _flush(self) -> None:
         """Publish the backlog in order, retrying with backoff, at once when the
         listener sees Redis come back."""
-        while True:
+        while not self._closed:
             await self._pending.wait()
             self._pending.clear()
             delay = RETRY_SECONDS
@@ -216,9 +229,21 @@ class RedisBus(LocalBus):
                 published += 1
             if published:
                 log.info("published %s event(s) kept while Redis was unavailable "
-                            "(%s dropped over the limit of %s)", published, self._dropped,
-                            BACKLOG_LIMIT)
+                         "(%s dropped over the limit of %s)", published, self._dropped,
+                         BACKLOG_LIMIT)
                 self._dropped = 0
+
+    def _first_time(self, event_id: object) -> bool:
+        """Whether this event id is new here (and remember it)."""
+        if not isinstance(event_id, str):
+            return True
+        if event_id in self._seen:
+            return False
+        self._seen.add(event_id)
+        self._seen_order.append(event_id)
+        if len(self._seen_order) > SEEN_LIMIT:
+            self._seen.discard(self._seen_order.popleft())
+        return True
 
     @property
     def backlog(self) -> int:
@@ -227,17 +252,23 @@ class RedisBus(LocalBus):
 
     async def healthy(self) -> bool:
         try:
-            async with asyncio.timeout(2 * SOCKET_TIMEOUT_SECONDS):
+            # redis-py's own timeouts answer first (an attempt and a retry); this is
+            # only the backstop.
+            async with asyncio.timeout(3 * SOCKET_TIMEOUT_SECONDS):
                 return bool(await self._redis.ping())
         except Exception:
             return False
 
     async def close(self) -> None:
+        self._closed = True
+        self._pending.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
         if self._backlog:
             # Screens elsewhere catch up when their sockets reconnect to a new instance.
             log.warning("closing with %s event(s) never published (Redis unavailable)",

@@ -110,10 +110,6 @@ class RedactFilter(logging.Filter):
         return True
 
 
-class RedactQueryFilter(RedactFilter):
-    """The access log's filter, kept under its old name (uvicorn configs that name it)."""
-
-
 def uvicorn_log_config() -> dict[str, Any]:
     """uvicorn's logging, with ``RedactFilter`` on every handler, and the root logger
     writing through the same handler as uvicorn: our own loggers (``mendwell.*``) at

@@ -113,48 +113,46 @@ class OutageMiddleware:
         self.answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] == "websocket":
+            # Not wrapped: a socket's frames are the signaling relay's hot path
+            # (server/websocket_protocol.py), and one more hop per frame is measurable.
+            try:
+                await self.app(scope, receive, send)
+            except Exception as exc:
+                if not self.is_outage(exc):
+                    raise
+                await self.answer(WebSocket(scope, receive, send), exc)
+                await _close_try_again_later(send)
+            return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Whether the response began (HTTP), the socket was accepted, and whether it is
-        # over (closed, or refused with an HTTP response).
-        started = closed = connect_read = False
-
-        async def watched_receive() -> Message:
-            nonlocal connect_read
-            message = await receive()
-            connect_read = connect_read or message["type"] == "websocket.connect"
-            return message
+        started = False
 
         async def watched_send(message: Message) -> None:
-            nonlocal started, closed
-            kind = message["type"]
-            started = started or kind in ("http.response.start", "websocket.accept")
-            closed = closed or kind in ("websocket.close", "websocket.http.response.start")
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, watched_receive, watched_send)
+            await self.app(scope, receive, watched_send)
         except Exception as exc:
-            if not self.is_outage(exc) or (scope["type"] == "http" and started):
+            if started or not self.is_outage(exc):
                 raise
-            if scope["type"] == "http":
-                response = await self.answer(Request(scope, receive), exc)
-                assert response is not None
-                await response(scope, receive, send)
-                return
-            await self.answer(WebSocket(scope, receive, send), exc)
-            if closed:
-                return
-            # Accepted first, even when the upgrade had not been: a browser cannot read
-            # why an upgrade was refused (it sees 1006), and 1013 tells it to come back.
-            with contextlib.suppress(OSError, RuntimeError):  # the client is gone
-                if not started:
-                    if not connect_read:
-                        await receive()
-                    await send({"type": "websocket.accept"})
-                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER,
-                            "reason": "unavailable"})
+            response = await self.answer(Request(scope, receive), exc)
+            assert response is not None
+            await response(scope, receive, send)
+
+
+async def _close_try_again_later(send: Send) -> None:
+    """Close a socket with 1013, accepting it first if it was not (a browser cannot read
+    why an upgrade was refused: it sees 1006). Whether it was is not tracked (see above):
+    the server refuses a second accept, and a close of a socket already closed."""
+    with contextlib.suppress(RuntimeError, OSError):
+        await send({"type": "websocket.accept"})
+    with contextlib.suppress(RuntimeError, OSError):
+        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER,
+                    "reason": "unavailable"})
 
 
 class BodyLimitMiddleware:

@@ -33,6 +33,8 @@ from server.models import (
 from server.outbox import queue_email
 from server.services import Services
 
+# Whatever moves a visit into one of these also revokes its join links
+# (``invalidate_join_links``, as ``end_visit`` does): a visit that is over needs none.
 ENDED = (VisitStatus.completed, VisitStatus.no_show, VisitStatus.cancelled)
 
 

@@ -19,6 +19,7 @@ fixed number of derandomized examples per payload.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -116,12 +117,12 @@ def dropped(value: Any, path: tuple[Any, ...]) -> Any:
 
 @st.composite
 def mutated(draw: st.DrawFn, base: dict[str, Any]) -> Any:
-    """``base`` with up to three changes: a part dropped, replaced by any JSON value or
+    """``base`` with none to three changes: a part dropped, replaced by any JSON value or
     by a hostile one, or a key added; now and then any JSON value instead."""
     if draw(st.integers(0, 19)) == 0:
         return draw(json_values)
     body: Any = base
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(0, 3))):
         where = draw(st.sampled_from(paths(body)))
         how = draw(st.sampled_from(["drop", "json", "hostile", "hostile", "add"]))
         if how == "drop" and where:
@@ -227,19 +228,20 @@ def test_checkin_drafts_never_fail_and_refusals_store_nothing(
 
     one()
     # Both sides were reached: drafts stored and drafts refused.
+    print(sorted(Counter(statuses).items()))
     assert {s // 100 for s in statuses} == {2, 4}, statuses
 
 
 def test_checkin_completions_never_fail_and_refusals_store_nothing(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
 ) -> None:
-    base = checkin_body(cssrs=HIGH_RISK_CSSRS)
     visit = {"id": clinic.visit_id}
     statuses: list[int] = []
 
     @bounded(50)
-    @given(body=mutated(base), emergency=st.booleans())
-    def one(body: Any, emergency: bool) -> None:
+    @given(body=st.sampled_from([checkin_body(), checkin_body(cssrs=HIGH_RISK_CSSRS)])
+           .flatmap(mutated))
+    def one(body: Any) -> None:
         url = f"/api/v1/visits/{visit['id']}/checkin"
         status = check(client, sign_in, run, services, method="POST", url=url,
                        body=encode(body), reads=[url],
@@ -252,6 +254,7 @@ def test_checkin_completions_never_fail_and_refusals_store_nothing(
                               timedelta(hours=1))
 
     one()
+    print(sorted(Counter(statuses).items()))
     assert {s // 100 for s in statuses} == {2, 4}, statuses
 
 
@@ -260,7 +263,11 @@ def test_note_saves_never_fail_and_refusals_store_nothing(
 ) -> None:
     url = f"/api/v1/visits/{clinic.visit_id}/note"
     sign_in(clinic.prescriber)
-    current = {"version": read(client, url)["version"]}
+    # The note row exists from the first save (until then a read shows an unsaved note
+    # with a fresh time, which would differ between two reads).
+    first = client.put(url, json={"version": 0, "sections": {"plan": "Continue."}})
+    assert first.status_code == 200, first.text
+    current = {"version": first.json()["version"]}
     statuses: list[int] = []
 
     @bounded(70)
@@ -291,4 +298,5 @@ def test_note_saves_never_fail_and_refusals_store_nothing(
             current["version"] = read(client, url)["version"]
 
     one()
+    print(sorted(Counter(statuses).items()))
     assert {s // 100 for s in statuses} == {2, 4}, statuses

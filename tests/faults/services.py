@@ -88,6 +88,17 @@ class PrivateRedis:
         except OSError:
             return False
 
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP, then SIGCONT: connections stay open and nothing answers, as behind a
+        dead network path; what was sent meanwhile is served when it continues."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGKILL: gone at once, its clients' connections reset, like a crashed Redis."""
         process, self.process = self.process, None

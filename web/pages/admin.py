@@ -15,7 +15,7 @@ from server import accounts, audit, oncall
 from server.access import access_rota, require_role
 from server.api.admin import audit_filter
 from server.errors import APIError, ValidationFailed
-from server.http import actor_of, in_range, int_param, path_id, services_of
+from server.http import YEARS, actor_of, int_param, path_id, services_of
 from server.models import CareTeamMember, OutboxEmail, Role, User
 from server.timezones import clinic_zone
 from web.forms import checked_form, text_field
@@ -149,7 +149,9 @@ def clinic_time(form: FormData, name: str, zone: str) -> datetime:
         naive = datetime.fromisoformat(text)
     except ValueError:
         raise ValidationFailed("Enter a date and time.", field=name) from None
-    in_range(naive, name)  # before the zone: 9999-12-31 23:59 has no UTC time east of it
+    if not YEARS[0] <= naive.year <= YEARS[1]:
+        # Checked before the zone: 9999-12-31 23:59 has no UTC time west of Greenwich.
+        raise ValidationFailed(f"Enter a date from {YEARS[0]} to {YEARS[1]}.", field=name)
     if naive.tzinfo is not None:
         return naive
     tz = ZoneInfo(zone)

@@ -586,7 +586,10 @@ def run(*, minutes: float = MINUTES, visits: int = VISITS,
     print(f"  database: {counted['totals']}; mismatches {counted['mismatches']}")
     for line in summary["first_errors"] + counted["first_mismatches"]:
         print(f"    {line}")
-    print(f"  -> {save('soak', summary)}")
+    # The run keeps the plain name; other settings are named by them.
+    name = "soak" if (minutes, visits, database) == (MINUTES, VISITS, "postgresql") else \
+        f"soak-{database}-{visits}-visits-{minutes:g}-min"
+    print(f"  -> {save(name, summary)}")
     return summary
 
 

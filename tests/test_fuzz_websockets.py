@@ -369,11 +369,6 @@ def test_device_check_socket_answers_every_frame_and_stays_open(
         ws.expect("ready")
         return ws
 
-    def parse(text: str) -> None:
-        data = protocol.decode(text)
-        if data["type"] == "stop":
-            raise AssertionError("not sent")
-
     sockets = Rotating(open_check)
     try:
         @bounded(200)

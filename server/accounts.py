@@ -135,6 +135,10 @@ async def care_team(session: AsyncSession, actor: Actor, patient_id: int) -> lis
     """The members of a patient's care team (admins, and the team itself)."""
     if actor.role is not Role.admin:
         await access_patient(session, actor, patient_id)
+    else:
+        patient = await session.get(User, patient_id)
+        if patient is None or patient.role is not Role.patient:
+            raise NotFound(f"There is no patient {patient_id}.", field="patient_id")
     rows = await session.scalars(
         select(User).join(CareTeamMember, CareTeamMember.member_id == User.id)
         .where(CareTeamMember.patient_id == patient_id).order_by(User.role, User.name)

@@ -63,9 +63,13 @@ def _print_demo(result: object) -> None:
     print("Demo clinic ready. Sign in with any of:")
     for email, _, role in ACCOUNTS:
         print(f"  {email:<24} ({role.value})")
-    source = "random, set MENDWELL_DEMO_PASSWORD to choose one" if \
-        result.password_generated else "from MENDWELL_DEMO_PASSWORD"
-    print(f"  password: {result.password}   ({source})")
+    # A generated password must be shown to be usable; one the operator chose is not
+    # repeated into the server's output (which often ends up in a log).
+    if result.password_generated:
+        print(f"  password: {result.password}   (random, set MENDWELL_DEMO_PASSWORD to "
+              "choose one)")
+    else:
+        print("  password: the one in MENDWELL_DEMO_PASSWORD")
     if result.on_call_until is not None:
         until = result.on_call_until.isoformat(timespec="minutes")
         print(f"  on call: coordinator@demo.test until {until} (the on-call rota, "

@@ -29,6 +29,7 @@ from typing import IO, Any
 import pytest
 
 from tests.databases import require_services
+from tests.log_scanner import LOG_SCAN
 
 DEMO_PASSWORD = "browser-demo-password-1"
 SECRET_KEY = "browser-test-secret-key-that-is-long-enough-0123456789"
@@ -336,7 +337,10 @@ class AppServer:
                 process.wait(timeout=10)
         if self.log is not None:
             self.log.close()
+            path = Path(self.log.name)
             self.log = None
+            LOG_SCAN.scan_output(f"mendwell serve ({path.name})",
+                                 path.read_text(errors="replace"))
 
     def log_tail(self, lines: int = 40) -> str:
         logs = sorted(self.directory.glob("server-*.log"))

@@ -27,7 +27,7 @@ from tests.databases import (
     postgres_unavailable,
     require_services,
 )
-from tests.log_scanner import SessionScan
+from tests.log_scanner import LOG_SCAN
 from tests.mail import SmtpServer
 
 T = TypeVar("T")
@@ -36,9 +36,6 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-signing"
 
 
 # --- every log record of the session, scanned (tests/log_scanner.py) ------------------
-
-LOG_SCAN = SessionScan()
-
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     LOG_SCAN.start()

@@ -120,8 +120,20 @@ class SessionScan:
         for name in OUR_LOGGERS:
             logging.getLogger(name).setLevel(logging.INFO)
 
+    def scan_output(self, source: str, text: str) -> None:
+        """Scan what a ``mendwell serve`` started by a test wrote (its log file): the
+        same redaction runs there (``server.logs``), so the same findings apply."""
+        for line in text.splitlines():
+            for what in scan(line):
+                self.handler.findings.append(Finding(source, what, line))
+
     def finish(self) -> list[Finding]:
         logging.getLogger().removeHandler(self.handler)
         for name, level in self.levels.items():
             logging.getLogger(name).setLevel(level)
         return self.handler.findings
+
+
+# The session's scanner: tests/conftest.py starts and finishes it; servers that tests
+# start as processes (tests/browser_support.py) hand it their output.
+LOG_SCAN: Final = SessionScan()

@@ -25,6 +25,7 @@ from server.auth import COOKIE_NAME
 from tests.clinic import Person
 from tests.conftest import TEST_SECRET, SignIn
 from tests.databases import require_services
+from tests.log_scanner import LOG_SCAN
 
 REDIS_URL = os.environ.get("MENDWELL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -235,6 +236,8 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+        LOG_SCAN.scan_output("mendwell serve (signaling)",
+                             self.log.read_text(errors="replace"))
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -213,6 +213,16 @@ def test_only_staff_join_care_teams(
     assert response.json()["error"]["field"] == field
 
 
+def test_the_care_team_of_no_patient_is_not_found(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.admin)
+    for patient_id in (88301702, clinic.prescriber.id):  # nobody; not a patient
+        response = client.get(f"/api/v1/patients/{patient_id}/care-team")
+        assert response.status_code == 404
+        assert response.json()["error"]["field"] == "patient_id"
+
+
 def test_care_team_changes_are_admin_only(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
 ) -> None:

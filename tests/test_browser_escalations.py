@@ -30,6 +30,7 @@ import pytest
 
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
 from tests.databases import require_services
+from tests.log_scanner import LOG_SCAN
 
 pytestmark = pytest.mark.browser
 
@@ -130,6 +131,8 @@ class Server:
         if self.log is not None:
             self.log.close()
             self.log = None
+            LOG_SCAN.scan_output("mendwell serve (escalations)",
+                                 (self.directory / "server.log").read_text(errors="replace"))
 
     def log_tail(self, lines: int = 40) -> str:
         path = self.directory / "server.log"

@@ -271,3 +271,13 @@ def test_the_session_scanner_is_on_the_root_logger_and_comes_back() -> None:
     session_scan.ensure()
     assert session_scan.handler in root.handlers
     assert logging.getLogger("mendwell").getEffectiveLevel() == logging.INFO
+
+
+def test_a_server_process_output_is_scanned_line_by_line() -> None:
+    # A scanner of its own: the session's must not see the plant.
+    scan_only = SessionScan()
+    scan_only.scan_output("mendwell serve (server-1.log)",
+                          "INFO:     127.0.0.1:5 - \"GET /healthz HTTP/1.1\" 200\n"
+                          f"WARNING  a note said {CLINICAL_MARKER}\n")
+    assert [(f.logger, f.what) for f in scan_only.handler.findings] == [
+        ("mendwell serve (server-1.log)", f"secret {CLINICAL_MARKER!r}")]

@@ -277,7 +277,13 @@ def test_a_server_process_output_is_scanned_line_by_line() -> None:
     # A scanner of its own: the session's must not see the plant.
     scan_only = SessionScan()
     scan_only.scan_output("mendwell serve (server-1.log)",
+                          "Demo clinic ready. Sign in with any of:\n"
+                          "  admin@demo.test          (admin)\n"
                           "INFO:     127.0.0.1:5 - \"GET /healthz HTTP/1.1\" 200\n"
+                          "INFO:     signed in as admin@demo.test\n"
                           f"WARNING  a note said {CLINICAL_MARKER}\n")
+    # The demo banner lists the demo accounts on purpose; anywhere else an address is
+    # a finding.
     assert [(f.logger, f.what) for f in scan_only.handler.findings] == [
+        ("mendwell serve (server-1.log)", "email"),
         ("mendwell serve (server-1.log)", f"secret {CLINICAL_MARKER!r}")]

@@ -13,8 +13,11 @@ acknowledged write is in the database exactly once and nothing is half-written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from server.app import create_app
 from server.db import CONNECT_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_SECONDS
 from server.migrate import upgrade
 from server.services import Services
-from tests.clinic import build_clinic
+from tests.clinic import Person, build_clinic
 from tests.conftest import Runner, SignIn
 from tests.faults.services import PrivatePostgres, private_postgres
 from tests.faults.support import credentials, open_escalation, report, settings_for
@@ -65,9 +68,22 @@ class Outage(threading.Thread):
             self.error = exc
 
 
-def test_requests_get_503_while_postgresql_is_down_and_no_write_is_lost(
-    tmp_path: Path
-) -> None:
+@dataclass
+class Ready:
+    """An app on a private PostgreSQL cluster: the test clinic, its staff signed in, an
+    open escalation, and the writer that keeps saving (after one round of writes)."""
+
+    cluster: PrivatePostgres
+    database_url: str
+    client: TestClient
+    visit_id: int
+    writes: Writes
+    sign_in: SignIn
+    patient2: Person
+
+
+@contextlib.contextmanager
+def clinic_on_private_postgres(tmp_path: Path) -> Iterator[Ready]:
     with private_postgres() as cluster:
         asyncio.run(cluster.create_database("mendwell"))
         database_url = cluster.url("mendwell")
@@ -81,37 +97,45 @@ def test_requests_get_503_while_postgresql_is_down_and_no_write_is_lost(
             _cookie, prescriber = credentials(sign_in, clinic.prescriber)
             _cookie, coordinator = credentials(sign_in, clinic.coordinator)
             _cookie, patient = credentials(sign_in, clinic.patient)
-            # Never used before the outage, so not in the session cache: its first
-            # request makes the session middleware read the database.
-            fresh_cookie, fresh = credentials(sign_in, clinic.patient2)
             escalation_id = open_escalation(client, clinic, prescriber, coordinator)
             writes = Writes(client, clinic.visit_id, escalation_id, prescriber, coordinator,
                             patient)
             writes.round()
+            yield Ready(cluster, database_url, client, clinic.visit_id, writes, sign_in,
+                        clinic.patient2)
 
-            outage = Outage(cluster)
-            outage.start()
-            checked: dict[str, Any] = {}
-            first_ack_after_up: float | None = None
-            while True:
-                for outcome in writes.round():
-                    if outage.up_at is not None and first_ack_after_up is None and \
-                            outcome.status in (200, 201):
-                        first_ack_after_up = time.monotonic() - outage.up_at
-                if outage.down_at is not None and outage.up_at is None and not checked:
-                    checked = while_down(client, clinic.visit_id, fresh, fresh_cookie)
-                if outage.error is not None:
-                    raise outage.error
-                if first_ack_after_up is not None:
-                    break
-                assert outage.up_at is None or \
-                    time.monotonic() - outage.up_at < RECOVERY_BOUND_SECONDS, \
-                    "no write acknowledged after PostgreSQL came back"
-            outage.join(10)
-            for _ in range(2):
-                assert {o.status for o in writes.round()} <= {200, 201}
-            assert client.get("/healthz").status_code == 200
-        found = asyncio.run(stored(database_url, writes))
+
+def test_requests_get_503_while_postgresql_is_down_and_no_write_is_lost(
+    tmp_path: Path
+) -> None:
+    with clinic_on_private_postgres(tmp_path) as ready:
+        client, writes = ready.client, ready.writes
+        # Never used before the outage, so not in the session cache: its first request
+        # makes the session middleware read the database.
+        fresh_cookie, fresh = credentials(ready.sign_in, ready.patient2)
+        outage = Outage(ready.cluster)
+        outage.start()
+        checked: dict[str, Any] = {}
+        first_ack_after_up: float | None = None
+        while True:
+            for outcome in writes.round():
+                if outage.up_at is not None and first_ack_after_up is None and \
+                        outcome.status in (200, 201):
+                    first_ack_after_up = time.monotonic() - outage.up_at
+            if outage.down_at is not None and outage.up_at is None and not checked:
+                checked = while_down(client, ready.visit_id, fresh, fresh_cookie)
+            if outage.error is not None:
+                raise outage.error
+            if first_ack_after_up is not None:
+                break
+            assert outage.up_at is None or \
+                time.monotonic() - outage.up_at < RECOVERY_BOUND_SECONDS, \
+                "no write acknowledged after PostgreSQL came back"
+        outage.join(10)
+        for _ in range(2):
+            assert {o.status for o in writes.round()} <= {200, 201}
+        assert client.get("/healthz").status_code == 200
+        found = asyncio.run(stored(ready.database_url, writes))
 
     assert checked, "the outage was over before anything was asked during it"
     refused = [o for o in writes.outcomes if o.status not in (200, 201)]
@@ -160,31 +184,16 @@ def test_a_postgresql_that_stops_answering_gets_503_within_the_timeouts(
     database dies. Nothing refuses anything, so only the timeouts of server/db.py bound
     the wait: a pooled connection's ping waits the statement timeout, a new connection
     the connect timeout."""
-    with private_postgres() as cluster:
-        asyncio.run(cluster.create_database("mendwell"))
-        database_url = cluster.url("mendwell")
-        asyncio.run(upgrade(database_url))
-        with TestClient(create_app(settings_for(database_url, tmp_path)),
-                        base_url="http://testserver") as client:
-            services: Services = client.app.state.services  # type: ignore[attr-defined]
-            run = Runner(client, services)
-            clinic = run(build_clinic, services)
-            sign_in = SignIn(client, run, services)
-            _cookie, prescriber = credentials(sign_in, clinic.prescriber)
-            _cookie, coordinator = credentials(sign_in, clinic.coordinator)
-            _cookie, patient = credentials(sign_in, clinic.patient)
-            escalation_id = open_escalation(client, clinic, prescriber, coordinator)
-            writes = Writes(client, clinic.visit_id, escalation_id, prescriber, coordinator,
-                            patient)
-            writes.round()
-            with cluster.frozen():
-                pooled = writes.note()
-                fresh = writes.event()
-                started = time.monotonic()
-                health = client.get("/healthz")
-                health_seconds = time.monotonic() - started
-            thawed = writes.round()
-            found = asyncio.run(stored(database_url, writes))
+    with clinic_on_private_postgres(tmp_path) as ready:
+        client, writes = ready.client, ready.writes
+        with ready.cluster.frozen():
+            pooled = writes.note()
+            fresh = writes.event()
+            started = time.monotonic()
+            health = client.get("/healthz")
+            health_seconds = time.monotonic() - started
+        thawed = writes.round()
+        found = asyncio.run(stored(ready.database_url, writes))
 
     assert (pooled.status, pooled.code, pooled.retry_after) == (503, "unavailable", "5")
     assert (fresh.status, fresh.code, fresh.retry_after) == (503, "unavailable", "5")

@@ -21,6 +21,7 @@ import logging
 import re
 from typing import Any
 
+import anyio
 import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -44,6 +45,7 @@ log = logging.getLogger("mendwell.signaling.device_check")
 ECHO_WIDTH = 320
 STATS_SECONDS = 1.0
 START_TIMEOUT_SECONDS = 30.0
+CLOSE_SECONDS = 5.0
 MEDIA_LINE = re.compile(r"^m=(audio|video) ", re.MULTILINE)
 
 
@@ -133,7 +135,12 @@ class EchoPeer:
         self._closed = True
         self.hub.peers.discard(self)
         self.hub.device_checks.discard(self)
-        await self.pc.close()
+        # Closing releases the peer's ICE sockets. It runs when the client has gone, often
+        # inside a task being cancelled (the socket's task torn down on disconnect), and a
+        # close cancelled half-way leaves UDP sockets bound for good: it is shielded from
+        # cancellation, and bounded so that a stuck close cannot hold the task forever.
+        with anyio.move_on_after(CLOSE_SECONDS, shield=True):
+            await self.pc.close()
 
 
 async def endpoint(websocket: WebSocket) -> None:

@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench`` (all) or ``python -m bench relay join ...``.
 
 ``python -m bench soak [--minutes 5] [--visits 200] [--database postgresql|sqlite]`` runs
-the 5-minute soak (bench/soak.py) on its own: it is not part of "all".
+the 5-minute soak (bench/soak.py) on its own: it is not part of "all"; neither is
+``python -m bench transports``, the bare-relay comparison of WebSocket stacks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> int:
 
         return soak.main(argv[1:])
     names = argv or ALL
-    unknown = [n for n in names if n not in ALL]
+    unknown = [n for n in names if n not in [*ALL, "transports"]]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ALL)}")
         return 2

@@ -101,12 +101,15 @@ class Mendwell:
 
 
 class PeerJS:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, local_ids: bool = False) -> None:
         self.http = f"http://127.0.0.1:{port}"
         self.ws = f"ws://127.0.0.1:{port}"
+        # The bare relays of ``bench transports`` have no HTTP side: ids are made here.
+        self.local_ids = local_ids
 
     async def _open(self, client: httpx.AsyncClient) -> tuple[ClientConnection, str]:
-        peer = (await client.get(f"{self.http}/peerjs/id")).text.strip()
+        peer = secrets.token_hex(8) if self.local_ids else \
+            (await client.get(f"{self.http}/peerjs/id")).text.strip()
         token = secrets.token_hex(8)
         ws = await connect(f"{self.ws}/peerjs?key=peerjs&id={peer}&token={token}",
                            compression=None, open_timeout=SETUP_TIMEOUT, ping_interval=None,
@@ -150,7 +153,7 @@ class PeerJS:
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     raise_fd_limit()
     adapter: Any = (Mendwell(spec["port"]) if spec["server"] == "mendwell"
-                    else PeerJS(spec["port"]))
+                    else PeerJS(spec["port"], local_ids=spec.get("local_ids", False)))
     pairs_spec: list[dict[str, Any]] = spec["pairs"]
     pairs = []
     for i in range(0, len(pairs_spec), 10):

@@ -8,8 +8,12 @@ import getpass
 import os
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from server.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 WS_HARD_MAX_BYTES = 1024 * 1024
 
@@ -222,12 +226,38 @@ def cmd_on_call_end(args: argparse.Namespace) -> int:
     return _run_on_call(settings, job)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int,
+                   configure_logging: bool = True) -> uvicorn.Config:
+    """How `mendwell serve` runs the app; the tests serve their app the same way."""
     import uvicorn
 
-    from server.app import create_app
     from server.logs import uvicorn_log_config
-    from server.websocket_protocol import MendwellWebSocketProtocol
+
+    return uvicorn.Config(
+        app, host=host, port=port, loop="uvloop", http="httptools",
+        # uvicorn's WebSocket protocol on websockets' sans-I/O core, through plain ASGI.
+        ws="websockets-sansio",
+        # Per-message deflate costs about 4x the memory of an idle signaling socket.
+        ws_per_message_deflate=False,
+        # uvicorn fails the connection (1009) on a frame over ws_max_size, with no
+        # chance to answer. The protocol's 64 KiB limit is enforced by the app, which
+        # answers an error and keeps the socket; this is only the hard ceiling.
+        ws_max_size=WS_HARD_MAX_BYTES,
+        # Heartbeats: ping every interval, drop a socket silent for interval + timeout.
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
+        # X-Forwarded-For/-Proto believed from MENDWELL_TRUSTED_PROXIES only (uvicorn's
+        # default trusts loopback, where a co-hosted client could claim any address and
+        # so escape per-address sign-in throttling).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        log_level="info", server_header=False,
+        log_config=uvicorn_log_config() if configure_logging else None,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import create_app
 
     settings = _settings()
     if "FORWARDED_ALLOW_IPS" in os.environ:
@@ -247,28 +277,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _print_demo(result)
     print(f"Mendwell on http://{args.host}:{args.port}  ({settings.env}, "
           f"{settings.database_url.split('://')[0]})", flush=True)
-    uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
-        # uvicorn's websockets-sansio protocol plus the direct path the signaling relay
-        # takes (server/websocket_protocol.py).
-        ws=MendwellWebSocketProtocol,
-        # Per-message deflate costs about 4x the memory of an idle signaling socket.
-        ws_per_message_deflate=False,
-        # uvicorn fails the connection (1009) on a frame over ws_max_size, with no
-        # chance to answer. The protocol's 64 KiB limit is enforced by the app, which
-        # answers an error and keeps the socket; this is only the hard ceiling.
-        ws_max_size=WS_HARD_MAX_BYTES,
-        # Heartbeats: ping every interval, drop a socket silent for interval + timeout.
-        ws_ping_interval=settings.ws_ping_interval_seconds,
-        ws_ping_timeout=settings.ws_ping_timeout_seconds,
-        # X-Forwarded-For/-Proto believed from MENDWELL_TRUSTED_PROXIES only (uvicorn's
-        # default trusts loopback, where a co-hosted client could claim any address and
-        # so escape per-address sign-in throttling).
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=list(settings.trusted_proxies),
-        log_level="info", server_header=False,
-        log_config=uvicorn_log_config(),
-    )
+    import uvicorn
+
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, host=args.host,
+                                  port=args.port)).run()
     return 0
 
 

@@ -114,8 +114,8 @@ class OutageMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            # Not wrapped: a socket's frames are the signaling relay's hot path
-            # (server/websocket_protocol.py), and one more hop per frame is measurable.
+            # Not wrapped: a socket's frames are the signaling relay's hot path, and one
+            # more hop per frame is measurable.
             try:
                 await self.app(scope, receive, send)
             except Exception as exc:

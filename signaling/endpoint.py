@@ -24,7 +24,6 @@ from server.http import MAX_ID, client_ip, current_of, services_of
 from server.models import Visit
 from server.services import Services
 from server.visits import ENDED
-from server.websocket_protocol import direct_socket
 from signaling import protocol
 from signaling.hub import Hub, hub_of
 from signaling.outlet import SocketOutlet
@@ -162,49 +161,20 @@ async def visit_room(websocket: WebSocket) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + protocol.HELLO_TIMEOUT_SECONDS
     member: Member | None = None
-    # The ASGI receive itself: Starlette's WebSocket.receive only tracks a state that
-    # nothing reads after this point, and this loop runs once per signal.
-    receive = websocket._receive
     rooms = hub.rooms
-    direct = direct_socket(websocket.scope)
-    waiting = False  # the loop below waits for the next message
-
-    def take_now(text: str) -> bool:
-        """A message straight from the socket's reader (server/websocket_protocol.py):
-        taken when the loop waits and the room can act on it without waiting, with the
-        loop's checks; anything else is left to the loop (``False``)."""
-        if not waiting or member is None or outlet.closing:
-            return False
-        try:
-            parsed = protocol.parse(text)
-        except ProtocolError:
-            return False  # the loop parses it again and answers
-        if not rooms.immediate(parsed):
-            return False
-        if not limiter.allow(loop.time()):
-            _rate_limited(limiter, outlet)
-            return True
-        try:
-            rooms.handle_now(member, parsed)
-        except ProtocolError as exc:
-            outlet.push(exc.to_json())
-        return True
 
     try:
         while not outlet.closing:
             try:
-                waiting = True
                 if member is None:
                     async with asyncio.timeout_at(deadline):
-                        message = await receive()
+                        message = await websocket.receive()
                 else:
-                    message = await receive()
+                    message = await websocket.receive()
             except TimeoutError:
                 outlet.push(protocol.error("hello_timeout", "Send hello first."))
                 outlet.close(protocol.CLOSE_BAD_HELLO)
                 break
-            finally:
-                waiting = False
             if message["type"] == "websocket.disconnect":
                 break
             if not limiter.allow(loop.time()):
@@ -226,8 +196,6 @@ async def visit_room(websocket: WebSocket) -> None:
                     if identity is None:
                         return
                 member = await rooms.join(visit_id, identity, parsed, outlet, connection_id)
-                if direct is not None:
-                    direct.set_text_hook(take_now)
             except ProtocolError as exc:
                 outlet.push(exc.to_json())
     except Exception as exc:
@@ -235,8 +203,6 @@ async def visit_room(websocket: WebSocket) -> None:
             raise
         _unavailable(outlet, exc)
     finally:
-        if direct is not None:
-            direct.set_text_hook(None)
         hub.unwatch(outlet)
         if member is not None:
             try:

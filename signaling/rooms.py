@@ -392,24 +392,15 @@ class Rooms:
 
     # --- messages from a member --------------------------------------------------------
 
-    def immediate(self, message: Message) -> bool:
-        """Whether :meth:`handle_now` can act on this message: it needs no waiting (a
-        ping; on one instance, a signal)."""
-        return isinstance(message, Ping) or (self._in_process and isinstance(message, Signal))
-
-    def handle_now(self, member: Member, message: Message) -> None:
-        """:meth:`handle` for an ``immediate`` message, without awaiting anything."""
-        if isinstance(message, Signal):
-            self._signal_here(member, message)
-        else:
-            member.outlet.push({"type": "pong"})
-
     async def handle(self, member: Member, message: Message) -> None:
         """Act on one message from a joined member; raises ProtocolError to refuse it."""
-        if self.immediate(message):
-            self.handle_now(member, message)
+        if isinstance(message, Ping):
+            member.outlet.push({"type": "pong"})
         elif isinstance(message, Signal):
-            await self._signal_through_relay(member, message)
+            if self._in_process:
+                self._signal_here(member, message)
+            else:
+                await self._signal_through_relay(member, message)
         elif isinstance(message, IceRefresh):
             member.outlet.push({"type": "ice-servers", **self._ice(member.identity).to_json()})
         elif isinstance(message, Admit):

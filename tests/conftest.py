@@ -19,6 +19,7 @@ from server.auth import COOKIE_NAME, start_session
 from server.models import User
 from server.services import Services
 from server.settings import Settings
+from tests import app_server
 from tests.clinic import Clinic, Person, build_clinic
 from tests.databases import (
     PostgresDatabase,
@@ -107,7 +108,9 @@ def app(settings: Settings) -> Starlette:
 
 @pytest.fixture
 def client(app: Starlette) -> Iterator[TestClient]:
-    with TestClient(app, base_url="http://testserver") as test_client:
+    # The real server some tests open sockets on runs in the client's loop: it stops
+    # first (tests/app_server.py).
+    with app_server.test_client(app) as test_client:
         yield test_client
 
 

@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
 
 from server.auth import COOKIE_NAME
+from tests import app_server
 from tests.clinic import Person
 from tests.conftest import TEST_SECRET, SignIn
 from tests.databases import require_services
@@ -37,36 +39,33 @@ class Closed(Exception):
 
 
 class Socket:
-    """A TestClient WebSocket whose reads time out instead of hanging the suite."""
+    """A WebSocket client on a real server whose reads time out instead of hanging the
+    suite (``websockets``' synchronous client)."""
 
-    def __init__(self, session: Any) -> None:
-        self.session = session
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
         self.seen: list[dict[str, Any]] = []
 
     def send(self, message: dict[str, Any]) -> None:
-        self.session.send_text(json.dumps(message))
+        self.connection.send(json.dumps(message))
 
     def send_text(self, text: str) -> None:
-        self.session.send_text(text)
+        self.connection.send(text)
+
+    def send_bytes(self, data: bytes) -> None:
+        self.connection.send(data)
 
     def burst(self, messages: list[dict[str, Any]]) -> None:
-        """Queue many frames at once, as a runaway client on a fast link would."""
-        async def put() -> None:
-            for message in messages:
-                await self.session._receive_tx.send(
-                    {"type": "websocket.receive", "text": json.dumps(message)})
-
-        self.session.portal.call(put)
+        """Many frames at once, as a runaway client on a fast link would send them."""
+        for message in messages:
+            self.connection.send(json.dumps(message))
 
     def receive(self, timeout: float = 5.0) -> dict[str, Any]:
-        async def get() -> Any:
-            with anyio.fail_after(timeout):
-                return await self.session._send_rx.receive()
-
-        message = self.session.portal.call(get)
-        if message["type"] == "websocket.close":
-            raise Closed(message.get("code", 1000))
-        data: dict[str, Any] = json.loads(message["text"])
+        try:
+            text = self.connection.recv(timeout=timeout)
+        except ConnectionClosed as exc:
+            raise Closed(exc.rcvd.code if exc.rcvd is not None else 1006) from None
+        data: dict[str, Any] = json.loads(text)
         self.seen.append(data)
         return data
 
@@ -134,8 +133,10 @@ def connect(client: TestClient, path: str, cookie: str = "",
     if origin:
         headers["origin"] = origin
     client.cookies.clear()
-    with client.websocket_connect(path, headers=headers) as session:
-        yield Socket(session)
+    url = f"ws://127.0.0.1:{app_server.port_for(client)}{path}"
+    with ws_connect(url, additional_headers=headers, compression=None, max_size=None,
+                    open_timeout=10, close_timeout=2) as connection:
+        yield Socket(connection)
 
 
 def peer_id() -> str:
@@ -150,8 +151,9 @@ def closed_on_connect(client: TestClient, path: str, cookie: str = "",
             if hello is not None:
                 ws.send(hello)
             return ws.closed()
-    except WebSocketDisconnect as exc:
-        return exc.code
+    except InvalidStatus as exc:
+        # Refused at the upgrade (the app closed before accepting): uvicorn answers 403.
+        return exc.response.status_code
 
 
 # --- live servers -----------------------------------------------------------------------

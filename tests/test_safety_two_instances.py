@@ -19,6 +19,7 @@ from server.auth import COOKIE_NAME
 from server.models import Escalation, EscalationTrigger
 from server.services import Services
 from server.settings import Settings
+from tests import app_server
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
 from tests.clinic import Clinic, add_visit
 from tests.conftest import Runner, SignIn
@@ -58,7 +59,7 @@ def test_a_re_arm_on_one_instance_alerts_the_dashboard_on_the_other(
     client: TestClient, settings: Settings, clinic: Clinic, sign_in: SignIn, run: Runner,
     services: Services
 ) -> None:
-    with TestClient(create_app(settings), base_url="http://testserver") as other:
+    with app_server.test_client(create_app(settings)) as other:
         csrf = sign_in(clinic.coordinator)
         coordinator = client.cookies.get(COOKIE_NAME) or ""
         client.cookies.clear()
@@ -98,7 +99,7 @@ def test_check_ins_on_two_instances_at_once_keep_one_open_escalation(
     client: TestClient, settings: Settings, clinic: Clinic, sign_in: SignIn, run: Runner,
     services: Services
 ) -> None:
-    with TestClient(create_app(settings), base_url="http://testserver") as other:
+    with app_server.test_client(create_app(settings)) as other:
         csrf = sign_in(clinic.patient)
         headers = {"cookie": f"{COOKIE_NAME}={client.cookies.get(COOKIE_NAME)}",
                    "X-CSRF-Token": csrf}

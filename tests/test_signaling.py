@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from server.models import AuditEntry, Visit, VisitKind, VisitStatus
 from server.services import Services
+from tests import app_server
 from tests.clinic import Clinic
 from tests.conftest import Runner, SignIn
 from tests.signaling_support import (
@@ -238,7 +239,7 @@ def test_malformed_and_oversized_frames_get_errors_and_the_socket_stays(
             ws.send_text(text)
             error = ws.expect("error")
             assert (error["code"], error["field"]) == (code, field), text
-        ws.session.send_bytes(b'{"type": "ping"}')
+        ws.send_bytes(b'{"type": "ping"}')
         assert ws.expect("error")["code"] == "invalid_message"
         big = json.dumps({"type": "signal", "to": "valid-peer-id",
                           "description": {"type": "offer", "sdp": "a" * (64 * 1024)}})
@@ -250,6 +251,23 @@ def test_malformed_and_oversized_frames_get_errors_and_the_socket_stays(
         assert ws.expect("error")["code"] == "too_large"
         ws.send({"type": "ping"})
         ws.expect("pong")
+
+
+def test_a_text_frame_that_is_not_utf8_closes_the_socket_with_1007(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    """RFC 6455, 8.1: the server fails the connection (1007) rather than guessing; the
+    room sees the member go, the others stay."""
+    with connect(client, room(clinic.visit_id), cookie_of(sign_in, clinic.prescriber)) as doc, \
+            connect(client, room(clinic.visit_id), cookie_of(sign_in, clinic.patient)) as bad:
+        doc.hello("prescriber-peer-1")
+        bad.hello("patient-peer-1")
+        bad.connection.send('{"type": "ping", "a": "\ud800"}'.encode("utf-8", "surrogatepass"),
+                            text=True)
+        assert bad.closed() == 1007
+        doc.presence(lambda ps: [p["peer_id"] for p in ps] == ["prescriber-peer-1"])
+        doc.send({"type": "ping"})
+        doc.expect("pong")
 
 
 def test_a_flood_is_rate_limited_and_closed_while_others_carry_on(
@@ -348,7 +366,7 @@ def test_admission_survives_a_server_restart(
         doc.send({"type": "admit", "peer_id": "patient-peer-1"})
         patient.expect("admitted")
     # A new process on the same database: no rooms in memory, admission in the database.
-    with TestClient(create_app(services.settings), base_url="http://testserver") as fresh, \
+    with app_server.test_client(create_app(services.settings)) as fresh, \
             connect(fresh, room(clinic.visit_id), patient_cookie) as patient:
         welcome = patient.hello("patient-peer-1")
         assert (welcome["state"], welcome["resumed"]) == ("admitted", True)

@@ -1,6 +1,6 @@
-"""A socket's outgoing side (signaling.outlet): written at once when nothing waits, queued
-in order behind a send that has to wait, closed at the queue limit, closed after what
-was queued.
+"""A socket's outgoing side (signaling.outlet): written by a task that exists only while
+something is queued, in order behind a send that has to wait, closed at the queue limit,
+closed after what was queued.
 
 The live tests go through a real ``mendwell serve``; the others give the outlet an ASGI
 ``send`` whose waiting the test controls, which is the one edge a server decides.
@@ -49,31 +49,34 @@ class Wire:
         return [m["code"] for m in self.sent if m["type"] == "websocket.close"]
 
 
-def outlet_on(wire: Wire) -> SocketOutlet:
+async def outlet_on(wire: Wire) -> SocketOutlet:
     async def receive() -> Message:
-        raise AssertionError("the outlet never reads")
+        return {"type": "websocket.connect"}  # read once, by accept
 
     websocket = WebSocket({"type": "websocket", "path": "/ws", "headers": []}, receive, wire.send)
+    await websocket.accept()
     return SocketOutlet(websocket)
 
 
-def test_a_send_that_does_not_wait_is_written_at_once_without_a_task() -> None:
-    async def scenario() -> tuple[int, bool]:
+def test_an_idle_socket_keeps_no_task_and_a_push_is_written_by_one_that_then_goes() -> None:
+    async def scenario() -> list[tuple[bool, int]]:
         wire = Wire()
-        outlet = outlet_on(wire)
+        outlet = await outlet_on(wire)
+        seen = [(outlet.writing, len(wire.texts()))]
         outlet.push({"type": "pong"})
-        written_before_any_await = len(wire.sent)
-        return written_before_any_await, outlet._flusher is None
+        outlet.push({"type": "pong"})
+        seen.append((outlet.writing, len(wire.texts())))  # queued, not yet written
+        await outlet.finish()
+        seen.append((outlet.writing, len(wire.texts())))
+        return seen
 
-    written, no_task = asyncio.run(scenario())
-    assert written == 1
-    assert no_task
+    assert asyncio.run(scenario()) == [(False, 0), (True, 0), (False, 2)]
 
 
 def test_messages_stay_in_order_when_some_sends_wait() -> None:
     async def scenario() -> list[int]:
         wire = Wire(wait_every=3)
-        outlet = outlet_on(wire)
+        outlet = await outlet_on(wire)
         for n in range(200):
             outlet.push({"type": "signal", "n": n})
             if n % 17 == 0:
@@ -87,8 +90,9 @@ def test_messages_stay_in_order_when_some_sends_wait() -> None:
 def test_a_client_that_stops_reading_is_closed_at_the_queue_limit() -> None:
     async def scenario() -> tuple[Wire, SocketOutlet, int]:
         wire = Wire()
-        outlet = outlet_on(wire)
-        outlet.push({"type": "signal", "n": 0})  # written
+        outlet = await outlet_on(wire)
+        outlet.push({"type": "signal", "n": 0})
+        await outlet.finish()  # written
         wire.open.clear()  # the client stops reading: every send from now on waits
         n = 1
         while not outlet.closing:
@@ -100,10 +104,10 @@ def test_a_client_that_stops_reading_is_closed_at_the_queue_limit() -> None:
         return wire, outlet, n
 
     wire, outlet, after_close = asyncio.run(scenario())
-    # One written, one in flight when the client stalled, QUEUE_LIMIT queued behind it;
-    # the next one closed the socket instead of queueing.
-    assert after_close == 2 + QUEUE_LIMIT + 1
-    assert [m["n"] for m in wire.texts()] == list(range(2 + QUEUE_LIMIT))
+    # One written, QUEUE_LIMIT queued behind the send that waits (the first of them in
+    # flight); the next one closed the socket instead of queueing.
+    assert after_close == 1 + QUEUE_LIMIT + 1
+    assert [m["n"] for m in wire.texts()] == list(range(1 + QUEUE_LIMIT))
     assert wire.closes() == [CLOSE_TOO_SLOW]
     assert wire.sent[-1]["type"] == "websocket.close"
     assert outlet.closed
@@ -112,7 +116,7 @@ def test_a_client_that_stops_reading_is_closed_at_the_queue_limit() -> None:
 def test_close_sends_what_is_queued_first_then_nothing_more() -> None:
     async def scenario() -> Wire:
         wire = Wire(wait_every=2)
-        outlet = outlet_on(wire)
+        outlet = await outlet_on(wire)
         for n in range(5):
             outlet.push({"type": "signal", "n": n})
         outlet.close(CLOSE_NORMAL)
@@ -130,18 +134,18 @@ def test_close_sends_what_is_queued_first_then_nothing_more() -> None:
 def test_abort_cancels_a_send_that_waits() -> None:
     async def scenario() -> tuple[SocketOutlet, Wire]:
         wire = Wire()
+        outlet = await outlet_on(wire)
         wire.open.clear()
-        outlet = outlet_on(wire)
         outlet.push({"type": "pong"})
-        flusher = outlet._flusher
-        assert flusher is not None
+        await asyncio.sleep(0)  # the writer starts, and waits in its send
+        assert outlet.writing
         outlet.abort()
-        await asyncio.gather(flusher, return_exceptions=True)
+        await asyncio.sleep(0)
         return outlet, wire
 
     outlet, wire = asyncio.run(scenario())
-    assert outlet._flusher is None and outlet.closed
-    assert wire.sent == []
+    assert not outlet.writing and outlet.closed
+    assert wire.texts() == []
 
 
 # --- through a real server ------------------------------------------------------------

@@ -29,6 +29,7 @@ from server.app import create_app
 from server.db import CONNECT_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_SECONDS
 from server.migrate import upgrade
 from server.services import Services
+from tests import app_server
 from tests.clinic import Person, build_clinic
 from tests.conftest import Runner, SignIn
 from tests.faults.services import PrivatePostgres, private_postgres
@@ -88,8 +89,7 @@ def clinic_on_private_postgres(tmp_path: Path) -> Iterator[Ready]:
         asyncio.run(cluster.create_database("mendwell"))
         database_url = cluster.url("mendwell")
         asyncio.run(upgrade(database_url))
-        with TestClient(create_app(settings_for(database_url, tmp_path)),
-                        base_url="http://testserver") as client:
+        with app_server.test_client(create_app(settings_for(database_url, tmp_path))) as client:
             services: Services = client.app.state.services  # type: ignore[attr-defined]
             run = Runner(client, services)
             clinic = run(build_clinic, services)

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.services import Services
+from tests import app_server
 from tests.clinic import build_clinic
 from tests.conftest import Runner, SignIn
 from tests.databases import SqliteTemplate
@@ -66,8 +66,8 @@ def test_writes_are_acknowledged_through_a_redis_outage_and_screens_catch_up(
     database_url = sqlite_template.fresh()
     settings = settings_for(database_url, tmp_path, redis_url=redis_server.url,
                             redis_namespace=f"mendwell-fault-{uuid.uuid4().hex[:8]}")
-    with TestClient(create_app(settings), base_url="http://testserver") as a, \
-            TestClient(create_app(settings), base_url="http://testserver") as b:
+    with app_server.test_client(create_app(settings)) as a, \
+            app_server.test_client(create_app(settings)) as b:
         services: Services = a.app.state.services  # type: ignore[attr-defined]
         run = Runner(a, services)
         clinic = run(build_clinic, services)

@@ -144,15 +144,18 @@ async def measure(connections: int, settle: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         var_dir = Path(tmp)
         database_url = f"sqlite+aiosqlite:///{var_dir / 'bench.db'}"
-        rows, _ = await seed(database_url, visits)
+        # Three more visits for the warm-up: one socket each, since a person holds one
+        # seat per room (a second socket of theirs takes the first one's place).
+        rows, _ = await seed(database_url, visits + 3)
+        rows, spare = rows[:visits], rows[visits:]
         port = free_port()
         server = start_server(database_url, var_dir, port)
         sockets: list[ClientConnection] = []
         try:
             base = f"ws://127.0.0.1:{port}/ws/visits"
             # Warm up: the first connections load code and fill caches; not per-connection.
-            warm = [await join(f"{base}/{rows[0][0]}", rows[0][2], f"warm-{n:04d}")
-                    for n in range(3)]
+            warm = [await join(f"{base}/{visit_id}", doctor, f"warm-{n:04d}")
+                    for n, (visit_id, _patient, doctor) in enumerate(spare)]
             for ws in warm:
                 await ws.close()
             await asyncio.sleep(1.0)

@@ -15,12 +15,14 @@ from typing import Any
 
 from bench.common import free_port, run_child, save, seed, start_mendwell, start_peerjs, stop, table
 
-PAIRS = 50
+# MENDWELL_BENCH_RELAY_PAIRS / _ROUNDS change the scenario (250 pairs: 10,000 relayed
+# messages a second offered); the result file is then named relay-<pairs>-pairs.
+PAIRS = int(os.environ.get("MENDWELL_BENCH_RELAY_PAIRS", "50"))
 RATE = 20.0  # messages a second per peer, under Mendwell's 30/s per-socket rate limit
 SECONDS = 8.0
 # Four rounds: each server goes first as often as the other. The p99 of one 8 s round
 # rests on about 80 round trips and moves by 20% with what else the machine does.
-ROUNDS = 4
+ROUNDS = int(os.environ.get("MENDWELL_BENCH_RELAY_ROUNDS", "4"))
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -92,5 +94,5 @@ def run() -> dict[str, Any]:
                          "rounds": ROUNDS, "offer_bytes": 3600, "candidate_bytes": 250,
                          "pattern": "1 offer/answer per 4 candidates, each echoed by peer B"},
             "summary": summary, "runs": runs}
-    print(f"  -> {save('relay', data)}")
+    print(f"  -> {save('relay' if PAIRS == 50 else f'relay-{PAIRS}-pairs', data)}")
     return data

@@ -44,6 +44,10 @@ def port_for(client: TestClient) -> int:
                             configure_logging=False)
     # The TestClient already ran the app's lifespan, in this same loop.
     config.lifespan = "off"
+    # A socket's task stuck at the end of a test (an outage test's Redis call, say) must
+    # not hold the shutdown, and with it the client's portal, for ever: uvicorn cancels
+    # what is still running after this many seconds.
+    config.timeout_graceful_shutdown = 5
     server = uvicorn.Server(config)
     future = portal.start_task_soon(server.serve, [listener])
     deadline = time.monotonic() + 10

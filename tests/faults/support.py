@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from server.auth import COOKIE_NAME
 from server.settings import Settings
 from tests.clinic import Clinic, Person
 from tests.conftest import TEST_SECRET, SignIn
+from tests.faults.writes import Http, Writes
 
 
 def settings_for(database_url: str, var_dir: Path, **values: Any) -> Settings:
@@ -44,6 +46,35 @@ def open_escalation(client: TestClient, clinic: Clinic, prescriber: dict[str, st
                         headers=coordinator)
     assert taken.status_code == 200, taken.text
     return escalation_id
+
+
+@dataclass(frozen=True)
+class Team:
+    """The three people a fault test writes as, signed in (their cookies, for sockets),
+    and the escalation the coordinator has taken, for timeline notes."""
+
+    clinic: Clinic
+    patient_cookie: str
+    prescriber_cookie: str
+    coordinator_cookie: str
+    patient: dict[str, str]
+    prescriber: dict[str, str]
+    coordinator: dict[str, str]
+    escalation_id: int
+
+    def writes(self, http: Http, **options: Any) -> Writes:
+        """Writes as these people through ``http`` (the test client, or a live server's)."""
+        return Writes(http, self.clinic.visit_id, self.escalation_id, self.prescriber,
+                      self.coordinator, self.patient, **options)
+
+
+def sign_in_team(client: TestClient, sign_in: SignIn, clinic: Clinic) -> Team:
+    patient_cookie, patient = credentials(sign_in, clinic.patient)
+    prescriber_cookie, prescriber = credentials(sign_in, clinic.prescriber)
+    coordinator_cookie, coordinator = credentials(sign_in, clinic.coordinator)
+    return Team(clinic, patient_cookie, prescriber_cookie, coordinator_cookie, patient,
+                prescriber, coordinator,
+                open_escalation(client, clinic, prescriber, coordinator))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,

@@ -25,7 +25,7 @@ from signaling.client import Client
 from signaling.peers import ColourTrack
 from tests.clinic import Clinic
 from tests.conftest import SignIn
-from tests.faults.support import credentials, open_escalation, report, wait_until
+from tests.faults.support import report, sign_in_team, wait_until
 from tests.faults.writes import Writes, check_exactly_once, stored
 from tests.signaling_support import LiveServer
 
@@ -62,14 +62,11 @@ class Writer(threading.Thread):
 def test_a_killed_app_loses_no_acknowledged_write_and_the_visit_resumes(
     client: TestClient, clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path
 ) -> None:
-    patient_cookie, patient = credentials(sign_in, clinic.patient)
-    prescriber_cookie, prescriber = credentials(sign_in, clinic.prescriber)
-    _cookie, coordinator = credentials(sign_in, clinic.coordinator)
-    escalation_id = open_escalation(client, clinic, prescriber, coordinator)
+    team = sign_in_team(client, sign_in, clinic)
+    patient_cookie, prescriber_cookie = team.patient_cookie, team.prescriber_cookie
     server = LiveServer(database_url, tmp_path).start()
     http = httpx2.Client(base_url=server.base_url, timeout=10)
-    writes = Writes(http, clinic.visit_id, escalation_id, prescriber, coordinator, patient,
-                    lost=(httpx2.TransportError,))
+    writes = team.writes(http, lost=(httpx2.TransportError,))
     writer = Writer(writes)
     figures: dict[str, float | int | str] = {}
 

@@ -33,7 +33,7 @@ from tests import app_server
 from tests.clinic import Person, build_clinic
 from tests.conftest import Runner, SignIn
 from tests.faults.services import PrivatePostgres, private_postgres
-from tests.faults.support import credentials, open_escalation, report, settings_for
+from tests.faults.support import credentials, report, settings_for, sign_in_team
 from tests.faults.writes import Writes, check_exactly_once, stored
 from tests.signaling_support import connect
 
@@ -94,12 +94,7 @@ def clinic_on_private_postgres(tmp_path: Path) -> Iterator[Ready]:
             run = Runner(client, services)
             clinic = run(build_clinic, services)
             sign_in = SignIn(client, run, services)
-            _cookie, prescriber = credentials(sign_in, clinic.prescriber)
-            _cookie, coordinator = credentials(sign_in, clinic.coordinator)
-            _cookie, patient = credentials(sign_in, clinic.patient)
-            escalation_id = open_escalation(client, clinic, prescriber, coordinator)
-            writes = Writes(client, clinic.visit_id, escalation_id, prescriber, coordinator,
-                            patient)
+            writes = sign_in_team(client, sign_in, clinic).writes(client)
             writes.round()
             yield Ready(cluster, database_url, client, clinic.visit_id, writes, sign_in,
                         clinic.patient2)

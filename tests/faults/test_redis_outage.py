@@ -29,14 +29,8 @@ from tests.clinic import build_clinic
 from tests.conftest import Runner, SignIn
 from tests.databases import SqliteTemplate
 from tests.faults.services import PrivateRedis
-from tests.faults.support import (
-    credentials,
-    open_escalation,
-    report,
-    settings_for,
-    wait_until,
-)
-from tests.faults.writes import Writes, check_exactly_once, stored
+from tests.faults.support import report, settings_for, sign_in_team, wait_until
+from tests.faults.writes import check_exactly_once, stored
 from tests.signaling_support import Socket, connect, peer_id
 
 pytestmark = [pytest.mark.faults, pytest.mark.redis]
@@ -72,11 +66,9 @@ def test_writes_are_acknowledged_through_a_redis_outage_and_screens_catch_up(
         run = Runner(a, services)
         clinic = run(build_clinic, services)
         sign_in = SignIn(a, run, services)
-        prescriber_cookie, prescriber = credentials(sign_in, clinic.prescriber)
-        coordinator_cookie, coordinator = credentials(sign_in, clinic.coordinator)
-        _patient_cookie, patient = credentials(sign_in, clinic.patient)
-        escalation_id = open_escalation(a, clinic, prescriber, coordinator)
-        writes = Writes(a, clinic.visit_id, escalation_id, prescriber, coordinator, patient)
+        team = sign_in_team(a, sign_in, clinic)
+        prescriber_cookie, coordinator_cookie = team.prescriber_cookie, team.coordinator_cookie
+        writes = team.writes(a)
 
         with connect(a, "/ws/events", prescriber_cookie) as here, \
                 connect(b, "/ws/events", coordinator_cookie) as there, \

@@ -98,6 +98,12 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: fl
     raise RuntimeError(f"no answer from {url}:\n{log.read_text()[-2000:]}")
 
 
+def signaling_port(port: int) -> int:
+    """Where ``mendwell serve --port PORT`` serves visit signaling (its own listener,
+    signaling/listener.py; the default is the HTTP port + 1)."""
+    return port + 1
+
+
 def start_mendwell(database_url: str, var_dir: Path, port: int,
                    extra: dict[str, str] | None = None, log_name: str = "server.log",
                    ) -> subprocess.Popen[bytes]:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import COOKIE, cpu_seconds, pct, raise_fd_limit, serve_child
+from bench.common import COOKIE, cpu_seconds, pct, raise_fd_limit, serve_child, signaling_port
 
 SDP_SIZE = 3600
 CANDIDATE_PAD = 150
@@ -47,7 +47,7 @@ def seq_of(text: str) -> int:
 
 class Mendwell:
     def __init__(self, port: int) -> None:
-        self.base = f"ws://127.0.0.1:{port}/ws/visits"
+        self.base = f"ws://127.0.0.1:{signaling_port(port)}/ws/visits"
 
     async def _join(self, visit_id: int, cookie: str,
                     peer: str) -> tuple[ClientConnection, dict[str, Any]]:

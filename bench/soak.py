@@ -46,6 +46,7 @@ from bench.common import (
     save,
     seed,
     serve_child,
+    signaling_port,
     start_mendwell,
     stop,
     table,
@@ -150,7 +151,8 @@ class Load:
     async def socket(self, path: str, cookie: str) -> Any:
         from websockets.asyncio.client import connect
 
-        return await connect(f"ws://127.0.0.1:{self.port}{path}", compression=None,
+        port = signaling_port(self.port) if path.startswith("/ws/visits/") else self.port
+        return await connect(f"ws://127.0.0.1:{port}{path}", compression=None,
                              additional_headers={"Cookie": f"{COOKIE}={cookie}"},
                              open_timeout=30, ping_interval=None, max_size=2**20)
 

@@ -152,7 +152,7 @@ async def measure(connections: int, settle: float) -> dict[str, Any]:
         server = start_server(database_url, var_dir, port)
         sockets: list[ClientConnection] = []
         try:
-            base = f"ws://127.0.0.1:{port}/ws/visits"
+            base = f"ws://127.0.0.1:{port + 1}/ws/visits"  # serve's signaling port
             # Warm up: the first connections load code and fill caches; not per-connection.
             warm = [await join(f"{base}/{visit_id}", doctor, f"warm-{n:04d}")
                     for n, (visit_id, _patient, doctor) in enumerate(spare)]

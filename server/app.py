@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 from starlette.websockets import WebSocket
 
 import signaling
@@ -63,7 +65,11 @@ def api_operations() -> list[ApiOperation]:
             *admin_api.OPERATIONS, *oncall_api.OPERATIONS]
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *,
+               signaling_at: tuple[str, int] | None = None,
+               http_port: int | None = None) -> Starlette:
+    """The app; ``signaling_at`` (host, port): where its lifespan starts visit
+    signaling's listener (``mendwell serve``; tests start it on demand)."""
     from web import pages  # the one place server code reaches into web/
 
     settings = settings or Settings.from_env()
@@ -88,6 +94,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.bus.start()
+        if signaling_at is not None:
+            await signaling.listen(app, *signaling_at, http_port=http_port)
         tasks = []
         if settings.run_background_tasks:
             tasks = [asyncio.create_task(job(services), name=job.__qualname__)
@@ -161,14 +169,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             response = pages.error_page(request, 500,
                                         "Something went wrong on our side. Try again.")
         # Starlette sends this from outside every middleware, SecurityHeaders included.
-        response.headers.update(security_headers(request.scope, hsts=settings.is_production))
+        response.headers.update(security_headers(request.scope, hsts=settings.is_production,
+                                                 connect=signaling_source))
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    def signaling_source(scope: Scope) -> str:
+        """Visit signaling's origin, which pages may open sockets to (CSP connect-src)."""
+        return signaling.signaling_base(app, Headers(scope=scope).get("host", ""),
+                                        secure=scope.get("scheme") == "https")
 
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+            Middleware(SecurityHeadersMiddleware, hsts=settings.is_production,
+                       connect=signaling_source),
             Middleware(OutageMiddleware,
                        is_outage=lambda exc: dependency_down(exc) is not None,
                        answer=outage),

@@ -275,12 +275,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         result = asyncio.run(_with_services(
             settings, lambda s: seed(s, password=settings.demo_password or None)))
         _print_demo(result)
-    print(f"Mendwell on http://{args.host}:{args.port}  ({settings.env}, "
-          f"{settings.database_url.split('://')[0]})", flush=True)
+    signaling_port = args.signaling_port or settings.signaling_port or args.port + 1
+    print(f"Mendwell on http://{args.host}:{args.port}, visit signaling on port "
+          f"{signaling_port}  ({settings.env}, {settings.database_url.split('://')[0]})",
+          flush=True)
     import uvicorn
 
-    uvicorn.Server(uvicorn_config(create_app(settings), settings, host=args.host,
-                                  port=args.port)).run()
+    app = create_app(settings, signaling_at=(args.host, signaling_port), http_port=args.port)
+    uvicorn.Server(uvicorn_config(app, settings, host=args.host, port=args.port)).run()
     return 0
 
 
@@ -304,6 +306,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--signaling-port", type=int, default=0,
+                       help="visit signaling's own port (default: MENDWELL_SIGNALING_PORT, "
+                            "else --port + 1)")
     serve.add_argument("--demo", action="store_true", help="migrate and seed the demo clinic")
     serve.set_defaults(func=cmd_serve)
     db = sub.add_parser("db", help="database commands")

@@ -35,11 +35,14 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _content_security_policy(scope: Scope) -> str:
+def _content_security_policy(scope: Scope, connect: str) -> str:
     host = Headers(scope=scope).get("host", "")
     # 'self' covers ws:/wss: on the same host in CSP Level 3 browsers; naming them
-    # keeps older Safari on phones working too.
+    # keeps older Safari on phones working too. ``connect``: visit signaling's origin
+    # when it is another (its own port).
     ws = f"ws://{host} wss://{host}" if host else ""
+    if connect:
+        ws = f"{ws} {connect}"
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; "
         "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
@@ -48,11 +51,14 @@ def _content_security_policy(scope: Scope) -> str:
     )
 
 
-def security_headers(scope: Scope, *, hsts: bool) -> dict[str, str]:
+def security_headers(scope: Scope, *, hsts: bool,
+                     connect: Callable[[Scope], str] | None = None) -> dict[str, str]:
     """The headers every response carries; also applied by the 500 handler, whose
-    responses are sent from outside this middleware."""
+    responses are sent from outside this middleware. ``connect``: another origin pages
+    may open sockets to (visit signaling's listener)."""
     headers = {
-        "Content-Security-Policy": _content_security_policy(scope),
+        "Content-Security-Policy": _content_security_policy(
+            scope, connect(scope) if connect is not None else ""),
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
@@ -68,15 +74,17 @@ def security_headers(scope: Scope, *, hsts: bool) -> dict[str, str]:
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool,
+                 connect: Callable[[Scope], str] | None = None) -> None:
         self.app = app
         self.hsts = hsts
+        self.connect = connect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        added = security_headers(scope, hsts=self.hsts)
+        added = security_headers(scope, hsts=self.hsts, connect=self.connect)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -225,7 +233,7 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        cookie = _cookie(headers, COOKIE_NAME)
+        cookie = cookie_value(headers.getlist("cookie"), COOKIE_NAME)
         # Automatic refreshes (a live queue re-reading itself) say so, and do not count
         # as activity: otherwise a screen left open would never be logged off.
         background = headers.get("x-mendwell-background") == "1"
@@ -250,8 +258,9 @@ class SessionMiddleware:
         await self.app(scope, receive, send)
 
 
-def _cookie(headers: Headers, name: str) -> str | None:
-    for raw in headers.getlist("cookie"):
+def cookie_value(headers: list[str], name: str) -> str | None:
+    """The value of cookie ``name`` in these ``Cookie`` headers (None: not sent)."""
+    for raw in headers:
         for part in raw.split(";"):
             key, _, value = part.strip().partition("=")
             if key == name:

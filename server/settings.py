@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -114,6 +115,11 @@ class Settings:
     # Heartbeats: a ping every interval; a socket that has not answered within the
     # timeout is dropped (5 + 10: a dead peer is noticed within 15 seconds).
     ws_ping_interval_seconds: float = 5.0
+    # Visit signaling has a listener of its own (signaling/listener.py). 0: the HTTP
+    # port + 1. Behind a proxy that routes /ws/visits/ to it, set signaling_url to the
+    # site's ws(s) origin (wss://clinic.example) and pages open signaling there.
+    signaling_port: int = 0
+    signaling_url: str = ""
     ws_ping_timeout_seconds: float = 10.0
     # Prefix of the Redis keys and channels of rooms and presence (several deployments,
     # or test runs, may share one Redis).
@@ -174,6 +180,12 @@ class Settings:
                 raise SettingsError(
                     "MENDWELL_TRUSTED_PROXIES must list IP addresses or networks, such as "
                     f"10.0.0.5 or 172.28.10.0/24, not {proxy!r}.")
+        if self.signaling_url and urlsplit(self.signaling_url).scheme not in ("ws", "wss"):
+            raise SettingsError("MENDWELL_SIGNALING_URL must start with ws:// or wss://, "
+                                f"for example wss://clinic.example, not {self.signaling_url!r}.")
+        if not 0 <= self.signaling_port <= 65535:
+            raise SettingsError("MENDWELL_SIGNALING_PORT must be a port number (0: the HTTP "
+                                f"port + 1), not {self.signaling_port}.")
         if self.turn_urls and not self.turn_secret:
             raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
         if self.turn_ttl_seconds < 60:

@@ -1,7 +1,8 @@
 """WebSocket signaling for video visits: rooms, the waiting room, ICE, aiortc peers.
 
-``server.app`` mounts ``routes()``, runs ``background()`` and calls ``close(app)`` on
-shutdown. The protocol is in docs/signaling.md.
+``server.app`` mounts ``routes()`` (``/ws/events``, ``/ws/device-check``), starts visit
+signaling's own listener (``listen``, ``/ws/visits/{id}``: signaling/listener.py), runs
+``background()`` and calls ``close(app)`` on shutdown. The protocol is in docs/signaling.md.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from server.services import Services
-from signaling.hub import close
+from signaling.hub import close, hub_for, listen, signaling_base
 from signaling.waiting import run_waiting_alerts
 
 
@@ -20,7 +21,6 @@ def routes() -> list[BaseRoute]:
     from signaling import device_check, endpoint
 
     return [
-        WebSocketRoute("/ws/visits/{visit_id}", endpoint.visit_room),
         WebSocketRoute("/ws/events", endpoint.events),
         WebSocketRoute("/ws/device-check", device_check.endpoint),
     ]
@@ -30,4 +30,4 @@ def background() -> list[Callable[[Services], Coroutine[Any, Any, None]]]:
     return [run_waiting_alerts]
 
 
-__all__ = ["background", "close", "routes"]
+__all__ = ["background", "close", "hub_for", "listen", "routes", "signaling_base"]

@@ -62,6 +62,27 @@ def sign_in(base_url: str, email: str, password: str, timeout: float = 10.0) -> 
     raise ClientError("sign-in answered without a session cookie")
 
 
+_SIGNALING_ATTRIBUTE = re.compile(r'data-signaling="([^"]+)"')
+
+
+def signaling_base(base_url: str, cookie: str, visit_id: int, timeout: float = 10.0) -> str:
+    """Where the visit's page opens signaling (its ``data-signaling``: the listener of
+    its own, docs/signaling.md), read from the page as a browser would (blocking)."""
+    if urlsplit(base_url).scheme not in ("http", "https"):
+        raise ClientError(f"the base URL must be http:// or https://, not {base_url!r}")
+    request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
+        f"{base_url}/visits/{visit_id}", headers={"Cookie": f"mendwell_session={cookie}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            page = response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        raise ClientError(f"the visit page answered {exc.code}") from None
+    found = _SIGNALING_ATTRIBUTE.search(page)
+    if found is None:
+        raise ClientError("the visit page does not say where its signaling is")
+    return found.group(1)
+
+
 @dataclass
 class Received:
     """What arrived from one remote peer."""

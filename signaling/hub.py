@@ -10,19 +10,22 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from server.auth import Current, idle_timeout
-from server.http import services_of
 from server.models import AuthSession, User
 from server.services import Services
 from signaling import protocol
 from signaling.relay import Relay, make_relay
 from signaling.rooms import Outlet, Rooms
+
+if TYPE_CHECKING:
+    from signaling.listener import SignalingListener
 
 log = logging.getLogger("mendwell.signaling")
 
@@ -50,6 +53,7 @@ class Hub:
         self.peers: set[Closable] = set()      # aiortc peers, closed on shutdown
         self.device_checks: set[Closable] = set()
         self._watched: dict[Outlet, _Watched] = {}
+        self.listener: SignalingListener | None = None  # visit signaling (signaling.listener)
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._lock = asyncio.Lock()
@@ -65,7 +69,20 @@ class Hub:
                                                    name="signaling-sessions"))
             self._started = True
 
+    async def listen(self, host: str, port: int, *, http_port: int | None = None) -> int:
+        """Serve visit signaling on ``host``:``port`` (0: any free port); returns the port.
+        ``http_port``: where the pages are served, whose origin is this listener's too."""
+        from signaling.listener import SignalingListener
+
+        if self.listener is None:
+            self.listener = SignalingListener(self, http_port=http_port)
+            await self.listener.start(host, port)
+        return self.listener.port
+
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -133,12 +150,38 @@ class Hub:
 
 
 def hub_of(conn: HTTPConnection) -> Hub:
-    state = conn.app.state
+    return hub_for(conn.app)
+
+
+def hub_for(app: Starlette) -> Hub:
+    state = app.state
     hub: Hub | None = getattr(state, "signaling", None)
     if hub is None:
-        hub = Hub(services_of(conn))
+        hub = Hub(state.services)
         state.signaling = hub
     return hub
+
+
+def signaling_base(app: Starlette, host: str, *, secure: bool) -> str:
+    """Where a browser that loaded a page from ``host`` opens visit signaling:
+    MENDWELL_SIGNALING_URL (behind a proxy that routes ``/ws/visits/``), else the same
+    host name at the listener's port; empty when this app has no listener (tests that
+    render pages without serving sockets)."""
+    public: str = app.state.services.settings.signaling_url
+    if public:
+        return public.rstrip("/")
+    hub: Hub | None = getattr(app.state, "signaling", None)
+    if hub is None or hub.listener is None:
+        return ""
+    hostname = urlsplit(f"//{host}").hostname or "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"  # IPv6
+    return f"{'wss' if secure else 'ws'}://{hostname}:{hub.listener.port}"
+
+
+async def listen(app: Starlette, host: str, port: int, *, http_port: int | None = None) -> int:
+    """Serve ``app``'s visit signaling on its own listener; returns the port."""
+    return await hub_for(app).listen(host, port, http_port=http_port)
 
 
 async def close(app: Starlette) -> None:
@@ -148,4 +191,4 @@ async def close(app: Starlette) -> None:
         await hub.close()
 
 
-__all__ = ["Hub", "close", "hub_of"]
+__all__ = ["Hub", "close", "hub_for", "hub_of", "listen", "signaling_base"]

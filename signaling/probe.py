@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from signaling.client import Client, ClientError, device_check, sign_in
+from signaling.client import Client, ClientError, device_check, sign_in, signaling_base
 from signaling.peers import ColourTrack
 
 PROBE_COLOUR = (0, 200, 0)
@@ -72,7 +72,12 @@ async def probe(base_url: str, email: str, password: str, *, visit_id: int | Non
         report.fail(f"device check: {exc or type(exc).__name__}")
 
     if visit_id is not None:
-        await _call(report, f"{ws_base}/ws/visits/{visit_id}", cookie, relay, within)
+        try:
+            signaling = await asyncio.to_thread(signaling_base, base_url, cookie, visit_id)
+        except (ClientError, OSError) as exc:
+            report.fail(f"visit page: {exc}")
+            return report
+        await _call(report, f"{signaling}/ws/visits/{visit_id}", cookie, relay, within)
     return report
 
 

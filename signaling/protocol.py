@@ -38,6 +38,8 @@ DESCRIPTION_TYPES = ("offer", "answer", "rollback")
 
 # Close codes (the 4xxx range is the application's).
 CLOSE_NORMAL = 1000
+# The instance is restarting: reconnect (with backoff) and resume.
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_BAD_HELLO = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403

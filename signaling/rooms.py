@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -392,31 +392,40 @@ class Rooms:
 
     # --- messages from a member --------------------------------------------------------
 
-    async def handle(self, member: Member, message: Message) -> None:
-        """Act on one message from a joined member; raises ProtocolError to refuse it."""
+    def handle(self, member: Member, message: Message) -> Awaitable[None] | None:
+        """Act on one message from a joined member; raises ProtocolError to refuse it.
+
+        What needs no I/O is done here and now (a ping, a signal within this instance,
+        fresh ICE servers): the signaling hot path. What needs the database or Redis
+        comes back as an awaitable, which the socket awaits before it acts on the
+        member's next message.
+        """
         if isinstance(message, Ping):
             member.outlet.push({"type": "pong"})
         elif isinstance(message, Signal):
-            if self._in_process:
-                self._signal_here(member, message)
-            else:
-                await self._signal_through_relay(member, message)
+            if not self._in_process:
+                return self._signal_through_relay(member, message)
+            self._signal_here(member, message)
         elif isinstance(message, IceRefresh):
             member.outlet.push({"type": "ice-servers", **self._ice(member.identity).to_json()})
         elif isinstance(message, Admit):
-            await self._admit(member, message.peer_id)
+            return self._admit(member, message.peer_id)
         elif isinstance(message, Remove):
-            await self._remove(member, message.peer_id)
+            return self._remove(member, message.peer_id)
         elif isinstance(message, Dismiss):
-            await self._dismiss(member, message)
+            return self._dismiss(member, message)
         elif isinstance(message, Leave):
-            await self.drop(member, deliberate=True)
-            member.outlet.close(protocol.CLOSE_NORMAL)
+            return self._leave(member)
         elif isinstance(message, End):
-            await self._end(member)
+            return self._end(member)
         elif isinstance(message, Hello):
             raise InvalidState(f'Already joined as "{member.participant.peer_id}".',
                                field="type")
+        return None
+
+    async def _leave(self, member: Member) -> None:
+        await self.drop(member, deliberate=True)
+        member.outlet.close(protocol.CLOSE_NORMAL)
 
     def _signal_here(self, member: Member, signal: Signal) -> None:
         """One instance: every participant of the room is a member in ``self.local`` (the

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
+import signaling
 from server.cli import uvicorn_config
 from server.settings import Settings
 
@@ -59,6 +60,16 @@ def port_for(client: TestClient) -> int:
         time.sleep(0.002)
     _servers[id(client)] = (server, future)
     return port
+
+
+def signaling_port_for(client: TestClient) -> int:
+    """The loopback port of ``client``'s app's visit signaling listener (started on first
+    use, in the app's loop, as ``mendwell serve`` starts it; closed with the app)."""
+    portal = client.portal
+    assert portal is not None, "use the client inside its context"
+    app = client.app
+    assert isinstance(app, Starlette)
+    return portal.call(lambda: signaling.listen(app, "127.0.0.1", 0))
 
 
 def stop_for(client: TestClient) -> None:

@@ -266,6 +266,8 @@ class AppServer:
         self.settings = settings or {}
         self.host = host
         self.port = port or free_port(host)
+        # Visit signaling's own listener: kept across restarts, like the HTTP port.
+        self.signaling_port = free_port(host)
         self.base_url = f"http://{host}:{self.port}"
         self.database = directory / "mendwell.db"
         self.process: subprocess.Popen[bytes] | None = None
@@ -295,7 +297,8 @@ class AppServer:
         self.log = (self.directory / f"server-{self.starts}.log").open("wb")
         demo_flag = ["--demo"] if demo else []
         self.process = subprocess.Popen(
-            self.command("serve", *demo_flag, "--host", self.host, "--port", str(self.port)),
+            self.command("serve", *demo_flag, "--host", self.host, "--port", str(self.port),
+                         "--signaling-port", str(self.signaling_port)),
             env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
             cwd=Path(__file__).parent.parent)
         deadline = time.monotonic() + START_TIMEOUT

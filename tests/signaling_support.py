@@ -133,7 +133,11 @@ def connect(client: TestClient, path: str, cookie: str = "",
     if origin:
         headers["origin"] = origin
     client.cookies.clear()
-    url = f"ws://127.0.0.1:{app_server.port_for(client)}{path}"
+    # Visit signaling has a listener of its own (signaling/listener.py), like in
+    # `mendwell serve`; the other sockets are the HTTP app's, served by uvicorn.
+    port = app_server.signaling_port_for(client) if path.startswith("/ws/visits/") else \
+        app_server.port_for(client)
+    url = f"ws://127.0.0.1:{port}{path}"
     with ws_connect(url, additional_headers=headers, compression=None, max_size=None,
                     open_timeout=10, close_timeout=2) as connection:
         yield Socket(connection)
@@ -192,6 +196,7 @@ class LiveServer:
 
     def __init__(self, database_url: str, var_dir: Path, **env: str) -> None:
         self.port = free_port()
+        self.signaling_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = var_dir / f"server-{self.port}.log"
         self.env = {
@@ -210,11 +215,16 @@ class LiveServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def signaling_url(self) -> str:
+        """Visit signaling's own listener (``/ws/visits/{id}``)."""
+        return f"ws://127.0.0.1:{self.signaling_port}"
+
     def start(self, timeout: float = 15.0) -> LiveServer:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port)],
+                 "--port", str(self.port), "--signaling-port", str(self.signaling_port)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -12,15 +12,15 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
 
 from server.app import create_app
-from server.auth import COOKIE_SALT
+from server.auth import COOKIE_NAME, COOKIE_SALT
 from server.services import Services
 from server.settings import Settings
 from tests.clinic import Clinic, build_clinic
 from tests.conftest import TEST_SECRET, Runner, SignIn
 from tests.mail import free_port
+from tests.signaling_support import connect
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -366,11 +366,9 @@ def test_ids_out_of_range_are_refused_before_the_database(
         422, "invalid", field="patient_id")
     assert_error(client.post("/api/v1/escalations/1/assign", json={"assignee_id": huge}),
                  422, "invalid", field="assignee_id")
-    with client.websocket_connect(f"/ws/visits/{huge}") as socket:
-        assert socket.receive_json()["code"] == "not_found"
-        with pytest.raises(WebSocketDisconnect) as closed:
-            socket.receive_json()
-    assert closed.value.code == 4404
+    with connect(client, f"/ws/visits/{huge}", client.cookies.get(COOKIE_NAME) or "") as ws:
+        assert ws.expect("error")["code"] == "not_found"
+        assert ws.closed() == 4404
     sign_in(clinic.admin)
     assert_error(client.post(f"/api/v1/patients/{clinic.patient.id}/care-team",
                              json={"member_id": huge}), 422, "invalid", field="member_id")

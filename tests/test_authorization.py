@@ -11,6 +11,7 @@ idempotent change or act on something their ``prepare`` made for that one cell.
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,12 +28,14 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from server import checkins
 from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
 from server.app import create_app
-from server.auth import make_join_token
+from server.auth import COOKIE_NAME, make_join_token
 from server.guests import token_hash
 from server.models import (
     AuditEntry,
@@ -48,6 +51,8 @@ from server.notes import NoteSave, save_note, sign_note
 from server.oncall import add_shift
 from server.services import Services
 from server.settings import Settings
+from signaling import listener
+from tests import app_server
 from tests.checkin_bodies import checkin_body
 from tests.clinic import PASSWORD, Clinic, Person, build_clinic
 from tests.conftest import TEST_SECRET, Runner, SignIn
@@ -738,6 +743,8 @@ def _denials_since(m: Matrix, after: int) -> list[tuple[int | None, int | None]]
 
 
 def _websocket_status(client: TestClient, url: str, first: dict[str, Any] | None) -> int:
+    if url.startswith("/ws/visits/"):
+        return _signaling_status(client, url, first)
     try:
         with client.websocket_connect(url) as socket:
             if first is not None:
@@ -749,6 +756,27 @@ def _websocket_status(client: TestClient, url: str, first: dict[str, Any] | None
         return denial.status_code
     except WebSocketDisconnect as closed:
         return closed.code - 4000 if closed.code >= 4000 else closed.code
+
+
+def _signaling_status(client: TestClient, url: str, first: dict[str, Any] | None) -> int:
+    """The same, on visit signaling's own listener (signaling/listener.py), with the
+    session cookie the client holds."""
+    cookie = client.cookies.get(COOKIE_NAME)
+    headers = {"cookie": f"{COOKIE_NAME}={cookie}"} if cookie else {}
+    port = app_server.signaling_port_for(client)
+    try:
+        with ws_connect(f"ws://127.0.0.1:{port}{url}", additional_headers=headers,
+                        open_timeout=10, close_timeout=2) as socket:
+            if first is not None:
+                socket.send(json.dumps(first))
+            while json.loads(socket.recv(timeout=10)).get("type") == "error":
+                pass  # a refusal closes right after its error
+            return 101
+    except InvalidStatus as denial:
+        return denial.response.status_code
+    except ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd is not None else 1006
+        return code - 4000 if code >= 4000 else code
 
 
 @pytest.mark.parametrize(("r", "method", "role"), CELLS)
@@ -819,7 +847,8 @@ def test_every_route_has_a_row(tmp_path: Path) -> None:
     settings = Settings(env="test", secret_key=TEST_SECRET, var_dir=tmp_path,
                         database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
                         run_background_tasks=False).completed()
-    routes = app_routes(create_app(settings).routes)
+    # Visit signaling is served by its own listener, outside the app's routes.
+    routes = app_routes(create_app(settings).routes) | {("WS", listener.ROUTE)}
     rows = {(method, r.route) for r in MATRIX for method in r.methods}
     missing = sorted(routes - rows)
     assert not missing, "add these to the authorization matrix (tests/test_authorization.py): " \

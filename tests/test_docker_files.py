@@ -564,6 +564,26 @@ def test_caddy_proxies_everything_websockets_included_to_both_instances() -> Non
                 if node.tokens[:1] in (["respond"], ["redir"]) and "/ws/" in " ".join(node.tokens)]
 
 
+def test_caddy_sends_visit_signaling_to_its_own_listener_on_both_instances() -> None:
+    """``/ws/visits/`` is served by each instance's signaling listener (HTTP port + 1),
+    checked for health on the app's port, and the pages are told to open it on the
+    site's own origin."""
+    root = caddyfile()
+    site = next(node for node in root.children
+                if node.tokens and not node.tokens[0].startswith("("))
+    signaling = [node for node in site.walk()
+                 if node.tokens[:2] == ["reverse_proxy", "/ws/visits/*"]]
+    assert len(signaling) == 1
+    proxy = signaling[0]
+    assert set(proxy.tokens[2:]) == {"app1:8001", "app2:8001"}
+    assert proxy.child("health_uri", "/healthz") and proxy.child("health_port", "8000")
+    assert proxy.child("lb_try_duration"), "retry on the other instance during restarts"
+    # Caddy orders same-named directives by their matchers' specificity, so the path
+    # matcher wins over the catch-all proxy whatever order they are written in.
+    env = (DOCKER / "env.example").read_text()
+    assert "\nMENDWELL_SIGNALING_URL=wss://localhost\n" in env
+
+
 def test_caddy_never_logs_query_strings() -> None:
     root = caddyfile()
     logs = [node for node in root.walk() if node.tokens[:1] == ["log"]]

@@ -1,6 +1,6 @@
 """No module of the project reaches into the internals of its dependencies.
 
-uvicorn, Starlette and websockets (and every other dependency) are used through their
+uvicorn, Starlette, websockets and picows (and every other dependency) are used through their
 public, documented APIs only, so that upgrading them within their pinned ranges
 (pyproject.toml) cannot break Mendwell silently: no private attribute (``x._name``) of
 anything but the object's own class, no private or internal module, no private name
@@ -22,7 +22,7 @@ PACKAGES = ("server", "signaling", "web", "escalation", "tests", "bench")
 # Modules that are not their package's public API, though their names are not private.
 INTERNAL_MODULES = ("uvicorn.protocols", "uvicorn.lifespan", "uvicorn.loops",
                     "uvicorn.supervisors", "websockets.legacy", "websockets.speedups",
-                    "starlette.middleware.exceptions")
+                    "starlette.middleware.exceptions", "picows.picows", "picows.api")
 
 # (file, expression): our own objects, never a dependency's.
 OWN_PRIVATES = {

@@ -34,6 +34,8 @@ SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),
                                         "clinic_timezone": ("Europe/Dublin", "Europe/Dublin"),
                                         "ice_transport_policy": ("relay", "relay"),
                                         "phone_region": ("GB", "GB"),
+                                        "signaling_url": ("wss://clinic.example",
+                                                          "wss://clinic.example"),
                                         "trusted_proxies": (" 10.0.0.5, ,172.28.10.0/24 ",
                                                             ("10.0.0.5", "172.28.10.0/24"))}
 # Other settings a field's value needs to be accepted.
@@ -138,6 +140,16 @@ def test_ice_transport_policy_is_all_or_relay_and_relay_needs_turn(tmp_path: Pat
         Settings.from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="turn-only"))
     with pytest.raises(SettingsError, match="MENDWELL_TURN_URLS is not set"):
         Settings.from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="relay"))
+
+
+def test_signaling_url_is_a_websocket_origin_and_the_port_a_port(tmp_path: Path) -> None:
+    for bad in ("https://clinic.example", "clinic.example", "ftp://x"):
+        with pytest.raises(SettingsError, match="MENDWELL_SIGNALING_URL must start with"):
+            Settings.from_env(base_environ(tmp_path, MENDWELL_SIGNALING_URL=bad))
+    for bad in ("-1", "65536"):
+        with pytest.raises(SettingsError, match="MENDWELL_SIGNALING_PORT must be a port"):
+            Settings.from_env(base_environ(tmp_path, MENDWELL_SIGNALING_PORT=bad))
+    assert Settings.from_env(base_environ(tmp_path)).signaling_port == 0
 
 
 def test_overrides_win_over_the_environment(tmp_path: Path) -> None:

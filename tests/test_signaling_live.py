@@ -31,9 +31,9 @@ def test_a_silent_socket_is_dropped_by_the_heartbeat(
         path = f"/ws/visits/{clinic.visit_id}"
 
         async def scenario() -> float:
-            watcher = Client(server.ws_url + path, cookie=prescriber_cookie)
+            watcher = Client(server.signaling_url + path, cookie=prescriber_cookie)
             await watcher.start()
-            silent = SilentSocket(server.port, path, patient_cookie)
+            silent = SilentSocket(server.signaling_port, path, patient_cookie)
             try:
                 silent.send_text(json.dumps({"type": "hello", "peer_id": "silent-patient"}))
                 await watcher.wait_for_peer(lambda p: p["peer_id"] == "silent-patient")
@@ -57,7 +57,7 @@ def test_frames_over_64_kib_get_an_error_from_the_real_server(
     cookie = cookie_of(sign_in, clinic.prescriber)
     with LiveServer(database_url, tmp_path) as server:
         async def scenario() -> list[str]:
-            async with ws_connect(f"{server.ws_url}/ws/visits/{clinic.visit_id}",
+            async with ws_connect(f"{server.signaling_url}/ws/visits/{clinic.visit_id}",
                                   additional_headers={"Cookie": f"mendwell_session={cookie}"},
                                   max_size=2**20) as ws:
                 await ws.send(json.dumps({"type": "hello", "peer_id": "prescriber-peer-1"}))
@@ -76,7 +76,7 @@ def test_frames_over_64_kib_get_an_error_from_the_real_server(
 
 def _joined(server: LiveServer, visit_id: int, cookie: str, peer_id: str) -> tuple[
         FrameSocket, dict[str, Any]]:
-    sock = FrameSocket(server.port, f"/ws/visits/{visit_id}", cookie)
+    sock = FrameSocket(server.signaling_port, f"/ws/visits/{visit_id}", cookie)
     sock.write(json.dumps({"type": "hello", "peer_id": peer_id}))
     welcome = sock.messages(lambda m: m["type"] == "welcome")[-1]
     assert isinstance(welcome, dict)

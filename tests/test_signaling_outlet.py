@@ -169,7 +169,7 @@ def test_a_burst_of_signals_arrives_in_order_through_the_real_server(
     burst = 50  # within the rate limit's burst of 60
 
     with LiveServer(database_url, tmp_path) as server:
-        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        url = f"{server.signaling_url}/ws/visits/{clinic.visit_id}"
 
         async def scenario() -> tuple[list[int], list[str]]:
             doctor, _ = await _join(url, prescriber_cookie, "prescriber-peer-1")

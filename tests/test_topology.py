@@ -49,7 +49,7 @@ def test_call_across_two_instances_through_coturn(
             assert health["database"] == "postgresql"
         path = f"/ws/visits/{clinic.visit_id}"
         timings = asyncio.run(asyncio.wait_for(place_call(
-            one.ws_url + path, two.ws_url + path, patient_cookie, prescriber_cookie,
+            one.signaling_url + path, two.signaling_url + path, patient_cookie, prescriber_cookie,
             relay=True), 25))
     assert timings["admit_to_video"] < 20
     print(f"admit to video across two instances through TURN: "

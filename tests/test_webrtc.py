@@ -66,7 +66,7 @@ def test_two_aiortc_peers_call_through_the_signaling_server(
     patient_cookie = cookie_of(sign_in, clinic.patient)
     prescriber_cookie = cookie_of(sign_in, clinic.prescriber)
     with LiveServer(database_url, tmp_path) as server:
-        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        url = f"{server.signaling_url}/ws/visits/{clinic.visit_id}"
         timings = asyncio.run(asyncio.wait_for(
             place_call(url, url, patient_cookie, prescriber_cookie), 20))
     print(f"admit to video: {timings['admit_to_video']:.3f} s")
@@ -82,7 +82,7 @@ def test_the_call_survives_a_server_restart(
     server = LiveServer(database_url, tmp_path).start()
 
     async def scenario() -> None:
-        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        url = f"{server.signaling_url}/ws/visits/{clinic.visit_id}"
         patient = Client(url, cookie=patient_cookie, peer_id="patient-aiortc",
                          make_tracks=lambda: [ColourTrack(GREEN)])
         prescriber = Client(url, cookie=prescriber_cookie, peer_id="prescriber-aiortc",

@@ -42,5 +42,6 @@ def test_patient_and_prescriber_on_two_instances(
             LiveServer(database_url, tmp_path, **shared) as two:
         path = f"/ws/visits/{clinic.visit_id}"
         timings = asyncio.run(asyncio.wait_for(place_call(
-            one.ws_url + path, two.ws_url + path, patient_cookie, prescriber_cookie), 20))
+            one.signaling_url + path, two.signaling_url + path, patient_cookie,
+            prescriber_cookie), 20))
     print(f"admit to video across two instances: {timings['admit_to_video']:.3f} s")

@@ -36,7 +36,7 @@ def test_relay_only_call_connects_with_fresh_credentials(
     prescriber_cookie = cookie_of(sign_in, clinic.prescriber)
     with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
                     MENDWELL_TURN_SECRET=coturn.secret) as server:
-        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        url = f"{server.signaling_url}/ws/visits/{clinic.visit_id}"
         timings = asyncio.run(asyncio.wait_for(
             place_call(url, url, patient_cookie, prescriber_cookie, relay=True), 20))
     print(f"admit to video through TURN: {timings['admit_to_video']:.3f} s")
@@ -54,7 +54,7 @@ def test_a_relay_only_clinic_puts_python_peers_on_turn_too(
     with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
                     MENDWELL_TURN_SECRET=coturn.secret,
                     MENDWELL_ICE_TRANSPORT_POLICY="relay") as server:
-        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        url = f"{server.signaling_url}/ws/visits/{clinic.visit_id}"
         asyncio.run(asyncio.wait_for(
             place_call(url, url, patient_cookie, prescriber_cookie, expect_relay=True), 20))
 
@@ -94,7 +94,8 @@ def test_relay_only_call_fails_with_expired_credentials(
 
     with LiveServer(database_url, tmp_path, MENDWELL_TURN_URLS=coturn.url,
                     MENDWELL_TURN_SECRET=coturn.secret) as server:
-        asyncio.run(asyncio.wait_for(call(f"{server.ws_url}/ws/visits/{clinic.visit_id}"), 20))
+        url = f"{server.signaling_url}/ws/visits/{clinic.visit_id}"
+        asyncio.run(asyncio.wait_for(call(url), 20))
 
 
 @pytest.mark.coturn

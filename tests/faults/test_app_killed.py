@@ -71,7 +71,7 @@ def test_a_killed_app_loses_no_acknowledged_write_and_the_visit_resumes(
     figures: dict[str, float | int | str] = {}
 
     async def visit() -> None:
-        url = f"{server.ws_url}/ws/visits/{clinic.visit_id}"
+        url = f"{server.signaling_url}/ws/visits/{clinic.visit_id}"
         patient_peer = Client(url, cookie=patient_cookie, peer_id="patient-fault",
                               make_tracks=lambda: [ColourTrack(GREEN)])
         prescriber_peer = Client(url, cookie=prescriber_cookie, peer_id="prescriber-fault",

@@ -20,7 +20,7 @@ from server import guests, visits
 from server.errors import APIError
 from server.http import path_id, services_of
 from signaling.protocol import GUEST_TOKEN
-from web.pages.visit_room import room_helpers, turn_offered
+from web.pages.visit_room import room_helpers, signaling_of, turn_offered
 from web.rendering import render
 
 INVALID = ("This invitation link is not valid, or it has expired or been withdrawn. "
@@ -52,7 +52,8 @@ async def guest_room(request: Request) -> Response:
         guest_name = guest.name
     response = render(request, "visit_room.html", visit=visit, role="guest", ended=False,
                       panel=None, guest_token=token, guest_name=guest_name,
-                      turn_offered=turn_offered(services), **room_helpers(services))
+                      turn_offered=turn_offered(services), signaling=signaling_of(request),
+                      **room_helpers(services))
     # The token is in the address: keep the page out of caches.
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -20,6 +20,7 @@ from server.http import actor_of, path_id, services_of
 from server.models import Role
 from server.services import Services
 from server.timezones import clinic_zone, viewer_zone
+from signaling.hub import signaling_base
 from web.pages import note_panel, where
 from web.rendering import local_time, render
 
@@ -44,6 +45,12 @@ def room_helpers(services: Services) -> dict[str, Any]:
     """What ``visit_room.html`` needs besides the visit (shared with the guest page, whose
     reader has no profile: the clinic's time zone)."""
     return _helpers(clinic_zone(services.settings))
+
+
+def signaling_of(request: Request) -> str:
+    """The origin where this page opens visit signaling (its own listener)."""
+    return signaling_base(request.app, request.headers.get("host", ""),
+                          secure=request.url.scheme == "https")
 
 
 def turn_offered(services: Services) -> bool:
@@ -82,7 +89,8 @@ async def visit_room(request: Request) -> Response:
     # the note panel works either way (the note is often finished after the call).
     return render(request, "visit_room.html", visit=visit, role=actor.role.value,
                   ended=visit.status in visits.ENDED, panel=panel,
-                  turn_offered=turn_offered(services), **helpers)
+                  turn_offered=turn_offered(services), signaling=signaling_of(request),
+                  **helpers)
 
 
 ROUTES = [Route("/visits/{visit_id}", visit_room)]

@@ -46,14 +46,17 @@ export function peerIdFor(visitId) {
 // the message as detail; plus "connection" (detail: {status: "connecting" | "open" |
 // "down" | "closed", code}) for the socket itself.
 export class SignalingClient extends EventTarget {
-  constructor({ visitId, peerId, guestToken = null }) {
+  // `base`: visit signaling's origin (its own listener, on another port; the page says
+  // where in data-signaling); empty: the page's own origin.
+  constructor({ visitId, peerId, guestToken = null, base = "" }) {
     super();
     this.peerId = peerId;
     this.hello = { type: "hello", peer_id: peerId, polite_capable: true };
     // An invited guest (interpreter, family member) has no account: the invitation's
     // token in the hello is their authentication.
     if (guestToken) this.hello.guest_token = guestToken;
-    this.socket = new ReconnectingSocket(socketUrl(`/ws/visits/${visitId}`),
+    const path = `/ws/visits/${visitId}`;
+    this.socket = new ReconnectingSocket(base ? `${base}${path}` : socketUrl(path),
       { finalCodes: FINAL_CLOSE_CODES });
     this.welcomed = false;
     this.everWelcomed = false;

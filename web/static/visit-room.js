@@ -73,7 +73,7 @@ class VisitRoom {
 
     this.media = new LocalMedia();
     this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId,
-      guestToken: root.dataset.guestToken || null });
+      guestToken: root.dataset.guestToken || null, base: root.dataset.signaling || "" });
     this.mesh = new PeerMesh({ signaling: this.signaling, media: this.media,
       selfPeerId: this.peerId, framesShown: (peerId) => this.framesShown(peerId) });
 

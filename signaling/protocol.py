@@ -377,13 +377,16 @@ def dumps(message: dict[str, Any]) -> str:
 class RateLimiter:
     """A token bucket per connection: ``RATE_BURST`` at once, then ``RATE_PER_SECOND``."""
 
-    __slots__ = ("_at", "_tokens", "refused")
+    __slots__ = ("_at", "_refused_at", "_tokens", "refused")
 
     def __init__(self) -> None:
         self._tokens = float(RATE_BURST)
         self._at = 0.0
-        # Messages refused since the last accepted one; the socket closes when a client
-        # keeps going well after being told.
+        self._refused_at = 0.0
+        # Messages refused in this episode of flooding: the socket closes when a client
+        # keeps going well after being told. An episode ends after a second without a
+        # refusal, not at the first message the refilling bucket lets through: a client
+        # flooding on is neither told again nor forgiven by every 30th message.
         self.refused = 0
 
     def allow(self, now: float) -> bool:
@@ -392,9 +395,11 @@ class RateLimiter:
         self._at = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
-            self.refused = 0
+            if self.refused and now - self._refused_at > 1.0:
+                self.refused = 0
             return True
         self.refused += 1
+        self._refused_at = now
         return False
 
     @property

@@ -133,3 +133,29 @@ def test_origins_of_other_sites_and_ports_are_refused(
     # The site itself (the configured base URL) is welcome.
     with connect(client, room(clinic.visit_id), cookie, origin="http://testserver") as ws:
         assert ws.hello("prescriber-peer-1")["state"] == "admitted"
+
+
+def test_a_flood_stays_one_episode_while_the_bucket_lets_a_few_through() -> None:
+    """The rate limit's episodes (signaling.protocol.RateLimiter): a client flooding at
+    three times the rate has every 30th-or-so message let through by the refilling
+    bucket, and is still told once and then closed; after a quiet second it starts
+    afresh."""
+    from signaling.protocol import RATE_BURST, RATE_PER_SECOND, RateLimiter
+
+    limiter = RateLimiter()
+    now = 100.0
+    allowed = told = 0
+    while not limiter.exhausted:
+        now += 1 / (3 * RATE_PER_SECOND)
+        if limiter.allow(now):
+            allowed += 1
+        elif limiter.refused == 1:
+            told += 1
+        assert now < 110, "never closed"
+    assert told == 1
+    assert allowed > RATE_BURST  # some got through after the burst, and did not reset it
+    quiet = RateLimiter()
+    for _ in range(RATE_BURST + 1):
+        quiet.allow(200.0)
+    assert quiet.refused == 1
+    assert quiet.allow(201.5) and quiet.refused == 0  # a quiet second ends the episode

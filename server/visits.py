@@ -17,6 +17,7 @@ from server.access import (
     require_full_session,
     require_role,
 )
+from server.accounts import care_team_ids
 from server.actors import SYSTEM, Actor
 from server.auth import invalidate_join_links, make_join_token
 from server.errors import Conflict, ValidationFailed
@@ -97,12 +98,6 @@ async def get_visit(
     visit = await access_visit(session, actor, visit_id, now=now, with_people=True)
     audit.record(session, actor, "read", "visit", visit.id, patient_id=visit.patient_id)
     return visit
-
-
-async def care_team_ids(session: AsyncSession, patient_id: int) -> set[int]:
-    rows = await session.scalars(
-        select(CareTeamMember.member_id).where(CareTeamMember.patient_id == patient_id))
-    return set(rows.all())
 
 
 async def create_visit(
@@ -208,11 +203,6 @@ async def revoke_join_links(
 
 
 # --- the waiting room and the video visit (driven by signaling/) --------------------
-
-
-def _coordinators(session: AsyncSession, patient_id: int) -> Any:
-    return select(CareTeamMember.member_id).where(
-        CareTeamMember.patient_id == patient_id, CareTeamMember.role == Role.coordinator)
 
 
 async def _open_wait(session: AsyncSession, visit_id: int) -> VisitWait | None:
@@ -359,7 +349,7 @@ async def alert_long_waits(session: AsyncSession, *, now: datetime, limit: int =
         assert visit is not None
         if visit.status is not VisitStatus.waiting:
             continue
-        recipients = set((await session.scalars(_coordinators(session, visit.patient_id))).all())
+        recipients = await care_team_ids(session, visit.patient_id, Role.coordinator)
         minutes = int((now - wait.started_at).total_seconds() // 60)
         audit.record(session, SYSTEM, "alert_waiting", "visit", visit.id,
                      patient_id=visit.patient_id, at=now, minutes=minutes)

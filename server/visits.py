@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from server.actors import SYSTEM, Actor
 from server.auth import invalidate_join_links, make_join_token
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
+from server.jobs import Job
 from server.models import (
     CareTeamMember,
     Role,
@@ -37,6 +39,8 @@ from server.services import Services
 # Whatever moves a visit into one of these also revokes its join links
 # (``invalidate_join_links``, as ``end_visit`` does): a visit that is over needs none.
 ENDED = (VisitStatus.completed, VisitStatus.no_show, VisitStatus.cancelled)
+
+log = logging.getLogger("mendwell.visits")
 
 
 def _utc_iso(value: datetime | None) -> str | None:
@@ -358,3 +362,18 @@ async def alert_long_waits(session: AsyncSession, *, now: datetime, limit: int =
              scheduled_at=visit.scheduled_at.isoformat(), minutes=minutes)
         alerted.append(visit.id)
     return alerted
+
+
+async def alert_long_waits_now(services: Services) -> list[int]:
+    """One turn of the long-wait job: alert about every wait past its time."""
+    async with services.transaction() as session:
+        alerted = await alert_long_waits(session, now=services.clock.now())
+    if alerted:
+        log.info("long-wait alerts sent for visits %s", alerted)
+    return alerted
+
+
+# Nobody waits unseen: coordinators hear of a patient still waiting past the visit's
+# start (MENDWELL_WAITING_ALERT_MINUTES).
+LONG_WAITS = Job("long-wait alerts", alert_long_waits_now,
+                 lambda settings: settings.waiting_alert_poll_seconds)

@@ -17,7 +17,6 @@ commit together.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -29,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation import notify
+from server.jobs import Job
 from server.models import Escalation, EscalationEvent, EscalationStatus, Timer
 from server.services import Services
 from server.timezones import DEFAULT_ZONE
@@ -168,14 +168,10 @@ async def fire_due_timers(services: Services, *, instance: str = INSTANCE) -> in
     return len(timers)
 
 
-async def run_timers(services: Services) -> None:
-    """Background loop started by the app's lifespan."""
-    while True:
-        try:
-            while await fire_due_timers(services) == BATCH:
-                pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("timer run failed; retrying")
-        await asyncio.sleep(services.settings.timer_poll_seconds)
+async def fire_all_due(services: Services) -> None:
+    """Fire timers in batches until fewer than a batch were due."""
+    while await fire_due_timers(services) == BATCH:
+        pass
+
+
+TIMERS = Job("escalation timers", fire_all_due, lambda settings: settings.timer_poll_seconds)

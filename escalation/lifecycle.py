@@ -35,6 +35,7 @@ from server.access import (
     on_care_team,
     require_role,
 )
+from server.accounts import care_team_ids
 from server.actors import Actor
 from server.emergency_info import readable_phone
 from server.errors import Conflict, ValidationFailed
@@ -94,7 +95,7 @@ def _event(session: AsyncSession, escalation: Escalation, actor: Actor | None, k
 async def _publish(session: AsyncSession, services: Services, escalation: Escalation,
                    kind: str) -> None:
     # On-call staff are everyone's backup, so their queues follow every escalation.
-    recipients = await notify.care_team(session, escalation.patient_id) | \
+    recipients = await care_team_ids(session, escalation.patient_id) | \
         await notify.on_call(session, services.clock.now())
     emit(session, kind, recipients, escalation_id=escalation.id, patient_id=escalation.patient_id,
          visit_id=escalation.visit_id, level=escalation.level, status=escalation.status.value)

@@ -9,21 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.access import on_call_now
+from server.accounts import care_team_ids
 from server.events import emit
-from server.models import CareTeamMember, Escalation, Role, User
+from server.models import Escalation, Role, User
 from server.outbox import queue_email
 from server.services import Services
 from server.triage import Level
-
-
-async def care_team(session: AsyncSession, patient_id: int,
-                    role: Role | None = None) -> set[int]:
-    query = select(CareTeamMember.member_id).join(
-        User, User.id == CareTeamMember.member_id).where(
-        CareTeamMember.patient_id == patient_id, User.is_active.is_(True))
-    if role is not None:
-        query = query.where(CareTeamMember.role == role)
-    return set((await session.scalars(query)).all())
 
 
 async def on_call(session: AsyncSession, now: datetime | None = None) -> set[int]:
@@ -42,12 +33,12 @@ async def alert(session: AsyncSession, services: Services, escalation: Escalatio
     ``emergency`` its prescribers and the on-call staff); realert: the same people
     again; backup: them and the backup.
     """
-    coordinators = await care_team(session, escalation.patient_id, Role.coordinator)
+    coordinators = await care_team_ids(session, escalation.patient_id, Role.coordinator)
     people = set(coordinators)
     if escalation.level in (Level.URGENT, Level.EMERGENCY):
         # CLINICAL: urgent alerts the prescriber before the visit; emergency alerts the
         # prescriber and the on-call coordinators now.
-        people |= await care_team(session, escalation.patient_id, Role.prescriber)
+        people |= await care_team_ids(session, escalation.patient_id, Role.prescriber)
     if escalation.level == Level.EMERGENCY and why == "raised":
         people |= await on_call(session, services.clock.now())
     if why == "backup" or not coordinators:

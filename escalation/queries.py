@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
-from server.access import access_escalation, is_on_call, require_role
+from server.access import access_escalation, access_patient_escalations, is_on_call, require_role
 from server.actors import Actor
 from server.models import (
     CareTeamMember,
@@ -116,6 +116,23 @@ async def list_escalations(session: AsyncSession, actor: Actor, *,
     names = await _names(session, found)
     audit.record_reads(session, actor, "escalation", [(e.id, e.patient_id) for e in found])
     live = await _live_visits(session, [e.patient_id for e in found])
+    return [{**escalation_json(e, names), "live_visit_id": live.get(e.patient_id)}
+            for e in found]
+
+
+async def patient_open_escalations(session: AsyncSession, actor: Actor, patient_id: int,
+                                   *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """A patient's escalations that are not resolved (at most one, safety invariant 3),
+    as ``list_escalations`` answers them: in three queries whatever their number, each
+    read audited, without the detail's timeline and triggers."""
+    await access_patient_escalations(session, actor, patient_id, now=now)
+    found = list((await session.scalars(select(Escalation).where(
+        Escalation.patient_id == patient_id,
+        Escalation.status != EscalationStatus.resolved))).all())
+    found.sort(key=queue_order)
+    names = await _names(session, found)
+    audit.record_reads(session, actor, "escalation", [(e.id, e.patient_id) for e in found])
+    live = await _live_visits(session, [patient_id]) if found else {}
     return [{**escalation_json(e, names), "live_visit_id": live.get(e.patient_id)}
             for e in found]
 

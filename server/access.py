@@ -187,19 +187,30 @@ async def access_escalation(
     escalation = await session.get(Escalation, escalation_id)
     if escalation is None:
         raise NotFound(f"There is no escalation {escalation_id}.", field="escalation_id")
-    if actor.role in (Role.prescriber, Role.coordinator):
-        # On-call staff are the backup for every care team: they must be able to act.
-        allowed = await on_care_team(session, actor.user_id, escalation.patient_id) or \
-            await is_on_call(session, actor.user_id, now)
-    elif actor.role is Role.admin:
-        allowed = not write and await has_break_glass(session, actor.user_id,
-                                                      escalation.patient_id, now)
-    else:
-        allowed = False
-    if not allowed:
+    if not await _may_see_escalations(session, actor, escalation.patient_id, write=write,
+                                      now=now):
         raise _denied(actor, "escalation", escalation_id, escalation.patient_id,
                       "You are not on this patient's care team.")
     return escalation
+
+
+async def access_patient_escalations(session: AsyncSession, actor: Actor, patient_id: int,
+                                     *, now: datetime | None = None) -> None:
+    """Reading a patient's escalations: the same people as ``access_escalation``."""
+    if not await _may_see_escalations(session, actor, patient_id, write=False, now=now):
+        raise _denied(actor, "escalation", None, patient_id,
+                      "You are not on this patient's care team.")
+
+
+async def _may_see_escalations(session: AsyncSession, actor: Actor, patient_id: int, *,
+                               write: bool, now: datetime | None) -> bool:
+    if actor.role in (Role.prescriber, Role.coordinator):
+        # On-call staff are the backup for every care team: they must be able to act.
+        return await on_care_team(session, actor.user_id, patient_id) or \
+            await is_on_call(session, actor.user_id, now)
+    if actor.role is Role.admin:
+        return not write and await has_break_glass(session, actor.user_id, patient_id, now)
+    return False
 
 
 async def access_visit_room(session: AsyncSession, actor: Actor, visit_id: int) -> Visit:

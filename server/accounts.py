@@ -131,6 +131,18 @@ async def change_password(
     audit.record(session, actor, "set_password", "user", user.id)
 
 
+async def care_team_ids(session: AsyncSession, patient_id: int,
+                        role: Role | None = None) -> set[int]:
+    """The active members of a patient's care team (``role``: only those): who events
+    and alerts about the patient go to. A deactivated account receives nothing."""
+    query = select(CareTeamMember.member_id).join(
+        User, User.id == CareTeamMember.member_id).where(
+        CareTeamMember.patient_id == patient_id, User.is_active.is_(True))
+    if role is not None:
+        query = query.where(CareTeamMember.role == role)
+    return set((await session.scalars(query)).all())
+
+
 async def care_team(session: AsyncSession, actor: Actor, patient_id: int) -> list[User]:
     """The members of a patient's care team (admins, and the team itself)."""
     if actor.role is not Role.admin:

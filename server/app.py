@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -25,7 +24,7 @@ import signaling
 from escalation import api as escalation_api
 from escalation import deadlines, lifecycle
 from escalation.triage_rules import load_default_rules
-from server import audit, outbox
+from server import audit, jobs, outbox, visits
 from server.api import admin as admin_api
 from server.api import checkins as checkins_api
 from server.api import guests as guests_api
@@ -56,7 +55,6 @@ log = logging.getLogger("mendwell")
 
 VERSION = "0.1.0"
 
-BackgroundTask = Callable[[Services], Coroutine[Any, Any, None]]
 
 
 def api_operations() -> list[ApiOperation]:
@@ -80,8 +78,7 @@ def create_app(settings: Settings | None = None, *,
                         checkin_hooks=[lifecycle.raise_from_checkin],
                         emergency_info_hooks=[lifecycle.emergency_info_confirmed])
     operations = api_operations()
-    background: list[BackgroundTask] = [outbox.run_sender, deadlines.run_timers,
-                                        *signaling.background()]
+    background = [outbox.SENDER, deadlines.TIMERS, visits.LONG_WAITS]
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -98,7 +95,7 @@ def create_app(settings: Settings | None = None, *,
             await signaling.listen(app, *signaling_at, http_port=http_port)
         tasks = []
         if settings.run_background_tasks:
-            tasks = [asyncio.create_task(job(services), name=job.__qualname__)
+            tasks = [asyncio.create_task(jobs.run(job, services), name=job.name)
                      for job in background]
         try:
             yield

@@ -33,6 +33,9 @@ RETRY_MAX_SECONDS = 2.0
 
 
 class Bus(Protocol):
+    """What the app needs of a bus (``Services.bus``): ``LocalBus`` in one process,
+    ``RedisBus`` across instances."""
+
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def publish(self, event: Event) -> None: ...
@@ -288,5 +291,5 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, RedisConnectionError | RedisTimeoutError)
 
 
-def make_bus(redis_url: str, namespace: str = "mendwell") -> LocalBus:
+def make_bus(redis_url: str, namespace: str = "mendwell") -> Bus:
     return RedisBus(redis_url, namespace) if redis_url else LocalBus()

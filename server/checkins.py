@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit, notes
 from server.access import access_visit
+from server.accounts import care_team_ids
 from server.actors import Actor
 from server.emergency_info import (
     EmergencyContact,
@@ -60,7 +61,7 @@ from server.models import (
 )
 from server.services import CheckinTrigger, Services
 from server.triage import Level, Reason, TriageResult, evaluate, level_at_least, level_rank
-from server.visits import ENDED, care_team_ids
+from server.visits import ENDED
 
 OPEN_BEFORE = timedelta(hours=72)
 ALWAYS = ("phq9", "gad7")

@@ -62,11 +62,6 @@ class Conflict(APIError):
     code = "conflict"
 
 
-class PayloadTooLarge(APIError):
-    status = 413
-    code = "payload_too_large"
-
-
 class ValidationFailed(APIError):
     """A request body or parameter that is well-formed JSON but wrong: HTTP 422."""
 

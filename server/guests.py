@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
 from server.access import access_visit, require_full_session, require_role
+from server.accounts import care_team_ids
 from server.actors import Actor
 from server.auth import join_link_expiry
 from server.errors import Conflict, NotFound, ValidationFailed
@@ -23,7 +24,7 @@ from server.events import emit
 from server.models import Role, VisitGuest
 from server.outbox import queue_email
 from server.services import Services
-from server.visits import ENDED, care_team_ids
+from server.visits import ENDED
 
 
 def token_hash(token: str) -> str:

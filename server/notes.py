@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
 from server.access import access_visit, require_full_session, require_role
+from server.accounts import care_team_ids
 from server.actors import Actor
 from server.errors import Conflict, Forbidden, ValidationFailed
 from server.events import emit
@@ -57,7 +58,7 @@ from server.models import (
 )
 from server.services import Services
 from server.triage import Level, level_at_least
-from server.visits import care_team_ids, create_visit, invite_to_visit
+from server.visits import create_visit, invite_to_visit
 
 SECTIONS = ("interval_history", "mental_status", "assessment", "plan", "side_effect_actions",
             "safety_assessed", "safety_risk_judgement", "safety_plan")

@@ -10,7 +10,6 @@ message. Emails never carry clinical content: a sentence and a link.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ import aiosmtplib
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.jobs import Job
 from server.models import OutboxEmail
 from server.services import Services
 
@@ -149,13 +149,4 @@ async def deliver_due(services: Services) -> int:
     return sent
 
 
-async def run_sender(services: Services) -> None:
-    """Background loop started by the app's lifespan."""
-    while True:
-        try:
-            await deliver_due(services)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("outbox sender failed; retrying")
-        await asyncio.sleep(services.settings.outbox_poll_seconds)
+SENDER = Job("outbox sender", deliver_due, lambda settings: settings.outbox_poll_seconds)

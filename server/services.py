@@ -14,7 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.actors import Actor
-from server.bus import LocalBus
+from server.bus import Bus
 from server.clock import Clock
 from server.events import take_pending
 from server.models import CheckIn
@@ -51,7 +51,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    bus: LocalBus
+    bus: Bus
     clock: Clock = field(default_factory=Clock)
     triage_rules: TriageRules | None = None
     checkin_hooks: list[CheckinHook] = field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,10 +18,12 @@ from server.access import (
     require_full_session,
     require_role,
 )
+from server.accounts import care_team_ids
 from server.actors import SYSTEM, Actor
 from server.auth import invalidate_join_links, make_join_token
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
+from server.jobs import Job
 from server.models import (
     CareTeamMember,
     Role,
@@ -36,6 +39,8 @@ from server.services import Services
 # Whatever moves a visit into one of these also revokes its join links
 # (``invalidate_join_links``, as ``end_visit`` does): a visit that is over needs none.
 ENDED = (VisitStatus.completed, VisitStatus.no_show, VisitStatus.cancelled)
+
+log = logging.getLogger("mendwell.visits")
 
 
 def _utc_iso(value: datetime | None) -> str | None:
@@ -97,12 +102,6 @@ async def get_visit(
     visit = await access_visit(session, actor, visit_id, now=now, with_people=True)
     audit.record(session, actor, "read", "visit", visit.id, patient_id=visit.patient_id)
     return visit
-
-
-async def care_team_ids(session: AsyncSession, patient_id: int) -> set[int]:
-    rows = await session.scalars(
-        select(CareTeamMember.member_id).where(CareTeamMember.patient_id == patient_id))
-    return set(rows.all())
 
 
 async def create_visit(
@@ -208,11 +207,6 @@ async def revoke_join_links(
 
 
 # --- the waiting room and the video visit (driven by signaling/) --------------------
-
-
-def _coordinators(session: AsyncSession, patient_id: int) -> Any:
-    return select(CareTeamMember.member_id).where(
-        CareTeamMember.patient_id == patient_id, CareTeamMember.role == Role.coordinator)
 
 
 async def _open_wait(session: AsyncSession, visit_id: int) -> VisitWait | None:
@@ -359,7 +353,7 @@ async def alert_long_waits(session: AsyncSession, *, now: datetime, limit: int =
         assert visit is not None
         if visit.status is not VisitStatus.waiting:
             continue
-        recipients = set((await session.scalars(_coordinators(session, visit.patient_id))).all())
+        recipients = await care_team_ids(session, visit.patient_id, Role.coordinator)
         minutes = int((now - wait.started_at).total_seconds() // 60)
         audit.record(session, SYSTEM, "alert_waiting", "visit", visit.id,
                      patient_id=visit.patient_id, at=now, minutes=minutes)
@@ -368,3 +362,18 @@ async def alert_long_waits(session: AsyncSession, *, now: datetime, limit: int =
              scheduled_at=visit.scheduled_at.isoformat(), minutes=minutes)
         alerted.append(visit.id)
     return alerted
+
+
+async def alert_long_waits_now(services: Services) -> list[int]:
+    """One turn of the long-wait job: alert about every wait past its time."""
+    async with services.transaction() as session:
+        alerted = await alert_long_waits(session, now=services.clock.now())
+    if alerted:
+        log.info("long-wait alerts sent for visits %s", alerted)
+    return alerted
+
+
+# Nobody waits unseen: coordinators hear of a patient still waiting past the visit's
+# start (MENDWELL_WAITING_ALERT_MINUTES).
+LONG_WAITS = Job("long-wait alerts", alert_long_waits_now,
+                 lambda settings: settings.waiting_alert_poll_seconds)

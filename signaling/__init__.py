@@ -1,20 +1,15 @@
 """WebSocket signaling for video visits: rooms, the waiting room, ICE, aiortc peers.
 
 ``server.app`` mounts ``routes()`` (``/ws/events``, ``/ws/device-check``), starts visit
-signaling's own listener (``listen``, ``/ws/visits/{id}``: signaling/listener.py), runs
-``background()`` and calls ``close(app)`` on shutdown. The protocol is in docs/signaling.md.
+signaling's own listener (``listen``, ``/ws/visits/{id}``: signaling/listener.py) and
+calls ``close(app)`` on shutdown. The protocol is in docs/signaling.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
-
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from server.services import Services
 from signaling.hub import close, hub_for, listen, signaling_base
-from signaling.waiting import run_waiting_alerts
 
 
 def routes() -> list[BaseRoute]:
@@ -26,8 +21,4 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def background() -> list[Callable[[Services], Coroutine[Any, Any, None]]]:
-    return [run_waiting_alerts]
-
-
-__all__ = ["background", "close", "hub_for", "listen", "routes", "signaling_base"]
+__all__ = ["close", "hub_for", "listen", "routes", "signaling_base"]

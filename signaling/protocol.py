@@ -94,10 +94,6 @@ class InvalidNumber(ProtocolError):
     code = "invalid_number"
 
 
-class RateLimited(ProtocolError):
-    code = "rate_limited"
-
-
 class InvalidState(ProtocolError):
     """The message is well-formed but not allowed in the sender's state."""
 

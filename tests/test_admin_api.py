@@ -308,3 +308,25 @@ def test_break_glass_needs_a_patient(client: TestClient, clinic: Clinic, sign_in
                                                         "reason": REASON})
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "patient_id"
+
+
+def test_a_deactivated_member_of_the_care_team_is_sent_nothing_about_the_patient(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    """One care-team query for every event and alert (server.accounts.care_team_ids):
+    a deactivated account is on the team still, and receives nothing."""
+    from server.accounts import care_team_ids
+    from server.models import Role
+
+    async def team(role: Role | None = None) -> set[int]:
+        async with services.transaction() as session:
+            return await care_team_ids(session, clinic.patient.id, role)
+
+    assert {clinic.prescriber.id, clinic.coordinator.id} <= run(team)
+    assert run(team, Role.coordinator) == {clinic.coordinator.id}
+    sign_in(clinic.admin)
+    assert client.patch(f"/api/v1/users/{clinic.coordinator.id}",
+                        json={"is_active": False}).status_code == 200
+    assert clinic.coordinator.id not in run(team)
+    assert run(team, Role.coordinator) == set()
+    assert clinic.prescriber.id in run(team, Role.prescriber)

@@ -5,6 +5,7 @@ is still audited (issue 7, docs/performance.md)."""
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -108,6 +109,35 @@ def test_the_note_panel_audits_each_read_in_one_insert(
     logged = reads(run, services, clinic.prescriber.id)
     assert sorted(set(logged)) == ["checkin", "measures", "medications", "note", "visit"]
     assert inserts == [len(logged)]  # one statement carrying every row
+
+
+def test_the_note_panel_shows_an_open_escalation_in_a_fixed_number_of_queries(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    """The safety block summarises the open escalation: the escalation, the names on
+    it and a live visit, not the detail's timeline, triggers and answers."""
+    sign_in(clinic.prescriber)
+    assert room(client, clinic.visit_id) == 200
+    with statements(services) as quiet:
+        assert room(client, clinic.visit_id) == 200
+    raised = client.post("/api/v1/escalations", json={
+        "patient_id": clinic.patient.id, "visit_id": clinic.visit_id, "level": "urgent",
+        "reason": "psychosis"})
+    assert raised.status_code == 201, raised.text
+    with statements(services) as seen:
+        page = client.get(f"/visits/{clinic.visit_id}")
+    assert page.status_code == 200
+    escalation_id = raised.json()["id"]
+    assert f'data-open-escalation data-escalation-id="{escalation_id}"' in page.text
+    # (Whether the session came from its cache depends on timing, not on the panel.)
+    sql = [s for s, _ in seen if " FROM sessions" not in s]
+    before = [s for s, _ in quiet if " FROM sessions" not in s]
+    assert not [s for s in sql if " FROM escalation_events" in s or
+                " FROM escalation_triggers" in s]
+    # The names on the escalation and a live visit of the patient: two more reads.
+    extra = Counter(sql) - Counter(before)
+    assert sum(extra.values()) <= 2, list(extra)
+    assert "escalation" in reads(run, services, clinic.prescriber.id)
 
 
 def test_a_failed_transaction_writes_no_audit_rows(

@@ -21,8 +21,6 @@ from escalation import queries
 from server import checkins, medications, notes, trends
 from server.actors import Actor
 from server.models import (
-    Escalation,
-    EscalationStatus,
     NoteStatus,
     Role,
     Visit,
@@ -207,14 +205,11 @@ def gate_lines(note: dict[str, Any], services: Services) -> list[ReasonLine]:
 
 async def open_escalations(session: AsyncSession, actor: Actor, patient_id: int,
                            now: datetime) -> list[view.Summary]:
-    """The patient's escalations that are not resolved, highest level first (each read
-    through ``escalation_detail``: access checked, read audited)."""
-    ids = (await session.scalars(select(Escalation.id).where(
-        Escalation.patient_id == patient_id,
-        Escalation.status != EscalationStatus.resolved))).all()
-    found = [view.summary(await queries.escalation_detail(session, actor, i, now=now), now)
-             for i in ids]
-    return sorted(found, key=lambda e: (-level_rank(e.level), e.raised_at))
+    """The patient's escalations that are not resolved, highest level first (access
+    checked and each read audited by ``patient_open_escalations``)."""
+    found = await queries.patient_open_escalations(session, actor, patient_id, now=now)
+    return sorted((view.summary(e, now) for e in found),
+                  key=lambda e: (-level_rank(e.level), e.raised_at))
 
 
 async def safety(session: AsyncSession, services: Services, actor: Actor,

@@ -18,9 +18,12 @@ def test_a_failing_step_is_logged_and_tried_again(
     run: Runner, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     turns: list[int] = []
+    third = asyncio.Event()
 
     async def step(_services: Services) -> None:
         turns.append(len(turns))
+        if len(turns) == 3:
+            third.set()
         if len(turns) == 1:
             raise RuntimeError("the database went away")
 
@@ -30,8 +33,7 @@ def test_a_failing_step_is_logged_and_tried_again(
         task = asyncio.create_task(jobs.run(job, services))
         try:
             async with asyncio.timeout(5):
-                while len(turns) < 3:
-                    await asyncio.sleep(0.01)
+                await third.wait()
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation import notify
-from server.jobs import Job
+from server.jobs import Job, claim
 from server.models import Escalation, EscalationEvent, EscalationStatus, Timer
 from server.services import Services
 from server.timezones import DEFAULT_ZONE
@@ -136,22 +136,10 @@ HANDLERS: dict[str, Handler] = {REALERT_TIMER: _realert_due, LEGACY_ACK_TIMER: _
 
 
 async def _claim(session: AsyncSession, now: datetime, instance: str) -> list[Timer]:
-    due = (Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now)
-    if session.get_bind().dialect.name == "postgresql":
-        timers = list((await session.scalars(
-            select(Timer).where(*due).order_by(Timer.due_at, Timer.id).limit(BATCH)
-            .with_for_update(skip_locked=True))).all())
-        for timer in timers:
-            timer.fired_at = now
-            timer.fired_by = instance
-        return timers
-    ids = list((await session.scalars(
-        update(Timer).where(*due).values(fired_at=now, fired_by=instance)
-        .returning(Timer.id))).all())
-    if not ids:
-        return []
-    return list((await session.scalars(
-        select(Timer).where(Timer.id.in_(ids)).order_by(Timer.due_at, Timer.id))).all())
+    return await claim(session, Timer, (Timer.fired_at.is_(None),
+                                        Timer.cancelled_at.is_(None), Timer.due_at <= now),
+                       (Timer.due_at, Timer.id), {"fired_at": now, "fired_by": instance},
+                       BATCH)
 
 
 async def fire_due_timers(services: Services, *, instance: str = INSTANCE) -> int:

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.services import Services
 from server.settings import Settings
 
 log = logging.getLogger("mendwell.jobs")
+
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
@@ -37,3 +43,32 @@ async def run(job: Job, services: Services) -> None:
         except Exception:
             log.exception("%s failed; retrying", job.name)
         await asyncio.sleep(job.every(services.settings))
+
+
+async def claim(session: AsyncSession, model: type[Row], due: Sequence[ColumnElement[bool]],
+                order_by: Sequence[Any], values: dict[str, Any], limit: int) -> list[Row]:
+    """Take up to ``limit`` due rows of ``model`` for this instance, each exactly once
+    across instances, marking them with ``values`` (fired, leased, alerted) in the
+    caller's transaction; returns them in ``order_by`` order.
+
+    The one claim of every job. On PostgreSQL the due rows are locked with
+    ``FOR UPDATE SKIP LOCKED``, so instances take different rows without waiting. SQLite
+    has no SKIP LOCKED, but one writer at a time: the marking update repeats the due
+    conditions, so of two instances that read the same row only the first marks it,
+    and only what this update returned is this instance's.
+    """
+    table: Any = model
+    candidates = select(table.id).where(*due).order_by(*order_by).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    ids = list((await session.scalars(candidates)).all())
+    if not ids:
+        return []
+    taken = list((await session.scalars(
+        update(table).where(table.id.in_(ids), *due).values(**values).returning(table.id)
+        .execution_options(synchronize_session=False))).all())
+    if not taken:
+        return []
+    rows = await session.scalars(select(table).where(table.id.in_(taken)).order_by(*order_by)
+                                 .execution_options(populate_existing=True))
+    return list(rows.all())

@@ -18,10 +18,10 @@ from email.utils import make_msgid
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.jobs import Job
+from server.jobs import Job, claim
 from server.models import OutboxEmail
 from server.services import Services
 
@@ -49,35 +49,9 @@ def backoff(services: Services, attempts: int) -> timedelta:
 
 async def _claim(services: Services, now: datetime) -> list[OutboxEmail]:
     async with services.transaction() as session:
-        query = (
-            select(OutboxEmail.id)
-            .where(*_due(now))
-            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
-            .limit(BATCH)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        claimed = []
-        for candidate in list((await session.scalars(query)).all()):
-            # SQLite has no SKIP LOCKED: two senders can read the same due row. The claim
-            # repeats the due conditions, so only the sender whose update still matches
-            # (writes are serialised) gets the row; the other's updates nothing.
-            result = await session.execute(
-                update(OutboxEmail)
-                .where(OutboxEmail.id == candidate, *_due(now))
-                .values(claimed_until=now + LEASE)
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(result, "rowcount", 0) == 1:
-                claimed.append(candidate)
-        if not claimed:
-            return []
-        rows = await session.scalars(
-            select(OutboxEmail).where(OutboxEmail.id.in_(claimed))
-            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
-            .execution_options(populate_existing=True)
-        )
-        return list(rows.all())
+        return await claim(session, OutboxEmail, _due(now),
+                           (OutboxEmail.next_attempt_at, OutboxEmail.id),
+                           {"claimed_until": now + LEASE}, BATCH)
 
 
 def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:

@@ -23,7 +23,7 @@ from server.actors import SYSTEM, Actor
 from server.auth import invalidate_join_links, make_join_token
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
-from server.jobs import Job
+from server.jobs import Job, claim
 from server.models import (
     CareTeamMember,
     Role,
@@ -338,17 +338,15 @@ async def end_visit(session: AsyncSession, actor: Actor, visit_id: int, *, now: 
 async def alert_long_waits(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[int]:
     """Alert the coordinators of every patient waiting past their alert time; once each.
 
-    Safe to run on every instance: due rows are claimed with ``FOR UPDATE SKIP LOCKED``
-    on PostgreSQL (SQLite has one writer at a time). Returns the visits alerted.
+    Safe to run on every instance: each wait is claimed once (``jobs.claim``).
+    Returns the visits alerted.
     """
-    query = (select(VisitWait).where(VisitWait.ended_at.is_(None), VisitWait.alerted_at.is_(None),
-                                     VisitWait.alert_due_at <= now)
-             .order_by(VisitWait.alert_due_at, VisitWait.id).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    waits = await claim(session, VisitWait, (
+        VisitWait.ended_at.is_(None), VisitWait.alerted_at.is_(None),
+        VisitWait.alert_due_at <= now), (VisitWait.alert_due_at, VisitWait.id),
+        {"alerted_at": now}, limit)
     alerted = []
-    for wait in (await session.scalars(query)).all():
-        wait.alerted_at = now
+    for wait in waits:
         visit = await session.get(Visit, wait.visit_id)
         assert visit is not None
         if visit.status is not VisitStatus.waiting:

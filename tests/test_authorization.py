@@ -593,6 +593,9 @@ PAGES = [
     # The offline page's service worker: one static file, no data, no session needed.
     row("GET", "/visits/offline-worker.js",
         200,     200,     200,     200,     200,     200,     200,     200,     200),
+    # The vocabularies the browser's modules import: generated, no data, no session.
+    row("GET", "/static/vocabulary.js",
+        200,     200,     200,     200,     200,     200,     200,     200,     200),
     row("GET", "/visits/{visit_id}/checkin",
         LOGIN,   200,     DENIED,  200,     403,     403,     403,     403,     403),
     # A patient's own page is their progress page.

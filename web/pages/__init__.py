@@ -21,6 +21,7 @@ from web.pages import (
     summary,
     time_zone,
     visit_room,
+    vocabulary,
     where,
 )
 from web.rendering import STATIC, render
@@ -48,6 +49,8 @@ def routes() -> list[BaseRoute]:
         *patient.ROUTES,
         *progress.ROUTES,
         *time_zone.ROUTES,
+        # Before the static files: a module generated from the server's vocabularies.
+        *vocabulary.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -48,6 +48,13 @@ SECTION_LABELS: Final = {
     "safety_risk_judgement": "Your risk judgement",
     "safety_plan": "Safety plan",
 }
+# The same sections named where they stand alone, in a message rather than under
+# the safety assessment's heading (the editor's "not saved" and merge lines).
+SECTION_NAMES: Final = {
+    **SECTION_LABELS,
+    "safety_assessed": "What was assessed (safety)",
+    "safety_risk_judgement": "Risk judgement",
+}
 SECTION_HINTS: Final = {
     "interval_history": "Since the last visit: symptoms, adherence, life events.",
     "mental_status": "Appearance, mood and affect, thought process and content, "

@@ -4,22 +4,14 @@
 // Rows keep whatever was typed (a row without a drug yet included); `normalize` turns
 // content into the body the server stores, so "is this saved?" is one comparison.
 
-export const SECTIONS = ["interval_history", "mental_status", "assessment", "plan",
-  "side_effect_actions", "safety_assessed", "safety_risk_judgement", "safety_plan"];
-export const SECTION_LABELS = {
-  interval_history: "Interval history", mental_status: "Mental status observations",
-  assessment: "Assessment", plan: "Plan", side_effect_actions: "Side-effect actions",
-  safety_assessed: "What was assessed (safety)", safety_risk_judgement: "Risk judgement",
-  safety_plan: "Safety plan",
-};
-// The clinician's risk judgement: one of these or "" while drafting (server/notes.py,
-// RISK_JUDGEMENTS; the editor shows it as a <select>).
-export const RISK_JUDGEMENTS = ["low", "moderate", "high", "imminent"];
-export const RISK_JUDGEMENT_LABELS = { low: "Low", moderate: "Moderate", high: "High",
-  imminent: "Imminent" };
+// The vocabularies come from the server, where they are defined once
+// (web/pages/vocabulary.py); re-exported for the modules that take them from here.
+import { ACTION_WORDS, RISK_JUDGEMENT_LABELS, RISK_JUDGEMENTS, SECTION_LABELS, SECTIONS }
+  from "./vocabulary.js";
+
+export { ACTION_WORDS, RISK_JUDGEMENT_LABELS, RISK_JUDGEMENTS, SECTION_LABELS, SECTIONS };
+
 const ROW_FIELDS = ["action", "drug", "dose", "unit", "route", "frequency", "reason", "replaces"];
-export const ACTION_WORDS = { start: "Start", increase: "Increase", decrease: "Decrease",
-  switch: "Switch to", taper: "Taper", stop: "Stop", continue: "Continue" };
 
 function text(value) {
   return typeof value === "string" ? value : value === null || value === undefined ? "" : String(value);

@@ -7,10 +7,10 @@
 // and goes back to the visit as soon as the server answers. Everything else goes to
 // the network untouched; nothing the server sends is cached.
 
-const CACHE = "mendwell-offline-v1";
+const CACHE = "mendwell-offline-v2";
 const SHELL = "/static/note-offline.html";
 const ASSETS = [SHELL, "/static/note-offline.js", "/static/note-store.js",
-  "/static/note-editor.js", "/static/app.css"];
+  "/static/note-editor.js", "/static/vocabulary.js", "/static/app.css"];
 const ROOM = /^\/visits\/\d+$/;
 
 self.addEventListener("install", (event) => {

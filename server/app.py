@@ -212,10 +212,8 @@ async def _audit_refusal(request: HTTPConnection, services: Services, exc: APIEr
     if current is None or exc.audit is None:
         return
     async with services.transaction() as session:
-        audit.record(session, current.actor(client_ip(request)), exc.audit["action"],
-                     exc.audit["resource_type"], exc.audit["resource_id"],
-                     patient_id=exc.audit["patient_id"], outcome=audit.DENIED,
-                     path=request.url.path)
+        audit.record_refusal(session, current.actor(client_ip(request)), exc.audit,
+                             request.url.path)
 
 
 # Exposed for `uvicorn server.app:app`-style runs: built from the environment on import.

@@ -77,6 +77,15 @@ def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_PENDING, None)
 
 
+def record_refusal(session: AsyncSession, actor: Actor, refusal: dict[str, Any],
+                   path: str) -> None:
+    """The 'denied' entry of a refused access (``APIError.audit``, set by the access
+    helpers), written in its own transaction: the request's was rolled back."""
+    record(session, actor, refusal["action"], refusal["resource_type"],
+           refusal["resource_id"], patient_id=refusal["patient_id"], outcome=DENIED,
+           path=path)
+
+
 def record_reads(
     session: AsyncSession,
     actor: Actor,

@@ -6,6 +6,7 @@ import json
 import math
 from datetime import datetime
 from typing import Annotated, Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 from starlette.requests import HTTPConnection, Request
@@ -40,6 +41,30 @@ def client_ip(conn: HTTPConnection) -> str:
     MENDWELL_TRUSTED_PROXIES only). Sign-in throttling counts by this, so it is the one
     place the address is read. Cut to the width of the columns that keep it."""
     return conn.client.host[:64] if conn.client else "unknown"
+
+
+def same_site_socket(origin: str | None, host: str, base_url: str, *,
+                     http_port: int | None = None) -> bool:
+    """Whether a WebSocket's ``Origin`` is our own site: the configured base URL, the
+    host it was opened on, or (``http_port``: a listener of its own, on another port)
+    that host's name at the HTTP port.
+
+    Browsers always send ``Origin`` on a WebSocket, and cookies ride along on
+    cross-site upgrades (CSRF does not protect them): without this check any page on
+    the web could open a socket as its visitor. No ``Origin``: not a browser, which had
+    to hold the cookie itself.
+    """
+    if origin is None:
+        return True
+    netloc = urlsplit(origin).netloc
+    if not netloc:
+        return False
+    if netloc in (host, urlsplit(base_url).netloc):
+        return True
+    if http_port is None:
+        return False
+    hostname = urlsplit(f"//{host}").hostname
+    return netloc == f"{hostname}:{http_port}" or (http_port == 80 and netloc == hostname)
 
 
 def current_of(conn: HTTPConnection) -> Current | None:

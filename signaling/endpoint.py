@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket
 
-from server.http import current_of, services_of
+from server.http import current_of, same_site_socket, services_of
 from signaling import protocol
 from signaling.hub import Hub, hub_of
 from signaling.outlet import SocketOutlet
@@ -26,17 +25,8 @@ log = logging.getLogger("mendwell.signaling")
 
 
 def same_origin(websocket: WebSocket, base_url: str) -> bool:
-    """Browsers always send ``Origin`` on a WebSocket; it must be our own site.
-
-    Cookies ride along on cross-site WebSocket upgrades (CSRF does not protect them), so
-    without this check any page on the web could open a visit's socket as its visitor.
-    """
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser: it had to hold the cookie itself
-    netloc = urlsplit(origin).netloc
-    return bool(netloc) and netloc in (websocket.headers.get("host", ""),
-                                       urlsplit(base_url).netloc)
+    return same_site_socket(websocket.headers.get("origin"),
+                            websocket.headers.get("host", ""), base_url)
 
 
 async def refuse(websocket: WebSocket, code: int, error: str, message: str) -> None:

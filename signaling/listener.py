@@ -34,7 +34,6 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
 
 import orjson
 from picows import (
@@ -52,7 +51,7 @@ from server.access import access_visit_room
 from server.auth import COOKIE_NAME, Current, load_session
 from server.errors import APIError, Forbidden, NotFound
 from server.health import dependency_down
-from server.http import MAX_ID
+from server.http import MAX_ID, same_site_socket
 from server.middleware import cookie_value
 from server.models import Visit
 from server.visits import ENDED
@@ -104,7 +103,6 @@ class SignalingListener:
         self.sockets: set[VisitSocket] = set()
         self._server: asyncio.Server | None = None
         settings = hub.services.settings
-        self._base_netloc = urlsplit(settings.base_url).netloc
         self._trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
 
     async def start(self, host: str, port: int) -> int:
@@ -141,25 +139,9 @@ class SignalingListener:
         return VisitSocket(self, match.group(1))
 
     def same_origin(self, origin: str | None, host: str) -> bool:
-        """Browsers always send ``Origin`` on a WebSocket; it must be our own site.
-
-        Cookies ride along on cross-site WebSocket upgrades, so without this check any
-        page on the web could open a visit's socket as its visitor. Our site is the
-        configured base URL, or the host this socket was opened on at the HTTP port
-        (served directly, pages and signaling share a host name, not a port).
-        """
-        if origin is None:
-            return True  # not a browser: it had to hold the cookie itself
-        netloc = urlsplit(origin).netloc
-        if not netloc:
-            return False
-        if netloc in (host, self._base_netloc):
-            return True
-        if self.http_port is None:
-            return False
-        hostname = urlsplit(f"//{host}").hostname
-        return netloc == f"{hostname}:{self.http_port}" or (
-            self.http_port == 80 and netloc == hostname)
+        """The site's own pages, which are served on the HTTP port (server.http)."""
+        return same_site_socket(origin, host, self.services.settings.base_url,
+                                http_port=self.http_port)
 
     def client_ip(self, transport: WSTransport) -> str:
         """The peer's address, or what a trusted proxy forwarded (MENDWELL_TRUSTED_PROXIES;
@@ -470,10 +452,8 @@ class VisitSocket(WSListener):
         if exc.audit is None:
             return
         async with self.listener.services.transaction() as session:
-            audit.record(session, current.actor(self.ip), exc.audit["action"],
-                         exc.audit["resource_type"], exc.audit["resource_id"],
-                         patient_id=exc.audit["patient_id"], outcome=audit.DENIED,
-                         path=f"/ws/visits/{self.visit_id}")
+            audit.record_refusal(session, current.actor(self.ip), exc.audit,
+                                 f"/ws/visits/{self.visit_id}")
 
     async def _guest_identity(self, token: str | None) -> Identity | None:
         if token is None:

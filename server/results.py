@@ -1,0 +1,35 @@
+"""The base of every typed domain result.
+
+Domain functions return these (``CheckIn``, ``Note``, ``Escalation``...), never the API's
+JSON: the pages read them as attributes, dates still dates, and the API layer turns them
+into JSON with ``to_json()`` at the edge. One convention, so ``mypy --strict`` checks the
+data where it crosses a package boundary.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+
+def _utc_iso(value: datetime) -> str:
+    # Always UTC, so a record reads the same in the POST that wrote it as in every GET
+    # (the database hands back UTC; a value from a request may carry another offset).
+    return value.astimezone(UTC).isoformat()
+
+
+# A moment in time: a datetime in Python, ISO 8601 in UTC ("+00:00") in JSON. pydantic's
+# own form ("Z") would change every timestamp the API has answered with so far.
+Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
+
+
+class Result(BaseModel):
+    """A typed, immutable answer of a domain function."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's JSON for this result (the only place it is made)."""
+        return self.model_dump(mode="json")

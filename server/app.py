@@ -71,9 +71,10 @@ def create_app(settings: Settings | None = None, *,
     from web import pages  # the one place server code reaches into web/
 
     settings = settings or Settings.from_env()
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url.get_secret_value())
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
-                        bus=make_bus(settings.redis_url, settings.redis_namespace),
+                        bus=make_bus(settings.redis_url.get_secret_value(),
+                                     settings.redis_namespace),
                         triage_rules=load_default_rules(),
                         checkin_hooks=[lifecycle.raise_from_checkin],
                         emergency_info_hooks=[lifecycle.emergency_info_confirmed])

@@ -30,8 +30,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from server.migrate import upgrade
 
     settings = _settings()
-    asyncio.run(upgrade(settings.database_url))
-    print(f"database is up to date ({settings.database_url.split('://')[0]})")
+    asyncio.run(upgrade(settings.database_url.get_secret_value()))
+    print(f"database is up to date ({settings.database_kind})")
     return 0
 
 
@@ -40,7 +40,7 @@ async def _with_services(settings: Settings, job: object) -> object:
     from server.db import create_engine, session_factory
     from server.services import Services
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url.get_secret_value())
     services = Services(settings, engine, session_factory(engine), LocalBus())
     try:
         return await job(services)  # type: ignore[operator]
@@ -49,15 +49,17 @@ async def _with_services(settings: Settings, job: object) -> object:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _seed_demo(_settings())
+    return 0
+
+
+def _seed_demo(settings: Settings) -> None:
     from server.demo import seed
     from server.migrate import upgrade
 
-    settings = _settings()
-    asyncio.run(upgrade(settings.database_url))
-    result = asyncio.run(_with_services(
-        settings, lambda s: seed(s, password=settings.demo_password or None)))
-    _print_demo(result)
-    return 0
+    asyncio.run(upgrade(settings.database_url.get_secret_value()))
+    password = settings.demo_password.get_secret_value() or None
+    _print_demo(asyncio.run(_with_services(settings, lambda s: seed(s, password=password))))
 
 
 def _print_demo(result: object) -> None:
@@ -268,16 +270,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.demo:
-        from server.demo import seed
-        from server.migrate import upgrade
-
-        asyncio.run(upgrade(settings.database_url))
-        result = asyncio.run(_with_services(
-            settings, lambda s: seed(s, password=settings.demo_password or None)))
-        _print_demo(result)
+        _seed_demo(settings)
     signaling_port = args.signaling_port or settings.signaling_port or args.port + 1
     print(f"Mendwell on http://{args.host}:{args.port}, visit signaling on port "
-          f"{signaling_port}  ({settings.env}, {settings.database_url.split('://')[0]})",
+          f"{signaling_port}  ({settings.env}, {settings.database_kind})",
           flush=True)
     import uvicorn
 

@@ -73,7 +73,7 @@ def _message(services: Services, row: OutboxEmail) -> EmailMessage:
 
 
 async def _send(services: Services, row: OutboxEmail) -> None:
-    url = urlsplit(services.settings.smtp_url)
+    url = urlsplit(services.settings.smtp_url.get_secret_value())
     use_tls = url.scheme == "smtps"
     await aiosmtplib.send(
         _message(services, row),

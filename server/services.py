@@ -66,7 +66,7 @@ class Services:
         return self.triage_rules
 
     def signer(self, salt: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self.settings.secret_key, salt=salt)
+        return URLSafeTimedSerializer(self.settings.secret_key.get_secret_value(), salt=salt)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -1,4 +1,4 @@
-"""Settings, read once from the environment (``MENDWELL_`` prefix).
+"""Settings, read once from the environment (``MENDWELL_`` prefix) by pydantic-settings.
 
 Every setting is documented in the README; ``tests/test_settings.py`` checks that.
 """
@@ -6,20 +6,17 @@ Every setting is documented in the README; ``tests/test_settings.py`` checks tha
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "MENDWELL_"
-ENVIRONMENTS = ("development", "test", "production")
-ICE_TRANSPORT_POLICIES = ("all", "relay")
 
 # Values people paste from examples. A production server with one of these would sign
 # session cookies and join links with a key that anyone can read on the internet.
@@ -34,24 +31,46 @@ class SettingsError(Exception):
     """A setting is missing or unusable; the message says which and what to do."""
 
 
-def _default_var_dir() -> Path:
-    return Path(os.environ.get(PREFIX + "VAR_DIR", "var")).resolve()
+def _comma_list(raw: object) -> object:
+    # "a, ,b" → ("a", "b"): how lists are written in an environment file.
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
 
 
-@dataclass(frozen=True)
-class Settings:
-    env: str = "development"
-    var_dir: Path = field(default_factory=_default_var_dir)
-    database_url: str = ""
-    redis_url: str = ""
-    secret_key: str = ""
+def _empty_is_false(raw: object) -> object:
+    # An empty variable switches a flag off (pydantic alone refuses "").
+    return False if isinstance(raw, str) and raw.strip() == "" else raw
+
+
+# The kinds of value a setting has, each parsed one way from its variable.
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
+Flag = Annotated[bool, BeforeValidator(_empty_is_false)]
+AbsolutePath = Annotated[Path, AfterValidator(lambda path: path.resolve())]
+Environment = Literal["development", "test", "production"]
+IceTransportPolicy = Literal["all", "relay"]
+ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
+ICE_TRANSPORT_POLICIES: tuple[str, ...] = get_args(IceTransportPolicy)
+
+
+class Settings(BaseSettings):
+    """Every setting, from ``MENDWELL_<NAME>`` (pydantic-settings); secrets are
+    ``SecretStr``, so a settings object in a log or traceback shows ``**********``."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    env: Environment = "development"
+    var_dir: AbsolutePath = Field(default_factory=lambda: Path("var").resolve())
+    database_url: SecretStr = SecretStr("")
+    redis_url: SecretStr = SecretStr("")
+    secret_key: SecretStr = SecretStr("")
     base_url: str = "http://127.0.0.1:8000"
-    smtp_url: str = ""
+    smtp_url: SecretStr = SecretStr("")
     smtp_from: str = "Mendwell <no-reply@mendwell.local>"
-    stun_urls: tuple[str, ...] = ()
-    turn_urls: tuple[str, ...] = ()
-    turn_secret: str = ""
-    demo_password: str = ""
+    stun_urls: CommaList = ()
+    turn_urls: CommaList = ()
+    turn_secret: SecretStr = SecretStr("")
+    demo_password: SecretStr = SecretStr("")
     # Idle logoff: HIPAA's automatic logoff safeguard. Staff screens show clinical data
     # for many patients, so they time out sooner than a patient's own session.
     staff_idle_minutes: int = 15
@@ -65,7 +84,7 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or networks).
     # Empty: none, and the client is the connection's peer, so a client cannot choose
     # the address that per-address sign-in throttling and the audit log see.
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: CommaList = ()
     outbox_retry_base_seconds: float = 5.0
     outbox_retry_max_seconds: float = 3600.0
     outbox_poll_seconds: float = 2.0
@@ -75,7 +94,7 @@ class Settings:
     # Patients read times in the zone of their own profile.
     clinic_timezone: str = "America/New_York"
     max_body_bytes: int = 256 * 1024
-    run_background_tasks: bool = True
+    run_background_tasks: Flag = True
     # Escalations (CLINICAL.md): a coordinator must acknowledge within these; unanswered,
     # the coordinators are re-alerted and, from the second re-alert on, whoever is on
     # call (never admins). step_up is one business day.
@@ -105,7 +124,7 @@ class Settings:
     turn_ttl_seconds: int = 600
     # "all": peers may connect directly. "relay": media only through TURN, so neither side
     # ever learns the other's IP address (a patient's home address stays private).
-    ice_transport_policy: str = "all"
+    ice_transport_policy: IceTransportPolicy = "all"
     # A patient still waiting this long past the visit's start alerts the coordinators.
     waiting_alert_minutes: int = 10
     waiting_alert_poll_seconds: float = 15.0
@@ -134,32 +153,31 @@ class Settings:
         return self.env == "development"
 
     @property
+    def database_kind(self) -> str:
+        """The database's dialect and driver ("sqlite+aiosqlite"): safe to print."""
+        return self.database_url.get_secret_value().split("://")[0]
+
+    @property
     def secure_cookies(self) -> bool:
         return not self.is_development and self.env != "test"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(PREFIX + f.name.upper())
-            if raw is None:
-                continue
-            values[f.name] = _parse(f.name, f.type, raw)
-        values.update(overrides)
-        settings = cls(**values)
+    def from_env(cls, **overrides: Any) -> Settings:
+        """The settings of ``MENDWELL_*`` in the environment, ``overrides`` winning, checked
+        and completed; a bad value raises SettingsError naming its variable."""
+        try:
+            settings = cls(**overrides)
+        except ValidationError as error:
+            raise _explained(error) from None
         return settings.completed()
 
     def completed(self) -> Settings:
         """Fill in derived defaults and check the result; raises SettingsError."""
-        if self.env not in ENVIRONMENTS:
-            raise SettingsError(
-                f"MENDWELL_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.env!r}."
-            )
         updates: dict[str, Any] = {}
         if not self.database_url:
-            updates["database_url"] = f"sqlite+aiosqlite:///{self.var_dir / 'mendwell.db'}"
-        key = self.secret_key
+            updates["database_url"] = SecretStr(
+                f"sqlite+aiosqlite:///{self.var_dir / 'mendwell.db'}")
+        key = self.secret_key.get_secret_value()
         if self.is_production:
             if key.strip().lower() in PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LENGTH:
                 raise SettingsError(
@@ -168,7 +186,7 @@ class Settings:
                     "the output of: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
                 )
         elif not key:
-            updates["secret_key"] = _development_secret(self.var_dir)
+            updates["secret_key"] = SecretStr(_development_secret(self.var_dir))
         if not is_zone_name(self.clinic_timezone):
             raise SettingsError("MENDWELL_CLINIC_TIMEZONE must be an IANA time zone name such "
                                 f"as America/Chicago, not {self.clinic_timezone!r}.")
@@ -190,14 +208,10 @@ class Settings:
             raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
         if self.turn_ttl_seconds < 60:
             raise SettingsError("MENDWELL_TURN_TTL_SECONDS must be at least 60.")
-        if self.ice_transport_policy not in ICE_TRANSPORT_POLICIES:
-            raise SettingsError(
-                "MENDWELL_ICE_TRANSPORT_POLICY must be one of "
-                f"{', '.join(ICE_TRANSPORT_POLICIES)}, not {self.ice_transport_policy!r}.")
         if self.ice_transport_policy == "relay" and not self.turn_urls:
             raise SettingsError("MENDWELL_ICE_TRANSPORT_POLICY is relay but MENDWELL_TURN_URLS "
                                 "is not set: with no TURN server no video could connect.")
-        return replace(self, **updates) if updates else self
+        return self.model_copy(update=updates) if updates else self
 
 
 def phone_regions() -> frozenset[str]:
@@ -240,24 +254,20 @@ def _development_secret(var_dir: Path) -> str:
     return key
 
 
-def _parse(name: str, annotation: Any, raw: str) -> Any:
-    kind = str(annotation)
-    env_name = PREFIX + name.upper()
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-    except ValueError:
-        raise SettingsError(f"{env_name} must be a number, not {raw!r}.") from None
-    if kind == "bool":
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise SettingsError(f"{env_name} must be true or false, not {raw!r}.")
-    if kind.startswith("tuple"):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if kind == "Path":
-        return Path(raw).resolve()
-    return raw
+def _explained(error: ValidationError) -> SettingsError:
+    """pydantic's first complaint, said as before: the variable, what it must be, and
+    the value given (never a secret: secrets are plain strings and cannot fail)."""
+    first = error.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    variable, given = PREFIX + name.upper(), first.get("input")
+    kind = first["type"]
+    if kind in ("int_parsing", "int_from_float", "float_parsing", "int_type", "float_type"):
+        return SettingsError(f"{variable} must be a number, not {given!r}.")
+    if kind == "bool_parsing":
+        return SettingsError(f"{variable} must be true or false, not {given!r}.")
+    if kind == "literal_error":
+        allowed = get_args(Settings.model_fields[name].annotation)
+        return SettingsError(f"{variable} must be one of {', '.join(allowed)}, not {given!r}.")
+    if kind == "extra_forbidden":
+        return SettingsError(f"{name} is not a setting.")
+    return SettingsError(f"{variable}: {first['msg']}, not {given!r}.")

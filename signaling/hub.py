@@ -48,7 +48,8 @@ class Hub:
     def __init__(self, services: Services) -> None:
         self.services = services
         settings = services.settings
-        self.relay: Relay = make_relay(settings.redis_url, settings.redis_namespace)
+        self.relay: Relay = make_relay(settings.redis_url.get_secret_value(),
+                                       settings.redis_namespace)
         self.rooms = Rooms(services, self.relay)
         self.peers: set[Closable] = set()      # aiortc peers, closed on shutdown
         self.device_checks: set[Closable] = set()

@@ -48,7 +48,8 @@ def ice_config(settings: Settings, user: str, now: datetime) -> IceConfig:
     if settings.turn_urls and settings.turn_secret:
         expires = int((now + timedelta(seconds=settings.turn_ttl_seconds)).timestamp())
         expires_at = datetime.fromtimestamp(expires, UTC)
-        username, credential = turn_credentials(settings.turn_secret, user, expires_at)
+        username, credential = turn_credentials(settings.turn_secret.get_secret_value(),
+                                                user, expires_at)
         servers.append({"urls": list(settings.turn_urls), "username": username,
                         "credential": credential})
     return IceConfig(servers, expires_at, settings.ice_transport_policy)

@@ -23,7 +23,6 @@ pip download --no-deps check-jsonschema, unzip, copy that file.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import re
@@ -607,7 +606,7 @@ def test_caddy_never_logs_query_strings() -> None:
 
 def test_env_example_lists_every_setting() -> None:
     example = env_lines(DOCKER / "env.example")
-    settings = {PREFIX + item.name.upper() for item in dataclasses.fields(Settings)}
+    settings = {PREFIX + name.upper() for name in Settings.model_fields}
     missing = sorted(settings - set(example))
     assert missing == [], f"add these settings to docker/env.example: {missing}"
     unknown = sorted(name for name in example if name.startswith(PREFIX) and name not in settings)

@@ -279,7 +279,7 @@ def test_two_instances_fire_each_deadline_exactly_once(
 
     async def race() -> list[int]:
         # A second instance: its own engine and pool on the same database.
-        engine = create_engine(services.settings.database_url)
+        engine = create_engine(services.settings.database_url.get_secret_value())
         other = Services(services.settings, engine, session_factory(engine), LocalBus(),
                          clock=services.clock, triage_rules=services.triage_rules)
         try:
@@ -310,7 +310,7 @@ def test_timers_survive_a_restart(
 
     async def restart_and_fire() -> int:
         # A fresh instance that knows nothing of the first one's memory.
-        engine = create_engine(services.settings.database_url)
+        engine = create_engine(services.settings.database_url.get_secret_value())
         fresh = Services(services.settings, engine, session_factory(engine), LocalBus(),
                          clock=services.clock, triage_rules=services.triage_rules)
         try:

@@ -68,7 +68,7 @@ def count(run: Runner, services: Services, model: Any,
 
 
 def on_sqlite(services: Services) -> bool:
-    return services.settings.database_url.startswith("sqlite")
+    return services.settings.database_url.get_secret_value().startswith("sqlite")
 
 
 def checkin_url(clinic: Clinic) -> str:

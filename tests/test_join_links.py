@@ -138,8 +138,8 @@ def old_token(services: Services, visit_id: int, patient_id: int, age: timedelta
         def get_timestamp(self) -> int:
             return int(time.time() - age.total_seconds())
 
-    serializer = URLSafeTimedSerializer(services.settings.secret_key, salt=JOIN_SALT,
-                                        signer=SignedBack)
+    serializer = URLSafeTimedSerializer(services.settings.secret_key.get_secret_value(),
+                                        salt=JOIN_SALT, signer=SignedBack)
     return serializer.dumps({"v": visit_id, "p": patient_id, "n": "0badc0de"})
 
 

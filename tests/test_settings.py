@@ -8,11 +8,12 @@ import secrets
 import stat
 import subprocess
 import sys
-from dataclasses import fields
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import pytest
+from pydantic import SecretStr
 
 from server.settings import MIN_SECRET_LENGTH, PLACEHOLDER_SECRETS, Settings, SettingsError
 
@@ -28,6 +29,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "bool": ("yes", True),
     "tuple[str, ...]": (" stun:a.test:3478, ,stun:b.test:3478 ",
                         ("stun:a.test:3478", "stun:b.test:3478")),
+    "SecretStr": ("s3cr3t value", SecretStr("s3cr3t value")),
 }
 # Fields whose value is checked: a sample of the right kind would not be accepted.
 SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),
@@ -43,6 +45,32 @@ NEEDS: dict[str, dict[str, str]] = {
     "ice_transport_policy": {"MENDWELL_TURN_URLS": "turn:turn.test:3478"}}
 
 
+def kind_of(name: str) -> str:
+    annotation = Settings.model_fields[name].annotation
+    return str(annotation) if get_origin(annotation) else getattr(annotation, "__name__", "")
+
+
+class Environ:
+    """Settings.from_env over exactly the given MENDWELL_ variables (the process's own
+    are cleared for the test; pydantic-settings reads os.environ)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def __call__(self, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        for name in os.environ:
+            if name.startswith("MENDWELL_"):
+                self.monkeypatch.delenv(name)
+        for name, value in environ.items():
+            self.monkeypatch.setenv(name, value)
+        return Settings.from_env(**overrides)
+
+
+@pytest.fixture
+def from_env(monkeypatch: pytest.MonkeyPatch) -> Environ:
+    return Environ(monkeypatch)
+
+
 def good_secret() -> str:
     return secrets.token_urlsafe(48)
 
@@ -54,9 +82,11 @@ def base_environ(tmp_path: Path, **values: str) -> dict[str, str]:
     return environ
 
 
-@pytest.mark.parametrize("name", [f.name for f in fields(Settings)])
-def test_every_field_parses_from_the_environment(tmp_path: Path, name: str) -> None:
-    kind = str({f.name: f.type for f in fields(Settings)}[name])
+@pytest.mark.parametrize("name", list(Settings.model_fields))
+def test_every_field_parses_from_the_environment(
+    tmp_path: Path, name: str, from_env: Environ
+) -> None:
+    kind = kind_of(name)
     if name in SPECIAL:
         raw, expected = SPECIAL[name]
     elif kind == "Path":
@@ -64,44 +94,47 @@ def test_every_field_parses_from_the_environment(tmp_path: Path, name: str) -> N
     else:
         assert kind in SAMPLES, f"Settings.{name} has a type ({kind}) that no test parses"
         raw, expected = SAMPLES[kind]
-    settings = Settings.from_env(base_environ(
+    settings = from_env(base_environ(
         tmp_path, **{f"MENDWELL_{name.upper()}": raw, **NEEDS.get(name, {})}))
     value = getattr(settings, name)
     assert value == expected
     assert type(value) is type(expected)
 
 
-def test_unset_variables_keep_the_defaults(tmp_path: Path) -> None:
-    settings = Settings.from_env({"MENDWELL_ENV": "test", "MENDWELL_SECRET_KEY": good_secret(),
+def test_unset_variables_keep_the_defaults(tmp_path: Path, from_env: Environ) -> None:
+    settings = from_env({"MENDWELL_ENV": "test", "MENDWELL_SECRET_KEY": good_secret(),
                                   "MENDWELL_VAR_DIR": str(tmp_path)})
-    defaults = Settings()
-    for f in fields(Settings):
-        if f.name not in ("env", "secret_key", "var_dir", "database_url"):
-            assert getattr(settings, f.name) == getattr(defaults, f.name), f.name
+    defaults = from_env({})
+    for f in Settings.model_fields:
+        if f not in ("env", "secret_key", "var_dir", "database_url"):
+            assert getattr(settings, f) == getattr(defaults, f), f
     # The database defaults to a SQLite file under var_dir.
-    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve() / 'mendwell.db'}"
+    database = f"sqlite+aiosqlite:///{tmp_path.resolve() / 'mendwell.db'}"
+    assert settings.database_url.get_secret_value() == database
 
 
-def test_relative_var_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_var_dir_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_env: Environ
+) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = Settings.from_env(base_environ(tmp_path, MENDWELL_VAR_DIR="state"))
+    settings = from_env(base_environ(tmp_path, MENDWELL_VAR_DIR="state"))
     assert settings.var_dir == tmp_path.resolve() / "state"
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "Yes", "on"])
-def test_true_spellings(tmp_path: Path, raw: str) -> None:
+def test_true_spellings(tmp_path: Path, raw: str, from_env: Environ) -> None:
     environ = base_environ(tmp_path, MENDWELL_RUN_BACKGROUND_TASKS=raw)
-    assert Settings.from_env(environ).run_background_tasks is True
+    assert from_env(environ).run_background_tasks is True
 
 
 @pytest.mark.parametrize("raw", ["0", "false", "No", "OFF", ""])
-def test_false_spellings(tmp_path: Path, raw: str) -> None:
+def test_false_spellings(tmp_path: Path, raw: str, from_env: Environ) -> None:
     environ = base_environ(tmp_path, MENDWELL_RUN_BACKGROUND_TASKS=raw)
-    assert Settings.from_env(environ).run_background_tasks is False
+    assert from_env(environ).run_background_tasks is False
 
 
-def test_empty_list_is_empty(tmp_path: Path) -> None:
-    assert Settings.from_env(base_environ(tmp_path, MENDWELL_STUN_URLS="")).stun_urls == ()
+def test_empty_list_is_empty(tmp_path: Path, from_env: Environ) -> None:
+    assert from_env(base_environ(tmp_path, MENDWELL_STUN_URLS="")).stun_urls == ()
 
 
 @pytest.mark.parametrize(("name", "raw", "message"), [
@@ -112,48 +145,51 @@ def test_empty_list_is_empty(tmp_path: Path) -> None:
     ("MENDWELL_ENV", "staging", "must be one of development, test, production"),
 ])
 def test_bad_values_name_the_variable(
-    tmp_path: Path, name: str, raw: str, message: str
-) -> None:
+    tmp_path: Path, name: str, raw: str, message: str, from_env: Environ) -> None:
     with pytest.raises(SettingsError) as raised:
-        Settings.from_env(base_environ(tmp_path, **{name: raw}))
+        from_env(base_environ(tmp_path, **{name: raw}))
     assert name in str(raised.value)
     assert message in str(raised.value)
 
 
-def test_turn_urls_need_the_turn_secret(tmp_path: Path) -> None:
+def test_turn_urls_need_the_turn_secret(tmp_path: Path, from_env: Environ) -> None:
     environ = base_environ(tmp_path, MENDWELL_TURN_URLS="turn:turn.test:3478")
     del environ["MENDWELL_TURN_SECRET"]
     with pytest.raises(SettingsError, match="MENDWELL_TURN_SECRET"):
-        Settings.from_env(environ)
+        from_env(environ)
 
 
-def test_phone_region_must_be_one_phone_numbers_knows(tmp_path: Path) -> None:
+def test_phone_region_must_be_one_phone_numbers_knows(tmp_path: Path, from_env: Environ) -> None:
     for bad in ("", "XX", "usa", "us"):
         with pytest.raises(SettingsError, match="MENDWELL_PHONE_REGION"):
-            Settings.from_env(base_environ(tmp_path, MENDWELL_PHONE_REGION=bad))
+            from_env(base_environ(tmp_path, MENDWELL_PHONE_REGION=bad))
 
 
-def test_ice_transport_policy_is_all_or_relay_and_relay_needs_turn(tmp_path: Path) -> None:
-    assert Settings.from_env(base_environ(tmp_path)).ice_transport_policy == "all"
+def test_ice_transport_policy_is_all_or_relay_and_relay_needs_turn(
+    tmp_path: Path, from_env: Environ
+) -> None:
+    assert from_env(base_environ(tmp_path)).ice_transport_policy == "all"
     with pytest.raises(SettingsError, match="MENDWELL_ICE_TRANSPORT_POLICY must be one of "
                                             "all, relay, not 'turn-only'"):
-        Settings.from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="turn-only"))
+        from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="turn-only"))
     with pytest.raises(SettingsError, match="MENDWELL_TURN_URLS is not set"):
-        Settings.from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="relay"))
+        from_env(base_environ(tmp_path, MENDWELL_ICE_TRANSPORT_POLICY="relay"))
 
 
-def test_signaling_url_is_a_websocket_origin_and_the_port_a_port(tmp_path: Path) -> None:
+def test_signaling_url_is_a_websocket_origin_and_the_port_a_port(
+    tmp_path: Path, from_env: Environ
+) -> None:
     for bad in ("https://clinic.example", "clinic.example", "ftp://x"):
         with pytest.raises(SettingsError, match="MENDWELL_SIGNALING_URL must start with"):
-            Settings.from_env(base_environ(tmp_path, MENDWELL_SIGNALING_URL=bad))
+            from_env(base_environ(tmp_path, MENDWELL_SIGNALING_URL=bad))
     for bad in ("-1", "65536"):
         with pytest.raises(SettingsError, match="MENDWELL_SIGNALING_PORT must be a port"):
-            Settings.from_env(base_environ(tmp_path, MENDWELL_SIGNALING_PORT=bad))
-    assert Settings.from_env(base_environ(tmp_path)).signaling_port == 0
+            from_env(base_environ(tmp_path, MENDWELL_SIGNALING_PORT=bad))
+    assert from_env(base_environ(tmp_path)).signaling_port == 0
 
 
-def test_overrides_win_over_the_environment(tmp_path: Path) -> None:
-    settings = Settings.from_env(base_environ(tmp_path, MENDWELL_MAX_BODY_BYTES="10"),
+def test_overrides_win_over_the_environment(tmp_path: Path, from_env: Environ) -> None:
+    settings = from_env(base_environ(tmp_path, MENDWELL_MAX_BODY_BYTES="10"),
                                  max_body_bytes=20)
     assert settings.max_body_bytes == 20
 
@@ -167,15 +203,14 @@ def test_overrides_win_over_the_environment(tmp_path: Path) -> None:
     "x" * (MIN_SECRET_LENGTH - 1),
 ])
 def test_production_refuses_a_missing_placeholder_or_short_key(
-    tmp_path: Path, key: str | None
-) -> None:
+    tmp_path: Path, key: str | None, from_env: Environ) -> None:
     environ = base_environ(tmp_path, MENDWELL_ENV="production")
     if key is None:
         del environ["MENDWELL_SECRET_KEY"]
     else:
         environ["MENDWELL_SECRET_KEY"] = key
     with pytest.raises(SettingsError) as raised:
-        Settings.from_env(environ)
+        from_env(environ)
     message = str(raised.value)
     assert "MENDWELL_SECRET_KEY" in message
     assert f"at least {MIN_SECRET_LENGTH} characters" in message
@@ -184,11 +219,11 @@ def test_production_refuses_a_missing_placeholder_or_short_key(
     assert not (tmp_path / "var" / "secret_key").exists()
 
 
-def test_production_accepts_a_real_key(tmp_path: Path) -> None:
+def test_production_accepts_a_real_key(tmp_path: Path, from_env: Environ) -> None:
     key = good_secret()
-    settings = Settings.from_env(base_environ(tmp_path, MENDWELL_ENV="production",
+    settings = from_env(base_environ(tmp_path, MENDWELL_ENV="production",
                                               MENDWELL_SECRET_KEY=key))
-    assert settings.secret_key == key
+    assert settings.secret_key.get_secret_value() == key
     assert settings.is_production and settings.secure_cookies
     assert not (tmp_path / "var" / "secret_key").exists()
 
@@ -212,20 +247,21 @@ def test_serve_in_production_without_a_key_exits_with_the_message(tmp_path: Path
     assert "Mendwell on http" not in result.stdout  # it never started serving
 
 
-def test_development_generates_and_keeps_a_key(tmp_path: Path) -> None:
+def test_development_generates_and_keeps_a_key(tmp_path: Path, from_env: Environ) -> None:
     var = tmp_path / "var"
     environ = {"MENDWELL_ENV": "development", "MENDWELL_VAR_DIR": str(var)}
-    first = Settings.from_env(environ)
+    first = from_env(environ)
     path = var / "secret_key"
-    assert len(first.secret_key) >= MIN_SECRET_LENGTH
-    assert path.read_text().strip() == first.secret_key
+    assert len(first.secret_key.get_secret_value()) >= MIN_SECRET_LENGTH
+    assert path.read_text().strip() == first.secret_key.get_secret_value()
     # Only the server's user may read it.
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # A restart keeps everyone's sessions and links valid.
-    assert Settings.from_env(environ).secret_key == first.secret_key
+    assert from_env(environ).secret_key == first.secret_key
     # An explicit key wins over the stored one.
     explicit = good_secret()
-    assert Settings.from_env(environ | {"MENDWELL_SECRET_KEY": explicit}).secret_key == explicit
+    chosen = from_env(environ | {"MENDWELL_SECRET_KEY": explicit}).secret_key
+    assert chosen.get_secret_value() == explicit
 
 
 # --- documentation --------------------------------------------------------------------
@@ -235,15 +271,15 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = ROOT / "README.md"
     assert readme.exists(), "README.md is missing: it documents every MENDWELL_ setting"
     text = readme.read_text()
-    missing = [f"MENDWELL_{f.name.upper()}" for f in fields(Settings)
-               if not re.search(rf"\bMENDWELL_{f.name.upper()}\b", text)]
+    missing = [f"MENDWELL_{f.upper()}" for f in Settings.model_fields
+               if not re.search(rf"\bMENDWELL_{f.upper()}\b", text)]
     assert not missing, f"document these settings in README.md: {', '.join(missing)}"
 
 
 def test_readme_names_no_setting_that_does_not_exist() -> None:
     text = (ROOT / "README.md").read_text()
     named = set(re.findall(r"\bMENDWELL_([A-Z][A-Z0-9_]*[A-Z0-9])\b", text))
-    settings = {f.name.upper() for f in fields(Settings)}
+    settings = {f.upper() for f in Settings.model_fields}
     # Variables read by the test suite, CI and tooling rather than by the server.
     elsewhere: set[str] = set()
     for folder in ("tests", ".ci", "bench", "docker"):
@@ -255,3 +291,17 @@ def test_readme_names_no_setting_that_does_not_exist() -> None:
                                 (ROOT / "Makefile").read_text()))
     unknown = sorted(named - settings - elsewhere)
     assert not unknown, f"README.md names variables nothing reads: {unknown}"
+
+
+def test_secrets_never_show_in_a_printed_settings_object(
+    tmp_path: Path, from_env: Environ
+) -> None:
+    key, turn = good_secret(), good_secret()
+    settings = from_env(base_environ(
+        tmp_path, MENDWELL_SECRET_KEY=key, MENDWELL_TURN_SECRET=turn,
+        MENDWELL_DATABASE_URL="postgresql+asyncpg://app:db-password@db/mendwell",
+        MENDWELL_SMTP_URL="smtp://mailer:mail-password@mail:587"))
+    shown = f"{settings!r} {settings} {settings.model_dump()}"
+    for secret in (key, turn, "db-password", "mail-password"):
+        assert secret not in shown
+    assert settings.database_kind == "postgresql+asyncpg"

@@ -56,9 +56,14 @@ class Socket:
         self.connection.send(data)
 
     def burst(self, messages: list[dict[str, Any]]) -> None:
-        """Many frames at once, as a runaway client on a fast link would send them."""
+        """Many frames at once, as a runaway client on a fast link would send them, until
+        the server closes the socket (on a loaded machine it may read and close before
+        the last frames are written; what it answered is in ``seen`` either way)."""
         for message in messages:
-            self.connection.send(json.dumps(message))
+            try:
+                self.connection.send(json.dumps(message))
+            except ConnectionClosed:
+                return
 
     def receive(self, timeout: float = 5.0) -> dict[str, Any]:
         try:

@@ -114,7 +114,7 @@ class Instance:
 
     async def join(self, visit_id: int, identity: Identity, peer_id: str) -> tuple[Member, Outlet]:
         outlet = Outlet()
-        member = await self.rooms.join(visit_id, identity, Hello(peer_id, True), outlet,
+        member = await self.rooms.join(visit_id, identity, Hello(peer_id=peer_id, polite_capable=True), outlet,
                                        uuid.uuid4().hex)
         return member, outlet
 
@@ -140,7 +140,7 @@ async def admit_across(staff_on: Instance, admitter: Member, staff_sees: Outlet,
                        patient_sees: Outlet, peer_id: str) -> None:
     """Admit a waiting patient from another instance; returns once the patient has been
     told and the staff side sees them admitted."""
-    await staff_on.rooms.handle(admitter, Admit(peer_id))
+    await staff_on.rooms.handle(admitter, Admit(peer_id=peer_id))
     await patient_sees.until(lambda m: m["type"] == "admitted", within=5)
     await staff_sees.until(lambda m: m["type"] == "presence" and any(
         p["peer_id"] == peer_id and p["state"] == ADMITTED for p in m["participants"]),
@@ -348,7 +348,7 @@ def test_a_guest_moves_device_and_is_sent_out_across_instances(
             assert await laptop.until_closed(within=5) == 4409
             # Sent out from B while on A: told, closed, gone from the room for everyone.
             seen = len(on_b.pushed)
-            await b.rooms.handle(prescriber, Dismiss("guest-tablet-1", revoke=True))
+            await b.rooms.handle(prescriber, Dismiss(peer_id="guest-tablet-1", revoke=True))
             assert await tablet.until_closed(within=5) == protocol.CLOSE_DISMISSED
             assert [m["code"] for m in tablet.pushed if m["type"] == "error"] == ["dismissed"]
             await on_b.until(is_presence({"prescriber-peer"}), within=5, after=seen)

@@ -335,6 +335,7 @@ def _triggering(escalation: Escalation, triggers: list[EscalationTrigger],
 
 async def escalation_detail(session: AsyncSession, actor: Actor, escalation_id: int, *,
                             now: datetime | None = None) -> EscalationDetail:
+    """One escalation as the actor may read it (access checked, the read audited)."""
     escalation = await access_escalation(session, actor, escalation_id, now=now)
     events = list((await session.scalars(
         select(EscalationEvent).where(EscalationEvent.escalation_id == escalation.id)
@@ -355,7 +356,7 @@ async def escalation_detail(session: AsyncSession, actor: Actor, escalation_id: 
     live = await _live_visits(session, [escalation.patient_id])
     summary = escalation_summary(escalation, names, live.get(escalation.patient_id))
     return EscalationDetail(
-        **dict(summary),
+        **dict(summary),  # its fields, the summary's already validated values
         triggering=_triggering(escalation, triggers, versions, checkin),
         triggers=[Trigger(
             id=t.id, at=t.at, source=t.source, level=t.level, reasons=t.reasons,

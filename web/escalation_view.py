@@ -118,7 +118,7 @@ def level_label(level: str) -> str:
     return LEVEL_LABELS.get(level, _humanize(level))
 
 
-def choices(codes: tuple[str, ...], labels: Mapping[Any, str]) -> list[tuple[str, str]]:
+def choices(codes: tuple[str, ...], labels: Mapping[str, str]) -> list[tuple[str, str]]:
     """(value, label) pairs for a <select>, in the vocabulary's own order."""
     return [(code, labels.get(code, _humanize(code))) for code in codes]
 

@@ -9,6 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from escalation import lifecycle, queries
+from escalation.vocabulary import (
+    ContactOutcome,
+    Disposition,
+    LoggedKind,
+    ManualReason,
+    TaskLevel,
+)
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
 from server.http import MAX_ID, actor_of, json_body, path_id, services_of
@@ -21,8 +28,8 @@ class NewEscalation(BaseModel):
 
     patient_id: int = Field(gt=0, le=MAX_ID)
     visit_id: int | None = Field(default=None, gt=0, le=MAX_ID)
-    level: str = Field(max_length=16)
-    reason: str = Field(max_length=64)
+    level: TaskLevel
+    reason: ManualReason
     text: str | None = Field(default=None, max_length=1000)
 
 
@@ -35,9 +42,10 @@ class Assignment(BaseModel):
 class NewEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(max_length=32)
+    kind: LoggedKind
     text: str = Field(default="", max_length=2000)
-    outcome: str | None = Field(default=None, max_length=32)
+    # Required for a contact attempt (lifecycle.log_event says so, naming the field).
+    outcome: ContactOutcome | None = None
 
 
 class CallDropped(BaseModel):
@@ -49,22 +57,32 @@ class CallDropped(BaseModel):
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    disposition: str = Field(max_length=32)
+    disposition: Disposition
     note: str = Field(max_length=4000)
     reason: str | None = Field(default=None, max_length=2000)
 
 
+def _status_filter(raw: str | None) -> queries.StatusFilter | None:
+    """The queue's ``status`` query parameter: a status, or ``open`` (not resolved)."""
+    if raw is None:
+        return None
+    if raw == "open":
+        return "open"
+    try:
+        return EscalationStatus(raw)
+    except ValueError:
+        allowed = sorted({"open", *(s.value for s in EscalationStatus)})
+        raise ValidationFailed(f"status must be one of {', '.join(allowed)}.",
+                               field="status") from None
+
+
 async def list_escalations(request: Request) -> Response:
     actor = actor_of(request)
-    status = request.query_params.get("status")
-    allowed = {"open", *(s.value for s in EscalationStatus)}
-    if status is not None and status not in allowed:
-        raise ValidationFailed(f"status must be one of {', '.join(sorted(allowed))}.",
-                               field="status")
+    status = _status_filter(request.query_params.get("status"))
     async with services_of(request).transaction() as session:
         found = await queries.list_escalations(session, actor, status=status,
                                                now=services_of(request).clock.now())
-    return JSONResponse({"escalations": found})
+    return JSONResponse({"escalations": [e.to_json() for e in found]})
 
 
 async def create_escalation(request: Request) -> Response:
@@ -77,7 +95,7 @@ async def create_escalation(request: Request) -> Response:
             level=body.level, reason=body.reason, text=body.text)
         data = await queries.escalation_detail(session, actor, escalation.id,
                                                now=services.clock.now())
-    return JSONResponse(data, status_code=201)
+    return JSONResponse(data.to_json(), status_code=201)
 
 
 async def get_escalation(request: Request) -> Response:
@@ -87,7 +105,7 @@ async def get_escalation(request: Request) -> Response:
     async with services.transaction() as session:
         data = await queries.escalation_detail(session, actor, escalation_id,
                                                now=services.clock.now())
-    return JSONResponse(data)
+    return JSONResponse(data.to_json())
 
 
 async def acknowledge(request: Request) -> Response:
@@ -98,7 +116,7 @@ async def acknowledge(request: Request) -> Response:
         await lifecycle.acknowledge(session, services, actor, escalation_id)
         data = await queries.escalation_detail(session, actor, escalation_id,
                                                now=services.clock.now())
-    return JSONResponse(data)
+    return JSONResponse(data.to_json())
 
 
 async def assign(request: Request) -> Response:
@@ -110,7 +128,7 @@ async def assign(request: Request) -> Response:
         await lifecycle.assign(session, services, actor, escalation_id, body.assignee_id)
         data = await queries.escalation_detail(session, actor, escalation_id,
                                                now=services.clock.now())
-    return JSONResponse(data)
+    return JSONResponse(data.to_json())
 
 
 async def add_event(request: Request) -> Response:
@@ -121,9 +139,8 @@ async def add_event(request: Request) -> Response:
     async with services.transaction() as session:
         event = await lifecycle.log_event(session, services, actor, escalation_id,
                                           kind=body.kind, text=body.text, outcome=body.outcome)
-        data = {"id": event.id, "escalation_id": escalation_id, "kind": event.kind,
-                "at": event.at.isoformat(), **event.detail}
-    return JSONResponse(data, status_code=201)
+        data = queries.logged_event(event)
+    return JSONResponse(data.to_json(), status_code=201)
 
 
 async def call_dropped(request: Request) -> Response:
@@ -134,9 +151,8 @@ async def call_dropped(request: Request) -> Response:
     async with services.transaction() as session:
         event = await lifecycle.report_call_dropped(session, services, actor, escalation_id,
                                                     visit_id=body.visit_id)
-        data = {"id": event.id, "escalation_id": escalation_id, "kind": event.kind,
-                "at": event.at.isoformat(), **event.detail}
-    return JSONResponse(data, status_code=201)
+        data = queries.logged_event(event)
+    return JSONResponse(data.to_json(), status_code=201)
 
 
 async def resolve(request: Request) -> Response:
@@ -150,7 +166,7 @@ async def resolve(request: Request) -> Response:
                                 reason=body.reason)
         data = await queries.escalation_detail(session, actor, escalation_id,
                                                now=services.clock.now())
-    return JSONResponse(data)
+    return JSONResponse(data.to_json())
 
 
 async def measures(request: Request) -> Response:
@@ -163,7 +179,7 @@ async def measures(request: Request) -> Response:
     since: datetime = until - timedelta(days=int(days))
     async with services.transaction() as session:
         data = await queries.clinic_measures(session, actor, since=since, until=until)
-    return JSONResponse(data)
+    return JSONResponse(data.to_json())
 
 
 OPERATIONS = [

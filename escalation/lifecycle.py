@@ -27,6 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation import notify
 from escalation.deadlines import ack_due, cancel_timers, schedule_realert
+from escalation.vocabulary import (
+    CONTACT_OUTCOMES,
+    HELP_SENT,
+    ContactOutcome,
+    Disposition,
+    EventKind,
+    LoggedKind,
+    ManualReason,
+    Source,
+    TaskLevel,
+    TriggerEffect,
+)
 from server import audit, checkins
 from server.access import (
     access_escalation,
@@ -55,26 +67,6 @@ from server.models import (
 from server.services import CheckinTrigger, Services
 from server.triage import Level, level_at_least, level_rank
 
-# Levels that create a coordinator task. `review` is for the prescriber in the visit
-# (shown at the top of the note panel), not a coordinator task.
-TASK_LEVELS = (Level.STEP_UP, Level.URGENT, Level.EMERGENCY)
-
-MANUAL_REASONS = (
-    "suicidal_ideation_plan_or_intent", "homicidal_ideation", "mania", "psychosis",
-    "severe_withdrawal_or_intoxication", "overdose_risk", "relapse", "medically_unstable",
-    "needs_in_person_assessment", "other",
-)
-DISPOSITIONS = (
-    "emergency_services", "mobile_crisis", "inpatient", "residential",
-    "partial_hospitalization", "intensive_outpatient", "in_person_visit",
-    "outpatient_follow_up", "no_action_needed",
-)
-EVENT_KINDS = ("contact_attempt", "note", "message")
-CONTACT_OUTCOMES = ("reached", "no_answer", "voicemail", "wrong_number", "busy")
-# Dispositions that are themselves the action taken for someone at risk: help was sent
-# to the patient, so an emergency may close without a call that reached them (6).
-HELP_SENT = ("emergency_services", "mobile_crisis")
-
 
 def _conflict(escalation: Escalation, action: str) -> Conflict:
     return Conflict(
@@ -83,8 +75,8 @@ def _conflict(escalation: Escalation, action: str) -> Conflict:
     )
 
 
-def _event(session: AsyncSession, escalation: Escalation, actor: Actor | None, kind: str,
-           at: datetime, **detail: Any) -> EscalationEvent:
+def _event(session: AsyncSession, escalation: Escalation, actor: Actor | None,
+           kind: EventKind, at: datetime, **detail: Any) -> EscalationEvent:
     event = EscalationEvent(escalation_id=escalation.id, at=at,
                             actor_id=actor.user_id if actor and actor.user_id else None,
                             kind=kind, detail=detail)
@@ -137,7 +129,7 @@ class Trigger:
     patient_id: int
     level: Level
     reasons: list[str]
-    source: str                      # checkin | manual
+    source: Source
     visit_id: int | None = None
     checkin_id: int | None = None
     version_id: int | None = None
@@ -179,7 +171,8 @@ def _what_is_new(services: Services, trigger: Trigger,
 
 
 def _record_trigger(session: AsyncSession, escalation: Escalation, actor: Actor | None,
-                    trigger: Trigger, effect: str, now: datetime) -> EscalationTrigger:
+                    trigger: Trigger, effect: TriggerEffect,
+                    now: datetime) -> EscalationTrigger:
     row = EscalationTrigger(
         escalation_id=escalation.id, at=now, source=trigger.source,
         level=trigger.level.value, reasons=list(trigger.reasons), visit_id=trigger.visit_id,
@@ -248,7 +241,8 @@ async def _rearm(session: AsyncSession, services: Services, actor: Actor | None,
     row = _record_trigger(session, escalation, actor, trigger, "rearmed", now)
     await session.flush()
     # "level_raised": higher while still waiting; "rearmed": taken, and needs taking again.
-    kind = "level_raised" if previous["status"] == EscalationStatus.open.value else "rearmed"
+    kind: EventKind = "level_raised" if previous["status"] == EscalationStatus.open.value \
+        else "rearmed"
     _event(session, escalation, actor, kind, now, level=escalation.level,
            reasons=list(trigger.reasons), source=trigger.source, trigger_id=row.id,
            checkin_id=trigger.checkin_id, visit_id=trigger.visit_id,
@@ -355,20 +349,10 @@ async def emergency_info_confirmed(session: AsyncSession, services: Services, ac
 
 async def raise_manually(
     session: AsyncSession, services: Services, actor: Actor, *, patient_id: int,
-    visit_id: int | None, level: str, reason: str, text: str | None,
+    visit_id: int | None, level: TaskLevel, reason: ManualReason, text: str | None,
 ) -> Escalation:
     require_role(actor, Role.prescriber, Role.coordinator)
     await access_patient(session, actor, patient_id)
-    if reason not in MANUAL_REASONS:
-        raise ValidationFailed(f"reason must be one of {', '.join(MANUAL_REASONS)}.",
-                               field="reason")
-    try:
-        chosen = Level(level)
-    except ValueError:
-        raise ValidationFailed("level must be step_up, urgent or emergency.",
-                               field="level") from None
-    if chosen not in TASK_LEVELS:
-        raise ValidationFailed("level must be step_up, urgent or emergency.", field="level")
     if reason == "other":
         written: str | None = require_letters(text, "text", what="the reason")
     else:
@@ -380,7 +364,7 @@ async def raise_manually(
             raise ValidationFailed("That visit is not this patient's.", field="visit_id")
         checkin = await session.scalar(select(CheckIn).where(CheckIn.visit_id == visit_id))
     return await _raise(session, services, actor, Trigger(
-        patient_id=patient_id, level=chosen, reasons=[reason], source="manual",
+        patient_id=patient_id, level=Level(level), reasons=[reason], source="manual",
         visit_id=visit_id, checkin_id=checkin.id if checkin else None, text=written))
 
 
@@ -441,14 +425,12 @@ async def assign(
 
 async def log_event(
     session: AsyncSession, services: Services, actor: Actor, escalation_id: int, *,
-    kind: str, text: str, outcome: str | None,
+    kind: LoggedKind, text: str, outcome: ContactOutcome | None,
 ) -> EscalationEvent:
     """A contact attempt, message or note; the first contact starts the work."""
     escalation = await _for_change(session, services, actor, escalation_id)
-    if kind not in EVENT_KINDS:
-        raise ValidationFailed(f"kind must be one of {', '.join(EVENT_KINDS)}.", field="kind")
     if kind == "contact_attempt":
-        if outcome not in CONTACT_OUTCOMES:
+        if outcome is None:  # how the call went is what the next person acts on
             raise ValidationFailed(f"outcome must be one of {', '.join(CONTACT_OUTCOMES)}.",
                                    field="outcome")
         written = text.strip()
@@ -516,12 +498,9 @@ async def _reached_since_armed(session: AsyncSession, escalation: Escalation) ->
 
 async def resolve(
     session: AsyncSession, services: Services, actor: Actor, escalation_id: int, *,
-    disposition: str, note: str, reason: str | None,
+    disposition: Disposition, note: str, reason: str | None,
 ) -> Escalation:
     escalation = await _for_change(session, services, actor, escalation_id)
-    if disposition not in DISPOSITIONS:
-        raise ValidationFailed(f"disposition must be one of {', '.join(DISPOSITIONS)}.",
-                               field="disposition")
     if disposition == "no_action_needed" and escalation.level == Level.EMERGENCY:
         raise ValidationFailed("An emergency is closed by action: choose what was done for "
                                "the patient, not no_action_needed.",

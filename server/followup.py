@@ -44,7 +44,7 @@ from server.triage import Level, level_at_least
 MILD_OR_BETTER: Final = ("minimal", "mild")
 # Dispositions to a higher level of care than outpatient video visits: the patient is
 # seen again within 7 days of the resolution (CLINICAL.md; HEDIS FUH). The vocabulary is
-# escalation.lifecycle.DISPOSITIONS (server/ may not import escalation/; a test checks
+# escalation.vocabulary.DISPOSITIONS (server/ may not import escalation/; a test checks
 # that these are all in it).
 HIGHER_CARE: Final = ("emergency_services", "mobile_crisis", "inpatient", "residential",
                       "partial_hospitalization", "intensive_outpatient")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from escalation.lifecycle import DISPOSITIONS
+from escalation.vocabulary import DISPOSITIONS
 from server.auth import COOKIE_NAME
 from server.followup import HIGHER_CARE
 from server.freetext import letters

@@ -10,6 +10,7 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from server import notes
+from server.triage import LEVELS
 from web.pages import note_panel
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -31,6 +32,15 @@ def test_the_module_carries_the_servers_vocabularies(client: TestClient) -> None
     assert set(got["SECTION_LABELS"]) == set(notes.SECTIONS)  # type: ignore[arg-type]
     assert got["ACTION_WORDS"] == note_panel.ACTION_LABELS
     assert got["RISK_JUDGEMENT_LABELS"] == note_panel.RISK_JUDGEMENT_LABELS
+
+
+def test_the_module_carries_the_triage_levels_lowest_first(client: TestClient) -> None:
+    got = exports(client.get("/static/vocabulary.js").text)
+    assert got["LEVELS"] == ["none", "review", "step_up", "urgent", "emergency"]
+    assert got["LEVELS"] == [level.value for level in LEVELS]
+    for script in STATIC.glob("*.js"):
+        assert '"review", "step_up"' not in script.read_text(), \
+            f"{script.name} lists the levels: import LEVELS from vocabulary.js"
 
 
 def test_no_browser_module_defines_a_vocabulary_of_its_own() -> None:

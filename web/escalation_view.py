@@ -1,9 +1,10 @@
 """An escalation as people read it: levels, reasons, dispositions and timeline steps in
 plain words, emergency information with numbers a phone can dial, and the waiting time.
 
-Pure functions over the dictionaries of ``escalation.queries`` (the JSON API's shapes),
-so the pages and the API show the same facts. The wording of clinical items comes from
-``server.instruments`` unchanged (validated wording, see docs/clinical.md).
+Pure functions over the typed results of ``escalation.queries`` (the values the JSON
+API serialises), so the pages and the API show the same facts. The wording of clinical
+items comes from ``server.instruments`` unchanged (validated wording, see
+docs/clinical.md).
 """
 
 from __future__ import annotations
@@ -12,9 +13,24 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
-from escalation.lifecycle import CONTACT_OUTCOMES, DISPOSITIONS, MANUAL_REASONS
+from pydantic import JsonValue
+
+from escalation.queries import (
+    EscalationSummary,
+    Person,
+    TimelineEvent,
+    Trigger,
+    TriggeringAnswers,
+)
+from escalation.vocabulary import (
+    CONTACT_OUTCOMES,
+    DISPOSITIONS,
+    MANUAL_REASONS,
+    TASK_LEVELS,
+    TriggerEffect,
+)
 from server.emergency_info import readable_phone
 from server.instruments import INSTRUMENTS
 from server.instruments.base import FREQUENCY
@@ -24,14 +40,11 @@ LEVEL_LABELS: Final = {
     "review": "Review", "none": "None",
 }
 # What each level asks of the coordinator (CLINICAL.md, "What the levels mean").
-LEVEL_MEANINGS: Final = {
+LEVEL_MEANINGS: Final[dict[str, str]] = {
     "emergency": "Imminent risk",
     "urgent": "Same-day safety or in-person evaluation",
     "step_up": "Higher level of care or in-person care within days",
 }
-# A manual raise creates a coordinator task, so only these levels are offered.
-RAISE_LEVELS: Final = ("emergency", "urgent", "step_up")
-
 STATUS_LABELS: Final = {
     "open": "Not acknowledged", "acknowledged": "Acknowledged",
     "in_progress": "In progress", "resolved": "Resolved",
@@ -50,7 +63,7 @@ REASON_LABELS: Final = {
     "gad7_severe": "Severe anxiety (GAD-7 15 or more)",
     "auditc_positive": "Risky drinking (AUDIT-C positive)",
     "phq9_worsened": "Depression worse by 5 points or more since the last PHQ-9",
-    # Raised by hand (escalation.lifecycle.MANUAL_REASONS).
+    # Raised by hand (escalation.vocabulary.MANUAL_REASONS).
     "suicidal_ideation_plan_or_intent": "Suicidal thoughts with a plan or intent",
     "homicidal_ideation": "Thoughts of harming someone else",
     "mania": "Mania",
@@ -63,7 +76,7 @@ REASON_LABELS: Final = {
     "other": "Other",
 }
 
-DISPOSITION_LABELS: Final = {
+DISPOSITION_LABELS: Final[dict[str, str]] = {
     "emergency_services": "Emergency services (911 or emergency department)",
     "mobile_crisis": "Mobile crisis team",
     "inpatient": "Inpatient admission",
@@ -88,6 +101,7 @@ RISK_LABELS: Final = {"none": "none", "low": "low", "moderate": "moderate", "hig
 
 # Every choice a form offers has its words: a new code must not show up as a raw code.
 assert set(MANUAL_REASONS) <= set(REASON_LABELS)
+assert set(TASK_LEVELS) <= set(LEVEL_MEANINGS)
 assert set(DISPOSITIONS) == set(DISPOSITION_LABELS)
 assert set(CONTACT_OUTCOMES) == set(OUTCOME_LABELS)
 
@@ -141,10 +155,6 @@ def minutes_text(minutes: float | None) -> str:
     return duration_text(minutes * 60)
 
 
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 @dataclass(frozen=True)
 class Clock:
     """How long since the escalation was raised, and how long to its deadline."""
@@ -154,10 +164,9 @@ class Clock:
     overdue: bool
 
 
-def clock(escalation: Mapping[str, Any], now: datetime) -> Clock:
-    raised = _parse(escalation["raised_at"])
-    due_at = _parse(escalation.get("ack_due_at"))
-    waiting = duration_text((now - raised).total_seconds()) if raised else ""
+def clock(escalation: EscalationSummary, now: datetime) -> Clock:
+    waiting = duration_text((now - escalation.raised_at).total_seconds())
+    due_at = escalation.ack_due_at
     if due_at is None:
         return Clock(waiting, None, False)
     left = (due_at - now).total_seconds()
@@ -189,31 +198,50 @@ class EmergencyInfo:
         return self.confirmed_at is not None
 
 
-def emergency_info(found: Mapping[str, Any]) -> EmergencyInfo:
-    """From an escalation (``emergency_confirmed_at``, ``emergency_source``) or from the
-    check-in API's ``emergency_info`` (``confirmed_at``, ``on_file_at``, ``source``)."""
-    contact = found.get("emergency_contact") or {}
-    source = found.get("emergency_source", found.get("source"))
-    if "emergency_confirmed_at" in found:
-        when = _parse(found.get("emergency_confirmed_at"))
-        confirmed_at = when if source == "checkin" else None
-        on_file_at = when if source == "last_checkin" else None
-    else:
-        confirmed_at = _parse(found.get("confirmed_at"))
-        on_file_at = _parse(found.get("on_file_at"))
+def _emergency_info(address: str | None, callback_phone: str | None,
+                    contact_name: str | None, contact_phone: str | None, *,
+                    confirmed_at: datetime | None, on_file_at: datetime | None,
+                    source: str | None) -> EmergencyInfo:
     return EmergencyInfo(
-        address=(found.get("location") or {}).get("address"),
-        callback=readable_phone(found.get("callback_phone")),
-        callback_href=tel_href(found.get("callback_phone")),
-        contact_name=contact.get("name"),
-        contact_phone=readable_phone(contact.get("phone")),
-        contact_href=tel_href(contact.get("phone")),
+        address=address, callback=readable_phone(callback_phone),
+        callback_href=tel_href(callback_phone), contact_name=contact_name,
+        contact_phone=readable_phone(contact_phone), contact_href=tel_href(contact_phone),
         confirmed_at=confirmed_at, on_file_at=on_file_at, source=source,
     )
 
 
-def person_name(person: Mapping[str, Any] | None) -> str:
-    return str(person.get("name") or f"user {person.get('id')}") if person else ""
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def emergency_info(found: Mapping[str, Any]) -> EmergencyInfo:
+    """From the check-in API's ``emergency_info`` (``confirmed_at``, ``on_file_at``,
+    ``source``)."""
+    contact = found.get("emergency_contact") or {}
+    return _emergency_info(
+        (found.get("location") or {}).get("address"), found.get("callback_phone"),
+        contact.get("name"), contact.get("phone"),
+        confirmed_at=_parse(found.get("confirmed_at")),
+        on_file_at=_parse(found.get("on_file_at")), source=found.get("source"),
+    )
+
+
+def escalation_emergency_info(escalation: EscalationSummary) -> EmergencyInfo:
+    """What the escalation holds (the patient's freshest, copied at every confirmation):
+    ``emergency_confirmed_at`` is a confirmation when it comes from this check-in
+    (``checkin``), the date of one on file when from an earlier one (``last_checkin``)."""
+    source = escalation.emergency_source
+    when = escalation.emergency_confirmed_at
+    return _emergency_info(
+        escalation.location.address, escalation.callback_phone,
+        escalation.emergency_contact.name, escalation.emergency_contact.phone,
+        confirmed_at=when if source == "checkin" else None,
+        on_file_at=when if source == "last_checkin" else None, source=source,
+    )
+
+
+def person_name(person: Person | None) -> str:
+    return (person.name or f"user {person.id}") if person else ""
 
 
 @dataclass(frozen=True)
@@ -224,41 +252,42 @@ class TimelineEntry:
     text: str | None
 
 
-def _reasons_text(codes: object) -> str:
+def _reasons_text(codes: JsonValue) -> str:
     if not isinstance(codes, list):
         return ""
     return "; ".join(reason_label(str(c)) for c in codes)
 
 
-def timeline_entry(event: Mapping[str, Any], names: Mapping[int, str]) -> TimelineEntry:
-    kind = str(event.get("kind", ""))
-    actor = event.get("actor")
-    who = person_name(actor) if actor else "Mendwell"
-    text = event.get("text") or None
+def timeline_entry(event: TimelineEvent, names: Mapping[int, str]) -> TimelineEntry:
+    """``names``: people an ``assigned`` step names by id (``assignee_id``)."""
+    kind = event.kind
+    detail = event.detail
+    who = person_name(event.actor) if event.actor else "Mendwell"
+    text = str(detail["text"]) if detail.get("text") else None
     if kind == "raised":
-        source = "from the check-in" if event.get("source") == "checkin" else "by hand"
-        what = f"Raised {source} at level {level_label(str(event.get('level')))}: " \
-            f"{_reasons_text(event.get('reasons'))}"
+        source = "from the check-in" if detail.get("source") == "checkin" else "by hand"
+        what = f"Raised {source} at level {level_label(str(detail.get('level')))}: " \
+            f"{_reasons_text(detail.get('reasons'))}"
     elif kind == "level_raised":
-        what = f"Level raised from {level_label(str(event.get('previous')))} to " \
-            f"{level_label(str(event.get('level')))}: {_reasons_text(event.get('reasons'))}"
+        what = f"Level raised from {level_label(str(detail.get('previous_level')))} to " \
+            f"{level_label(str(detail.get('level')))}: {_reasons_text(detail.get('reasons'))}"
     elif kind == "rearmed":
-        what = f"New {level_label(str(event.get('level')))} trigger after it was taken: " \
-            f"{_reasons_text(event.get('reasons'))}. It needs acknowledging again"
+        what = f"New {level_label(str(detail.get('level')))} trigger after it was taken: " \
+            f"{_reasons_text(detail.get('reasons'))}. It needs acknowledging again"
     elif kind == "reasons_added":
-        what = f"Reasons added: {_reasons_text(event.get('reasons'))}"
+        what = f"Reasons added: {_reasons_text(detail.get('reasons'))}"
     elif kind == "emergency_info_confirmed":
         what = "The patient confirmed where they are and their callback number"
     elif kind == "acknowledged":
         what = "Acknowledged"
     elif kind == "assigned":
-        assignee = event.get("assignee_id")
+        assignee = detail.get("assignee_id")
         name = names.get(assignee, f"user {assignee}") if isinstance(assignee, int) else "?"
         what = f"Assigned to {name}"
     elif kind == "started":
         what = "Started working on it"
     elif kind == "contact_attempt":
-        outcome = str(event.get("outcome") or "")
+        outcome = str(detail.get("outcome") or "")
         what = f"Call to the patient: {OUTCOME_LABELS.get(outcome, _humanize(outcome))}"
     elif kind == "note":
         what = "Note"
@@ -266,16 +295,16 @@ def timeline_entry(event: Mapping[str, Any], names: Mapping[int, str]) -> Timeli
         what = "Message"
     elif kind == "realert":
         what = "Not acknowledged in time: coordinators alerted again"
-        if event.get("backup"):
+        if detail.get("backup"):
             what += ", and the backup (on call)"
     elif kind == "call_dropped":
         what = "The video call with the patient dropped"
     elif kind == "resolved":
-        disposition = str(event.get("disposition") or "")
+        disposition = str(detail.get("disposition") or "")
         what = f"Resolved: {DISPOSITION_LABELS.get(disposition, _humanize(disposition))}"
     else:
-        what = _humanize(kind)
-    return TimelineEntry(datetime.fromisoformat(str(event["at"])), who, what, text)
+        assert_never(kind)
+    return TimelineEntry(event.at, who, what, text)
 
 
 @dataclass(frozen=True)
@@ -332,10 +361,10 @@ def _score_lines(scores: Mapping[str, Any]) -> list[Score]:
     return lines
 
 
-def triggering(data: Mapping[str, Any] | None) -> Triggering | None:
-    if not data:
+def triggering(data: TriggeringAnswers | None) -> Triggering | None:
+    if data is None:
         return None
-    responses = data.get("responses") or {}
+    responses: Mapping[str, Any] = data.responses if isinstance(data.responses, dict) else {}
     cssrs_answers = ((responses.get("cssrs") or {}).get("answers")) or {}
     cssrs = [Answer(item.text, _yes_no(cssrs_answers.get(item.id)))
              for item in INSTRUMENTS["cssrs"].items] if cssrs_answers else []
@@ -346,10 +375,9 @@ def triggering(data: Mapping[str, Any] | None) -> Triggering | None:
         label = FREQUENCY[value].label if isinstance(value, int) and \
             0 <= value < len(FREQUENCY) else str(value)
         item9 = Answer(INSTRUMENTS["phq9"].items[8].text, label)
-    return Triggering(scores=_score_lines(data.get("scores") or {}),
-                      reasons=[reason_label(str(r)) for r in data.get("reasons") or []],
-                      cssrs=cssrs, phq9_item9=item9, at=_parse(data.get("at")),
-                      kind=data.get("kind"))
+    return Triggering(scores=_score_lines(data.scores or {}),
+                      reasons=[reason_label(r) for r in data.reasons or []],
+                      cssrs=cssrs, phq9_item9=item9, at=data.at, kind=data.kind)
 
 
 @dataclass(frozen=True)
@@ -367,23 +395,20 @@ class TriggerLine:
     answers_kind: str | None
 
 
-TRIGGER_EFFECTS: Final = {"raised": "Raised", "rearmed": "Re-armed", "added": "Added"}
+TRIGGER_EFFECTS: Final[dict[TriggerEffect, str]] = {
+    "raised": "Raised", "rearmed": "Re-armed", "added": "Added"}
 
 
-def trigger_lines(triggers: list[Mapping[str, Any]]) -> list[TriggerLine]:
+def trigger_lines(triggers: list[Trigger]) -> list[TriggerLine]:
     lines = []
     for t in triggers:
-        source = "by hand" if t.get("source") == "manual" else "from a check-in"
-        answers = t.get("answers") or {}
-        level = str(t.get("level"))
+        source = "by hand" if t.source == "manual" else "from a check-in"
         lines.append(TriggerLine(
-            at=datetime.fromisoformat(str(t["at"])),
-            what=f"{TRIGGER_EFFECTS.get(str(t.get('effect')), 'Added')} {source}",
-            who=person_name(t.get("actor")) if t.get("actor") else "",
-            level=level, level_label=level_label(level),
-            reasons=[reason_label(str(r)) for r in t.get("reasons") or []],
-            text=t.get("text"), answers_at=_parse(answers.get("at")),
-            answers_kind=answers.get("kind")))
+            at=t.at, what=f"{TRIGGER_EFFECTS[t.effect]} {source}", who=person_name(t.actor),
+            level=t.level.value, level_label=level_label(t.level),
+            reasons=[reason_label(r) for r in t.reasons], text=t.text,
+            answers_at=t.answers.at if t.answers else None,
+            answers_kind=t.answers.kind if t.answers else None))
     return lines
 
 
@@ -412,23 +437,20 @@ class Summary:
     live_visit_id: int | None
 
 
-def summary(escalation: Mapping[str, Any], now: datetime) -> Summary:
-    raised = _parse(escalation["raised_at"])
-    assert raised is not None
-    level = str(escalation["level"])
-    status = str(escalation["status"])
+def summary(escalation: EscalationSummary, now: datetime) -> Summary:
+    level = escalation.level.value
+    status = escalation.status.value
     return Summary(
-        id=int(escalation["id"]), level=level, level_label=level_label(level),
+        id=escalation.id, level=level, level_label=level_label(level),
         level_meaning=LEVEL_MEANINGS.get(level),
-        patient_id=int(escalation["patient"]["id"]),
-        patient=person_name(escalation["patient"]),
-        reasons=[reason_label(str(r)) for r in escalation.get("reasons") or []],
-        reason_text=escalation.get("reason_text"),
+        patient_id=escalation.patient.id, patient=person_name(escalation.patient),
+        reasons=[reason_label(r) for r in escalation.reasons],
+        reason_text=escalation.reason_text,
         status=status, status_label=STATUS_LABELS.get(status, _humanize(status)),
-        raised_at=raised, ack_due_at=_parse(escalation.get("ack_due_at")),
-        acknowledged_at=_parse(escalation.get("acknowledged_at")),
-        acknowledged_by=person_name(escalation.get("acknowledged_by")),
-        assigned_to=person_name(escalation.get("assigned_to")),
-        clock=clock(escalation, now), info=emergency_info(escalation),
-        visit_id=escalation.get("visit_id"), live_visit_id=escalation.get("live_visit_id"),
+        raised_at=escalation.raised_at, ack_due_at=escalation.ack_due_at,
+        acknowledged_at=escalation.acknowledged_at,
+        acknowledged_by=person_name(escalation.acknowledged_by),
+        assigned_to=person_name(escalation.assigned_to),
+        clock=clock(escalation, now), info=escalation_emergency_info(escalation),
+        visit_id=escalation.visit_id, live_visit_id=escalation.live_visit_id,
     )

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from escalation import queries
-from escalation.lifecycle import MANUAL_REASONS
+from escalation.vocabulary import MANUAL_REASONS, TASK_LEVELS
 from server import visits
 from server.access import require_role
 from server.actors import Actor
@@ -52,7 +52,7 @@ def raise_form_choices() -> dict[str, Any]:
     return {
         "raise_reasons": view.choices(MANUAL_REASONS, view.REASON_LABELS),
         "raise_levels": [(level, f"{view.LEVEL_LABELS[level]}: {view.LEVEL_MEANINGS[level]}")
-                         for level in view.RAISE_LEVELS],
+                         for level in TASK_LEVELS],
     }
 
 

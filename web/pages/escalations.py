@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from escalation import queries
-from escalation.lifecycle import CONTACT_OUTCOMES, DISPOSITIONS
+from escalation.vocabulary import CONTACT_OUTCOMES, DISPOSITIONS, Disposition
 from server.http import actor_of, path_id, services_of
 from server.models import CareTeamMember, Role, User
 from server.timezones import clinic_zone
@@ -41,7 +41,7 @@ async def assignable(session: AsyncSession, patient_id: int) -> list[User]:
     return list(rows.all())
 
 
-def allowed_dispositions(level: str) -> tuple[str, ...]:
+def allowed_dispositions(level: str) -> tuple[Disposition, ...]:
     """The outcomes the resolve form offers: an emergency is closed by action, never
     "no action needed" (CLINICAL.md invariant 6; the API refuses it too)."""
     if level == "emergency":
@@ -58,20 +58,20 @@ async def escalation_page(request: Request) -> Response:
         # Checks access (care team, on call, or an admin's break-glass) and audits the read.
         data = await queries.escalation_detail(session, actor, escalation_id,
                                                now=services.clock.now())
-        people = await assignable(session, int(data["patient"]["id"]))
+        people = await assignable(session, data.patient.id)
         names = {u.id: u.name for u in people}
-        missing = {e["assignee_id"] for e in data["timeline"]
-                   if isinstance(e.get("assignee_id"), int)} - names.keys()
+        missing = {assignee for e in data.timeline
+                   if isinstance(assignee := e.detail.get("assignee_id"), int)} - names.keys()
         if missing:
             rows = await session.execute(select(User.id, User.name).where(User.id.in_(missing)))
             names.update({row[0]: row[1] for row in rows})
     context: dict[str, Any] = {
         "e": view.summary(data, now), "data": data, "now": now,
         "tz": clinic_zone(services.settings),
-        "timeline": [view.timeline_entry(event, names) for event in data["timeline"]],
-        "triggering": view.triggering(data.get("triggering")),
-        "triggers": view.trigger_lines(data.get("triggers") or []),
-        "disposition_label": view.DISPOSITION_LABELS.get(data.get("disposition") or "", ""),
+        "timeline": [view.timeline_entry(event, names) for event in data.timeline],
+        "triggering": view.triggering(data.triggering),
+        "triggers": view.trigger_lines(data.triggers),
+        "disposition_label": view.DISPOSITION_LABELS.get(data.disposition or "", ""),
     }
     if request.query_params.get("part") == "live":
         return render(request, "_escalation_live.html", **context)
@@ -84,7 +84,7 @@ async def escalation_page(request: Request) -> Response:
         back_text=back_text, status_labels=view.STATUS_LABELS,
         assignees=[(u.id, f"{u.name} ({u.role.value})") for u in people],
         outcomes=view.choices(CONTACT_OUTCOMES, view.OUTCOME_LABELS),
-        dispositions=view.choices(allowed_dispositions(str(data["level"])),
+        dispositions=view.choices(allowed_dispositions(data.level),
                                   view.DISPOSITION_LABELS),
         **raise_form_choices(),
     )

@@ -2,9 +2,10 @@
 on the server as an ES module: ``/static/vocabulary.js``.
 
 The note's sections, the risk judgements and the medication actions are defined in
-``server/notes.py``, ``server/medications.py`` and ``web/pages/note_panel.py``; the
-note editor, the merge dialog, the offline page and the panel import them from this
-module instead of keeping copies that could drift. It holds no data and needs no
+``server/notes.py``, ``server/medications.py`` and ``web/pages/note_panel.py``, the
+triage levels in ``server/triage.py``; the note editor, the merge dialog, the offline
+page and the panel import them from this module instead of keeping copies that could
+drift. It holds no data and needs no
 session (the ``/static/`` prefix).
 """
 
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server import notes
+from server.triage import LEVELS
 from web.pages import note_panel
 
 
@@ -31,6 +33,8 @@ def exported() -> dict[str, Any]:
         "RISK_JUDGEMENTS": list(notes.RISK_JUDGEMENTS),
         "RISK_JUDGEMENT_LABELS": dict(note_panel.RISK_JUDGEMENT_LABELS),
         "ACTION_WORDS": dict(note_panel.ACTION_LABELS),
+        # Lowest to highest: the panel sorts the signing gate's reasons by level.
+        "LEVELS": [level.value for level in LEVELS],
     }
 
 

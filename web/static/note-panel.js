@@ -26,6 +26,7 @@ import { NoteEditor, RISK_JUDGEMENT_LABELS, SECTION_LABELS, SECTIONS, bodyOf }
 import { MergeView } from "./note-merge.js";
 import { NoteStore, rememberUser } from "./note-store.js";
 import { setUpResize } from "./panel-resize.js";
+import { LEVELS } from "./vocabulary.js";
 
 const OK_MESSAGE_MS = 6000;
 // In a note's `safety_reasons`: the patient has an open escalation (server/notes.py).
@@ -429,8 +430,7 @@ class NotePanel {
       lines.push({ code: ESCALATION_OPEN, level: escalation.level,
         label: `An open escalation (${how})${why ? `: ${why}` : ""}` });
     }
-    const order = ["none", "review", "step_up", "urgent", "emergency"];
-    lines.sort((a, b) => order.indexOf(b.level) - order.indexOf(a.level));
+    lines.sort((a, b) => LEVELS.indexOf(b.level) - LEVELS.indexOf(a.level));
     const list = el.gateWhy.querySelector(".safety-reasons");
     list.replaceChildren(...lines.map((line) => {
       const item = document.createElement("li");

@@ -114,8 +114,8 @@ class Instance:
 
     async def join(self, visit_id: int, identity: Identity, peer_id: str) -> tuple[Member, Outlet]:
         outlet = Outlet()
-        member = await self.rooms.join(visit_id, identity, Hello(peer_id=peer_id, polite_capable=True), outlet,
-                                       uuid.uuid4().hex)
+        hello = Hello(peer_id=peer_id, polite_capable=True)
+        member = await self.rooms.join(visit_id, identity, hello, outlet, uuid.uuid4().hex)
         return member, outlet
 
     async def stop(self) -> None:

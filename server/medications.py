@@ -37,9 +37,10 @@ Action = Literal["start", "increase", "decrease", "switch", "taper", "stop", "co
 ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
 
 
+# One shape for the row: as a save sends it, as the note stores it and as the note and
+# the summary answer it.
 class MedicationChangeRow(BaseModel):
-    """One structured row of a note's medication changes: as a save sends it, as the
-    note stores it and as the note and the summary answer it."""
+    """One structured row of a note's medication changes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -81,10 +81,10 @@ ADDENDUM_LIMIT = 20_000
 SectionText = Annotated[str, Field(max_length=SECTION_LIMIT)]
 
 
+# A model rather than a dict keyed by ``Section``: the risk judgement is a vocabulary
+# where the other sections are text, and a refusal names its section ("sections.plan").
 class NoteSections(BaseModel):
-    """The sections a save sends; one not sent is empty. A model rather than a dict
-    keyed by ``Section``: the risk judgement is a vocabulary where the other sections
-    are text, and a refusal names the section (``sections.plan``)."""
+    """The note's sections; one not sent is saved empty."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -611,8 +611,7 @@ async def _close_addendum_task(session: AsyncSession, actor: Actor, visit: Visit
     return task
 
 
-@dataclass(frozen=True)
-class AddendumDue:
+class AddendumDue(Result):
     """An open safety addendum task, as the prescriber's day lists it."""
 
     task_id: int
@@ -620,7 +619,7 @@ class AddendumDue:
     patient_id: int
     patient_name: str
     reasons: list[str]
-    since: datetime
+    since: Instant
 
 
 async def addenda_due(session: AsyncSession, actor: Actor) -> list[AddendumDue]:

@@ -258,12 +258,12 @@ class AfterVisitSummary(Result):
     crisis_resources: CrisisResources
 
 
-def stored_sections(note: VisitNote) -> dict[Section, str]:
+def _stored_sections(note: VisitNote) -> dict[Section, str]:
     """The note's sections in the note's order, each one text ("" when missing)."""
     return {key: str(note.sections.get(key) or "") for key in SECTIONS}
 
 
-def stored_changes(note: VisitNote) -> list[MedicationChangeRow]:
+def _stored_changes(note: VisitNote) -> list[MedicationChangeRow]:
     """The note's medication changes (each stored from a checked row)."""
     return [MedicationChangeRow.model_validate(row) for row in note.medication_changes]
 
@@ -393,8 +393,8 @@ async def note_result(session: AsyncSession, services: Services, visit: Visit,
     if ids:
         rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
         names = {row[0]: row[1] for row in rows}
-    sections = stored_sections(note)
-    changes = stored_changes(note)
+    sections = _stored_sections(note)
+    changes = _stored_changes(note)
     cadence = await default_follow_up(session, services.settings, visit,
                                       [row.action for row in changes])
     gate = await safety_gate(session, services, visit)
@@ -496,7 +496,7 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
     if note.version != version:
         raise await _version_conflict(session, services, visit, note, version)
     gate = await safety_gate(session, services, visit)
-    unmet = unmet_safety_sections(stored_sections(note)) if gate.required else []
+    unmet = unmet_safety_sections(_stored_sections(note)) if gate.required else []
     if unmet:
         # The reasons go in `reasons`, not in the message (messages carry no clinical
         # content).
@@ -506,7 +506,7 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
             f"({', '.join(RISK_JUDGEMENTS)}).",
             code="safety_assessment_required", field=f"sections.{unmet[0]}",
             extra={"reasons": gate.reasons, "missing": unmet})
-    rows = stored_changes(note)
+    rows = _stored_changes(note)
     check_rows(rows)
     follow_up_days = note.follow_up_days
     if follow_up_days is None:
@@ -649,7 +649,7 @@ async def schedule_next(session: AsyncSession, services: Services, actor: Actor,
     if days is None:
         days = note.follow_up_days or (await default_follow_up(
             session, services.settings, visit,
-            [row.action for row in stored_changes(note)])).days
+            [row.action for row in _stored_changes(note)])).days
     next_visit = await create_visit(
         session, actor, patient_id=visit.patient_id, prescriber_id=visit.prescriber_id,
         kind=VisitKind.follow_up, scheduled_at=visit.scheduled_at + timedelta(days=days),
@@ -674,9 +674,9 @@ async def after_visit_summary(session: AsyncSession, services: Services, actor: 
     reported = (checkin.data.get("side_effects") if checkin else None) or []
     audit.record(session, actor, "read", "after_visit_summary", note.id,
                  patient_id=visit.patient_id)
-    sections = stored_sections(note)
+    sections = _stored_sections(note)
     return AfterVisitSummary(
-        visit_id=visit.id, medication_changes=stored_changes(note), plan=sections["plan"],
+        visit_id=visit.id, medication_changes=_stored_changes(note), plan=sections["plan"],
         side_effects_reported=reported, side_effect_actions=sections["side_effect_actions"],
         follow_up_days=note.follow_up_days,
         next_visit=UpcomingVisit(id=next_visit.id, scheduled_at=next_visit.scheduled_at)

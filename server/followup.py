@@ -22,14 +22,14 @@ reading.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.medications import DOSE_CHANGES
+from server.medications import DOSE_CHANGES, Action
 from server.models import (
     CheckIn,
     CheckInStatus,
@@ -38,6 +38,7 @@ from server.models import (
     Visit,
     VisitStatus,
 )
+from server.results import Result
 from server.settings import Settings
 from server.triage import Level, level_at_least
 
@@ -52,13 +53,11 @@ URGENT_LEVELS: Final = (Level.EMERGENCY.value, Level.URGENT.value)
 DAY: Final = timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class Cadence:
+class Cadence(Result):
+    """The default interval to the next visit, and why (shown beside the choice)."""
+
     days: int
     reason: str
-
-    def to_json(self) -> dict[str, object]:
-        return {"days": self.days, "reason": self.reason}
 
 
 async def previous_visit_at(session: AsyncSession, visit: Visit) -> datetime | None:
@@ -84,7 +83,7 @@ def _label(code: str) -> str:
 
 
 async def default_follow_up(session: AsyncSession, settings: Settings, visit: Visit,
-                            medication_actions: list[str]) -> Cadence:
+                            medication_actions: Sequence[Action]) -> Cadence:
     options: list[Cadence] = []
     escalations = list((await session.scalars(select(Escalation).where(
         Escalation.patient_id == visit.patient_id))).all())
@@ -95,21 +94,22 @@ async def default_follow_up(session: AsyncSession, settings: Settings, visit: Vi
                       and (since is None or e.resolved_at > since)]
 
     if any(e.level in URGENT_LEVELS for e in open_ones):
-        options.append(Cadence(settings.follow_up_urgent_days,
-                               "An urgent or emergency escalation is open."))
+        options.append(Cadence(days=settings.follow_up_urgent_days,
+                               reason="An urgent or emergency escalation is open."))
     for escalation in resolved_since:
         if escalation.disposition in HIGHER_CARE and escalation.resolved_at is not None:
             days = days_left_after(escalation.resolved_at, visit,
                                    settings.follow_up_urgent_days)
-            options.append(Cadence(days, (
+            options.append(Cadence(days=days, reason=(
                 f"An escalation was resolved on {escalation.resolved_at:%Y-%m-%d} with "
                 f"disposition {_label(escalation.disposition)}: the next visit within "
                 f"{settings.follow_up_urgent_days} days of it.")))
 
     changed = any(action in DOSE_CHANGES for action in medication_actions)
     if changed:
-        options.append(Cadence(settings.follow_up_medication_change_days,
-                               "A medication was started, switched or its dose changed."))
+        options.append(Cadence(
+            days=settings.follow_up_medication_change_days,
+            reason="A medication was started, switched or its dose changed."))
 
     checkins = list((await session.scalars(select(CheckIn).where(
         CheckIn.patient_id == visit.patient_id, CheckIn.status == CheckInStatus.completed)
@@ -118,23 +118,25 @@ async def default_follow_up(session: AsyncSession, settings: Settings, visit: Vi
     if latest is not None:
         stepped_up = bool(latest.level) and level_at_least(str(latest.level), Level.STEP_UP)
         if stepped_up or not _scores_mild(latest, missing_ok=True):
-            options.append(Cadence(settings.follow_up_moderate_days,
-                                   "A step-up reason, or PHQ-9/GAD-7 moderate or worse."))
+            options.append(Cadence(
+                days=settings.follow_up_moderate_days,
+                reason="A step-up reason, or PHQ-9/GAD-7 moderate or worse."))
     if options:
         return min(options, key=lambda c: c.days)
 
     if open_ones or resolved_since:
         # Never "stable" right after (or during) a safety concern.
-        return Cadence(settings.follow_up_default_days,
-                       "Not stable: an escalation is open or was resolved since the "
-                       "previous visit.")
+        return Cadence(days=settings.follow_up_default_days,
+                       reason="Not stable: an escalation is open or was resolved since the "
+                              "previous visit.")
     stable = not changed and len(checkins) >= 3 and all(
         _scores_mild(c, missing_ok=False) and not _safety_reason(c) for c in checkins)
     if stable:
-        return Cadence(settings.follow_up_stable_days,
-                       "Stable: no change and scores mild or better at the last 3 visits.")
-    return Cadence(settings.follow_up_default_days,
-                   "Standard follow-up (not yet stable for 3 visits).")
+        return Cadence(
+            days=settings.follow_up_stable_days,
+            reason="Stable: no change and scores mild or better at the last 3 visits.")
+    return Cadence(days=settings.follow_up_default_days,
+                   reason="Standard follow-up (not yet stable for 3 visits).")
 
 
 def _scores_mild(checkin: CheckIn, *, missing_ok: bool) -> bool:

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,14 +29,20 @@ from server.access import access_patient
 from server.actors import Actor
 from server.errors import ValidationFailed
 from server.models import Medication, MedicationChange
+from server.results import Instant, Result
 
+# What a note's medication change does: the one list (the editor's <select> and the
+# summary's sentences follow it).
 Action = Literal["start", "increase", "decrease", "switch", "taper", "stop", "continue"]
+ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
 
 
+# One shape for the row: as a save sends it, as the note stores it and as the note and
+# the summary answer it.
 class MedicationChangeRow(BaseModel):
     """One structured row of a note's medication changes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     action: Action
     drug: str = Field(min_length=1, max_length=120)
@@ -40,6 +53,12 @@ class MedicationChangeRow(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
     # For a switch: the medication being replaced by ``drug``.
     replaces: str | None = Field(default=None, max_length=120)
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
+        # A row is stored with the fields that were given, and answered as stored:
+        # no "dose": null for a row without one.
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -62,32 +81,76 @@ MONITORING: dict[str, Monitoring] = {
         "risperidone", "ziprasidone", "lumateperone", "chlorpromazine", "fluphenazine",
         "perphenazine")},
 }
-# What dose-dependent regimens call a change of dose (for the follow-up cadence).
-DOSE_CHANGES = frozenset({"start", "increase", "decrease", "switch", "taper"})
+# What dose-dependent regimens call a change of dose (for the follow-up cadence); each
+# needs a dose.
+DOSE_CHANGES: Final[frozenset[Action]] = frozenset(
+    {"start", "increase", "decrease", "switch", "taper"})
 
 
 def monitoring_for(drug: str) -> Monitoring | None:
     return MONITORING.get(drug.strip().lower())
 
 
-def medication_json(medication: Medication, history: list[MedicationChange],
-                    now: datetime) -> dict[str, Any]:
+class MonitoringDue(Result):
+    """What a medication on the list needs watching, and by when."""
+
+    what: str
+    due_at: Instant | None
+    due: bool
+
+
+class MedicationEvent(Result):
+    """One change in a medication's history, with the row's details (drug, dose...,
+    ``switched_to``) beside its own fields, as they were stored."""
+
+    action: str
+    at: Instant
+    by_id: int
+    reason: str | None
+    note_id: int | None
+    detail: dict[str, JsonValue]
+
+    @model_serializer(mode="wrap")
+    def _detail_beside(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
+        fields = handler(self)
+        detail = fields.pop("detail")
+        assert isinstance(detail, dict)
+        return {**fields, **detail}
+
+
+class MedicationEntry(Result):
+    """A medication on the patient's list (current or stopped) with its history."""
+
+    id: int
+    drug: str
+    dose: str | None
+    unit: str | None
+    route: str | None
+    frequency: str | None
+    active: bool
+    started_at: Instant
+    changed_at: Instant
+    stopped_at: Instant | None
+    monitoring: MonitoringDue | None
+    history: list[MedicationEvent]
+
+
+def medication_entry(medication: Medication, history: list[MedicationChange],
+                     now: datetime) -> MedicationEntry:
     monitoring = monitoring_for(medication.drug)
     due_at = None
     if monitoring and medication.active:
         since = medication.last_monitored_at or medication.started_at
         due_at = since + timedelta(days=monitoring.every_days)
-    return {
-        "id": medication.id, "drug": medication.drug, "dose": medication.dose,
-        "unit": medication.unit, "route": medication.route, "frequency": medication.frequency,
-        "active": medication.active, "started_at": medication.started_at.isoformat(),
-        "changed_at": medication.changed_at.isoformat(),
-        "stopped_at": medication.stopped_at.isoformat() if medication.stopped_at else None,
-        "monitoring": {"what": monitoring.what, "due_at": due_at.isoformat() if due_at else None,
-                       "due": bool(due_at and due_at <= now)} if monitoring else None,
-        "history": [{"action": c.action, "at": c.at.isoformat(), "by_id": c.by_id,
-                     "reason": c.reason, "note_id": c.note_id, **c.detail} for c in history],
-    }
+    return MedicationEntry(
+        id=medication.id, drug=medication.drug, dose=medication.dose, unit=medication.unit,
+        route=medication.route, frequency=medication.frequency, active=medication.active,
+        started_at=medication.started_at, changed_at=medication.changed_at,
+        stopped_at=medication.stopped_at,
+        monitoring=MonitoringDue(what=monitoring.what, due_at=due_at,
+                                 due=bool(due_at and due_at <= now)) if monitoring else None,
+        history=[MedicationEvent(action=c.action, at=c.at, by_id=c.by_id, reason=c.reason,
+                                 note_id=c.note_id, detail=c.detail) for c in history])
 
 
 async def _active(session: AsyncSession, patient_id: int, drug: str) -> Medication | None:
@@ -98,7 +161,7 @@ async def _active(session: AsyncSession, patient_id: int, drug: str) -> Medicati
 
 def check_rows(rows: list[MedicationChangeRow]) -> None:
     for index, row in enumerate(rows):
-        if row.action in ("start", "increase", "decrease", "switch", "taper") and not row.dose:
+        if row.action in DOSE_CHANGES and not row.dose:
             raise ValidationFailed(f"Give the dose for {row.action} {row.drug}.",
                                    field=f"medication_changes.{index}.dose")
         if row.action == "switch" and not row.replaces:
@@ -161,7 +224,7 @@ async def apply_changes(session: AsyncSession, actor: Actor, *, patient_id: int,
 
 
 async def medication_list(session: AsyncSession, actor: Actor, patient_id: int,
-                          now: datetime) -> list[dict[str, Any]]:
+                          now: datetime) -> list[MedicationEntry]:
     await access_patient(session, actor, patient_id, now=now)
     medications = (await session.scalars(select(Medication).where(
         Medication.patient_id == patient_id).order_by(Medication.active.desc(),
@@ -170,5 +233,5 @@ async def medication_list(session: AsyncSession, actor: Actor, patient_id: int,
         MedicationChange.patient_id == patient_id).order_by(MedicationChange.at,
                                                             MedicationChange.id))).all()
     audit.record(session, actor, "read", "medications", patient_id, patient_id=patient_id)
-    return [medication_json(m, [c for c in changes if c.medication_id == m.id], now)
+    return [medication_entry(m, [c for c in changes if c.medication_id == m.id], now)
             for m in medications]

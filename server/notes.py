@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Annotated, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,9 +35,9 @@ from server import audit
 from server.access import access_visit, require_full_session, require_role
 from server.accounts import care_team_ids
 from server.actors import Actor
-from server.errors import Conflict, Forbidden, ValidationFailed
+from server.errors import Conflict, Forbidden
 from server.events import emit
-from server.followup import default_follow_up
+from server.followup import Cadence, default_follow_up
 from server.freetext import MIN_LETTERS, letters, require_letters
 from server.http import MAX_ID
 from server.locks import lock_visit
@@ -56,20 +56,55 @@ from server.models import (
     VisitKind,
     VisitNote,
 )
+from server.results import Instant, Result
 from server.services import Services
 from server.triage import Level, level_at_least
 from server.visits import create_visit, invite_to_visit
 
-SECTIONS = ("interval_history", "mental_status", "assessment", "plan", "side_effect_actions",
-            "safety_assessed", "safety_risk_judgement", "safety_plan")
-SAFETY_SECTIONS = ("safety_assessed", "safety_risk_judgement", "safety_plan")
+# The note's sections, in the note's order: the one list (the save's body, the editor
+# and the browser's modules, through web/pages/vocabulary.py, follow it). The safety
+# assessment's three are the ones the signing gate reads.
+SafetySection = Literal["safety_assessed", "safety_risk_judgement", "safety_plan"]
+Section = Literal["interval_history", "mental_status", "assessment", "plan",
+                  "side_effect_actions", SafetySection]
+SECTIONS: Final[tuple[Section, ...]] = get_args(Section)
+SAFETY_SECTIONS: Final[tuple[SafetySection, ...]] = get_args(SafetySection)
 # The clinician's risk judgement (CLINICAL.md, invariant 7). The one list: the API checks
 # it, the editor's <select> and the addendum form offer it.
-RISK_JUDGEMENTS: Final = ("low", "moderate", "high", "imminent")
+RiskJudgement = Literal["low", "moderate", "high", "imminent"]
+RISK_JUDGEMENTS: Final[tuple[RiskJudgement, ...]] = get_args(RiskJudgement)
 # In ``safety_reasons``: the patient has an open escalation (its own reasons follow).
 ESCALATION_OPEN: Final = "escalation_open"
 SECTION_LIMIT = 20_000
 ADDENDUM_LIMIT = 20_000
+
+SectionText = Annotated[str, Field(max_length=SECTION_LIMIT)]
+
+
+# A model rather than a dict keyed by ``Section``: the risk judgement is a vocabulary
+# where the other sections are text, and a refusal names its section ("sections.plan").
+class NoteSections(BaseModel):
+    """The note's sections; one not sent is saved empty."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_history: SectionText = ""
+    mental_status: SectionText = ""
+    assessment: SectionText = ""
+    plan: SectionText = ""
+    side_effect_actions: SectionText = ""
+    safety_assessed: SectionText = ""
+    # Empty while drafting; signing needs one of the list (``unmet_safety_sections``).
+    safety_risk_judgement: Literal[RiskJudgement, ""] = ""
+    safety_plan: SectionText = ""
+
+    def texts(self) -> dict[Section, str]:
+        """Every section, in the note's order (as the note stores them)."""
+        return {key: getattr(self, key) for key in SECTIONS}
+
+
+# The fields above are the sections: a section added to ``Section`` needs its field.
+assert tuple(NoteSections.model_fields) == SECTIONS
 
 
 class NoteSave(BaseModel):
@@ -77,7 +112,7 @@ class NoteSave(BaseModel):
 
     # A 32-bit column: a larger version would fail in the database driver, not here.
     version: int = Field(ge=0, le=MAX_ID)
-    sections: dict[str, str] = Field(default_factory=dict)
+    sections: NoteSections = Field(default_factory=NoteSections)
     medication_changes: list[MedicationChangeRow] = Field(default_factory=list, max_length=30)
     follow_up_days: int | None = Field(default=None, ge=1, le=365)
 
@@ -97,7 +132,7 @@ class SafetyAssessment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     assessed: str = Field(default="", max_length=SECTION_LIMIT)
-    risk_judgement: str = Field(default="", max_length=32)
+    risk_judgement: RiskJudgement
     plan: str = Field(default="", max_length=SECTION_LIMIT)
 
 
@@ -108,29 +143,138 @@ class NewAddendum(BaseModel):
     safety_assessment: SafetyAssessment | None = None
 
 
-def _check_sections(sections: dict[str, str]) -> dict[str, str]:
-    for key, text in sections.items():
-        if key not in SECTIONS:
-            raise ValidationFailed(f"sections.{key} is not a section of the note.",
-                                   field=f"sections.{key}")
-        if len(text) > SECTION_LIMIT:
-            raise ValidationFailed(f"sections.{key} is over {SECTION_LIMIT} characters.",
-                                   field=f"sections.{key}")
-    judgement = sections.get("safety_risk_judgement", "")
-    if judgement and judgement not in RISK_JUDGEMENTS:
-        raise ValidationFailed(
-            f"sections.safety_risk_judgement must be one of {', '.join(RISK_JUDGEMENTS)} "
-            "(or empty while drafting).", field="sections.safety_risk_judgement")
-    return {key: sections.get(key, "") for key in SECTIONS}
+class NoteAuthor(Result):
+    """Who saved or signed the note, or wrote an addendum."""
+
+    id: int
+    name: str
 
 
-def unmet_safety_sections(sections: Mapping[str, Any]) -> list[str]:
+class AddendumSafety(Result):
+    """The safety assessment an addendum carries."""
+
+    assessed: str
+    # As stored: shown as written even if the list changes.
+    risk_judgement: str
+    plan: str
+
+
+class Addendum(Result):
+    id: int
+    note_id: int
+    at: Instant
+    text: str
+    author: NoteAuthor
+    safety: AddendumSafety | None
+
+
+class AddedAddendum(Addendum):
+    """An addendum just written, and the safety addendum task it closed, if any."""
+
+    closed_task_id: int | None
+
+
+class GatingEscalation(Result):
+    """The patient's open escalation, which requires a safety assessment to sign."""
+
+    id: int
+    level: str
+    source: str
+    status: EscalationStatus
+    reasons: list[str]
+    raised_at: Instant
+
+
+class AddendumTask(Result):
+    """The note's open safety addendum task: a check-in with safety reasons came after
+    signing."""
+
+    id: int
+    reasons: list[str]
+    since: Instant
+    checkin_id: int
+
+
+class Note(Result):
+    """The visit note as the care team reads it, with its signing gate."""
+
+    id: int | None  # None: not stored yet (before the first save)
+    visit_id: int
+    patient_id: int
+    version: int
+    status: NoteStatus
+    sections: dict[Section, str]
+    medication_changes: list[MedicationChangeRow]
+    follow_up_days: int | None
+    follow_up_default: Cadence
+    safety_required: bool
+    safety_reasons: list[str]
+    safety_missing: list[SafetySection]
+    safety_escalation: GatingEscalation | None
+    safety_addendum_task: AddendumTask | None
+    updated_at: Instant
+    updated_by: NoteAuthor | None
+    signed_at: Instant | None
+    signed_by: NoteAuthor | None
+    addenda: list[Addendum]
+
+
+class ScheduledVisit(Result):
+    """The next visit, just scheduled, and its invitation."""
+
+    id: int
+    scheduled_at: Instant
+    days: int
+    invite_id: int
+
+
+class UpcomingVisit(Result):
+    id: int
+    scheduled_at: Instant
+
+
+class CrisisResources(Result):
+    lifeline: str
+    emergency: str
+
+
+CRISIS_RESOURCES: Final = CrisisResources(
+    lifeline="Call or text 988 (Suicide & Crisis Lifeline; press 1 for the Veterans "
+             "Crisis Line)",
+    emergency="Call 911 if you are in immediate danger")
+
+
+class AfterVisitSummary(Result):
+    """What the patient reads after the visit, from the signed note."""
+
+    visit_id: int
+    medication_changes: list[MedicationChangeRow]
+    plan: str
+    # The check-in's side effects as the patient reported them.
+    side_effects_reported: list[JsonValue]
+    side_effect_actions: str
+    follow_up_days: int | None
+    next_visit: UpcomingVisit | None
+    crisis_resources: CrisisResources
+
+
+def _stored_sections(note: VisitNote) -> dict[Section, str]:
+    """The note's sections in the note's order, each one text ("" when missing)."""
+    return {key: str(note.sections.get(key) or "") for key in SECTIONS}
+
+
+def _stored_changes(note: VisitNote) -> list[MedicationChangeRow]:
+    """The note's medication changes (each stored from a checked row)."""
+    return [MedicationChangeRow.model_validate(row) for row in note.medication_changes]
+
+
+def unmet_safety_sections(sections: Mapping[Section, str]) -> list[SafetySection]:
     """The safety sections that do not hold a real assessment, in the note's order:
     fewer than 10 letters of what was assessed or of the plan (spaces, punctuation,
     digits and invisible characters do not count), a judgement not in the list."""
-    unmet = []
+    unmet: list[SafetySection] = []
     for key in SAFETY_SECTIONS:
-        value = str(sections.get(key) or "")
+        value = sections.get(key, "")
         if key == "safety_risk_judgement":
             ok = value in RISK_JUDGEMENTS
         else:
@@ -140,17 +284,13 @@ def unmet_safety_sections(sections: Mapping[str, Any]) -> list[str]:
     return unmet
 
 
-def checked_assessment(given: SafetyAssessment) -> dict[str, str]:
+def checked_assessment(given: SafetyAssessment) -> AddendumSafety:
     """The addendum's safety assessment, stripped, or 422 naming the first field that
-    would not pass the signing gate."""
+    would not pass the signing gate (the judgement's list is the model's)."""
     assessed = require_letters(given.assessed, "safety_assessment.assessed",
                                what="what was assessed")
-    if given.risk_judgement not in RISK_JUDGEMENTS:
-        raise ValidationFailed(
-            f"safety_assessment.risk_judgement must be one of {', '.join(RISK_JUDGEMENTS)}.",
-            field="safety_assessment.risk_judgement")
     plan = require_letters(given.plan, "safety_assessment.plan", what="the safety plan")
-    return {"assessed": assessed, "risk_judgement": given.risk_judgement, "plan": plan}
+    return AddendumSafety(assessed=assessed, risk_judgement=given.risk_judgement, plan=plan)
 
 
 async def _checkin(session: AsyncSession, visit: Visit) -> CheckIn | None:
@@ -217,59 +357,60 @@ async def _open_task(session: AsyncSession, note: VisitNote) -> SafetyAddendumTa
         SafetyAddendumTask.note_id == note.id, SafetyAddendumTask.done_at.is_(None)))
 
 
-def _escalation_json(escalation: Escalation | None) -> dict[str, Any] | None:
+def _gating_escalation(escalation: Escalation | None) -> GatingEscalation | None:
     if escalation is None:
         return None
-    return {"id": escalation.id, "level": escalation.level, "source": escalation.source,
-            "status": escalation.status.value, "reasons": list(escalation.reasons),
-            "raised_at": escalation.raised_at.isoformat()}
+    return GatingEscalation(id=escalation.id, level=escalation.level, source=escalation.source,
+                            status=escalation.status, reasons=list(escalation.reasons),
+                            raised_at=escalation.raised_at)
 
 
-def _task_json(task: SafetyAddendumTask | None) -> dict[str, Any] | None:
+def _addendum_task(task: SafetyAddendumTask | None) -> AddendumTask | None:
     if task is None:
         return None
-    return {"id": task.id, "reasons": list(task.reasons), "since": task.created_at.isoformat(),
-            "checkin_id": task.checkin_id}
+    return AddendumTask(id=task.id, reasons=list(task.reasons), since=task.created_at,
+                        checkin_id=task.checkin_id)
 
 
-def _addendum_json(addendum: NoteAddendum, author: str) -> dict[str, Any]:
-    return {"id": addendum.id, "note_id": addendum.note_id, "at": addendum.at.isoformat(),
-            "text": addendum.text, "author": {"id": addendum.author_id, "name": author},
-            "safety": addendum.safety}
+def _addendum(addendum: NoteAddendum, author: str) -> Addendum:
+    return Addendum(id=addendum.id, note_id=addendum.note_id, at=addendum.at,
+                    text=addendum.text, author=NoteAuthor(id=addendum.author_id, name=author),
+                    safety=None if addendum.safety is None
+                    else AddendumSafety.model_validate(addendum.safety))
 
 
-async def note_json(session: AsyncSession, services: Services, visit: Visit,
-                    note: VisitNote) -> dict[str, Any]:
+def _author(user_id: int | None, names: Mapping[int, str]) -> NoteAuthor | None:
+    return NoteAuthor(id=user_id, name=names.get(user_id, "")) if user_id else None
+
+
+async def note_result(session: AsyncSession, services: Services, visit: Visit,
+                      note: VisitNote) -> Note:
     addenda = [] if note.id is None else (await session.scalars(select(NoteAddendum).where(
         NoteAddendum.note_id == note.id).order_by(NoteAddendum.at, NoteAddendum.id))).all()
     ids = {i for i in (note.updated_by_id, note.signed_by_id, *(a.author_id for a in addenda))
            if i}
-    names: dict[int | None, str] = {}
+    names: dict[int, str] = {}
     if ids:
         rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
         names = {row[0]: row[1] for row in rows}
-    actions = [str(row.get("action")) for row in note.medication_changes]
-    cadence = await default_follow_up(session, services.settings, visit, actions)
+    sections = _stored_sections(note)
+    changes = _stored_changes(note)
+    cadence = await default_follow_up(session, services.settings, visit,
+                                      [row.action for row in changes])
     gate = await safety_gate(session, services, visit)
-    return {
-        "id": note.id, "visit_id": note.visit_id, "patient_id": note.patient_id,
-        "version": note.version, "status": note.status.value,
-        "sections": {k: note.sections.get(k, "") for k in SECTIONS},
-        "medication_changes": note.medication_changes,
-        "follow_up_days": note.follow_up_days,
-        "follow_up_default": cadence.to_json(),
-        "safety_required": gate.required, "safety_reasons": gate.reasons,
-        "safety_missing": unmet_safety_sections(note.sections) if gate.required else [],
-        "safety_escalation": _escalation_json(gate.escalation),
-        "safety_addendum_task": _task_json(await _open_task(session, note)),
-        "updated_at": note.updated_at.isoformat(),
-        "updated_by": {"id": note.updated_by_id, "name": names.get(note.updated_by_id, "")}
-        if note.updated_by_id else None,
-        "signed_at": note.signed_at.isoformat() if note.signed_at else None,
-        "signed_by": {"id": note.signed_by_id, "name": names.get(note.signed_by_id, "")}
-        if note.signed_by_id else None,
-        "addenda": [_addendum_json(a, names.get(a.author_id, "")) for a in addenda],
-    }
+    return Note(
+        id=note.id, visit_id=note.visit_id, patient_id=note.patient_id,
+        version=note.version, status=note.status, sections=sections,
+        medication_changes=changes, follow_up_days=note.follow_up_days,
+        follow_up_default=cadence,
+        safety_required=gate.required, safety_reasons=gate.reasons,
+        safety_missing=unmet_safety_sections(sections) if gate.required else [],
+        safety_escalation=_gating_escalation(gate.escalation),
+        safety_addendum_task=_addendum_task(await _open_task(session, note)),
+        updated_at=note.updated_at, updated_by=_author(note.updated_by_id, names),
+        signed_at=note.signed_at, signed_by=_author(note.signed_by_id, names),
+        addenda=[_addendum(a, names.get(a.author_id, "")) for a in addenda],
+    )
 
 
 async def _staff_visit(session: AsyncSession, services: Services, actor: Actor,
@@ -286,10 +427,10 @@ async def _staff_visit(session: AsyncSession, services: Services, actor: Actor,
 async def _version_conflict(session: AsyncSession, services: Services, visit: Visit,
                             note: VisitNote, version: int) -> Conflict:
     await session.refresh(note)
-    current = await note_json(session, services, visit, note)
+    current = await note_result(session, services, visit, note)
     return Conflict(
         f"The note changed since version {version}; it is now version {note.version}.",
-        code="version_conflict", field="version", extra={"current": current})
+        code="version_conflict", field="version", extra={"current": current.to_json()})
 
 
 def _signed_conflict() -> Conflict:
@@ -298,7 +439,7 @@ def _signed_conflict() -> Conflict:
 
 
 async def get_note(session: AsyncSession, services: Services, actor: Actor,
-                   visit_id: int) -> dict[str, Any]:
+                   visit_id: int) -> Note:
     """The visit's note; before its first save, an empty draft (``id`` null) that is not
     stored: a read never writes (a break-glass grant is read-only). The first save
     stores it (``_note_for``)."""
@@ -307,13 +448,13 @@ async def get_note(session: AsyncSession, services: Services, actor: Actor,
     if note is None:
         note = _empty_note(visit, services.clock.now())
     audit.record(session, actor, "read", "note", note.id, patient_id=visit.patient_id)
-    return await note_json(session, services, visit, note)
+    return await note_result(session, services, visit, note)
 
 
 async def save_note(session: AsyncSession, services: Services, actor: Actor, visit_id: int,
-                    body: NoteSave) -> dict[str, Any]:
+                    body: NoteSave) -> Note:
     visit = await _staff_visit(session, services, actor, visit_id, write=True)
-    sections = _check_sections(body.sections)
+    sections = body.sections.texts()
     # In line with signing and check-ins on this visit (server.locks): a sign decides on
     # the note it read, and no save lands between its reading and its writing.
     await lock_visit(session, visit.id)
@@ -336,11 +477,11 @@ async def save_note(session: AsyncSession, services: Services, actor: Actor, vis
                  version=note.version)
     emit(session, "note.saved", await care_team_ids(session, visit.patient_id),
          visit_id=visit.id, note_id=note.id, version=note.version)
-    return await note_json(session, services, visit, note)
+    return await note_result(session, services, visit, note)
 
 
 async def sign_note(session: AsyncSession, services: Services, actor: Actor,
-                    visit_id: int, version: int) -> dict[str, Any]:
+                    visit_id: int, version: int) -> Note:
     """Sign the note at ``version`` (the one the signer saw), through the safety gate."""
     visit = await _staff_visit(session, services, actor, visit_id, write=True)
     # The lock first, then the note and the gate: an autosave blanking the safety text
@@ -355,7 +496,7 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
     if note.version != version:
         raise await _version_conflict(session, services, visit, note, version)
     gate = await safety_gate(session, services, visit)
-    unmet = unmet_safety_sections(note.sections) if gate.required else []
+    unmet = unmet_safety_sections(_stored_sections(note)) if gate.required else []
     if unmet:
         # The reasons go in `reasons`, not in the message (messages carry no clinical
         # content).
@@ -365,7 +506,7 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
             f"({', '.join(RISK_JUDGEMENTS)}).",
             code="safety_assessment_required", field=f"sections.{unmet[0]}",
             extra={"reasons": gate.reasons, "missing": unmet})
-    rows = [MedicationChangeRow.model_validate(row) for row in note.medication_changes]
+    rows = _stored_changes(note)
     check_rows(rows)
     follow_up_days = note.follow_up_days
     if follow_up_days is None:
@@ -388,7 +529,7 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
                  version=note.version, safety_required=gate.required)
     emit(session, "note.signed", await care_team_ids(session, visit.patient_id)
          | {visit.patient_id}, visit_id=visit.id, note_id=note.id)
-    return await note_json(session, services, visit, note)
+    return await note_result(session, services, visit, note)
 
 
 async def safety_reasons_after_signing(session: AsyncSession, services: Services,
@@ -423,7 +564,7 @@ async def safety_reasons_after_signing(session: AsyncSession, services: Services
 
 
 async def add_addendum(session: AsyncSession, services: Services, actor: Actor,
-                       visit_id: int, body: NewAddendum) -> dict[str, Any]:
+                       visit_id: int, body: NewAddendum) -> AddedAddendum:
     """Append to a signed note. With a safety assessment (checked like the signing
     gate) it also closes the note's open addendum task."""
     visit = await _staff_visit(session, services, actor, visit_id, write=True)
@@ -438,7 +579,7 @@ async def add_addendum(session: AsyncSession, services: Services, actor: Actor,
     text = require_letters(body.text, "text", what="the addendum")
     safety = checked_assessment(body.safety_assessment) if body.safety_assessment else None
     addendum = NoteAddendum(note_id=note.id, author_id=actor.user_id, at=now, text=text,
-                            safety=safety)
+                            safety=safety.to_json() if safety else None)
     session.add(addendum)
     await session.flush()
     audit.record(session, actor, "addendum", "note", note.id, patient_id=visit.patient_id,
@@ -449,8 +590,8 @@ async def add_addendum(session: AsyncSession, services: Services, actor: Actor,
     closed = None
     if safety is not None:
         closed = await _close_addendum_task(session, actor, visit, note, addendum, now, team)
-    return {**_addendum_json(addendum, actor.name),
-            "closed_task_id": closed.id if closed else None}
+    return AddedAddendum(**dict(_addendum(addendum, actor.name)),
+                         closed_task_id=closed.id if closed else None)
 
 
 async def _close_addendum_task(session: AsyncSession, actor: Actor, visit: Visit,
@@ -470,8 +611,7 @@ async def _close_addendum_task(session: AsyncSession, actor: Actor, visit: Visit
     return task
 
 
-@dataclass(frozen=True)
-class AddendumDue:
+class AddendumDue(Result):
     """An open safety addendum task, as the prescriber's day lists it."""
 
     task_id: int
@@ -479,7 +619,7 @@ class AddendumDue:
     patient_id: int
     patient_name: str
     reasons: list[str]
-    since: datetime
+    since: Instant
 
 
 async def addenda_due(session: AsyncSession, actor: Actor) -> list[AddendumDue]:
@@ -502,25 +642,25 @@ async def addenda_due(session: AsyncSession, actor: Actor) -> list[AddendumDue]:
 
 
 async def schedule_next(session: AsyncSession, services: Services, actor: Actor,
-                        visit_id: int, days: int | None) -> dict[str, Any]:
+                        visit_id: int, days: int | None) -> ScheduledVisit:
     """Create the next visit at the chosen interval and queue its invitation."""
     visit = await _staff_visit(session, services, actor, visit_id, write=True)
     note = await _note_for(session, visit, services.clock.now())
     if days is None:
         days = note.follow_up_days or (await default_follow_up(
             session, services.settings, visit,
-            [str(r.get("action")) for r in note.medication_changes])).days
+            [row.action for row in _stored_changes(note)])).days
     next_visit = await create_visit(
         session, actor, patient_id=visit.patient_id, prescriber_id=visit.prescriber_id,
         kind=VisitKind.follow_up, scheduled_at=visit.scheduled_at + timedelta(days=days),
         duration_minutes=None, now=services.clock.now())
     invite = await invite_to_visit(session, services, actor, next_visit.id)
-    return {"id": next_visit.id, "scheduled_at": next_visit.scheduled_at.isoformat(),
-            "days": days, "invite_id": invite["id"]}
+    return ScheduledVisit(id=next_visit.id, scheduled_at=next_visit.scheduled_at, days=days,
+                          invite_id=invite["id"])
 
 
 async def after_visit_summary(session: AsyncSession, services: Services, actor: Actor,
-                              visit_id: int) -> dict[str, Any]:
+                              visit_id: int) -> AfterVisitSummary:
     """The plain-language summary for the patient, from the signed note."""
     visit = await access_visit(session, actor, visit_id, now=services.clock.now())
     note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id))
@@ -534,17 +674,11 @@ async def after_visit_summary(session: AsyncSession, services: Services, actor: 
     reported = (checkin.data.get("side_effects") if checkin else None) or []
     audit.record(session, actor, "read", "after_visit_summary", note.id,
                  patient_id=visit.patient_id)
-    return {
-        "visit_id": visit.id,
-        "medication_changes": note.medication_changes,
-        "plan": note.sections.get("plan", ""),
-        "side_effects_reported": reported,
-        "side_effect_actions": note.sections.get("side_effect_actions", ""),
-        "follow_up_days": note.follow_up_days,
-        "next_visit": {"id": next_visit.id, "scheduled_at": next_visit.scheduled_at.isoformat()}
+    sections = _stored_sections(note)
+    return AfterVisitSummary(
+        visit_id=visit.id, medication_changes=_stored_changes(note), plan=sections["plan"],
+        side_effects_reported=reported, side_effect_actions=sections["side_effect_actions"],
+        follow_up_days=note.follow_up_days,
+        next_visit=UpcomingVisit(id=next_visit.id, scheduled_at=next_visit.scheduled_at)
         if next_visit else None,
-        "crisis_resources": {
-            "lifeline": "Call or text 988 (Suicide & Crisis Lifeline; press 1 for the "
-                        "Veterans Crisis Line)",
-            "emergency": "Call 911 if you are in immediate danger"},
-    }
+        crisis_resources=CRISIS_RESOURCES)

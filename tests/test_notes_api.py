@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from server import medications, notes
+from server.api.openapi import build
+from server.app import api_operations
 from server.models import AuditEntry, OutboxEmail, Visit
 from server.services import Services
 from tests.checkin_bodies import checkin_body
@@ -249,3 +253,27 @@ def test_reading_a_note_never_stores_one(
     assert (saved.json()["id"], saved.json()["version"]) == (row.id, 1)
     sign_in(clinic.admin)
     assert client.get(note_url(clinic)).json()["id"] == row.id
+
+
+def test_the_note_bodies_are_described_with_their_vocabularies() -> None:
+    # The sections, the risk judgements and the medication actions, from their one
+    # definition: the models that check a save and an addendum are the document's.
+    document = build(api_operations(), "test")
+    schemas = document["components"]["schemas"]
+    sections = schemas["NoteSections"]
+    assert list(sections["properties"]) == list(notes.SECTIONS)
+    assert sections["additionalProperties"] is False
+    assert sections["properties"]["safety_risk_judgement"]["enum"] == [
+        *notes.RISK_JUDGEMENTS, ""]
+    assessment = schemas["SafetyAssessment"]
+    assert assessment["properties"]["risk_judgement"]["enum"] == list(notes.RISK_JUDGEMENTS)
+    assert assessment["required"] == ["risk_judgement"]
+    assert schemas["MedicationChangeRow"]["properties"]["action"]["enum"] == list(
+        medications.ACTIONS)
+    body = document["paths"]["/api/v1/visits/{visit_id}/note"]["put"]["requestBody"]
+    save = jsonschema.Draft202012Validator(
+        {"components": document["components"], **body["content"]["application/json"]["schema"]})
+    assert save.is_valid({"version": 0, "sections": {"plan": "Go on.",
+                                                     "safety_risk_judgement": ""}})
+    assert not save.is_valid({"version": 0, "sections": {"gossip": "x"}})
+    assert not save.is_valid({"version": 0, "sections": {"safety_risk_judgement": "severe"}})

@@ -1,14 +1,14 @@
 """The after-visit summary in the patient's words: medication changes as sentences, and
 the visits whose summary is ready (for the patient's home).
 
-Pure reading helpers over ``server.notes.after_visit_summary``'s shapes, shared by the
-summary page (``web.pages.summary``) and the patient's home.
+Pure reading helpers over ``server.notes.AfterVisitSummary``, shared by the summary page
+(``web.pages.summary``) and the patient's home.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from server import audit
 from server.actors import Actor
+from server.medications import MedicationChangeRow
 from server.models import NoteStatus, Visit, VisitNote
 from web.rendering import local_time
 
@@ -35,19 +36,18 @@ class Change:
     why: str | None
 
 
-def _dose(row: dict[str, Any]) -> str:
-    amount = " ".join(str(row[k]) for k in ("dose", "unit") if row.get(k))
-    route = row.get("route")
-    how = ROUTE_WORDS.get(str(route).strip().lower(), str(route)) if route else ""
-    return ", ".join(part for part in (amount, how, str(row.get("frequency") or "")) if part)
+def _dose(row: MedicationChangeRow) -> str:
+    amount = " ".join(part for part in (row.dose, row.unit) if part)
+    how = ROUTE_WORDS.get(row.route.strip().lower(), row.route) if row.route else ""
+    return ", ".join(part for part in (amount, how, row.frequency or "") if part)
 
 
-def change_sentence(row: dict[str, Any]) -> Change:
-    drug = str(row.get("drug", "")).strip()
+def change_sentence(row: MedicationChangeRow) -> Change:
+    drug = row.drug.strip()
     dose = _dose(row)
     at = f" {dose}" if dose else ""
     to = f" to {dose}" if dose else ""
-    action = row.get("action")
+    action = row.action
     if action == "start":
         text = f"Start taking {drug}{at}."
     elif action == "increase":
@@ -55,7 +55,7 @@ def change_sentence(row: dict[str, Any]) -> Change:
     elif action == "decrease":
         text = f"Take less {drug}: the dose goes down{to}."
     elif action == "switch":
-        text = f"Stop taking {row.get('replaces') or 'your old medication'} and start " \
+        text = f"Stop taking {row.replaces or 'your old medication'} and start " \
                f"{drug}{at} instead."
     elif action == "taper":
         text = f"Lower {drug} slowly (taper){to}. Do not stop it all at once."
@@ -63,7 +63,7 @@ def change_sentence(row: dict[str, Any]) -> Change:
         text = f"Stop taking {drug}."
     else:
         text = f"Keep taking {drug}{at}, as before."
-    return Change(drug, text, row.get("reason") or None)
+    return Change(drug, text, row.reason or None)
 
 
 @dataclass(frozen=True)

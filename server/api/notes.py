@@ -24,8 +24,8 @@ async def get_note(request: Request) -> Response:
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.get_note(session, services, actor, visit_id)
-    return JSONResponse(data)
+        note = await notes.get_note(session, services, actor, visit_id)
+    return JSONResponse(note.to_json())
 
 
 async def put_note(request: Request) -> Response:
@@ -34,8 +34,8 @@ async def put_note(request: Request) -> Response:
     body = await json_body(request, notes.NoteSave)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.save_note(session, services, actor, visit_id, body)
-    return JSONResponse(data)
+        note = await notes.save_note(session, services, actor, visit_id, body)
+    return JSONResponse(note.to_json())
 
 
 async def sign(request: Request) -> Response:
@@ -48,8 +48,8 @@ async def sign(request: Request) -> Response:
     body = await json_body(request, notes.NoteSign)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.sign_note(session, services, actor, visit_id, body.version)
-    return JSONResponse(data)
+        note = await notes.sign_note(session, services, actor, visit_id, body.version)
+    return JSONResponse(note.to_json())
 
 
 async def add_addendum(request: Request) -> Response:
@@ -58,8 +58,8 @@ async def add_addendum(request: Request) -> Response:
     body = await json_body(request, notes.NewAddendum)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.add_addendum(session, services, actor, visit_id, body)
-    return JSONResponse(data, status_code=201)
+        added = await notes.add_addendum(session, services, actor, visit_id, body)
+    return JSONResponse(added.to_json(), status_code=201)
 
 
 async def next_visit(request: Request) -> Response:
@@ -68,8 +68,8 @@ async def next_visit(request: Request) -> Response:
     body = await json_body(request, NextVisit)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.schedule_next(session, services, actor, visit_id, body.days)
-    return JSONResponse(data, status_code=201)
+        scheduled = await notes.schedule_next(session, services, actor, visit_id, body.days)
+    return JSONResponse(scheduled.to_json(), status_code=201)
 
 
 async def summary(request: Request) -> Response:
@@ -77,8 +77,8 @@ async def summary(request: Request) -> Response:
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
     async with services.transaction() as session:
-        data = await notes.after_visit_summary(session, services, actor, visit_id)
-    return JSONResponse(data)
+        found = await notes.after_visit_summary(session, services, actor, visit_id)
+    return JSONResponse(found.to_json())
 
 
 async def medication_list(request: Request) -> Response:
@@ -88,7 +88,7 @@ async def medication_list(request: Request) -> Response:
     async with services.transaction() as session:
         found = await medications.medication_list(session, actor, patient_id,
                                                   services.clock.now())
-    return JSONResponse({"medications": found})
+    return JSONResponse({"medications": [entry.to_json() for entry in found]})
 
 
 OPERATIONS = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, get_args
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +38,7 @@ from web.pages.checkin import (
 from web.pages.coordinator import raise_form_choices
 from web.pages.patient import Measure, OtherResult, charted_measures, other_results
 
-SECTION_LABELS: Final = {
+SECTION_LABELS: Final[dict[notes.Section, str]] = {
     "interval_history": "Interval history",
     "mental_status": "Mental status observations",
     "assessment": "Assessment",
@@ -50,12 +50,12 @@ SECTION_LABELS: Final = {
 }
 # The same sections named where they stand alone, in a message rather than under
 # the safety assessment's heading (the editor's "not saved" and merge lines).
-SECTION_NAMES: Final = {
+SECTION_NAMES: Final[dict[notes.Section, str]] = {
     **SECTION_LABELS,
     "safety_assessed": "What was assessed (safety)",
     "safety_risk_judgement": "Risk judgement",
 }
-SECTION_HINTS: Final = {
+SECTION_HINTS: Final[dict[notes.Section, str]] = {
     "interval_history": "Since the last visit: symptoms, adherence, life events.",
     "mental_status": "Appearance, mood and affect, thought process and content, "
                       "cognition, insight.",
@@ -69,16 +69,16 @@ SECTION_HINTS: Final = {
 }
 # The order the sections are written in: the safety assessment follows the mental
 # status examination, before the assessment and plan.
-MAIN_BEFORE_SAFETY: Final = ("interval_history", "mental_status")
+MAIN_BEFORE_SAFETY: Final[tuple[notes.Section, ...]] = ("interval_history", "mental_status")
 SAFETY: Final = notes.SAFETY_SECTIONS
-MAIN_AFTER_SAFETY: Final = ("assessment", "plan")
-ACTIONS: Final = get_args(medications.Action)
-ACTION_LABELS: Final = {
+MAIN_AFTER_SAFETY: Final[tuple[notes.Section, ...]] = ("assessment", "plan")
+ACTIONS: Final = medications.ACTIONS
+ACTION_LABELS: Final[dict[medications.Action, str]] = {
     "start": "Start", "increase": "Increase", "decrease": "Decrease", "switch": "Switch to",
     "taper": "Taper", "stop": "Stop", "continue": "Continue",
 }
 PARTS: Final = ("safety", "medications")
-RISK_JUDGEMENT_LABELS: Final = {
+RISK_JUDGEMENT_LABELS: Final[dict[notes.RiskJudgement, str]] = {
     "low": "Low", "moderate": "Moderate", "high": "High", "imminent": "Imminent",
 }
 
@@ -122,7 +122,7 @@ class LastPlan:
     signed_at: datetime
     signed_by: str
     plan: str
-    medication_changes: list[dict[str, Any]]
+    medication_changes: list[medications.MedicationChangeRow]
 
 
 @dataclass(frozen=True)
@@ -149,11 +149,11 @@ class Panel:
     safety: Safety
     measures: list[Measure]
     others: list[OtherResult]
-    medications: list[dict[str, Any]]
+    medications: list[medications.MedicationEntry]
     last_plan: LastPlan | None
     side_effects: list[SideEffectLine]
     missed: MissedDoses | None
-    note: dict[str, Any]
+    note: notes.Note
     gate: list[ReasonLine]          # why the safety assessment is required (if it is)
     task_reasons: list[ReasonLine]  # the open addendum task's reasons, if one is open
     gate_vocabulary: dict[str, Any]
@@ -189,22 +189,22 @@ def checkin_reason_lines(checkin: dict[str, Any] | None,
     return sorted(lines, key=lambda line: -level_rank(line.level))
 
 
-def escalation_open_label(escalation: dict[str, Any]) -> str:
-    how = "raised by hand" if escalation.get("source") == "manual" else "from a check-in"
-    reasons = "; ".join(view.reason_label(str(c)) for c in escalation.get("reasons") or [])
+def escalation_open_label(escalation: notes.GatingEscalation) -> str:
+    how = "raised by hand" if escalation.source == "manual" else "from a check-in"
+    reasons = "; ".join(view.reason_label(code) for code in escalation.reasons)
     return f"An open escalation ({how}){': ' + reasons if reasons else ''}"
 
 
-def gate_lines(note: dict[str, Any], services: Services) -> list[ReasonLine]:
+def gate_lines(note: notes.Note, services: Services) -> list[ReasonLine]:
     """Why the note's safety assessment is required (``notes.safety_gate``): the visit's
     check-in reasons, and the patient's open escalation as one line at its own level."""
-    codes = list(note["safety_reasons"])
-    escalation = note.get("safety_escalation")
+    codes = list(note.safety_reasons)
+    escalation = note.safety_escalation
     if notes.ESCALATION_OPEN in codes:
         codes = codes[:codes.index(notes.ESCALATION_OPEN)]
     lines = reason_lines(codes, services)
     if escalation:
-        level = str(escalation["level"])
+        level = escalation.level
         lines.append(ReasonLine(notes.ESCALATION_OPEN, escalation_open_label(escalation),
                                 level, view.level_label(level)))
     return sorted(lines, key=lambda line: -level_rank(line.level))
@@ -245,10 +245,11 @@ async def last_plan(session: AsyncSession, services: Services, actor: Actor,
     if visit_id is None:
         return None
     note = await notes.get_note(session, services, actor, visit_id)
-    return LastPlan(visit_id=visit_id, signed_at=datetime.fromisoformat(note["signed_at"]),
-                    signed_by=(note["signed_by"] or {}).get("name", ""),
-                    plan=note["sections"].get("plan", ""),
-                    medication_changes=note["medication_changes"])
+    # Signed: the query above found it so.
+    assert note.signed_at is not None
+    return LastPlan(visit_id=visit_id, signed_at=note.signed_at,
+                    signed_by=note.signed_by.name if note.signed_by else "",
+                    plan=note.sections["plan"], medication_changes=note.medication_changes)
 
 
 def reported(data: dict[str, Any]) -> tuple[list[SideEffectLine], MissedDoses | None]:
@@ -267,7 +268,7 @@ def reported(data: dict[str, Any]) -> tuple[list[SideEffectLine], MissedDoses | 
 
 
 async def medication_part(session: AsyncSession, services: Services, actor: Actor,
-                          patient_id: int) -> list[dict[str, Any]]:
+                          patient_id: int) -> list[medications.MedicationEntry]:
     return await medications.medication_list(session, actor, patient_id, services.clock.now())
 
 
@@ -289,8 +290,8 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
         medications=await medication_part(session, services, actor, visit.patient_id),
         last_plan=await last_plan(session, services, actor, visit),
         side_effects=effects, missed=missed, note=note, gate=gate_lines(note, services),
-        task_reasons=reason_lines(list((note["safety_addendum_task"] or {}).get("reasons")
-                                       or []), services),
+        task_reasons=reason_lines(note.safety_addendum_task.reasons
+                                  if note.safety_addendum_task else [], services),
         gate_vocabulary=gate_vocabulary(services),
     )
 

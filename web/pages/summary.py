@@ -7,7 +7,6 @@ the summary is not ready yet. Crisis resources are on the page either way.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -28,28 +27,27 @@ async def summary_page(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
-    data: dict[str, Any] | None = None
+    found: notes.AfterVisitSummary | None = None
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
         tz = await viewer_zone(session, services.settings, actor)
     try:
         async with services.transaction() as session:
-            data = await notes.after_visit_summary(session, services, actor, visit_id)
+            found = await notes.after_visit_summary(session, services, actor, visit_id)
     except Conflict as exc:
         if exc.code != "summary_not_ready":
             raise
-    context: dict[str, Any] = {"visit": visit, "ready": data is not None, "tz": tz,
+    context: dict[str, Any] = {"visit": visit, "ready": found is not None, "tz": tz,
                                "for_patient": actor.role is Role.patient}
-    if data is not None:
-        next_visit = data["next_visit"]
+    if found is not None:
         context.update(
-            changes=[change_sentence(row) for row in data["medication_changes"]],
-            plan=data["plan"], side_effect_actions=data["side_effect_actions"],
+            changes=[change_sentence(row) for row in found.medication_changes],
+            plan=found.plan, side_effect_actions=found.side_effect_actions,
             reported=[(SIDE_EFFECT_LABELS.get(str(e.get("effect")), str(e.get("effect"))),
                        SEVERITY_LABELS.get(str(e.get("severity")), ""))
-                      for e in data["side_effects_reported"] if isinstance(e, dict)],
-            follow_up_days=data["follow_up_days"],
-            next_at=datetime.fromisoformat(next_visit["scheduled_at"]) if next_visit else None,
+                      for e in found.side_effects_reported if isinstance(e, dict)],
+            follow_up_days=found.follow_up_days,
+            next_at=found.next_visit.scheduled_at if found.next_visit else None,
         )
     return render(request, "summary.html", **context)
 

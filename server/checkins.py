@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal, TypeVar, get_args
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     JsonValue,
+    PlainSerializer,
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
@@ -57,6 +58,7 @@ from server.emergency_info import (
 )
 from server.errors import Conflict, Forbidden, ValidationFailed
 from server.events import emit
+from server.freetext import readable_data
 from server.http import error_refusal, validation_error
 from server.instruments import InstrumentId
 from server.instruments.asrm import AsrmSoFar
@@ -104,6 +106,12 @@ Severity = Literal["mild", "moderate", "severe"]
 SleepQuality = Literal["good", "fair", "poor"]
 # What a saved version of the answers was: a draft save or the completion.
 VersionKind = Literal["draft", "completion"]
+# A body as the patient's browser sent it, kept as JSON. In the API's JSON a lone
+# surrogate an old version let in is U+FFFD (``readable_data``), in keys too, which
+# pydantic's own JSON would turn into garbage.
+StoredBody = Annotated[dict[str, JsonValue],
+                       PlainSerializer(readable_data, return_type=dict[str, JsonValue],
+                                       when_used="json")]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -766,7 +774,7 @@ class CheckInView(Result):
     status: CheckInStatus
     version: int
     # The body as the patient's browser last sent it (a draft: anything JSON).
-    data: dict[str, JsonValue]
+    data: StoredBody
     scores: dict[str, JsonValue] | None
     # The visit's risk (stored codes: a retired one stays on record).
     level: Level | None

@@ -392,12 +392,14 @@ async def _previous_phq9(session: AsyncSession, patient_id: int,
 
 
 # Each instrument's answers so far: null for an item not reached yet.
-_SO_FAR: Final[dict[str, type[Phq9SoFar | Gad7SoFar | CssrsSoFar | AuditcSoFar | AsrmSoFar]]] = {
-    "phq9": Phq9SoFar, "gad7": Gad7SoFar, "cssrs": CssrsSoFar,
-                  "auditc": AuditcSoFar, "asrm": AsrmSoFar}
+_SoFar = Phq9SoFar | Gad7SoFar | CssrsSoFar | AuditcSoFar | AsrmSoFar
+_SO_FAR: Final[dict[str, type[_SoFar]]] = {
+    "phq9": Phq9SoFar, "gad7": Gad7SoFar, "cssrs": CssrsSoFar, "auditc": AuditcSoFar,
+    "asrm": AsrmSoFar}
 
 
 def _complete(name: str, answers: JsonValue) -> bool:
+    """Whether the instrument's answers are all given and valid."""
     try:
         TriageResponses.model_validate({name: answers})
     except ValidationError:

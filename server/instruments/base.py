@@ -206,6 +206,7 @@ def refusal(exc: ValidationError, prefix: str | None = None) -> ValidationFailed
 
 
 def refusal_of(error: ErrorDetails, prefix: str | None = None) -> ValidationFailed:
+    """One error as the API's 422: the field, then the words of the answer's model."""
     field = ".".join(str(part) for part in ((prefix,) if prefix else ()) + error["loc"])
     if error["type"] == REFUSED:
         return ValidationFailed(f"{field} {error['msg']}", field=field)

@@ -134,6 +134,7 @@ SKIP_LOGIC: Final = {
     "q6_recent": _FollowUp("q6", no_tolerated=False),
 }
 _ASKED_IF_Q2 = "Asked only when q2 is yes; omitted, null or false otherwise."
+_YES_OR_NO = "is required and must be true or false"
 
 
 def _follow_up(description: str) -> Any:
@@ -144,11 +145,11 @@ def _follow_up(description: str) -> Any:
 class CssrsAnswers(ClosedAnswers):
     """The C-SSRS screener, yes/no, with its skip logic (CLINICAL.md).
 
-    Read, ``None`` marks a question the skip logic left unasked. The questions are
+    Once read, ``None`` marks a question the skip logic left unasked. The questions are
     checked in order, each follow-up against the answer that decides whether it was
     asked."""
 
-    MISSING = "is required and must be true or false"
+    MISSING = _YES_OR_NO
     UNKNOWN_KEY = "is not a C-SSRS screener question"
     NOT_OBJECT = "must be an object of yes/no answers"
 
@@ -172,7 +173,7 @@ class CssrsAnswers(ClosedAnswers):
         rule = SKIP_LOGIC.get(info.field_name or "")
         if rule is None or info.data.get(rule.asked_if) is True:
             if answer is None:
-                raise refused("is required and must be true or false")
+                raise refused(_YES_OR_NO)
             return answer
         if valid and (answer is None or (answer is False and rule.no_tolerated)):
             return None

@@ -24,11 +24,20 @@ Safety decisions made here (CLINICAL.md, "Safety workflow invariants"; docs/clin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,13 +49,24 @@ from server.emergency_info import (
     EmergencyContact,
     EmergencyInfo,
     EmergencyInfoBody,
+    KnownContact,
+    KnownLocation,
     Location,
     Phone,
+    Source,
     validation_context,
 )
 from server.errors import Conflict, Forbidden, ValidationFailed
 from server.events import emit
-from server.http import validation_error
+from server.freetext import readable_data
+from server.http import error_refusal, validation_error
+from server.instruments import InstrumentId
+from server.instruments.asrm import AsrmSoFar
+from server.instruments.auditc import SEXES, AuditcSoFar, Sex
+from server.instruments.base import REFUSED, ClosedAnswers, refusal_of
+from server.instruments.cssrs import CssrsSoFar
+from server.instruments.gad7 import Gad7SoFar
+from server.instruments.phq9 import Phq9SoFar
 from server.locks import lock_visit
 from server.models import (
     CheckIn,
@@ -59,19 +79,41 @@ from server.models import (
     VisitKind,
     VisitStatus,
 )
+from server.results import Instant, Result
 from server.services import CheckinTrigger, Services
-from server.triage import Level, Reason, TriageResult, evaluate, level_at_least, level_rank
+from server.triage import (
+    Level,
+    Reason,
+    TriageResponses,
+    TriageResult,
+    level_at_least,
+    level_rank,
+    triage,
+)
 from server.visits import ENDED
 
 OPEN_BEFORE = timedelta(hours=72)
-ALWAYS = ("phq9", "gad7")
-PERIODIC = ("auditc", "asrm")
+ALWAYS: Final[tuple[InstrumentId, ...]] = ("phq9", "gad7")
+PERIODIC: Final[tuple[InstrumentId, ...]] = ("auditc", "asrm")
 
-SIDE_EFFECTS = ("sedation", "agitation", "emotional_blunting", "sexual", "weight_change",
-                "stomach", "dizziness", "tremor", "other")
-MISSED_DOSE_REASONS = ("forgot", "side_effects", "cost_or_refill", "felt_better",
-                       "felt_worse", "other")
+SideEffectKind = Literal["sedation", "agitation", "emotional_blunting", "sexual",
+                         "weight_change", "stomach", "dizziness", "tremor", "other"]
+SIDE_EFFECTS: Final = get_args(SideEffectKind)
+MissedDoseReason = Literal["forgot", "side_effects", "cost_or_refill", "felt_better",
+                           "felt_worse", "other"]
+MISSED_DOSE_REASONS: Final = get_args(MissedDoseReason)
 Severity = Literal["mild", "moderate", "severe"]
+SleepQuality = Literal["good", "fair", "poor"]
+# What a saved version of the answers was: a draft save or the completion.
+VersionKind = Literal["draft", "completion"]
+# A body as the patient's browser sent it, kept as JSON. In the API's JSON a lone
+# surrogate an old version let in is U+FFFD (``readable_data``), in keys too, which
+# pydantic's own JSON would turn into garbage.
+StoredBody = Annotated[dict[str, JsonValue],
+                       PlainSerializer(readable_data, return_type=dict[str, JsonValue],
+                                       when_used="json")]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -79,22 +121,20 @@ class _Strict(BaseModel):
 
 
 class SideEffect(_Strict):
-    effect: Literal["sedation", "agitation", "emotional_blunting", "sexual", "weight_change",
-                    "stomach", "dizziness", "tremor", "other"]
+    effect: SideEffectKind
     severity: Severity
     details: str | None = Field(default=None, max_length=500)
 
 
 class MissedDoses(_Strict):
     days_missed: int = Field(ge=0, le=7)
-    reasons: list[Literal["forgot", "side_effects", "cost_or_refill", "felt_better",
-                          "felt_worse", "other"]] = Field(default_factory=list, max_length=6)
+    reasons: list[MissedDoseReason] = Field(default_factory=list, max_length=6)
     details: str | None = Field(default=None, max_length=500)
 
 
 class Sleep(_Strict):
     hours: float | int | None = Field(default=None, ge=0, le=24)
-    quality: Literal["good", "fair", "poor"] | None = None
+    quality: SleepQuality | None = None
 
 
 class SubstanceUse(_Strict):
@@ -104,13 +144,16 @@ class SubstanceUse(_Strict):
     details: str | None = Field(default=None, max_length=1000)
 
 
-class CheckInBody(BaseModel):
-    """Everything but the scored responses (those are validated by server.triage)."""
+class CheckInCompletion(BaseModel):
+    """The whole check-in. The instruments the visit needs (`needs` of
+    `GET /api/v1/visits/{visit_id}/checkin`) and the emergency information are required
+    (422 naming the first missing), unless the answers are urgent or worse: then the
+    check-in is kept and `missing` lists them."""
 
     model_config = ConfigDict(extra="forbid")
 
-    responses: dict[str, Any]
-    sex: Literal["female", "male"] | None = None
+    responses: TriageResponses
+    sex: Sex | None = None
     location: Location | None = None
     callback_phone: Phone | None = None
     emergency_contact: EmergencyContact | None = None
@@ -120,28 +163,47 @@ class CheckInBody(BaseModel):
     substance_use: SubstanceUse | None = None
 
 
-class DraftEmergencyInfo(BaseModel):
-    """The emergency information a draft carries, if any: each part given is checked as
-    strictly as at completion and counts as confirmed when saved."""
+class CheckInDraft(BaseModel):
+    """What the patient has entered so far, in the shape of the completion, stored as
+    sent. The emergency information given is checked as strictly as at completion and
+    counts as confirmed when saved; the rest is not checked until completion."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
+    responses: JsonValue = Field(
+        default=None, description="The answers so far, shaped as the completion's, with "
+                                  "null for an item not answered yet; instruments that are "
+                                  "complete, or already show risk, are triaged at once.")
     location: Location | None = None
     callback_phone: Phone | None = None
     emergency_contact: EmergencyContact | None = None
 
     @property
-    def given(self) -> bool:
+    def emergency_info_given(self) -> bool:
         return self.location is not None or self.callback_phone is not None or \
             self.emergency_contact is not None
 
 
-def _validated(model: type[BaseModel], services: Services, data: dict[str, Any]) -> Any:
+def _validated(model: type[M], services: Services, data: dict[str, JsonValue]) -> M:
     try:
         return model.model_validate(data, context=validation_context(
             services.settings.phone_region))
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def _completion(services: Services, data: dict[str, JsonValue]) -> CheckInCompletion:
+    """The completion's body, refused in the order it has always been checked: its own
+    fields first (in the words of every other body), then the answers to each
+    instrument (in the words of ``POST /api/v1/triage``)."""
+    try:
+        return CheckInCompletion.model_validate(data, context=validation_context(
+            services.settings.phone_region))
+    except ValidationError as exc:
+        first = min(exc.errors(include_url=False),
+                    key=lambda error: error["loc"][0] == "responses" and len(error["loc"]) > 1)
+        raise (refusal_of(first) if first["type"] == REFUSED else error_refusal(first)) \
+            from None
 
 
 def is_open(visit: Visit, now: datetime) -> bool:
@@ -167,7 +229,7 @@ async def _access_for_patient(session: AsyncSession, actor: Actor, visit_id: int
     return visit
 
 
-async def needed_instruments(session: AsyncSession, visit: Visit) -> list[str]:
+async def needed_instruments(session: AsyncSession, visit: Visit) -> list[InstrumentId]:
     """PHQ-9 and GAD-7 every visit; AUDIT-C and ASRM at intake and when last done longer
     ago than the patient's screening interval (90 days by default)."""
     needed = list(ALWAYS)
@@ -208,7 +270,7 @@ async def emergency_info_for(session: AsyncSession, services: Services,
     profile = await session.get(PatientProfile, patient_id)
     address = callback = contact_name = contact_phone = None
     confirmed_at = contact_confirmed_at = on_file_at = None
-    source: str | None = None
+    source: Source | None = None
     if place is not None and place.location_confirmed_at is not None:
         address, callback = place.location_address, place.callback_phone
         if place.location_confirmed_at >= fresh_since:
@@ -225,10 +287,10 @@ async def emergency_info_for(session: AsyncSession, services: Services,
     elif profile is not None:
         contact_name, contact_phone = profile.emergency_contact_name, \
             profile.emergency_contact_phone
-    return EmergencyInfo(address=address, callback_phone=callback, contact_name=contact_name,
-                         contact_phone=contact_phone, confirmed_at=confirmed_at,
-                         contact_confirmed_at=contact_confirmed_at, source=source,
-                         on_file_at=on_file_at)
+    return EmergencyInfo(location=KnownLocation(address=address), callback_phone=callback,
+                         emergency_contact=KnownContact(name=contact_name, phone=contact_phone),
+                         confirmed_at=confirmed_at, contact_confirmed_at=contact_confirmed_at,
+                         source=source, on_file_at=on_file_at)
 
 
 async def location_confirmed_today(session: AsyncSession, services: Services,
@@ -241,15 +303,23 @@ async def location_confirmed_today(session: AsyncSession, services: Services,
         CheckIn.patient_id == patient_id, CheckIn.location_confirmed_at >= since))))
 
 
-async def prefill(session: AsyncSession, services: Services,
-                  patient_id: int) -> dict[str, Any]:
+class Prefill(Result):
+    """What the form fills in for the patient to confirm."""
+
+    location: KnownLocation
+    callback_phone: str | None
+    emergency_contact: KnownContact
+    sex: Sex | None
+
+
+async def prefill(session: AsyncSession, services: Services, patient_id: int) -> Prefill:
     """Emergency information last given (else the profile's), for the patient to confirm;
     and the sex last given, for AUDIT-C."""
     info = await emergency_info_for(session, services, patient_id)
     profile = await session.get(PatientProfile, patient_id)
-    return {"location": {"address": info.address}, "callback_phone": info.callback_phone,
-            "emergency_contact": {"name": info.contact_name, "phone": info.contact_phone},
-            "sex": profile.sex if profile else None}
+    return Prefill(location=info.location, callback_phone=info.callback_phone,
+                   emergency_contact=info.emergency_contact,
+                   sex=profile.sex if profile else None)
 
 
 async def _confirm_emergency_info(
@@ -284,22 +354,29 @@ async def _confirm_emergency_info(
          visit_id=visit.id, checkin_id=checkin.id, patient_id=visit.patient_id)
 
 
+class EmergencyInfoConfirmed(EmergencyInfo):
+    """The freshest emergency information once the patient confirmed theirs."""
+
+    checkin_id: int
+    visit_id: int
+
+
 async def confirm_emergency_info(
-    session: AsyncSession, services: Services, actor: Actor, visit_id: int, data: Any
-) -> dict[str, Any]:
+    session: AsyncSession, services: Services, actor: Actor, visit_id: int, data: object
+) -> EmergencyInfoConfirmed:
     """The "Where are you right now?" step: the form asks it as soon as a draft reaches
     urgent or emergency, and a patient entering a visit passes it first (invariants 2,
     10). Allowed on a completed check-in too: the patient may be somewhere else today
     than when they checked in."""
     if not isinstance(data, dict):
         raise ValidationFailed("The body must be a JSON object.", field="body")
-    body: EmergencyInfoBody = _validated(EmergencyInfoBody, services, data)
+    body = _validated(EmergencyInfoBody, services, data)
     visit, checkin, now = await _open(session, services, actor, visit_id, drafts_only=False)
     await _confirm_emergency_info(session, services, actor, visit, checkin,
                                   location=body.location, callback_phone=body.callback_phone,
                                   contact=body.emergency_contact, now=now)
     info = await emergency_info_for(session, services, visit.patient_id)
-    return {"checkin_id": checkin.id, "visit_id": visit.id, **info.to_json()}
+    return EmergencyInfoConfirmed(checkin_id=checkin.id, visit_id=visit.id, **dict(info))
 
 
 # --- triage of drafts -----------------------------------------------------------------
@@ -314,7 +391,23 @@ async def _previous_phq9(session: AsyncSession, patient_id: int,
     return await session.scalar(query.order_by(MeasureResult.at.desc()).limit(1))
 
 
-def _answers_so_far(instrument: str, raw: object) -> dict[str, Any] | None:
+# Each instrument's answers so far: null for an item not reached yet.
+_SoFar = Phq9SoFar | Gad7SoFar | CssrsSoFar | AuditcSoFar | AsrmSoFar
+_SO_FAR: Final[dict[str, type[_SoFar]]] = {
+    "phq9": Phq9SoFar, "gad7": Gad7SoFar, "cssrs": CssrsSoFar, "auditc": AuditcSoFar,
+    "asrm": AsrmSoFar}
+
+
+def _complete(name: str, answers: JsonValue) -> bool:
+    """Whether the instrument's answers are all given and valid."""
+    try:
+        TriageResponses.model_validate({name: answers})
+    except ValidationError:
+        return False
+    return True
+
+
+def _answers_so_far(name: str, answers: JsonValue) -> ClosedAnswers | None:
     """A partly answered instrument, with the lowest answer for each item the patient
     has not reached: 0 for a scored item, "no" for a C-SSRS question.
 
@@ -324,27 +417,16 @@ def _answers_so_far(instrument: str, raw: object) -> dict[str, Any] | None:
     needs the screener whatever items 1-8 turn out to be. None when even so it is not
     valid (a wrong value, or answers against the skip logic).
     """
-    if not isinstance(raw, dict):
+    model = _SO_FAR.get(name)
+    if model is None:
         return None
-    answers = raw.get("answers")
-    if isinstance(answers, list):
-        return {**raw, "answers": [0 if value is None else value for value in answers]}
-    if instrument != "cssrs" or set(raw) != {"answers"} or not isinstance(answers, dict):
+    try:
+        return model.model_validate(answers).least()
+    except ValidationError:
         return None
-    filled: dict[str, Any] = dict(answers)
-    for key in ("q1", "q2", "q6"):
-        if filled.get(key) is None:
-            filled[key] = False
-    if filled["q2"] is True:
-        for key in ("q3", "q4", "q5"):
-            if filled.get(key) is None:
-                filled[key] = False
-    if filled["q6"] is True and filled.get("q6_recent") is None:
-        filled["q6_recent"] = False
-    return {"answers": filled}
 
 
-def _partial_triage(services: Services, data: dict[str, Any]) -> TriageResult | None:
+def _partial_triage(services: Services, data: dict[str, JsonValue]) -> TriageResult | None:
     """Triage a draft: the instruments that are complete, and the ones still being
     answered at the least their answers so far show (``_answers_so_far``), so that a
     patient who says yes to intent and then closes the page reaches the emergency
@@ -354,33 +436,29 @@ def _partial_triage(services: Services, data: dict[str, Any]) -> TriageResult | 
     responses = data.get("responses")
     if not isinstance(responses, dict):
         return None
-    sex = data.get("sex") if data.get("sex") in ("female", "male") else None
+    sex = next((sex for sex in SEXES if sex == data.get("sex")), None)
 
-    def triage(chosen: dict[str, Any]) -> TriageResult | None:
-        try:
-            return evaluate({"responses": chosen, "sex": sex}, services.rules)
-        except ValidationFailed:
-            return None
+    def triaged(chosen: dict[str, object]) -> TriageResult:
+        return triage(TriageResponses.model_validate(chosen), sex, services.rules)
 
-    complete: dict[str, Any] = {}
-    so_far: dict[str, Any] = {}
-    for key, value in responses.items():
-        if triage({key: value}) is not None:
-            complete[key] = value
+    complete: dict[str, object] = {}
+    so_far: dict[str, object] = {}
+    for name, answers in responses.items():
+        if _complete(name, answers):
+            complete[name] = answers
             continue
-        filled = _answers_so_far(key, value)
-        if filled is not None and triage({key: filled}) is not None:
-            so_far[key] = filled
+        least = _answers_so_far(name, answers)
+        if least is not None:
+            so_far[name] = least
     # The partial C-SSRS is left out here: it does not assess item 9 until it is done.
     others = {k: v for k, v in so_far.items() if k != "cssrs"}
-    result = triage(complete | others) if complete or others else None
+    result = triaged(complete | others) if complete or others else None
     if "cssrs" not in so_far:
         return result
     # With the partial C-SSRS counted as given, "item 9 unassessed" (urgent) turns into
     # "item 9 positive" (review): keep whichever level is higher, and keep asking.
-    bound = triage(complete | so_far)
-    if bound is None or (result is not None and
-                         level_rank(bound.level) <= level_rank(result.level)):
+    bound = triaged(complete | so_far)
+    if result is not None and level_rank(bound.level) <= level_rank(result.level):
         return result
     return replace(bound, requires=result.requires if result is not None else ())
 
@@ -424,8 +502,8 @@ def _by_level(services: Services, codes: list[str]) -> list[str]:
                                         order.get(c, len(order))))
 
 
-async def _add_version(session: AsyncSession, checkin: CheckIn, kind: str,
-                       data: dict[str, Any], result: TriageResult | None,
+async def _add_version(session: AsyncSession, checkin: CheckIn, kind: VersionKind,
+                       data: dict[str, JsonValue], result: TriageResult | None,
                        now: datetime) -> CheckInVersion | None:
     """Keep this version of the answers; None for a draft that changed nothing (the
     same draft sent twice, as a page does when it is hidden)."""
@@ -498,13 +576,29 @@ def _crisis(checkin: CheckIn) -> bool:
 # --- saving and completing ------------------------------------------------------------
 
 
+class DraftSaved(Result):
+    id: int
+    status: CheckInStatus
+    saved_at: Instant
+    version: int
+    # The visit's risk: every saved version so far (stored codes: a retired one stays).
+    level: Level
+    reasons: list[str]
+    # This draft's own level, and what the form must ask next.
+    draft_level: Level
+    requires: list[InstrumentId]
+    crisis: bool
+    location_confirmed_at: Instant | None
+    escalations: list[int]
+
+
 async def save_draft(
-    session: AsyncSession, services: Services, actor: Actor, visit_id: int, data: Any
-) -> dict[str, Any]:
+    session: AsyncSession, services: Services, actor: Actor, visit_id: int, data: object
+) -> DraftSaved:
     """Keep what the patient has entered so far; triage what is complete."""
     if not isinstance(data, dict):
         raise ValidationFailed("The draft must be a JSON object.", field="body")
-    emergency: DraftEmergencyInfo = _validated(DraftEmergencyInfo, services, data)
+    draft = _validated(CheckInDraft, services, data)
     visit, checkin, now = await _open(session, services, actor, visit_id)
     result = _partial_triage(services, data)
     version = await _add_version(session, checkin, "draft", data, result, now)
@@ -512,11 +606,11 @@ async def save_draft(
     checkin.updated_at = now
     audit.record(session, actor, "save_draft", "checkin", checkin.id,
                  patient_id=visit.patient_id)
-    if emergency.given:
+    if draft.emergency_info_given:
         await _confirm_emergency_info(session, services, actor, visit, checkin,
-                                      location=emergency.location,
-                                      callback_phone=emergency.callback_phone,
-                                      contact=emergency.emergency_contact, now=now)
+                                      location=draft.location,
+                                      callback_phone=draft.callback_phone,
+                                      contact=draft.emergency_contact, now=now)
     escalations: list[int] = []
     if result is not None and version is not None:
         checkin.scores = result.scores.to_json()
@@ -524,23 +618,20 @@ async def save_draft(
         escalations = await _after_triage(
             session, services, actor, visit, checkin, version, result,
             hand_off=level_at_least(result.level, Level.URGENT))
-    return {
-        "id": checkin.id, "status": checkin.status.value, "saved_at": now.isoformat(),
-        "version": checkin.version,
-        "level": risk_level(checkin).value, "reasons": checkin.reasons or [],
-        "draft_level": result.level.value if result else Level.NONE.value,
-        "requires": list(result.requires) if result else [],
-        "crisis": _crisis(checkin),
-        "location_confirmed_at": checkin.location_confirmed_at.isoformat()
-        if checkin.location_confirmed_at else None,
-        "escalations": escalations,
-    }
+    return DraftSaved(
+        id=checkin.id, status=checkin.status, saved_at=now, version=checkin.version,
+        level=risk_level(checkin), reasons=checkin.reasons or [],
+        draft_level=result.level if result else Level.NONE,
+        requires=list(result.requires) if result else [], crisis=_crisis(checkin),
+        location_confirmed_at=checkin.location_confirmed_at, escalations=escalations)
 
 
-def _missing(body: CheckInBody, needed: list[str], checkin: CheckIn) -> list[str]:
+def _missing(body: CheckInCompletion, needed: list[InstrumentId],
+             checkin: CheckIn) -> list[str]:
     """What the check-in still lacks; emergency information confirmed for this visit
     already (the form's first step when the answers are urgent) counts as given."""
-    missing = [f"responses.{name}" for name in needed if name not in body.responses]
+    missing = [f"responses.{name}" for name in needed
+               if name not in body.responses.model_fields_set]
     if body.location is None and not checkin.location_address:
         missing.append("location.address")
     if body.callback_phone is None and not checkin.callback_phone:
@@ -565,16 +656,40 @@ async def _mark_completed(session: AsyncSession, checkin: CheckIn, now: datetime
     checkin.updated_at = now
 
 
+class TriagedAnswers(Result):
+    """The completed answers alone, as ``POST /api/v1/triage`` would triage them."""
+
+    level: Level
+    reasons: list[Reason]
+
+
+class Completed(Result):
+    id: int
+    visit_id: int
+    status: CheckInStatus
+    version: int
+    scores: dict[InstrumentId, dict[str, JsonValue]]
+    # The visit's risk: this completion and every saved draft before it.
+    level: Level
+    reasons: list[str]
+    reason_levels: dict[str, Level]
+    requires: list[InstrumentId]
+    answers: TriagedAnswers
+    missing: list[str]
+    escalations: list[int]
+    completed_at: Instant
+
+
 async def complete(
-    session: AsyncSession, services: Services, actor: Actor, visit_id: int, data: Any
-) -> dict[str, Any]:
+    session: AsyncSession, services: Services, actor: Actor, visit_id: int, data: object
+) -> Completed:
     """Validate, score, triage and store the check-in; the visit becomes checked in."""
     if not isinstance(data, dict):
         raise ValidationFailed("The body must be a JSON object.", field="body")
-    body: CheckInBody = _validated(CheckInBody, services, data)
+    body = _completion(services, data)
     visit, checkin, now = await _open(session, services, actor, visit_id)
     previous = await _previous_phq9(session, visit.patient_id, checkin.id)
-    result = evaluate(data, services.rules, previous_phq9_total=previous)
+    result = triage(body.responses, body.sex, services.rules, previous_phq9_total=previous)
     missing = _missing(body, await needed_instruments(session, visit), checkin)
     urgent = level_at_least(result.level, Level.URGENT) or _crisis(checkin)
     if missing and not urgent:
@@ -589,12 +704,13 @@ async def complete(
                                   location=body.location, callback_phone=body.callback_phone,
                                   contact=body.emergency_contact, now=now)
     _raise_risk(services, checkin, result)
-    for name, score in result.scores.to_json().items():
-        total = score.get("total") if isinstance(score, dict) else None
+    scores = result.scores.to_json()
+    for name, score in scores.items():
+        total = score.get("total")
         session.add(MeasureResult(checkin_id=checkin.id, patient_id=visit.patient_id,
                                   instrument=name, at=now,
                                   total=total if isinstance(total, int) else None,
-                                  result=score if isinstance(score, dict) else {}))
+                                  result=score))
     profile = await session.get(PatientProfile, visit.patient_id)
     if profile is not None and body.sex is not None:
         profile.sex = body.sex
@@ -610,38 +726,28 @@ async def complete(
     emit(session, "visit.status", recipients | {visit.patient_id}, visit_id=visit.id,
          status=visit.status.value)
     reasons = checkin.reasons or []
-    return {"id": checkin.id, "visit_id": visit.id, "status": checkin.status.value,
-            "version": checkin.version, "scores": result.scores.to_json(),
-            # The visit's risk: this completion and every saved draft before it.
-            "level": risk_level(checkin).value, "reasons": reasons,
-            "reason_levels": {r: services.rules.level_of_code(r).value for r in reasons},
-            "requires": list(result.requires),
-            # The completed answers alone, as POST /api/v1/triage would score them.
-            "answers": {"level": result.level.value,
-                        "reasons": [r.value for r in result.reasons]},
-            "missing": missing, "escalations": escalations, "completed_at": now.isoformat()}
+    return Completed(
+        id=checkin.id, visit_id=visit.id, status=checkin.status, version=checkin.version,
+        scores=scores, level=risk_level(checkin), reasons=reasons,
+        reason_levels={r: services.rules.level_of_code(r) for r in reasons},
+        requires=list(result.requires),
+        answers=TriagedAnswers(level=result.level, reasons=list(result.reasons)),
+        missing=missing, escalations=escalations, completed_at=now)
 
 
 # --- reading --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ReasonSeen:
+class ReasonSeen(Result):
     """When a reason first showed in a saved version, and whether the latest still shows
     it (a patient may change an answer; the reason stays on record)."""
 
     code: str
-    level: str
-    first_seen_at: datetime
-    first_seen_kind: str
-    first_seen_seq: int
+    level: Level
+    first_seen_at: Instant
+    first_seen_kind: VersionKind
+    first_seen_version: int
     in_latest: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "level": self.level,
-                "first_seen_at": self.first_seen_at.isoformat(),
-                "first_seen_kind": self.first_seen_kind, "first_seen_version": self.first_seen_seq,
-                "in_latest": self.in_latest}
 
 
 async def versions_of(session: AsyncSession, checkin_id: int) -> list[CheckInVersion]:
@@ -655,38 +761,73 @@ def reasons_seen(services: Services, versions: list[CheckInVersion]) -> list[Rea
         for code in version.reasons:
             first.setdefault(code, version)
     latest = set(versions[-1].reasons) if versions else set()
-    return [ReasonSeen(code, services.rules.level_of_code(code).value, first[code].at,
-                       first[code].kind, first[code].seq, code in latest)
+    return [ReasonSeen(code=code, level=services.rules.level_of_code(code),
+                       first_seen_at=first[code].at, first_seen_kind=first[code].kind,
+                       first_seen_version=first[code].seq, in_latest=code in latest)
             for code in _by_level(services, list(first))]
 
 
-def checkin_json(checkin: CheckIn) -> dict[str, Any]:
-    return {
-        "id": checkin.id,
-        "visit_id": checkin.visit_id,
-        "status": checkin.status.value,
-        "version": checkin.version,
-        "data": checkin.data,
-        "scores": checkin.scores,
-        "level": checkin.level,
-        "reasons": checkin.reasons or [],
-        "location": {"address": checkin.location_address},
-        "callback_phone": checkin.callback_phone,
-        "emergency_contact": {"name": checkin.emergency_contact_name,
-                              "phone": checkin.emergency_contact_phone},
-        "location_confirmed_at": checkin.location_confirmed_at.isoformat()
-        if checkin.location_confirmed_at else None,
-        "contact_confirmed_at": checkin.contact_confirmed_at.isoformat()
-        if checkin.contact_confirmed_at else None,
-        "started_at": checkin.started_at.isoformat(),
-        "updated_at": checkin.updated_at.isoformat(),
-        "completed_at": checkin.completed_at.isoformat() if checkin.completed_at else None,
-    }
+class CheckInView(Result):
+    """A visit's check-in as stored: the answers as last sent, the scores of the latest
+    scored ones, the visit's risk and the emergency information confirmed for it."""
+
+    id: int
+    visit_id: int
+    status: CheckInStatus
+    version: int
+    # The body as the patient's browser last sent it (a draft: anything JSON).
+    data: StoredBody
+    scores: dict[str, JsonValue] | None
+    # The visit's risk (stored codes: a retired one stays on record).
+    level: Level | None
+    reasons: list[str]
+    location: KnownLocation
+    callback_phone: str | None
+    emergency_contact: KnownContact
+    location_confirmed_at: Instant | None
+    contact_confirmed_at: Instant | None
+    started_at: Instant
+    updated_at: Instant
+    completed_at: Instant | None
+    # For the care team only: the key is left out for the patient.
+    reasons_seen: list[ReasonSeen] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_reasons_seen(self, handler: SerializerFunctionWrapHandler) -> Any:
+        found = handler(self)
+        if self.reasons_seen is None:
+            del found["reasons_seen"]
+        return found
+
+
+def checkin_view(checkin: CheckIn, seen: list[ReasonSeen] | None = None) -> CheckInView:
+    return CheckInView(
+        id=checkin.id, visit_id=checkin.visit_id, status=checkin.status,
+        version=checkin.version, data=checkin.data, scores=checkin.scores,
+        level=checkin.level, reasons=checkin.reasons or [],
+        location=KnownLocation(address=checkin.location_address),
+        callback_phone=checkin.callback_phone,
+        emergency_contact=KnownContact(name=checkin.emergency_contact_name,
+                                       phone=checkin.emergency_contact_phone),
+        location_confirmed_at=checkin.location_confirmed_at,
+        contact_confirmed_at=checkin.contact_confirmed_at, started_at=checkin.started_at,
+        updated_at=checkin.updated_at, completed_at=checkin.completed_at, reasons_seen=seen)
+
+
+class CheckInState(Result):
+    """A visit's check-in (or none yet) with what the form needs around it."""
+
+    visit_id: int
+    open: bool
+    needs: list[InstrumentId]
+    prefill: Prefill
+    emergency_info: EmergencyInfo
+    checkin: CheckInView | None
 
 
 async def get_checkin(
     session: AsyncSession, services: Services, actor: Actor, visit_id: int
-) -> dict[str, Any]:
+) -> CheckInState:
     """The visit's check-in (or none yet), what it needs, the prefill and the freshest
     emergency information; for the care team also each reason with when it first
     showed (drafts included)."""
@@ -694,17 +835,15 @@ async def get_checkin(
     checkin = await session.scalar(select(CheckIn).where(CheckIn.visit_id == visit.id))
     audit.record(session, actor, "read", "checkin", checkin.id if checkin else None,
                  patient_id=visit.patient_id, visit_id=visit.id)
-    now = services.clock.now()
-    found: dict[str, Any] = {
-        "visit_id": visit.id,
-        "open": is_open(visit, now),
-        "needs": await needed_instruments(session, visit),
-        "prefill": await prefill(session, services, visit.patient_id),
-        "emergency_info": (await emergency_info_for(session, services,
-                                                    visit.patient_id)).to_json(),
-        "checkin": checkin_json(checkin) if checkin else None,
-    }
-    if checkin is not None and actor.role is not Role.patient:
-        seen = reasons_seen(services, await versions_of(session, checkin.id))
-        found["checkin"]["reasons_seen"] = [r.to_json() for r in seen]
-    return found
+    view = None
+    if checkin is not None:
+        seen = None
+        if actor.role is not Role.patient:
+            seen = reasons_seen(services, await versions_of(session, checkin.id))
+        view = checkin_view(checkin, seen)
+    return CheckInState(
+        visit_id=visit.id, open=is_open(visit, services.clock.now()),
+        needs=await needed_instruments(session, visit),
+        prefill=await prefill(session, services, visit.patient_id),
+        emergency_info=await emergency_info_for(session, services, visit.patient_id),
+        checkin=view)

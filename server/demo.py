@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from pydantic import JsonValue
 from sqlalchemy import select
 
 from server import audit, oncall
@@ -177,7 +178,7 @@ async def _past_checkins(session: object, patient: User, now: datetime) -> int:
         responses: dict[str, object] = {
             "phq9": {"answers": phq9_answers, "difficulty": difficulty},
             "gad7": {"answers": gad7_answers}}
-        scores: dict[str, dict[str, object]] = {
+        scores: dict[str, dict[str, JsonValue]] = {
             "phq9": phq9.from_answers(tuple(phq9_answers), difficulty).to_json(),
             "gad7": gad7.from_answers(tuple(gad7_answers)).to_json()}
         if auditc_answers and asrm_answers:

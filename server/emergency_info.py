@@ -15,15 +15,14 @@ them, and the coordinator hears at once if it does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic.functional_validators import AfterValidator
 
 from server.freetext import letters
+from server.results import Instant, Result
 
 ADDRESS_MIN_CHARS: Final = 8
 CONTACT_NAME_MIN_LETTERS: Final = 2
@@ -108,36 +107,46 @@ def validation_context(region: str) -> dict[str, Any]:
     return {"phone_region": region}
 
 
-@dataclass(frozen=True)
-class EmergencyInfo:
+class KnownLocation(Result):
+    address: str | None
+
+
+class KnownContact(Result):
+    name: str | None
+    phone: str | None
+
+
+# "checkin": confirmed for this visit; "last_checkin": an earlier visit's check-in
+# (``on_file_at`` says when); "profile": the patient's profile.
+Source = Literal["checkin", "last_checkin", "profile"]
+
+
+class EmergencyInfo(Result):
     """Emergency information as a screen shows it: each value with when the patient
     confirmed it for this visit, or None when it is only on file (an earlier visit's
     check-in, the profile), which the screen labels as not confirmed today."""
 
-    address: str | None
+    location: KnownLocation
     callback_phone: str | None
-    contact_name: str | None
-    contact_phone: str | None
+    emergency_contact: KnownContact
     # When the location and callback were confirmed for this visit; None: on file only.
-    confirmed_at: datetime | None
-    contact_confirmed_at: datetime | None
-    # "checkin": confirmed for this visit; "last_checkin": an earlier visit's check-in
-    # (``on_file_at`` says when); "profile": the patient's profile; None: nothing at all.
-    source: str | None
-    on_file_at: datetime | None = None
+    confirmed_at: Instant | None
+    contact_confirmed_at: Instant | None
+    source: Source | None  # None: nothing at all
+    on_file_at: Instant | None = None
 
     @property
     def confirmed(self) -> bool:
         return self.confirmed_at is not None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "location": {"address": self.address},
-            "callback_phone": self.callback_phone,
-            "emergency_contact": {"name": self.contact_name, "phone": self.contact_phone},
-            "confirmed_at": self.confirmed_at.isoformat() if self.confirmed_at else None,
-            "contact_confirmed_at": self.contact_confirmed_at.isoformat()
-            if self.contact_confirmed_at else None,
-            "source": self.source,
-            "on_file_at": self.on_file_at.isoformat() if self.on_file_at else None,
-        }
+    @property
+    def address(self) -> str | None:
+        return self.location.address
+
+    @property
+    def contact_name(self) -> str | None:
+        return self.emergency_contact.name
+
+    @property
+    def contact_phone(self) -> str | None:
+        return self.emergency_contact.phone

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from starlette.requests import HTTPConnection, Request
 
 from server.actors import Actor
@@ -96,15 +97,19 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 
 def validation_error(exc: ValidationError) -> ValidationFailed:
-    first = exc.errors(include_url=False)[0]
-    field = _field(tuple(first["loc"]))
-    kind = first["type"]
+    return error_refusal(exc.errors(include_url=False)[0])
+
+
+def error_refusal(error: ErrorDetails) -> ValidationFailed:
+    """One of pydantic's errors as the API's 422, naming the field."""
+    field = _field(tuple(error["loc"]))
+    kind = error["type"]
     if kind == "missing":
         message = f"{field} is required."
     elif kind == "extra_forbidden":
         message = f"{field} is not a known field."
     else:
-        message = f"{field}: {first['msg']}."
+        message = f"{field}: {error['msg']}."
     return ValidationFailed(message, field=field)
 
 

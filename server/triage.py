@@ -1,8 +1,9 @@
 """Triage: from a check-in's answers to an escalation level, its reasons and what to ask next.
 
-Stateless and pure: ``evaluate`` validates the raw JSON body of ``POST /api/v1/triage``
-(or the scored part of a check-in), scores every instrument given and applies the
-rules. The rules are data (``TriageRules``); the reviewed defaults live in
+Stateless and pure: ``evaluate`` reads the raw JSON body of ``POST /api/v1/triage`` with
+its model (``TriageBody``), scores every instrument given and applies the rules;
+``triage`` does the same for answers already read (the scored part of a check-in). The
+rules are data (``TriageRules``); the reviewed defaults live in
 ``escalation/triage_rules.toml``, which this module never imports (layering: ``server``
 imports nothing from ``escalation``), so callers pass the rules in.
 
@@ -16,15 +17,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic.config import JsonDict
+from pydantic_core import ErrorDetails
 
 from server.errors import ValidationFailed
-from server.instruments import INSTRUMENTS, asrm, auditc, cssrs, gad7, phq9
-from server.instruments.asrm import AsrmScore
-from server.instruments.auditc import AuditcScore, Sex
-from server.instruments.cssrs import CssrsScore
-from server.instruments.gad7 import Gad7Score
-from server.instruments.phq9 import Phq9Score
+from server.instruments import INSTRUMENTS, InstrumentId, asrm, auditc, cssrs, gad7, phq9
+from server.instruments.asrm import AsrmResponse, AsrmScore
+from server.instruments.auditc import AuditcResponse, AuditcScore, Sex
+from server.instruments.base import ClosedAnswers, refusal_of, refused
+from server.instruments.cssrs import CssrsResponse, CssrsScore
+from server.instruments.gad7 import Gad7Response, Gad7Score
+from server.instruments.phq9 import Phq9Response, Phq9Score
 
 
 class Level(StrEnum):
@@ -203,6 +218,9 @@ class TriageRules:
             return Level.REVIEW
 
 
+_Score = Phq9Score | Gad7Score | CssrsScore | AuditcScore | AsrmScore
+
+
 @dataclass(frozen=True)
 class Scores:
     phq9: Phq9Score | None = None
@@ -211,8 +229,8 @@ class Scores:
     auditc: AuditcScore | None = None
     asrm: AsrmScore | None = None
 
-    def to_json(self) -> dict[str, object]:
-        given = {
+    def to_json(self) -> dict[str, dict[str, JsonValue]]:
+        given: dict[InstrumentId, _Score | None] = {
             "phq9": self.phq9,
             "gad7": self.gad7,
             "cssrs": self.cssrs,
@@ -228,7 +246,7 @@ class TriageResult:
     level: Level
     reasons: tuple[Reason, ...]
     reason_levels: Mapping[Reason, Level]
-    requires: tuple[str, ...]
+    requires: tuple[InstrumentId, ...]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -242,55 +260,96 @@ class TriageResult:
         }
 
 
-def _sex(body: Mapping[str, object]) -> Sex | None:
-    value = body.get("sex")
-    if value is None:
-        return None
-    for sex in auditc.SEXES:
-        if value == sex:
-            return sex
-    raise ValidationFailed('sex must be "female", "male" or null', field="sex")
+# --- the body -------------------------------------------------------------------------
 
 
-def _body(body: object) -> Mapping[str, object]:
-    if not isinstance(body, dict):
-        raise ValidationFailed("The request body must be a JSON object")
-    return body
+def _left_out_not_null(schema: JsonDict) -> None:
+    # The JSON Schema as at run time: an instrument may be left out, but is not null.
+    schema.pop("default", None)
+    choices = schema.pop("anyOf", [])
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and choice != {"type": "null"}:
+                schema.update(choice)
 
 
-def _responses(body: Mapping[str, object]) -> Mapping[str, object]:
-    if "responses" not in body:
-        raise ValidationFailed("responses is required", field="responses")
-    responses = body["responses"]
-    if not isinstance(responses, dict):
-        raise ValidationFailed("responses must be an object", field="responses")
-    for key in responses:
-        if key not in INSTRUMENTS:
-            known = ", ".join(INSTRUMENTS)
-            raise ValidationFailed(
-                f"responses.{key} is not a known instrument (expected one of {known})",
-                field=f"responses.{key}",
-            )
-    return responses
+def _instrument() -> Any:
+    return Field(default=None, json_schema_extra=_left_out_not_null)
 
 
-def score_responses(body: object, thresholds: Thresholds) -> Scores:
-    """Validate a triage body and score every instrument in it."""
-    checked = _body(body)
-    responses = _responses(checked)
-    sex = _sex(checked)
+class TriageResponses(ClosedAnswers):
+    """Any subset of the instruments."""
+
+    UNKNOWN_KEY = f"is not a known instrument (expected one of {', '.join(INSTRUMENTS)})"
+
+    phq9: Phq9Response | None = _instrument()
+    gad7: Gad7Response | None = _instrument()
+    cssrs: CssrsResponse | None = _instrument()
+    auditc: AuditcResponse | None = _instrument()
+    asrm: AsrmResponse | None = _instrument()
+
+    @field_validator(*INSTRUMENTS, mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise refused("must be an object")
+        return value
+
+
+def _sex_in_words(value: object, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        raise refused('must be "female", "male" or null') from None
+
+
+class TriageBody(BaseModel):
+    """Answers to score and triage; nothing is stored. Keys other than these are
+    ignored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    responses: TriageResponses
+    sex: Annotated[Sex | None, WrapValidator(_sex_in_words)] = Field(
+        default=None, description="For the AUDIT-C cut-off; null when not given.")
+
+
+def _checked_first(error: ErrorDetails) -> int:
+    """The order the body has always been checked in: the responses object and the names
+    of its instruments, then sex, then each instrument's answers."""
+    loc = error["loc"]
+    if loc[0] == "responses" and (len(loc) == 1 or (len(loc) == 2 and loc[1] not in INSTRUMENTS)):
+        return 0
+    return 1 if loc[0] == "sex" else 2
+
+
+def read_body(body: object) -> TriageBody:
+    """The body of ``POST /api/v1/triage``, or ``ValidationFailed`` (HTTP 422) naming the
+    offending field."""
+    try:
+        return TriageBody.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if errors[0]["loc"] == ():
+            raise ValidationFailed("The request body must be a JSON object") from None
+        raise refusal_of(min(errors, key=_checked_first)) from None
+
+
+def score_responses(responses: TriageResponses, sex: Sex | None,
+                    thresholds: Thresholds) -> Scores:
+    """Score every instrument given."""
     return Scores(
-        phq9=phq9.score(responses["phq9"]) if "phq9" in responses else None,
-        gad7=gad7.score(responses["gad7"]) if "gad7" in responses else None,
-        cssrs=cssrs.score(responses["cssrs"]) if "cssrs" in responses else None,
+        phq9=phq9.scored(responses.phq9) if responses.phq9 is not None else None,
+        gad7=gad7.scored(responses.gad7) if responses.gad7 is not None else None,
+        cssrs=cssrs.scored(responses.cssrs.answers) if responses.cssrs is not None else None,
         auditc=(
-            auditc.score(responses["auditc"], sex=sex, cutoffs=thresholds.auditc_cutoffs())
-            if "auditc" in responses
+            auditc.scored(responses.auditc, sex, thresholds.auditc_cutoffs())
+            if responses.auditc is not None
             else None
         ),
         asrm=(
-            asrm.score(responses["asrm"], positive_at=thresholds.asrm_positive_total)
-            if "asrm" in responses
+            asrm.scored(responses.asrm, thresholds.asrm_positive_total)
+            if responses.asrm is not None
             else None
         ),
     )
@@ -336,7 +395,7 @@ def triggered_reasons(
     return reasons
 
 
-def required_next(scores: Scores, thresholds: Thresholds) -> tuple[str, ...]:
+def required_next(scores: Scores, thresholds: Thresholds) -> tuple[InstrumentId, ...]:
     """Instruments the check-in form must ask next (the adaptive flow)."""
     if (
         scores.phq9 is not None
@@ -356,13 +415,25 @@ def evaluate(
     ``responses`` object is valid and gives level ``none``. ``previous_phq9_total`` comes
     from stored history, never from the request, and enables ``phq9_worsened``.
     """
+    read = read_body(body)
+    return triage(read.responses, read.sex, rules, previous_phq9_total=previous_phq9_total)
+
+
+def triage(
+    responses: TriageResponses,
+    sex: Sex | None,
+    rules: TriageRules,
+    *,
+    previous_phq9_total: int | None = None,
+) -> TriageResult:
+    """Score and triage answers already read (``TriageResponses``)."""
     if previous_phq9_total is not None and not (
         isinstance(previous_phq9_total, int)
         and not isinstance(previous_phq9_total, bool)
         and 0 <= previous_phq9_total <= phq9.TOTAL_MAX
     ):
         raise ValueError(f"previous_phq9_total must be an integer from 0 to {phq9.TOTAL_MAX}")
-    scores = score_responses(body, rules.thresholds)
+    scores = score_responses(responses, sex, rules.thresholds)
     triggered = triggered_reasons(scores, rules.thresholds, previous_phq9_total=previous_phq9_total)
     reasons = tuple(
         sorted(

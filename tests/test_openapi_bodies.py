@@ -1,6 +1,7 @@
-"""The OpenAPI document's bodies say what the handlers do (server/api/schemas.py): the
-triage and check-in bodies, validated by hand, accept and refuse what the JSON Schema in
-the document accepts and refuses; every operation that reads a body documents 400."""
+"""The OpenAPI document's bodies say what the handlers do: the triage and check-in bodies
+are the pydantic models that read them (server/triage.py, server/checkins.py), and accept
+and refuse what the JSON Schema in the document accepts and refuses; every operation that
+reads a body documents 400."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 from escalation.triage_rules import load_default_rules
 from server.api.openapi import build
 from server.app import api_operations
+from server.checkins import CheckInCompletion, CheckInDraft
 from server.errors import ValidationFailed
-from server.triage import evaluate
+from server.triage import TriageBody, evaluate
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
 
 DOCUMENT = build(api_operations(), "test")
@@ -100,6 +102,13 @@ def test_the_check_in_bodies_are_described() -> None:
     partial = {"responses": {"phq9": {"answers": [1, None, None]}}, "later": True}
     assert DRAFT.is_valid(partial)
     assert not DRAFT.is_valid({"callback_phone": 5})
+
+
+def test_the_documented_bodies_are_the_models_that_read_them() -> None:
+    bodies = {(op.method, op.path): op.body for op in api_operations()}
+    assert bodies["POST", "/api/v1/triage"] is TriageBody
+    assert bodies["POST", "/api/v1/visits/{visit_id}/checkin"] is CheckInCompletion
+    assert bodies["PUT", "/api/v1/visits/{visit_id}/checkin/draft"] is CheckInDraft
 
 
 def test_phq9_answers_are_nine_integers_from_0_to_3() -> None:

@@ -7,12 +7,12 @@ from starlette.responses import Response
 
 from server import checkins, fhir, trends
 from server.api.registry import ApiOperation
-from server.api.schemas import CheckInCompletion, CheckInDraft, TriageBody
+from server.checkins import CheckInCompletion, CheckInDraft
 from server.emergency_info import EmergencyInfoBody
 from server.http import actor_of, json_object, path_id, services_of
 from server.instruments import instrument_definitions
 from server.responses import JSONResponse
-from server.triage import evaluate
+from server.triage import TriageBody, evaluate
 
 
 async def list_instruments(request: Request) -> Response:
@@ -31,8 +31,8 @@ async def get_checkin(request: Request) -> Response:
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
     async with services.transaction() as session:
-        data = await checkins.get_checkin(session, services, actor, visit_id)
-    return JSONResponse(data)
+        result = await checkins.get_checkin(session, services, actor, visit_id)
+    return JSONResponse(result.to_json())
 
 
 async def save_draft(request: Request) -> Response:
@@ -41,8 +41,8 @@ async def save_draft(request: Request) -> Response:
     body = await json_object(request)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await checkins.save_draft(session, services, actor, visit_id, body)
-    return JSONResponse(data)
+        result = await checkins.save_draft(session, services, actor, visit_id, body)
+    return JSONResponse(result.to_json())
 
 
 async def confirm_emergency_info(request: Request) -> Response:
@@ -51,8 +51,8 @@ async def confirm_emergency_info(request: Request) -> Response:
     body = await json_object(request)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await checkins.confirm_emergency_info(session, services, actor, visit_id, body)
-    return JSONResponse(data)
+        result = await checkins.confirm_emergency_info(session, services, actor, visit_id, body)
+    return JSONResponse(result.to_json())
 
 
 async def complete_checkin(request: Request) -> Response:
@@ -61,8 +61,8 @@ async def complete_checkin(request: Request) -> Response:
     body = await json_object(request)
     services = services_of(request)
     async with services.transaction() as session:
-        data = await checkins.complete(session, services, actor, visit_id, body)
-    return JSONResponse(data, status_code=201)
+        result = await checkins.complete(session, services, actor, visit_id, body)
+    return JSONResponse(result.to_json(), status_code=201)
 
 
 async def measures(request: Request) -> Response:

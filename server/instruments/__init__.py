@@ -7,14 +7,16 @@ sources, are in ``docs/clinical.md``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, get_args
 
 from server.instruments import asrm, auditc, cssrs, gad7, phq9
-from server.instruments.base import Instrument, Item, Option
+from server.instruments.base import Instrument, InstrumentId, Item, Option
 
-__all__ = ["INSTRUMENTS", "Instrument", "Item", "Option", "instrument_definitions"]
+__all__ = ["INSTRUMENTS", "Instrument", "InstrumentId", "Item", "Option",
+           "instrument_definitions"]
 
-# The order the check-in form presents them and the API lists them.
+# The order the check-in form presents them and the API lists them. Keyed by ``str``: it
+# is looked up by the names stored with results and sent in bodies.
 INSTRUMENTS: Final[dict[str, Instrument]] = {
     definition.id: definition
     for definition in (
@@ -25,6 +27,8 @@ INSTRUMENTS: Final[dict[str, Instrument]] = {
         asrm.DEFINITION,
     )
 }
+
+assert tuple(INSTRUMENTS) == get_args(InstrumentId)
 
 
 def instrument_definitions() -> list[dict[str, object]]:

@@ -11,9 +11,19 @@ The cut-off is a parameter because triage takes it from the reviewed rules file
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
 
-from server.instruments.base import Instrument, Item, int_answers, response_object, scale
+from pydantic import Field, JsonValue, ValidationError
+
+from server.instruments.base import (
+    ClosedAnswers,
+    Instrument,
+    Item,
+    OnePerItem,
+    Scale,
+    refusal,
+    scale,
+)
 
 ITEM_COUNT: Final = 5
 ITEM_MAX: Final = 4
@@ -109,7 +119,7 @@ class AsrmScore:
     total: int
     positive: bool
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JsonValue]:
         return {"total": self.total, "positive": self.positive}
 
 
@@ -119,8 +129,32 @@ def from_answers(answers: tuple[int, ...], positive_at: int = PUBLISHED_POSITIVE
     return AsrmScore(answers=answers, total=total, positive=total >= positive_at)
 
 
+Answer = Annotated[int, Scale(ITEM_MAX)]
+
+
+class AsrmResponse(ClosedAnswers):
+    answers: Annotated[list[Answer], OnePerItem(ITEM_COUNT)] = Field(
+        description=f"{ITEM_COUNT} answers, one per item in order, each 0 to {ITEM_MAX}.")
+
+
+class AsrmSoFar(ClosedAnswers):
+    """A draft's answers: null for an item not answered yet."""
+
+    answers: Annotated[list[Answer | None], OnePerItem(ITEM_COUNT)]
+
+    def least(self) -> AsrmResponse:
+        """The least the finished questionnaire can score: 0 for each item not reached."""
+        return AsrmResponse(answers=[answer or 0 for answer in self.answers])
+
+
+def scored(response: AsrmResponse, positive_at: int = PUBLISHED_POSITIVE_AT) -> AsrmScore:
+    return from_answers(tuple(response.answers), positive_at)
+
+
 def score(
     raw: object, *, positive_at: int = PUBLISHED_POSITIVE_AT, field: str = "responses.asrm"
 ) -> AsrmScore:
-    response = response_object(raw, field, frozenset({"answers"}))
-    return from_answers(int_answers(response, field, ITEM_COUNT, ITEM_MAX), positive_at)
+    try:
+        return scored(AsrmResponse.model_validate(raw), positive_at)
+    except ValidationError as exc:
+        raise refusal(exc, field) from None

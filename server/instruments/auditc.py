@@ -13,13 +13,23 @@ The cut-offs are parameters because triage takes them from the reviewed rules fi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
-from server.instruments.base import Instrument, Item, int_answers, response_object, scale
+from pydantic import Field, JsonValue, ValidationError
+
+from server.instruments.base import (
+    ClosedAnswers,
+    Instrument,
+    Item,
+    OnePerItem,
+    Scale,
+    refusal,
+    scale,
+)
 
 Sex = Literal["female", "male"]
 
-SEXES: Final[tuple[Sex, ...]] = ("female", "male")
+SEXES: Final[tuple[Sex, ...]] = get_args(Sex)
 
 ITEM_COUNT: Final = 3
 ITEM_MAX: Final = 4
@@ -95,7 +105,7 @@ class AuditcScore:
     total: int
     positive: bool
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JsonValue]:
         return {"total": self.total, "positive": self.positive}
 
 
@@ -109,6 +119,30 @@ def from_answers(
     )
 
 
+Answer = Annotated[int, Scale(ITEM_MAX)]
+
+
+class AuditcResponse(ClosedAnswers):
+    answers: Annotated[list[Answer], OnePerItem(ITEM_COUNT)] = Field(
+        description=f"{ITEM_COUNT} answers, one per item in order, each 0 to {ITEM_MAX}.")
+
+
+class AuditcSoFar(ClosedAnswers):
+    """A draft's answers: null for an item not answered yet."""
+
+    answers: Annotated[list[Answer | None], OnePerItem(ITEM_COUNT)]
+
+    def least(self) -> AuditcResponse:
+        """The least the finished questionnaire can score: 0 for each item not reached."""
+        return AuditcResponse(answers=[answer or 0 for answer in self.answers])
+
+
+def scored(
+    response: AuditcResponse, sex: Sex | None, cutoffs: Cutoffs = PUBLISHED_CUTOFFS
+) -> AuditcScore:
+    return from_answers(tuple(response.answers), sex, cutoffs)
+
+
 def score(
     raw: object,
     *,
@@ -116,5 +150,7 @@ def score(
     cutoffs: Cutoffs = PUBLISHED_CUTOFFS,
     field: str = "responses.auditc",
 ) -> AuditcScore:
-    response = response_object(raw, field, frozenset({"answers"}))
-    return from_answers(int_answers(response, field, ITEM_COUNT, ITEM_MAX), sex, cutoffs)
+    try:
+        return scored(AuditcResponse.model_validate(raw), sex, cutoffs)
+    except ValidationError as exc:
+        raise refusal(exc, field) from None

@@ -1,20 +1,36 @@
-"""What every instrument is made of, and the checks its raw JSON answers go through.
+"""What every instrument is made of, and the models its JSON answers are read with.
 
 An instrument module (``phq9.py`` and its siblings) holds one ``Instrument`` definition
-for ``GET /api/v1/instruments`` plus its own scoring. The helpers here only check the
-shape of untrusted JSON and raise ``ValidationFailed`` naming the offending field as a
-dotted path with 0-based list indexes, e.g. ``responses.phq9.answers.3``.
+for ``GET /api/v1/instruments``, the pydantic model of its answers and its scoring. The
+models here refuse an answer in the words the API has always used, after the field as a
+dotted path with 0-based list indexes: ``responses.phq9.answers.3 must be an integer
+from 0 to 3`` (``refusal``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeGuard
+from typing import Any, ClassVar, Literal, Self
+
+from annotated_types import Ge, GroupedMetadata, Le, MaxLen, MinLen
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    Strict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from server.errors import ValidationFailed
 
 AnswerType = Literal["integer", "boolean"]
+# Every instrument a check-in may contain, in the order the form asks them.
+InstrumentId = Literal["phq9", "gad7", "cssrs", "auditc", "asrm"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ class Item:
 
 @dataclass(frozen=True)
 class Instrument:
-    id: str
+    id: InstrumentId
     name: str
     recall: str
     intro: str
@@ -93,44 +109,107 @@ YES_NO = (Option(True, "Yes"), Option(False, "No"))
 FREQUENCY = scale("Not at all", "Several days", "More than half the days", "Nearly every day")
 
 
-def response_object(raw: object, field: str, allowed: frozenset[str]) -> Mapping[str, object]:
-    """The instrument's response object, e.g. ``{"answers": [...]}``.
+# --- answers --------------------------------------------------------------------------
 
-    Unknown keys are rejected rather than ignored: a misspelt optional key such as
-    ``dificulty`` would otherwise be dropped without anyone noticing.
-    """
-    if not isinstance(raw, dict):
-        raise ValidationFailed(f"{field} must be an object", field=field)
-    for key in raw:
-        if key not in allowed:
-            raise ValidationFailed(f"{field}.{key} is not a known field", field=f"{field}.{key}")
-    return raw
+# The type of every refusal worded here; its message follows the field's name.
+REFUSED = "answer"
 
 
-def is_int(value: object) -> TypeGuard[int]:
-    # JSON true/false decode to bool, which Python treats as an int subclass; 2.0 is a
-    # float. Neither is a valid answer, so only a true int passes.
-    return isinstance(value, int) and not isinstance(value, bool)
+def refused(words: str) -> PydanticCustomError:
+    """An answer refused, in the words that follow its field: ``refused("is required")``."""
+    return PydanticCustomError(REFUSED, words)
 
 
-def check_int(value: object, field: str, high: int) -> int:
-    if is_int(value) and 0 <= value <= high:
-        return value
-    raise ValidationFailed(f"{field} must be an integer from 0 to {high}", field=field)
+@dataclass(frozen=True)
+class Scale(GroupedMetadata):
+    """An answer scored 0 to ``high``. Strict: JSON true/false decode to bool, which
+    Python treats as an int, and 2.0 is a float; neither is a valid answer."""
+
+    high: int
+
+    def __iter__(self) -> Iterator[object]:
+        yield Strict()
+        yield Ge(0)
+        yield Le(self.high)
+        yield WrapValidator(self._worded)
+
+    def _worded(self, value: object, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise refused(f"must be an integer from 0 to {self.high}") from None
 
 
-def int_answers(
-    response: Mapping[str, object], field: str, count: int, high: int
-) -> tuple[int, ...]:
-    """The ``answers`` list of an instrument whose items are all scored 0..high."""
-    path = f"{field}.answers"
-    answers = response.get("answers")
-    if answers is None:
-        raise ValidationFailed(f"{path} is required", field=path)
-    if not isinstance(answers, list):
-        raise ValidationFailed(f"{path} must be a list of {count} integers", field=path)
-    if len(answers) != count:
-        raise ValidationFailed(
-            f"{path} must have exactly {count} answers, one per item", field=path
-        )
-    return tuple(check_int(value, f"{path}.{index}", high) for index, value in enumerate(answers))
+@dataclass(frozen=True)
+class OnePerItem(GroupedMetadata):
+    """The ``answers`` list of an instrument whose items are all scored: one per item."""
+
+    count: int
+
+    def __iter__(self) -> Iterator[object]:
+        yield MinLen(self.count)
+        yield MaxLen(self.count)
+        yield WrapValidator(self._worded)
+
+    def _worded(self, value: object, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            # The list before its items: an answer at the wrong place means nothing.
+            if value is None:
+                raise refused("is required") from None
+            if not isinstance(value, list):
+                raise refused(f"must be a list of {self.count} integers") from None
+            if len(value) != self.count:
+                raise refused(f"must have exactly {self.count} answers, one per item") \
+                    from None
+            raise
+
+
+class ClosedAnswers(BaseModel):
+    """A closed object of answers. Unknown keys are refused rather than ignored (a
+    misspelt optional key such as ``dificulty`` would otherwise be dropped without
+    anyone noticing), and named before anything else is wrong in the object."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # How a refusal of this object says what is wrong (after the field's name).
+    MISSING: ClassVar[str] = "is required"
+    UNKNOWN_KEY: ClassVar[str] = "is not a known field"
+    NOT_OBJECT: ClassVar[str] = "must be an object"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _in_our_words(cls, value: object, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+            raise ValidationError.from_exception_data(
+                exc.title, [cls._worded(error) for error in errors]) from None
+
+    @classmethod
+    def _worded(cls, error: ErrorDetails) -> InitErrorDetails:
+        words = {"missing": cls.MISSING, "extra_forbidden": cls.UNKNOWN_KEY,
+                 "model_type": cls.NOT_OBJECT, REFUSED: error["msg"]}.get(error["type"])
+        worded: InitErrorDetails = {
+            "type": error["type"] if words is None else refused(words),
+            "loc": error["loc"], "input": error["input"]}
+        if words is None and "ctx" in error:
+            worded["ctx"] = error["ctx"]
+        return worded
+
+
+def refusal(exc: ValidationError, prefix: str | None = None) -> ValidationFailed:
+    """The first refusal of ``exc`` as the API's 422, its field under ``prefix``."""
+    return refusal_of(exc.errors()[0], prefix)
+
+
+def refusal_of(error: ErrorDetails, prefix: str | None = None) -> ValidationFailed:
+    """One error as the API's 422: the field, then the words of the answer's model."""
+    field = ".".join(str(part) for part in ((prefix,) if prefix else ()) + error["loc"])
+    if error["type"] == REFUSED:
+        return ValidationFailed(f"{field} {error['msg']}", field=field)
+    if error["type"] == "missing":
+        return ValidationFailed(f"{field} is required", field=field)
+    return ValidationFailed(f"{field}: {error['msg']}", field=field)

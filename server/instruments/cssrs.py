@@ -17,17 +17,31 @@ rather than guessed at.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from server.errors import ValidationFailed
-from server.instruments.base import YES_NO, Instrument, Item, response_object
+from pydantic import (
+    BeforeValidator,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+
+from server.instruments.base import YES_NO, ClosedAnswers, Instrument, Item, refusal, refused
 
 Risk = Literal["none", "low", "moderate", "high"]
 
 RISKS: Final[tuple[Risk, ...]] = ("none", "low", "moderate", "high")
 QUESTIONS: Final = ("q1", "q2", "q3", "q4", "q5", "q6", "q6_recent")
+
+def _null_is_missing(value: object) -> object:
+    if value is None:
+        raise refused("is required")
+    return value
+
 
 _ITEMS: Final = (
     (
@@ -103,16 +117,103 @@ DEFINITION: Final = Instrument(
 
 
 @dataclass(frozen=True)
-class CssrsAnswers:
-    """Validated answers; ``None`` marks a question that skip logic left unasked."""
+class _FollowUp:
+    """A question shown only when ``asked_if`` was answered yes."""
+
+    asked_if: str
+    # A "no" to an unasked q3-q5 while q2 is no agrees with what the patient meant, so it
+    # is tolerated. Any q6_recent while q6 is no is not (CLINICAL.md): it claims the
+    # patient answered a question that was never shown.
+    no_tolerated: bool
+
+
+SKIP_LOGIC: Final = {
+    "q3": _FollowUp("q2", no_tolerated=True),
+    "q4": _FollowUp("q2", no_tolerated=True),
+    "q5": _FollowUp("q2", no_tolerated=True),
+    "q6_recent": _FollowUp("q6", no_tolerated=False),
+}
+_ASKED_IF_Q2 = "Asked only when q2 is yes; omitted, null or false otherwise."
+_YES_OR_NO = "is required and must be true or false"
+
+
+def _follow_up(description: str) -> Any:
+    # Checked when omitted too: omitted is an answer missing when the question was asked.
+    return Field(default=None, validate_default=True, description=description)
+
+
+class CssrsAnswers(ClosedAnswers):
+    """The C-SSRS screener, yes/no, with its skip logic (CLINICAL.md).
+
+    Once read, ``None`` marks a question the skip logic left unasked. The questions are
+    checked in order, each follow-up against the answer that decides whether it was
+    asked."""
+
+    MISSING = _YES_OR_NO
+    UNKNOWN_KEY = "is not a C-SSRS screener question"
+    NOT_OBJECT = "must be an object of yes/no answers"
 
     q1: bool
     q2: bool
-    q3: bool | None
-    q4: bool | None
-    q5: bool | None
+    q3: bool | None = _follow_up(_ASKED_IF_Q2)
+    q4: bool | None = _follow_up(_ASKED_IF_Q2)
+    q5: bool | None = _follow_up(_ASKED_IF_Q2)
     q6: bool
-    q6_recent: bool | None
+    q6_recent: bool | None = _follow_up("Asked only when q6 is yes; omitted or null otherwise.")
+
+    @field_validator(*QUESTIONS, mode="wrap")
+    @classmethod
+    def _skip_logic(cls, value: object, handler: ValidatorFunctionWrapHandler,
+                    info: ValidationInfo) -> bool | None:
+        try:
+            answer: bool | None = handler(value)
+            valid = True
+        except ValidationError:
+            answer, valid = None, False
+        rule = SKIP_LOGIC.get(info.field_name or "")
+        if rule is None or info.data.get(rule.asked_if) is True:
+            if answer is None:
+                raise refused(_YES_OR_NO)
+            return answer
+        if valid and (answer is None or (answer is False and rule.no_tolerated)):
+            return None
+        allowed = "omitted, null or false" if rule.no_tolerated else "omitted or null"
+        raise refused(f"must be {allowed}: it is asked only when {rule.asked_if} is yes")
+
+
+class CssrsResponse(ClosedAnswers):
+    # Null answers are no answers at all.
+    answers: Annotated[CssrsAnswers, BeforeValidator(_null_is_missing)]
+
+
+class CssrsAnswersSoFar(ClosedAnswers):
+    """A draft's answers: null for a question not answered yet."""
+
+    q1: bool | None = None
+    q2: bool | None = None
+    q3: bool | None = None
+    q4: bool | None = None
+    q5: bool | None = None
+    q6: bool | None = None
+    q6_recent: bool | None = None
+
+
+class CssrsSoFar(ClosedAnswers):
+    answers: CssrsAnswersSoFar
+
+    def least(self) -> CssrsResponse | None:
+        """The least the finished screener can show: "no" for each question not reached
+        that the answers so far ask. None when the answers go against the skip logic."""
+        given = self.answers.model_dump()
+        for key in ("q1", "q2", "q6"):
+            given[key] = bool(given[key])
+        for key, rule in SKIP_LOGIC.items():
+            if given[rule.asked_if] and given[key] is None:
+                given[key] = False
+        try:
+            return CssrsResponse.model_validate({"answers": given})
+        except ValidationError:
+            return None
 
 
 def risk(answers: CssrsAnswers) -> Risk:
@@ -130,68 +231,20 @@ class CssrsScore:
     answers: CssrsAnswers
     risk: Risk
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JsonValue]:
         return {"risk": self.risk}
 
 
-def _asked(answers: Mapping[str, object], key: str, path: str) -> bool:
-    value = answers.get(key)
-    if not isinstance(value, bool):
-        raise ValidationFailed(
-            f"{path}.{key} is required and must be true or false", field=f"{path}.{key}"
-        )
-    return value
-
-
-def _follow_up(
-    answers: Mapping[str, object],
-    key: str,
-    path: str,
-    *,
-    asked_if: str,
-    asked: bool,
-    no_tolerated: bool,
-) -> bool | None:
-    """A question shown only when ``asked_if`` was answered yes; ``None`` when unasked."""
-    if asked:
-        return _asked(answers, key, path)
-    value = answers.get(key)
-    if value is None or (value is False and no_tolerated):
-        return None
-    allowed = "omitted, null or false" if no_tolerated else "omitted or null"
-    raise ValidationFailed(
-        f"{path}.{key} must be {allowed}: it is asked only when {asked_if} is yes",
-        field=f"{path}.{key}",
-    )
-
-
 def parse(raw: object, *, field: str = "responses.cssrs") -> CssrsAnswers:
-    response = response_object(raw, field, frozenset({"answers"}))
-    path = f"{field}.answers"
-    answers = response.get("answers")
-    if answers is None:
-        raise ValidationFailed(f"{path} is required", field=path)
-    if not isinstance(answers, dict):
-        raise ValidationFailed(f"{path} must be an object of yes/no answers", field=path)
-    for key in answers:
-        if key not in QUESTIONS:
-            raise ValidationFailed(
-                f"{path}.{key} is not a C-SSRS screener question", field=f"{path}.{key}"
-            )
+    try:
+        return CssrsResponse.model_validate(raw).answers
+    except ValidationError as exc:
+        raise refusal(exc, field) from None
 
-    q1 = _asked(answers, "q1", path)
-    q2 = _asked(answers, "q2", path)
-    # A q3-q5 "no" while q2 is no agrees with what the patient meant, so it is tolerated.
-    # Any q6_recent while q6 is no is not (CLINICAL.md): it claims the patient answered a
-    # question that was never shown.
-    q3 = _follow_up(answers, "q3", path, asked_if="q2", asked=q2, no_tolerated=True)
-    q4 = _follow_up(answers, "q4", path, asked_if="q2", asked=q2, no_tolerated=True)
-    q5 = _follow_up(answers, "q5", path, asked_if="q2", asked=q2, no_tolerated=True)
-    q6 = _asked(answers, "q6", path)
-    q6_recent = _follow_up(answers, "q6_recent", path, asked_if="q6", asked=q6, no_tolerated=False)
-    return CssrsAnswers(q1=q1, q2=q2, q3=q3, q4=q4, q5=q5, q6=q6, q6_recent=q6_recent)
+
+def scored(answers: CssrsAnswers) -> CssrsScore:
+    return CssrsScore(answers=answers, risk=risk(answers))
 
 
 def score(raw: object, *, field: str = "responses.cssrs") -> CssrsScore:
-    answers = parse(raw, field=field)
-    return CssrsScore(answers=answers, risk=risk(answers))
+    return scored(parse(raw, field=field))

@@ -9,9 +9,19 @@ What is computed, exactly (see docs/clinical.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from server.instruments.base import FREQUENCY, Instrument, Item, int_answers, response_object
+from pydantic import Field, JsonValue, ValidationError
+
+from server.instruments.base import (
+    FREQUENCY,
+    ClosedAnswers,
+    Instrument,
+    Item,
+    OnePerItem,
+    Scale,
+    refusal,
+)
 
 Severity = Literal["minimal", "mild", "moderate", "severe"]
 
@@ -77,7 +87,7 @@ class Gad7Score:
     gad2: int
     gad2_positive: bool
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JsonValue]:
         return {
             "total": self.total,
             "severity": self.severity,
@@ -99,6 +109,30 @@ def from_answers(answers: tuple[int, ...]) -> Gad7Score:
     )
 
 
+Frequency = Annotated[int, Scale(ITEM_MAX)]
+
+
+class Gad7Response(ClosedAnswers):
+    answers: Annotated[list[Frequency], OnePerItem(ITEM_COUNT)] = Field(
+        description=f"{ITEM_COUNT} answers, one per item in order, each 0 to {ITEM_MAX}.")
+
+
+class Gad7SoFar(ClosedAnswers):
+    """A draft's answers: null for an item not answered yet."""
+
+    answers: Annotated[list[Frequency | None], OnePerItem(ITEM_COUNT)]
+
+    def least(self) -> Gad7Response:
+        """The least the finished questionnaire can score: 0 for each item not reached."""
+        return Gad7Response(answers=[answer or 0 for answer in self.answers])
+
+
+def scored(response: Gad7Response) -> Gad7Score:
+    return from_answers(tuple(response.answers))
+
+
 def score(raw: object, *, field: str = "responses.gad7") -> Gad7Score:
-    response = response_object(raw, field, frozenset({"answers"}))
-    return from_answers(int_answers(response, field, ITEM_COUNT, ITEM_MAX))
+    try:
+        return scored(Gad7Response.model_validate(raw))
+    except ValidationError as exc:
+        raise refusal(exc, field) from None

@@ -12,15 +12,18 @@ What is computed, exactly (see docs/clinical.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
+
+from pydantic import Field, JsonValue, ValidationError
 
 from server.instruments.base import (
     FREQUENCY,
+    ClosedAnswers,
     Instrument,
     Item,
-    check_int,
-    int_answers,
-    response_object,
+    OnePerItem,
+    Scale,
+    refusal,
     scale,
 )
 
@@ -134,7 +137,7 @@ class Phq9Score:
     phq2: int
     phq2_positive: bool
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JsonValue]:
         return {
             "total": self.total,
             "severity": self.severity,
@@ -160,11 +163,36 @@ def from_answers(answers: tuple[int, ...], difficulty: int | None = None) -> Phq
     )
 
 
+Frequency = Annotated[int, Scale(ITEM_MAX)]
+Difficulty = Annotated[int, Scale(DIFFICULTY_MAX)]
+
+
+class Phq9Response(ClosedAnswers):
+    answers: Annotated[list[Frequency], OnePerItem(ITEM_COUNT)] = Field(
+        description=f"{ITEM_COUNT} answers, one per item in order, each 0 to {ITEM_MAX}.")
+    difficulty: Difficulty | None = Field(
+        default=None, description="How difficult the problems made things (0 to 3); "
+                                  "stored, never added to the total.")
+
+
+class Phq9SoFar(ClosedAnswers):
+    """A draft's answers: null for an item not answered yet."""
+
+    answers: Annotated[list[Frequency | None], OnePerItem(ITEM_COUNT)]
+    difficulty: Difficulty | None = None
+
+    def least(self) -> Phq9Response:
+        """The least the finished questionnaire can score: 0 for each item not reached."""
+        return Phq9Response(answers=[answer or 0 for answer in self.answers],
+                            difficulty=self.difficulty)
+
+
+def scored(response: Phq9Response) -> Phq9Score:
+    return from_answers(tuple(response.answers), response.difficulty)
+
+
 def score(raw: object, *, field: str = "responses.phq9") -> Phq9Score:
-    response = response_object(raw, field, frozenset({"answers", "difficulty"}))
-    answers = int_answers(response, field, ITEM_COUNT, ITEM_MAX)
-    raw_difficulty = response.get("difficulty")
-    difficulty = None
-    if raw_difficulty is not None:
-        difficulty = check_int(raw_difficulty, f"{field}.difficulty", DIFFICULTY_MAX)
-    return from_answers(answers, difficulty)
+    try:
+        return scored(Phq9Response.model_validate(raw))
+    except ValidationError as exc:
+        raise refusal(exc, field) from None

@@ -14,9 +14,9 @@ The triage rules that decide the crisis resources on the device (CLINICAL.md inv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -28,7 +28,7 @@ from server.access import require_role
 from server.emergency_info import ADDRESS_MIN_CHARS, CONTACT_NAME_MIN_LETTERS, readable_phone
 from server.http import actor_of, path_id, services_of
 from server.instruments import INSTRUMENTS, Instrument, Item
-from server.models import Role
+from server.models import CheckInStatus, Role
 from server.timezones import viewer_zone
 from server.triage import Reason, TriageRules
 from server.visits import get_visit_loaded
@@ -125,7 +125,7 @@ def _questions(instrument: Instrument, items: tuple[Item, ...]) -> tuple[Questio
                  for item in items)
 
 
-def questionnaire_parts(needs: list[str]) -> list[Part]:
+def questionnaire_parts(needs: Sequence[str]) -> list[Part]:
     """The questionnaires in the order asked. The C-SSRS sits right after PHQ-9 item 9
     (CLINICAL.md: it follows immediately when item 9 is above 0), so PHQ-9's optional
     difficulty question comes after it."""
@@ -181,7 +181,7 @@ def _mapping(value: object) -> Mapping[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def form_values(draft: Mapping[str, Any], prefill: Mapping[str, Any],
+def form_values(draft: Mapping[str, object], prefill: checkins.Prefill,
                 confirmed_today: bool = False) -> FormValues:
     """Flatten a draft body into input name -> values. The draft is whatever the
     patient's browser last sent, so every part is type-checked before use."""
@@ -224,25 +224,35 @@ def form_values(draft: Mapping[str, Any], prefill: Mapping[str, Any],
     # checkins.emergency_info_for). Drafts no longer carry it; an older draft that does
     # is shown only when nothing was confirmed since. Either way the patient confirms it
     # again on this page.
-    here = draft if ("location" in draft or "callback_phone" in draft) and \
-        not confirmed_today else prefill
-    form.prefilled_location = here is prefill and not confirmed_today
-    form.add("location.address", _mapping(here.get("location")).get("address"))
-    callback = here.get("callback_phone")
+    address: object
+    callback: object
+    from_draft = ("location" in draft or "callback_phone" in draft) and not confirmed_today
+    form.prefilled_location = not from_draft and not confirmed_today
+    if from_draft:
+        address = _mapping(draft.get("location")).get("address")
+        callback = draft.get("callback_phone")
+    else:
+        address, callback = prefill.location.address, prefill.callback_phone
+    form.add("location.address", address)
     form.add("callback_phone", readable_phone(callback) if isinstance(callback, str)
              else callback)
-    contact_source = draft if "emergency_contact" in draft else prefill
-    form.prefilled_contact = contact_source is prefill
-    contact = _mapping(contact_source.get("emergency_contact"))
-    form.add("emergency_contact.name", contact.get("name"))
-    phone = contact.get("phone")
+    contact_name: object
+    phone: object
+    form.prefilled_contact = "emergency_contact" not in draft
+    if form.prefilled_contact:
+        contact_name = prefill.emergency_contact.name
+        phone = prefill.emergency_contact.phone
+    else:
+        contact = _mapping(draft.get("emergency_contact"))
+        contact_name, phone = contact.get("name"), contact.get("phone")
+    form.add("emergency_contact.name", contact_name)
     form.add("emergency_contact.phone", readable_phone(phone) if isinstance(phone, str)
              else phone)
-    form.add("sex", draft["sex"] if "sex" in draft else prefill.get("sex"))
+    form.add("sex", draft.get("sex", prefill.sex))
     return form
 
 
-def _cssrs_started(draft: Mapping[str, Any]) -> bool:
+def _cssrs_started(draft: Mapping[str, object]) -> bool:
     """Whether the draft already shows the C-SSRS: once asked it stays in the check-in,
     even if item 9 is changed back to 0 (an answer given is not taken back silently)."""
     responses = _mapping(draft.get("responses"))
@@ -263,23 +273,23 @@ async def checkin_page(request: Request) -> Response:
         state = await checkins.get_checkin(session, services, actor, visit_id)
         visit = await get_visit_loaded(session, visit_id)
         tz = await viewer_zone(session, services.settings, actor)
-    stored = state["checkin"]
-    draft: dict[str, Any] = stored["data"] if stored and isinstance(stored["data"], dict) \
-        else {}
-    level = stored["level"] if stored else None
-    where_confirmed_at = state["emergency_info"]["confirmed_at"] or ""
+    stored = state.checkin
+    draft = stored.data if stored else {}
+    level = stored.level if stored else None
+    confirmed_at = state.emergency_info.confirmed_at
     soon = timedelta(hours=services.settings.location_confirm_hours)
     return render(
-        request, "checkin.html", visit=visit, tz=tz, is_open=state["open"],
-        completed=bool(stored and stored["status"] == "completed"),
-        parts=questionnaire_parts(state["needs"]), needs=state["needs"],
-        form=form_values(draft, state["prefill"], bool(where_confirmed_at)),
+        request, "checkin.html", visit=visit, tz=tz, is_open=state.open,
+        completed=bool(stored and stored.status is CheckInStatus.completed),
+        parts=questionnaire_parts(state.needs), needs=state.needs,
+        form=form_values(draft, state.prefill, confirmed_at is not None),
         cssrs_shown=_cssrs_started(draft),
-        crisis_level=level if level in CRISIS_LEVELS else "",
-        prefill_sex=state["prefill"].get("sex") or "",
-        device_rules=device_rules(services.rules), where_confirmed_at=where_confirmed_at,
-        where_confirmed_time=local_time(datetime.fromisoformat(where_confirmed_at), tz,
-                                        "%H:%M %Z") if where_confirmed_at else "",
+        crisis_level=level.value if level is not None and level in CRISIS_LEVELS else "",
+        prefill_sex=state.prefill.sex or "", device_rules=device_rules(services.rules),
+        # The page's script reads the time as the API gives it.
+        where_confirmed_at=confirmed_at.astimezone(UTC).isoformat() if confirmed_at else "",
+        where_confirmed_time=local_time(confirmed_at, tz, "%H:%M %Z") if confirmed_at
+        else "",
         starts_soon=services.clock.now() >= visit.scheduled_at - soon,
         address_min=ADDRESS_MIN_CHARS, contact_name_min=CONTACT_NAME_MIN_LETTERS,
         answer_value=answer_value, side_effects=SIDE_EFFECT_LABELS,

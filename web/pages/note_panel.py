@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from escalation import queries
 from server import checkins, medications, notes, trends
 from server.actors import Actor
+from server.emergency_info import EmergencyInfo, readable_phone
 from server.models import (
+    CheckInStatus,
     NoteStatus,
     Role,
     Visit,
@@ -159,8 +161,14 @@ class Panel:
     gate_vocabulary: dict[str, Any]
 
 
-def _info(source: dict[str, Any]) -> view.EmergencyInfo:
-    return view.emergency_info(source)
+def _info(info: EmergencyInfo) -> view.EmergencyInfo:
+    """The check-in's freshest emergency information, as the panel shows it."""
+    return view.EmergencyInfo(
+        address=info.address, callback=readable_phone(info.callback_phone),
+        callback_href=view.tel_href(info.callback_phone), contact_name=info.contact_name,
+        contact_phone=readable_phone(info.contact_phone),
+        contact_href=view.tel_href(info.contact_phone), confirmed_at=info.confirmed_at,
+        on_file_at=info.on_file_at, source=info.source)
 
 
 def reason_lines(codes: list[str], services: Services) -> list[ReasonLine]:
@@ -170,22 +178,22 @@ def reason_lines(codes: list[str], services: Services) -> list[ReasonLine]:
     return sorted(lines, key=lambda line: -level_rank(line.level))
 
 
-def checkin_reason_lines(checkin: dict[str, Any] | None,
+def checkin_reason_lines(checkin: checkins.CheckInView | None,
                          services: Services) -> list[ReasonLine]:
     """Every reason the check-in ever showed (``checkins.get_checkin`` as the care team
     reads it: ``reasons_seen`` says when each first showed)."""
-    if not checkin:
+    if checkin is None:
         return []
-    seen = {r["code"]: r for r in checkin.get("reasons_seen") or []}
+    seen = {r.code: r for r in checkin.reasons_seen or []}
     lines = []
-    for code in checkin.get("reasons") or []:
+    for code in checkin.reasons:
         level = services.rules.level_of_code(code).value
         first = seen.get(code)
         lines.append(ReasonLine(
             code, view.reason_label(code), level, view.level_label(level),
-            first_seen_at=datetime.fromisoformat(first["first_seen_at"]) if first else None,
-            first_seen_kind=first["first_seen_kind"] if first else None,
-            in_latest=first["in_latest"] if first else True))
+            first_seen_at=first.first_seen_at if first else None,
+            first_seen_kind=first.first_seen_kind if first else None,
+            in_latest=first.in_latest if first else True))
     return sorted(lines, key=lambda line: -level_rank(line.level))
 
 
@@ -221,16 +229,16 @@ async def open_escalations(session: AsyncSession, actor: Actor, patient_id: int,
 
 async def safety(session: AsyncSession, services: Services, actor: Actor,
                  visit: Visit, patient_name: str,
-                 found: dict[str, Any] | None = None) -> Safety:
+                 found: checkins.CheckInState | None = None) -> Safety:
     """``found``: the visit's check-in as ``checkins.get_checkin`` answered it."""
     now = services.clock.now()
     if found is None:
         found = await checkins.get_checkin(session, services, actor, visit.id)
-    checkin = found["checkin"]
+    checkin = found.checkin
     escalations = await open_escalations(session, actor, visit.patient_id, now)
     emergency = next((e for e in escalations if e.level == "emergency"), None)
-    return Safety(info=_info(found["emergency_info"]),
-                  checked_in=bool(checkin and checkin["status"] == "completed"),
+    return Safety(info=_info(found.emergency_info),
+                  checked_in=checkin is not None and checkin.status is CheckInStatus.completed,
                   reasons=checkin_reason_lines(checkin, services),
                   escalations=escalations, emergency=emergency, patient_name=patient_name,
                   visit_ended=visit.status in ENDED)
@@ -280,7 +288,7 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
     top = await safety(session, services, actor, visit, patient_name, found)
     series = await trends.patient_measures(session, actor, visit.patient_id,
                                            now=services.clock.now())
-    effects, missed = reported((found["checkin"] or {}).get("data") or {})
+    effects, missed = reported(found.checkin.data if found.checkin else {})
     note = await notes.get_note(session, services, actor, visit.id)
     return Panel(
         visit_id=visit.id, patient_id=visit.patient_id, patient_name=patient_name,

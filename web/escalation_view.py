@@ -210,22 +210,6 @@ def _emergency_info(address: str | None, callback_phone: str | None,
     )
 
 
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def emergency_info(found: Mapping[str, Any]) -> EmergencyInfo:
-    """From the check-in API's ``emergency_info`` (``confirmed_at``, ``on_file_at``,
-    ``source``)."""
-    contact = found.get("emergency_contact") or {}
-    return _emergency_info(
-        (found.get("location") or {}).get("address"), found.get("callback_phone"),
-        contact.get("name"), contact.get("phone"),
-        confirmed_at=_parse(found.get("confirmed_at")),
-        on_file_at=_parse(found.get("on_file_at")), source=found.get("source"),
-    )
-
-
 def escalation_emergency_info(escalation: EscalationSummary) -> EmergencyInfo:
     """What the escalation holds (the patient's freshest, copied at every confirmation):
     ``emergency_confirmed_at`` is a confirmation when it comes from this check-in

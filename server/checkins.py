@@ -61,7 +61,7 @@ from server.models import (
 )
 from server.services import CheckinTrigger, Services
 from server.triage import Level, Reason, TriageResult, evaluate, level_at_least, level_rank
-from server.visits import ENDED
+from server.visits import ENDED, VisitRecord
 
 OPEN_BEFORE = timedelta(hours=72)
 ALWAYS = ("phq9", "gad7")
@@ -144,7 +144,7 @@ def _validated(model: type[BaseModel], services: Services, data: dict[str, Any])
         raise validation_error(exc) from None
 
 
-def is_open(visit: Visit, now: datetime) -> bool:
+def is_open(visit: Visit | VisitRecord, now: datetime) -> bool:
     """The check-in's window: from ``OPEN_BEFORE`` the visit until the visit has ended."""
     return visit.status not in ENDED and now >= visit.scheduled_at - OPEN_BEFORE
 

@@ -516,7 +516,7 @@ async def schedule_next(session: AsyncSession, services: Services, actor: Actor,
         duration_minutes=None, now=services.clock.now())
     invite = await invite_to_visit(session, services, actor, next_visit.id)
     return {"id": next_visit.id, "scheduled_at": next_visit.scheduled_at.isoformat(),
-            "days": days, "invite_id": invite["id"]}
+            "days": days, "invite_id": invite.id}
 
 
 async def after_visit_summary(session: AsyncSession, services: Services, actor: Actor,

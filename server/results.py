@@ -11,7 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    JsonValue,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 
 def _utc_iso(value: datetime) -> str:
@@ -33,3 +40,27 @@ class Result(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The API's JSON for this result (the only place it is made)."""
         return self.model_dump(mode="json")
+
+
+class Person(Result):
+    """Someone a record names (a visit's patient, who raised an escalation...): their id
+    and name, and nothing else."""
+
+    id: int
+    name: str
+
+
+class WithDetail(Result):
+    """A result whose free-form ``detail`` (what was stored with it in a JSON column:
+    an event's level and reasons, a medication change's dose, a score's items...) stands
+    beside its fields in the JSON, as it always has; a key of the detail wins over a
+    field of the same name, as it did in the dictionaries these results replaced."""
+
+    detail: dict[str, JsonValue]
+
+    @model_serializer(mode="wrap")
+    def _merge_detail(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
+        data: dict[str, JsonValue] = handler(self)
+        detail = data.pop("detail")
+        assert isinstance(detail, dict)
+        return {**data, **detail}

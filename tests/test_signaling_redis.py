@@ -333,7 +333,7 @@ def test_a_guest_moves_device_and_is_sent_out_across_instances(
             invited = await guests.invite_guest(
                 session, services, actor(clinic.prescriber), visit, name="Ana Interpreter",
                 email="ana@interpreters.test")
-        guest = Identity("Ana Interpreter", "guest", None, invited["id"])
+        guest = Identity("Ana Interpreter", "guest", None, invited.id)
         a = await Instance.start(services, redis_relay(namespace))
         b = await Instance.start(services, redis_relay(namespace))
         try:

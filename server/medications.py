@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
@@ -22,8 +22,14 @@ from server.access import access_patient
 from server.actors import Actor
 from server.errors import ValidationFailed
 from server.models import Medication, MedicationChange
+from server.results import Instant, Result, WithDetail
 
 Action = Literal["start", "increase", "decrease", "switch", "taper", "stop", "continue"]
+ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
+# The actions that set a dose, so a row needs one; what dose-dependent regimens call a
+# change of dose (the follow-up cadence, ``server.followup``).
+DOSE_CHANGES: Final[frozenset[Action]] = frozenset(
+    {"start", "increase", "decrease", "switch", "taper"})
 
 
 class MedicationChangeRow(BaseModel):
@@ -62,32 +68,66 @@ MONITORING: dict[str, Monitoring] = {
         "risperidone", "ziprasidone", "lumateperone", "chlorpromazine", "fluphenazine",
         "perphenazine")},
 }
-# What dose-dependent regimens call a change of dose (for the follow-up cadence).
-DOSE_CHANGES = frozenset({"start", "increase", "decrease", "switch", "taper"})
 
 
 def monitoring_for(drug: str) -> Monitoring | None:
     return MONITORING.get(drug.strip().lower())
 
 
-def medication_json(medication: Medication, history: list[MedicationChange],
-                    now: datetime) -> dict[str, Any]:
+class MonitoringDue(Result):
+    """The labs or vital signs a medication needs, and when next (none once stopped)."""
+
+    what: str
+    due_at: Instant | None
+    due: bool
+
+
+class MedicationHistoryEntry(WithDetail):
+    """One change to a medication; ``detail``: the row's drug, dose, unit, route,
+    frequency and what it replaces, those given (a switch's old drug: ``switched_to``)."""
+
+    action: Action
+    at: Instant
+    by_id: int
+    reason: str | None
+    note_id: int | None
+
+
+class MedicationRecord(Result):
+    """A medication on the patient's list, with its history and monitoring."""
+
+    id: int
+    drug: str
+    dose: str | None
+    unit: str | None
+    route: str | None
+    frequency: str | None
+    active: bool
+    started_at: Instant
+    changed_at: Instant
+    stopped_at: Instant | None
+    monitoring: MonitoringDue | None
+    history: list[MedicationHistoryEntry]
+
+
+def _record(medication: Medication, history: list[MedicationChange],
+            now: datetime) -> MedicationRecord:
     monitoring = monitoring_for(medication.drug)
     due_at = None
     if monitoring and medication.active:
         since = medication.last_monitored_at or medication.started_at
         due_at = since + timedelta(days=monitoring.every_days)
-    return {
-        "id": medication.id, "drug": medication.drug, "dose": medication.dose,
-        "unit": medication.unit, "route": medication.route, "frequency": medication.frequency,
-        "active": medication.active, "started_at": medication.started_at.isoformat(),
-        "changed_at": medication.changed_at.isoformat(),
-        "stopped_at": medication.stopped_at.isoformat() if medication.stopped_at else None,
-        "monitoring": {"what": monitoring.what, "due_at": due_at.isoformat() if due_at else None,
-                       "due": bool(due_at and due_at <= now)} if monitoring else None,
-        "history": [{"action": c.action, "at": c.at.isoformat(), "by_id": c.by_id,
-                     "reason": c.reason, "note_id": c.note_id, **c.detail} for c in history],
-    }
+    return MedicationRecord(
+        id=medication.id, drug=medication.drug, dose=medication.dose, unit=medication.unit,
+        route=medication.route, frequency=medication.frequency, active=medication.active,
+        started_at=medication.started_at, changed_at=medication.changed_at,
+        stopped_at=medication.stopped_at,
+        monitoring=MonitoringDue(what=monitoring.what, due_at=due_at,
+                                 due=bool(due_at and due_at <= now)) if monitoring else None,
+        history=[MedicationHistoryEntry(action=c.action, at=c.at, by_id=c.by_id,
+                                        reason=c.reason, note_id=c.note_id, detail=c.detail)
+                 for c in history],
+    )
 
 
 async def _active(session: AsyncSession, patient_id: int, drug: str) -> Medication | None:
@@ -98,7 +138,7 @@ async def _active(session: AsyncSession, patient_id: int, drug: str) -> Medicati
 
 def check_rows(rows: list[MedicationChangeRow]) -> None:
     for index, row in enumerate(rows):
-        if row.action in ("start", "increase", "decrease", "switch", "taper") and not row.dose:
+        if row.action in DOSE_CHANGES and not row.dose:
             raise ValidationFailed(f"Give the dose for {row.action} {row.drug}.",
                                    field=f"medication_changes.{index}.dose")
         if row.action == "switch" and not row.replaces:
@@ -161,7 +201,7 @@ async def apply_changes(session: AsyncSession, actor: Actor, *, patient_id: int,
 
 
 async def medication_list(session: AsyncSession, actor: Actor, patient_id: int,
-                          now: datetime) -> list[dict[str, Any]]:
+                          now: datetime) -> list[MedicationRecord]:
     await access_patient(session, actor, patient_id, now=now)
     medications = (await session.scalars(select(Medication).where(
         Medication.patient_id == patient_id).order_by(Medication.active.desc(),
@@ -170,5 +210,5 @@ async def medication_list(session: AsyncSession, actor: Actor, patient_id: int,
         MedicationChange.patient_id == patient_id).order_by(MedicationChange.at,
                                                             MedicationChange.id))).all()
     audit.record(session, actor, "read", "medications", patient_id, patient_id=patient_id)
-    return [medication_json(m, [c for c in changes if c.medication_id == m.id], now)
+    return [_record(m, [c for c in changes if c.medication_id == m.id], now)
             for m in medications]

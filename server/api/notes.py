@@ -88,7 +88,7 @@ async def medication_list(request: Request) -> Response:
     async with services.transaction() as session:
         found = await medications.medication_list(session, actor, patient_id,
                                                   services.clock.now())
-    return JSONResponse({"medications": found})
+    return JSONResponse({"medications": [m.to_json() for m in found]})
 
 
 OPERATIONS = [

@@ -15,15 +15,22 @@ them, and the coordinator hears at once if it does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    model_serializer,
+)
 from pydantic.functional_validators import AfterValidator
 
 from server.freetext import letters
+from server.results import Instant, Result
 
 ADDRESS_MIN_CHARS: Final = 8
 CONTACT_NAME_MIN_LETTERS: Final = 2
@@ -103,13 +110,17 @@ class EmergencyInfoBody(_Strict):
     emergency_contact: EmergencyContact | None = None
 
 
-def validation_context(region: str) -> dict[str, Any]:
+def validation_context(region: str) -> dict[str, str]:
     """What the validators above need: ``model_validate(data, context=...)``."""
     return {"phone_region": region}
 
 
-@dataclass(frozen=True)
-class EmergencyInfo:
+# Where emergency information comes from: "checkin": confirmed for this visit;
+# "last_checkin": an earlier visit's check-in; "profile": the patient's profile.
+Source = Literal["checkin", "last_checkin", "profile"]
+
+
+class EmergencyInfo(Result):
     """Emergency information as a screen shows it: each value with when the patient
     confirmed it for this visit, or None when it is only on file (an earlier visit's
     check-in, the profile), which the screen labels as not confirmed today."""
@@ -119,25 +130,26 @@ class EmergencyInfo:
     contact_name: str | None
     contact_phone: str | None
     # When the location and callback were confirmed for this visit; None: on file only.
-    confirmed_at: datetime | None
-    contact_confirmed_at: datetime | None
-    # "checkin": confirmed for this visit; "last_checkin": an earlier visit's check-in
-    # (``on_file_at`` says when); "profile": the patient's profile; None: nothing at all.
-    source: str | None
-    on_file_at: datetime | None = None
+    confirmed_at: Instant | None
+    contact_confirmed_at: Instant | None
+    # None: nothing at all. For "last_checkin", ``on_file_at`` says when.
+    source: Source | None
+    on_file_at: Instant | None = None
 
     @property
     def confirmed(self) -> bool:
         return self.confirmed_at is not None
 
-    def to_json(self) -> dict[str, Any]:
+    @model_serializer(mode="wrap")
+    def _api_shape(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
+        # The API's shape: the request body's (``EmergencyInfoBody``) with the dates.
+        data: dict[str, JsonValue] = handler(self)
         return {
-            "location": {"address": self.address},
-            "callback_phone": self.callback_phone,
-            "emergency_contact": {"name": self.contact_name, "phone": self.contact_phone},
-            "confirmed_at": self.confirmed_at.isoformat() if self.confirmed_at else None,
-            "contact_confirmed_at": self.contact_confirmed_at.isoformat()
-            if self.contact_confirmed_at else None,
-            "source": self.source,
-            "on_file_at": self.on_file_at.isoformat() if self.on_file_at else None,
+            "location": {"address": data["address"]},
+            "callback_phone": data["callback_phone"],
+            "emergency_contact": {"name": data["contact_name"], "phone": data["contact_phone"]},
+            "confirmed_at": data["confirmed_at"],
+            "contact_confirmed_at": data["contact_confirmed_at"],
+            "source": data["source"],
+            "on_file_at": data["on_file_at"],
         }

@@ -8,8 +8,9 @@ data where it crosses a package boundary.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -30,6 +31,13 @@ def _utc_iso(value: datetime) -> str:
 # A moment in time: a datetime in Python, ISO 8601 in UTC ("+00:00") in JSON. pydantic's
 # own form ("Z") would change every timestamp the API has answered with so far.
 Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
+
+
+# A JSON value as the caller holds it, for payloads passed on as given (an event's data,
+# an audit entry's detail): unlike pydantic's ``JsonValue`` its containers are read-only,
+# so a ``list[str]`` is one.
+JsonData: TypeAlias = (
+    str | int | float | bool | Sequence["JsonData"] | Mapping[str, "JsonData"] | None)
 
 
 class Result(BaseModel):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from server import audit
 from server.access import (
@@ -95,7 +95,7 @@ def _record(visit: Visit) -> VisitRecord:
     )
 
 
-def _with_people() -> Any:
+def _with_people() -> tuple[LoaderOption, LoaderOption]:
     return (selectinload(Visit.patient), selectinload(Visit.prescriber))
 
 

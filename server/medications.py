@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal, get_args
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
@@ -25,7 +25,6 @@ from server.models import Medication, MedicationChange
 from server.results import Instant, Result, WithDetail
 
 Action = Literal["start", "increase", "decrease", "switch", "taper", "stop", "continue"]
-ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
 # The actions that set a dose, so a row needs one; what dose-dependent regimens call a
 # change of dose (the follow-up cadence, ``server.followup``).
 DOSE_CHANGES: Final[frozenset[Action]] = frozenset(

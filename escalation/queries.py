@@ -10,7 +10,7 @@ import statistics
 from datetime import datetime
 from typing import Literal
 
-from pydantic import JsonValue, SerializerFunctionWrapHandler, model_serializer
+from pydantic import JsonValue
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,18 +38,11 @@ from server.models import (
     Visit,
     VisitStatus,
 )
-from server.results import Instant, Result
+from server.results import Instant, Person, Result, WithDetail
 from server.triage import Level, level_rank
 
 # The queue's filter: one status, or ``open``: every one not resolved yet.
 StatusFilter = EscalationStatus | Literal["open"]
-
-
-class Person(Result):
-    """Someone named on an escalation (the patient, who raised, acknowledged...)."""
-
-    id: int
-    name: str
 
 
 class Place(Result):
@@ -129,21 +122,7 @@ class Trigger(Result):
     answers: TriggeringAnswers | None
 
 
-class _WithDetail(Result):
-    """An event whose free-form ``detail`` (what the lifecycle wrote with it: level,
-    reasons, outcome, text...) stands beside its fields in the JSON, as it always has."""
-
-    detail: dict[str, JsonValue]
-
-    @model_serializer(mode="wrap")
-    def _merge_detail(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
-        data: dict[str, JsonValue] = handler(self)
-        detail = data.pop("detail")
-        assert isinstance(detail, dict)
-        return {**data, **detail}
-
-
-class TimelineEvent(_WithDetail):
+class TimelineEvent(WithDetail):
     """One step of the timeline: who, when, what."""
 
     id: int
@@ -152,7 +131,7 @@ class TimelineEvent(_WithDetail):
     actor: Person | None
 
 
-class LoggedEvent(_WithDetail):
+class LoggedEvent(WithDetail):
     """The answer to logging a step (a contact attempt, a note, a dropped call)."""
 
     id: int

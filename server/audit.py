@@ -13,15 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from pydantic import JsonValue
 from sqlalchemy import Select, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 from server.actors import Actor
 from server.clock import utcnow
+from server.errors import Refusal
 from server.models import AuditEntry
+from server.results import Instant, JsonData, Result
 
 SUCCESS = "success"
 DENIED = "denied"
@@ -41,7 +43,7 @@ def record(
     outcome: str = SUCCESS,
     ip: str | None = None,
     at: datetime | None = None,
-    **detail: Any,
+    **detail: JsonData,
 ) -> None:
     """Queue an entry; it is written when ``session``'s transaction commits."""
     session.info.setdefault(_PENDING, []).append({
@@ -77,7 +79,7 @@ def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_PENDING, None)
 
 
-def record_refusal(session: AsyncSession, actor: Actor, refusal: dict[str, Any],
+def record_refusal(session: AsyncSession, actor: Actor, refusal: Refusal,
                    path: str) -> None:
     """The 'denied' entry of a refused access (``APIError.audit``, set by the access
     helpers), written in its own transaction: the request's was rolled back."""
@@ -130,17 +132,25 @@ def audit_query(f: AuditFilter) -> Select[AuditEntry]:
     return query
 
 
-def entry_json(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "actor_id": entry.actor_id,
-        "actor_role": entry.actor_role,
-        "action": entry.action,
-        "resource_type": entry.resource_type,
-        "resource_id": entry.resource_id,
-        "patient_id": entry.patient_id,
-        "outcome": entry.outcome,
-        "ip": entry.ip,
-        "detail": entry.detail,
-    }
+class AuditRecord(Result):
+    """One entry of the audit log, as the admin API lists and exports it."""
+
+    id: int
+    at: Instant
+    actor_id: int | None
+    actor_role: str | None
+    action: str
+    resource_type: str
+    resource_id: str | None
+    patient_id: int | None
+    outcome: str
+    ip: str | None
+    detail: dict[str, JsonValue]
+
+
+def audit_record(entry: AuditEntry) -> AuditRecord:
+    return AuditRecord(
+        id=entry.id, at=entry.at, actor_id=entry.actor_id, actor_role=entry.actor_role,
+        action=entry.action, resource_type=entry.resource_type,
+        resource_id=entry.resource_id, patient_id=entry.patient_id, outcome=entry.outcome,
+        ip=entry.ip, detail=entry.detail)

@@ -90,7 +90,7 @@ from server.triage import (
     level_rank,
     triage,
 )
-from server.visits import ENDED
+from server.visits import ENDED, VisitRecord
 
 OPEN_BEFORE = timedelta(hours=72)
 ALWAYS: Final[tuple[InstrumentId, ...]] = ("phq9", "gad7")
@@ -206,7 +206,7 @@ def _completion(services: Services, data: dict[str, JsonValue]) -> CheckInComple
             from None
 
 
-def is_open(visit: Visit, now: datetime) -> bool:
+def is_open(visit: Visit | VisitRecord, now: datetime) -> bool:
     """The check-in's window: from ``OPEN_BEFORE`` the visit until the visit has ended."""
     return visit.status not in ENDED and now >= visit.scheduled_at - OPEN_BEFORE
 

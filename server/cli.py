@@ -148,10 +148,10 @@ def _shift_line(shift: object, zone: str) -> str:
 
     assert isinstance(shift, Shift)
     tz = ZoneInfo(zone)
-    return (f"{shift.id:>5}  {shift.person.email:<28} {shift.person.role.value:<12} "
+    return (f"{shift.id:>5}  {shift.user.email:<28} {shift.user.role.value:<12} "
             f"{shift.starts_at.astimezone(tz).isoformat(timespec='minutes')}  "
             f"{shift.ends_at.astimezone(tz).isoformat(timespec='minutes')}  "
-            f"{shift.status.value}{'' if shift.person.is_active else ' (deactivated)'}")
+            f"{shift.status.value}{'' if shift.user.is_active else ' (deactivated)'}")
 
 
 def _run_on_call(settings: Settings, job: object) -> int:
@@ -183,7 +183,7 @@ def cmd_on_call_add(args: argparse.Namespace) -> int:
             user_id = await oncall.staff_id_by_email(session, args.email)
             shift = await oncall.add_shift(session, None, user_id=user_id, starts_at=starts_at,
                                            ends_at=ends_at, now=now)
-        return [f"added shift {shift.id}: {shift.person.name} ({shift.person.role.value}) on "
+        return [f"added shift {shift.id}: {shift.user.name} ({shift.user.role.value}) on "
                 f"call from {shift.starts_at.isoformat(timespec='minutes')} until "
                 f"{shift.ends_at.isoformat(timespec='minutes')}"]
 
@@ -203,7 +203,7 @@ def cmd_on_call_list(args: argparse.Namespace) -> int:
         async with services.transaction() as session:
             shifts = await oncall.list_shifts(session, None, now=now)
             on_call = await oncall.who_is_on_call(session, now)
-        people = ", ".join(f"{o.person.name} <{o.person.email}>" for o in on_call)
+        people = ", ".join(f"{o.user.name} <{o.user.email}>" for o in on_call)
         lines = [f"on call now: {people}" if on_call else "nobody is on call now"]
         lines += [f"{'id':>5}  {'who':<28} {'role':<12} {'from':<22}  {'until':<22}  status"]
         lines += [_shift_line(s, zone) for s in shifts]
@@ -223,7 +223,7 @@ def cmd_on_call_end(args: argparse.Namespace) -> int:
         async with services.transaction() as session:
             shift = await oncall.end_shift(session, None, args.id, now=services.clock.now())
         what = "cancelled" if shift.status is oncall.ShiftStatus.cancelled else "ended"
-        return [f"{what} shift {shift.id} ({shift.person.email})"]
+        return [f"{what} shift {shift.id} ({shift.user.email})"]
 
     return _run_on_call(settings, job)
 

@@ -7,7 +7,17 @@ on them; they never carry clinical content or stack traces.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
+
+
+class Refusal(TypedDict):
+    """What a refused access was to (set by ``server.access``), for its 'denied' entry in
+    the audit log (``audit.record_refusal``)."""
+
+    action: str
+    resource_type: str
+    resource_id: object
+    patient_id: int | None
 
 
 class APIError(Exception):
@@ -29,7 +39,7 @@ class APIError(Exception):
             self.code = code
         self.extra = extra or {}
         # Set by access helpers on a refusal; written to the audit log by the handler.
-        self.audit: dict[str, Any] | None = None
+        self.audit: Refusal | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.clock import utcnow
+from server.results import JsonData
 
 _PENDING = "mendwell.pending_events"
 
@@ -23,14 +23,16 @@ _PENDING = "mendwell.pending_events"
 class Event:
     kind: str
     recipients: frozenset[int]
-    data: dict[str, Any] = field(default_factory=dict)
+    # Ids, states and ISO times: JSON, as the bus carries it to the browser.
+    data: dict[str, JsonData] = field(default_factory=dict)
     at: datetime = field(default_factory=utcnow)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JsonData]:
         return {"type": self.kind, "at": self.at.isoformat(), **self.data}
 
 
-def emit(session: AsyncSession, kind: str, recipients: Iterable[int], **data: Any) -> Event:
+def emit(session: AsyncSession, kind: str, recipients: Iterable[int],
+         **data: JsonData) -> Event:
     event = Event(kind, frozenset(recipients), data)
     session.info.setdefault(_PENDING, []).append(event)
     return event

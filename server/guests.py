@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +22,7 @@ from server.errors import Conflict, NotFound, ValidationFailed
 from server.events import emit
 from server.models import Role, VisitGuest
 from server.outbox import queue_email
+from server.results import Instant, Result
 from server.services import Services
 from server.visits import ENDED
 
@@ -31,22 +31,34 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def guest_json(guest: VisitGuest) -> dict[str, Any]:
-    return {
-        "id": guest.id,
-        "visit_id": guest.visit_id,
-        "name": guest.name,
-        "email": guest.email,
-        "invited_at": guest.invited_at.isoformat(),
-        "expires_at": guest.expires_at.isoformat(),
-        "admitted_at": guest.admitted_at.isoformat() if guest.admitted_at else None,
-    }
+class Guest(Result):
+    """An invited guest of a visit (never their token)."""
+
+    id: int
+    visit_id: int
+    name: str
+    email: str
+    invited_at: Instant
+    expires_at: Instant
+    admitted_at: Instant | None
+
+
+class GuestInvited(Guest):
+    """A new guest, and the invitation email queued for them."""
+
+    outbox_id: int
+
+
+def _guest(guest: VisitGuest) -> Guest:
+    return Guest(id=guest.id, visit_id=guest.visit_id, name=guest.name, email=guest.email,
+                 invited_at=guest.invited_at, expires_at=guest.expires_at,
+                 admitted_at=guest.admitted_at)
 
 
 async def invite_guest(
     session: AsyncSession, services: Services, actor: Actor, visit_id: int, *,
     name: str, email: str,
-) -> dict[str, Any]:
+) -> GuestInvited:
     """Invite a guest into the visit and queue the email with their join link."""
     require_role(actor, Role.prescriber)
     require_full_session(actor)
@@ -87,18 +99,18 @@ async def invite_guest(
                  guest_id=guest.id, outbox_id=outgoing.id)
     emit(session, "visit.guest_invited", await care_team_ids(session, visit.patient_id),
          visit_id=visit.id, guest_id=guest.id)
-    return {**guest_json(guest), "outbox_id": outgoing.id}
+    return GuestInvited(**_guest(guest).model_dump(), outbox_id=outgoing.id)
 
 
 async def guest_for_token(
     session: AsyncSession, visit_id: int, token: str, *, now: datetime
-) -> VisitGuest | None:
+) -> Guest | None:
     """The invited guest a token belongs to, while the invitation is good."""
     guest = await session.scalar(select(VisitGuest).where(
         VisitGuest.token_hash == token_hash(token), VisitGuest.visit_id == visit_id))
     if guest is None or guest.revoked_at is not None or guest.expires_at <= now:
         return None
-    return guest
+    return _guest(guest)
 
 
 async def _guest_of(session: AsyncSession, actor: Actor, visit_id: int,
@@ -116,36 +128,36 @@ async def _guest_of(session: AsyncSession, actor: Actor, visit_id: int,
 
 async def admit_guest(
     session: AsyncSession, actor: Actor, visit_id: int, guest_id: int, *, now: datetime
-) -> VisitGuest:
+) -> Guest:
     """Let a waiting guest in; stored, so a reconnect is not admitted twice."""
     guest, patient_id = await _guest_of(session, actor, visit_id, guest_id)
     if guest.admitted_at is not None:
-        return guest
+        return _guest(guest)
     guest.admitted_at = now
     guest.admitted_by_id = actor.user_id
     audit.record(session, actor, "admit_guest", "visit", visit_id, patient_id=patient_id,
                  guest_id=guest.id, at=now)
     emit(session, "visit.guest_admitted", await care_team_ids(session, patient_id),
          visit_id=visit_id, guest_id=guest.id)
-    return guest
+    return _guest(guest)
 
 
 async def remove_guest(
     session: AsyncSession, actor: Actor, visit_id: int, guest_id: int, *, now: datetime
-) -> VisitGuest:
+) -> Guest:
     """Send a guest back to the waiting room."""
     guest, patient_id = await _guest_of(session, actor, visit_id, guest_id)
     guest.admitted_at = None
     guest.admitted_by_id = None
     audit.record(session, actor, "remove_guest", "visit", visit_id, patient_id=patient_id,
                  guest_id=guest.id, at=now)
-    return guest
+    return _guest(guest)
 
 
 async def dismiss_guest(
     session: AsyncSession, actor: Actor, visit_id: int, guest_id: int, *, revoke: bool,
     now: datetime,
-) -> VisitGuest:
+) -> Guest:
     """Send a guest out of the visit, freeing their seat.
 
     Their admission goes, so if they open the link again they wait to be let in. With
@@ -161,4 +173,4 @@ async def dismiss_guest(
                  guest_id=guest.id, revoked=revoke, at=now)
     emit(session, "visit.guest_dismissed", await care_team_ids(session, patient_id),
          visit_id=visit_id, guest_id=guest.id, revoked=revoke)
-    return guest
+    return _guest(guest)

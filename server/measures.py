@@ -16,11 +16,13 @@ docs/clinical.md for why we extend them).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
+from pydantic import computed_field
+
 from server.instruments import gad7, phq9
+from server.results import Instant, Result
 
 MeasuredInstrument = Literal["phq9", "gad7"]
 
@@ -51,9 +53,8 @@ def is_worsened(previous: int | None, total: int, rise: int = WORSENED_RISE) -> 
     return previous is not None and total - previous >= rise
 
 
-@dataclass(frozen=True)
-class MeasurePoint:
-    at: datetime
+class MeasurePoint(Result):
+    at: Instant
     total: int
     severity: str
     baseline: int
@@ -63,25 +64,12 @@ class MeasurePoint:
     remission: bool
     worsened: bool
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "at": self.at.isoformat(),
-            "total": self.total,
-            "severity": self.severity,
-            "baseline": self.baseline,
-            "change_from_baseline": self.change_from_baseline,
-            "change_from_previous": self.change_from_previous,
-            "response": self.response,
-            "remission": self.remission,
-            "worsened": self.worsened,
-        }
 
-
-@dataclass(frozen=True)
-class MeasureSeries:
+class MeasureSeries(Result):
     instrument: MeasuredInstrument
     points: tuple[MeasurePoint, ...]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def baseline(self) -> int | None:
         return self.points[0].total if self.points else None
@@ -89,13 +77,6 @@ class MeasureSeries:
     @property
     def latest(self) -> MeasurePoint | None:
         return self.points[-1] if self.points else None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "instrument": self.instrument,
-            "baseline": self.baseline,
-            "points": [point.to_json() for point in self.points],
-        }
 
 
 def _check(instrument: MeasuredInstrument, series: Sequence[tuple[datetime, int]]) -> None:

@@ -656,7 +656,7 @@ async def schedule_next(session: AsyncSession, services: Services, actor: Actor,
         duration_minutes=None, now=services.clock.now())
     invite = await invite_to_visit(session, services, actor, next_visit.id)
     return ScheduledVisit(id=next_visit.id, scheduled_at=next_visit.scheduled_at, days=days,
-                          invite_id=invite["id"])
+                          invite_id=invite.id)
 
 
 async def after_visit_summary(session: AsyncSession, services: Services, actor: Actor,

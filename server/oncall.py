@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from pydantic import Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +37,7 @@ from server.errors import Conflict, NotFound, ValidationFailed
 from server.events import emit
 from server.locks import lock_row
 from server.models import OnCallShift, Role, User
+from server.results import Instant, Result
 
 # Longer turns are almost always a typo (a month for a day); a standing backup is
 # several shifts, each of which an admin saw.
@@ -59,60 +59,43 @@ class ShiftStatus(enum.StrEnum):
     cancelled = "cancelled"
 
 
-@dataclass(frozen=True)
-class Person:
+class StaffMember(Result):
+    """A prescriber or coordinator as the rota names them."""
+
     id: int
     name: str
-    email: str
+    # For the command line and the pages; the API's rota does not list addresses.
+    email: str = Field(exclude=True)
     role: Role
     is_active: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "role": self.role.value,
-                "is_active": self.is_active}
 
-
-@dataclass(frozen=True)
-class Shift:
+class Shift(Result):
     id: int
-    person: Person
-    starts_at: datetime
-    ends_at: datetime
-    created_at: datetime
-    created_by_id: int | None
-    cancelled_at: datetime | None
-    cancelled_by_id: int | None
+    user: StaffMember
+    starts_at: Instant
+    ends_at: Instant
     status: ShiftStatus        # as of the ``now`` it was read at
-
-    @property
-    def on_call(self) -> bool:
-        """Whether this shift makes its person on call now (a deactivated account or
-        one whose role changed is not, whatever the rota says)."""
-        return self.status is ShiftStatus.current and self.person.is_active and \
-            self.person.role in ON_CALL_ROLES
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "user": self.person.to_json(),
-            "starts_at": self.starts_at.isoformat(), "ends_at": self.ends_at.isoformat(),
-            "status": self.status.value, "on_call": self.on_call,
-            "created_at": self.created_at.isoformat(), "created_by_id": self.created_by_id,
-            "cancelled_at": self.cancelled_at.isoformat() if self.cancelled_at else None,
-            "cancelled_by_id": self.cancelled_by_id,
-        }
+    # Whether this shift makes its person on call at that ``now`` (a deactivated account
+    # or one whose role changed is not, whatever the rota says).
+    on_call: bool
+    created_at: Instant
+    created_by_id: int | None
+    cancelled_at: Instant | None
+    cancelled_by_id: int | None
 
 
-@dataclass(frozen=True)
-class OnCall:
+class OnCall(Result):
     """Someone on call now, and until when."""
 
-    person: Person
+    user: StaffMember
     shift_id: int
-    until: datetime
+    until: Instant
 
 
-def _person(user: User) -> Person:
-    return Person(user.id, user.name, user.email, user.role, user.is_active)
+def _member(user: User) -> StaffMember:
+    return StaffMember(id=user.id, name=user.name, email=user.email, role=user.role,
+                       is_active=user.is_active)
 
 
 def _status(row: OnCallShift, now: datetime) -> ShiftStatus:
@@ -126,8 +109,13 @@ def _status(row: OnCallShift, now: datetime) -> ShiftStatus:
 
 
 def _shift(row: OnCallShift, user: User, now: datetime) -> Shift:
-    return Shift(row.id, _person(user), row.starts_at, row.ends_at, row.created_at,
-                 row.created_by_id, row.cancelled_at, row.cancelled_by_id, _status(row, now))
+    status = _status(row, now)
+    return Shift(id=row.id, user=_member(user), starts_at=row.starts_at, ends_at=row.ends_at,
+                 status=status,
+                 on_call=status is ShiftStatus.current and user.is_active and
+                 user.role in ON_CALL_ROLES,
+                 created_at=row.created_at, created_by_id=row.created_by_id,
+                 cancelled_at=row.cancelled_at, cancelled_by_id=row.cancelled_by_id)
 
 
 def _with_people() -> Select[OnCallShift, User]:
@@ -178,16 +166,17 @@ async def who_is_on_call(session: AsyncSession, now: datetime) -> list[OnCall]:
     found: dict[int, OnCall] = {}
     for row, user in rows:
         # One line per person: their latest end, should two of their shifts touch now.
-        found.setdefault(user.id, OnCall(_person(user), row.id, row.ends_at))
+        found.setdefault(user.id, OnCall(user=_member(user), shift_id=row.id,
+                                         until=row.ends_at))
     return list(found.values())
 
 
-async def candidates(session: AsyncSession, actor: Actor) -> list[Person]:
+async def candidates(session: AsyncSession, actor: Actor) -> list[StaffMember]:
     """The people an admin may put on the rota: active prescribers and coordinators."""
     access_rota(actor, manage=True)
     users = await session.scalars(select(User).where(
         User.is_active.is_(True), User.role.in_(ON_CALL_ROLES)).order_by(User.name))
-    return [_person(u) for u in users]
+    return [_member(u) for u in users]
 
 
 async def staff_id_by_email(session: AsyncSession, email: str) -> int:
@@ -322,7 +311,7 @@ def gaps(shifts: Iterable[Shift], start: datetime,
     in which an unacknowledged emergency has no backup beyond the care team."""
     spans = sorted((max(s.starts_at, start), min(s.ends_at, end)) for s in shifts
                    if s.status in (ShiftStatus.current, ShiftStatus.upcoming)
-                   and s.person.is_active and s.starts_at < end and s.ends_at > start)
+                   and s.user.is_active and s.starts_at < end and s.ends_at > start)
     found: list[tuple[datetime, datetime]] = []
     cursor = start
     for span_start, span_end in spans:

@@ -8,10 +8,18 @@ data where it crosses a package boundary.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    JsonValue,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 
 def _utc_iso(value: datetime) -> str:
@@ -25,6 +33,13 @@ def _utc_iso(value: datetime) -> str:
 Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
 
 
+# A JSON value as the caller holds it, for payloads passed on as given (an event's data,
+# an audit entry's detail): unlike pydantic's ``JsonValue`` its containers are read-only,
+# so a ``list[str]`` is one.
+JsonData: TypeAlias = (
+    str | int | float | bool | Sequence["JsonData"] | Mapping[str, "JsonData"] | None)
+
+
 class Result(BaseModel):
     """A typed, immutable answer of a domain function."""
 
@@ -33,3 +48,27 @@ class Result(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The API's JSON for this result (the only place it is made)."""
         return self.model_dump(mode="json")
+
+
+class Person(Result):
+    """Someone a record names (a visit's patient, who raised an escalation...): their id
+    and name, and nothing else."""
+
+    id: int
+    name: str
+
+
+class WithDetail(Result):
+    """A result whose free-form ``detail`` (what was stored with it in a JSON column:
+    an event's level and reasons, a medication change's dose, a score's items...) stands
+    beside its fields in the JSON, as it always has; a key of the detail wins over a
+    field of the same name, as it did in the dictionaries these results replaced."""
+
+    detail: dict[str, JsonValue]
+
+    @model_serializer(mode="wrap")
+    def _merge_detail(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
+        data: dict[str, JsonValue] = handler(self)
+        detail = data.pop("detail")
+        assert isinstance(detail, dict)
+        return {**data, **detail}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Final, Literal, get_args
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,10 +11,42 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import audit
 from server.access import access_patient
 from server.actors import Actor
-from server.measures import measure_series
+from server.measures import MeasuredInstrument, MeasurePoint, measure_series
 from server.models import MeasureResult
+from server.results import Instant, Result, WithDetail
 
-SERIES = ("phq9", "gad7", "auditc", "asrm", "cssrs")
+# Charted against a baseline (``server.measures``).
+MEASURED: Final[tuple[MeasuredInstrument, ...]] = get_args(MeasuredInstrument)
+# Shown as their scored results.
+ScreenedInstrument = Literal["auditc", "asrm", "cssrs"]
+SCREENED: Final[tuple[ScreenedInstrument, ...]] = get_args(ScreenedInstrument)
+
+
+class MeasuredTrend(Result):
+    """PHQ-9 or GAD-7: each total with its baseline, response, remission, worsening."""
+
+    id: MeasuredInstrument
+    instrument: MeasuredInstrument
+    baseline: int | None
+    points: tuple[MeasurePoint, ...]
+
+
+class ScreeningPoint(WithDetail):
+    """One scored result as the check-in stored it (``detail``: total, positive, risk...),
+    and when."""
+
+    at: Instant
+
+
+class ScreeningTrend(Result):
+    """AUDIT-C, ASRM or the C-SSRS screener: each scored result."""
+
+    id: ScreenedInstrument
+    instrument: ScreenedInstrument
+    points: tuple[ScreeningPoint, ...]
+
+
+Trend = MeasuredTrend | ScreeningTrend
 
 
 async def results(session: AsyncSession, patient_id: int) -> list[MeasureResult]:
@@ -25,29 +57,29 @@ async def results(session: AsyncSession, patient_id: int) -> list[MeasureResult]
     return list(rows.all())
 
 
-def series_json(rows: list[MeasureResult]) -> list[dict[str, Any]]:
-    """One entry per instrument with data: PHQ-9 and GAD-7 with baseline, response,
-    remission and worsening; the others as their scored points."""
-    out: list[dict[str, Any]] = []
-    for instrument in SERIES:
-        points = [r for r in rows if r.instrument == instrument]
-        if not points:
-            continue
-        if instrument in ("phq9", "gad7"):
-            totals = [(r.at, r.total) for r in points if r.total is not None]
-            series = measure_series(instrument, totals)  # type: ignore[arg-type]
-            out.append({"id": instrument, **series.to_json()})
-        else:
-            out.append({"id": instrument, "instrument": instrument, "points": [
-                {"at": r.at.isoformat(), **r.result} for r in points]})
+def trends(rows: list[MeasureResult]) -> list[Trend]:
+    """One entry per instrument with data: the measured ones first."""
+    out: list[Trend] = []
+    for instrument in MEASURED:
+        totals = [(r.at, r.total) for r in rows
+                  if r.instrument == instrument and r.total is not None]
+        if any(r.instrument == instrument for r in rows):
+            series = measure_series(instrument, totals)
+            out.append(MeasuredTrend(id=instrument, instrument=instrument,
+                                     baseline=series.baseline, points=series.points))
+    for screened in SCREENED:
+        points = [ScreeningPoint(at=r.at, detail=r.result) for r in rows
+                  if r.instrument == screened]
+        if points:
+            out.append(ScreeningTrend(id=screened, instrument=screened, points=tuple(points)))
     return out
 
 
 async def patient_measures(
     session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[Trend]:
     await access_patient(session, actor, patient_id, now=now)
     rows = await results(session, patient_id)
     audit.record(session, actor, "read", "measures", patient_id, patient_id=patient_id,
                  count=len(rows))
-    return series_json(rows)
+    return trends(rows)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from server import audit
 from server.access import (
@@ -34,6 +34,7 @@ from server.models import (
     VisitWait,
 )
 from server.outbox import queue_email
+from server.results import Instant, Person, Result
 from server.services import Services
 
 # Whatever moves a visit into one of these also revokes its join links
@@ -43,26 +44,58 @@ ENDED = (VisitStatus.completed, VisitStatus.no_show, VisitStatus.cancelled)
 log = logging.getLogger("mendwell.visits")
 
 
-def _utc_iso(value: datetime | None) -> str | None:
-    # Always UTC, so a visit reads the same in the POST that created it as in every GET.
-    return value.astimezone(UTC).isoformat() if value else None
+class VisitRecord(Result):
+    """A visit with its patient's and prescriber's names: what the API answers and the
+    pages show (``server.models.Visit`` is the stored row)."""
+
+    id: int
+    patient: Person
+    prescriber: Person
+    kind: VisitKind
+    scheduled_at: Instant
+    duration_minutes: int
+    status: VisitStatus
+    started_at: Instant | None
+    ended_at: Instant | None
+
+    @property
+    def patient_id(self) -> int:
+        return self.patient.id
+
+    @property
+    def prescriber_id(self) -> int:
+        return self.prescriber.id
 
 
-def visit_json(visit: Visit) -> dict[str, Any]:
-    return {
-        "id": visit.id,
-        "patient": {"id": visit.patient.id, "name": visit.patient.name},
-        "prescriber": {"id": visit.prescriber.id, "name": visit.prescriber.name},
-        "kind": visit.kind.value,
-        "scheduled_at": _utc_iso(visit.scheduled_at),
-        "duration_minutes": visit.duration_minutes,
-        "status": visit.status.value,
-        "started_at": _utc_iso(visit.started_at),
-        "ended_at": _utc_iso(visit.ended_at),
-    }
+class InvitationQueued(Result):
+    """The join-link email queued for the visit's patient."""
+
+    id: int  # the outbox email's
+    visit_id: int
+    to: str
+    queued_at: Instant
 
 
-def _with_people() -> Any:
+class JoinLinksRevoked(Result):
+    visit_id: int
+    revoked_at: Instant
+    # The sessions started by the visit's links, signed out.
+    sessions_ended: int
+
+
+def _record(visit: Visit) -> VisitRecord:
+    """``visit`` with its patient and prescriber loaded."""
+    return VisitRecord(
+        id=visit.id,
+        patient=Person(id=visit.patient.id, name=visit.patient.name),
+        prescriber=Person(id=visit.prescriber.id, name=visit.prescriber.name),
+        kind=visit.kind, scheduled_at=visit.scheduled_at,
+        duration_minutes=visit.duration_minutes, status=visit.status,
+        started_at=visit.started_at, ended_at=visit.ended_at,
+    )
+
+
+def _with_people() -> tuple[LoaderOption, LoaderOption]:
     return (selectinload(Visit.patient), selectinload(Visit.prescriber))
 
 
@@ -73,7 +106,7 @@ async def list_visits(
     start: datetime | None = None,
     end: datetime | None = None,
     include_ended: bool = True,
-) -> list[Visit]:
+) -> list[VisitRecord]:
     """The visits the actor may see, soonest first; each read is audited."""
     query = select(Visit).options(*_with_people()).order_by(Visit.scheduled_at, Visit.id)
     if actor.role is Role.patient:
@@ -93,15 +126,15 @@ async def list_visits(
         query = query.where(Visit.status.not_in(ENDED))
     visits = list((await session.scalars(query)).all())
     audit.record_reads(session, actor, "visit", [(v.id, v.patient_id) for v in visits])
-    return visits
+    return [_record(v) for v in visits]
 
 
 async def get_visit(
     session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime | None = None
-) -> Visit:
+) -> VisitRecord:
     visit = await access_visit(session, actor, visit_id, now=now, with_people=True)
     audit.record(session, actor, "read", "visit", visit.id, patient_id=visit.patient_id)
-    return visit
+    return _record(visit)
 
 
 async def create_visit(
@@ -114,7 +147,7 @@ async def create_visit(
     scheduled_at: datetime,
     duration_minutes: int | None,
     now: datetime,
-) -> Visit:
+) -> VisitRecord:
     require_role(actor, Role.prescriber, Role.coordinator)
     patient = await session.get(User, patient_id)
     if patient is None or patient.role is not Role.patient:
@@ -146,17 +179,19 @@ async def create_visit(
     return await get_visit_loaded(session, visit.id)
 
 
-async def get_visit_loaded(session: AsyncSession, visit_id: int) -> Visit:
+async def get_visit_loaded(session: AsyncSession, visit_id: int) -> VisitRecord:
+    """The visit, without an access check or an audit entry: for a caller that has
+    checked already (a guest's invitation, the check-in's own access check)."""
     visit = await session.scalar(
         select(Visit).options(*_with_people()).where(Visit.id == visit_id)
     )
     assert visit is not None
-    return visit
+    return _record(visit)
 
 
 async def invite_to_visit(
     session: AsyncSession, services: Services, actor: Actor, visit_id: int
-) -> dict[str, Any]:
+) -> InvitationQueued:
     """Queue the join-link email to the visit's patient."""
     require_role(actor, Role.prescriber, Role.coordinator)
     require_full_session(actor)
@@ -185,12 +220,12 @@ async def invite_to_visit(
     await session.flush()
     audit.record(session, actor, "invite", "visit", visit.id, patient_id=visit.patient_id,
                  outbox_id=email.id)
-    return {"id": email.id, "visit_id": visit.id, "to": patient.email, "queued_at": now.isoformat()}
+    return InvitationQueued(id=email.id, visit_id=visit.id, to=patient.email, queued_at=now)
 
 
 async def revoke_join_links(
     session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime
-) -> dict[str, Any]:
+) -> JoinLinksRevoked:
     """Withdraw every join link sent for the visit and sign out whoever came in by one
     (a link forwarded, or left open on a shared device). A new invitation sends a link
     that works."""
@@ -203,7 +238,7 @@ async def revoke_join_links(
     emit(session, "visit.join_links_revoked",
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, sessions_ended=ended)
-    return {"visit_id": visit.id, "revoked_at": now.isoformat(), "sessions_ended": ended}
+    return JoinLinksRevoked(visit_id=visit.id, revoked_at=now, sessions_ended=ended)
 
 
 # --- the waiting room and the video visit (driven by signaling/) --------------------
@@ -242,46 +277,47 @@ def _start_wait(session: AsyncSession, visit: Visit, *, now: datetime,
 async def mark_waiting(
     session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime,
     alert_after: timedelta,
-) -> Visit:
+) -> VisitRecord:
     """The patient is in the waiting room. Idempotent: a reconnect changes nothing."""
     require_role(actor, Role.patient)
-    visit = await access_visit(session, actor, visit_id, write=True)
+    visit = await access_visit(session, actor, visit_id, write=True, with_people=True)
     if visit.status in ENDED:
         raise Conflict(f'Cannot wait for a visit in state "{visit.status.value}".',
                        field="status", extra={"status": visit.status.value})
     if visit.status in (VisitStatus.waiting, VisitStatus.in_progress):
-        return visit
+        return _record(visit)
     _start_wait(session, visit, now=now, alert_after=alert_after, from_status=visit.status)
     visit.status = VisitStatus.waiting
     audit.record(session, actor, "wait", "visit", visit.id, patient_id=visit.patient_id, at=now)
     emit(session, "visit.waiting", await care_team_ids(session, visit.patient_id),
          visit_id=visit.id, patient_id=visit.patient_id, since=now.isoformat())
-    return visit
+    return _record(visit)
 
 
 async def leave_waiting(
     session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime
-) -> Visit:
+) -> VisitRecord:
     """The patient closed the waiting room on purpose: the visit is as it was before."""
     require_role(actor, Role.patient)
-    visit = await access_visit(session, actor, visit_id, write=True)
+    visit = await access_visit(session, actor, visit_id, write=True, with_people=True)
     if visit.status is not VisitStatus.waiting:
-        return visit
+        return _record(visit)
     wait = await _end_wait(session, visit.id, now=now, reason="left")
     visit.status = VisitStatus(wait.from_status) if wait else VisitStatus.scheduled
     audit.record(session, actor, "leave_waiting", "visit", visit.id,
                  patient_id=visit.patient_id, at=now)
     emit(session, "visit.left_waiting", await care_team_ids(session, visit.patient_id),
          visit_id=visit.id, status=visit.status.value)
-    return visit
+    return _record(visit)
 
 
-async def admit(session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime) -> Visit:
+async def admit(session: AsyncSession, actor: Actor, visit_id: int, *,
+                now: datetime) -> VisitRecord:
     """Let the waiting patient in. Stored, so a reconnect is never admitted twice."""
     require_role(actor, Role.prescriber, Role.coordinator)
-    visit = await access_visit(session, actor, visit_id, write=True)
+    visit = await access_visit(session, actor, visit_id, write=True, with_people=True)
     if visit.status is VisitStatus.in_progress:
-        return visit
+        return _record(visit)
     if visit.status is not VisitStatus.waiting:
         raise Conflict(f'Cannot admit to a visit in state "{visit.status.value}".',
                        field="status", extra={"status": visit.status.value})
@@ -293,16 +329,16 @@ async def admit(session: AsyncSession, actor: Actor, visit_id: int, *, now: date
     emit(session, "visit.admitted",
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, by=actor.user_id)
-    return visit
+    return _record(visit)
 
 
 async def return_to_waiting(
     session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime,
     alert_after: timedelta,
-) -> Visit:
+) -> VisitRecord:
     """Send the patient out of the visit and back to the waiting room."""
     require_role(actor, Role.prescriber, Role.coordinator)
-    visit = await access_visit(session, actor, visit_id, write=True)
+    visit = await access_visit(session, actor, visit_id, write=True, with_people=True)
     if visit.status is not VisitStatus.in_progress:
         raise Conflict(f'Cannot remove the patient from a visit in state "{visit.status.value}".',
                        field="status", extra={"status": visit.status.value})
@@ -313,16 +349,17 @@ async def return_to_waiting(
     audit.record(session, actor, "remove", "visit", visit.id, patient_id=visit.patient_id, at=now)
     emit(session, "visit.waiting", await care_team_ids(session, visit.patient_id),
          visit_id=visit.id, patient_id=visit.patient_id, since=now.isoformat())
-    return visit
+    return _record(visit)
 
 
-async def end_visit(session: AsyncSession, actor: Actor, visit_id: int, *, now: datetime) -> Visit:
+async def end_visit(session: AsyncSession, actor: Actor, visit_id: int, *,
+                    now: datetime) -> VisitRecord:
     """The prescriber ends the visit for everyone: completed. Its join links stop working
     and the sessions they started end (the visit was all they were for)."""
     require_role(actor, Role.prescriber)
-    visit = await access_visit(session, actor, visit_id, write=True)
+    visit = await access_visit(session, actor, visit_id, write=True, with_people=True)
     if visit.status in ENDED:
-        return visit
+        return _record(visit)
     await _end_wait(session, visit.id, now=now, reason="ended")
     visit.status = VisitStatus.completed
     visit.ended_at = now
@@ -332,7 +369,7 @@ async def end_visit(session: AsyncSession, actor: Actor, visit_id: int, *, now: 
     emit(session, "visit.ended",
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, status=visit.status.value)
-    return visit
+    return _record(visit)
 
 
 async def alert_long_waits(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[int]:

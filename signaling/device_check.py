@@ -29,8 +29,8 @@ from aiortc.stats import RTCRemoteInboundRtpStreamStats
 from starlette.websockets import WebSocket
 
 from server import guests
+from server.guests import Guest
 from server.http import MAX_ID, current_of, services_of
-from server.models import VisitGuest
 from server.services import Services
 from signaling import protocol
 from signaling.endpoint import open_socket, refuse
@@ -291,7 +291,7 @@ async def _report(peer: EchoPeer, outlet: SocketOutlet) -> None:
             outlet.push(await peer.stats())
 
 
-async def _guest(services: Services, data: dict[str, Any]) -> VisitGuest | None:
+async def _guest(services: Services, data: dict[str, Any]) -> Guest | None:
     """An invited guest checks their devices with the token from their link."""
     visit_id, token = data.get("visit_id"), data.get("guest_token")
     # An id out of the column's range failed in the database driver and crashed the

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import guests, visits
 from server.actors import Actor
 from server.errors import APIError
+from server.guests import Guest
 from server.models import Role, VisitGuest, VisitStatus
 from server.services import Services
 from signaling import protocol
@@ -99,7 +100,7 @@ class Identity:
         return cls(actor.name, actor.role.value, actor, None, session_id)
 
     @classmethod
-    def of_guest(cls, guest: VisitGuest) -> Identity:
+    def of_guest(cls, guest: Guest) -> Identity:
         return cls(guest.name, "guest", None, guest.id)
 
 

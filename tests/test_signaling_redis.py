@@ -333,7 +333,7 @@ def test_a_guest_moves_device_and_is_sent_out_across_instances(
             invited = await guests.invite_guest(
                 session, services, actor(clinic.prescriber), visit, name="Ana Interpreter",
                 email="ana@interpreters.test")
-        guest = Identity("Ana Interpreter", "guest", None, invited["id"])
+        guest = Identity("Ana Interpreter", "guest", None, invited.id)
         a = await Instance.start(services, redis_relay(namespace))
         b = await Instance.start(services, redis_relay(namespace))
         try:
@@ -354,7 +354,7 @@ def test_a_guest_moves_device_and_is_sent_out_across_instances(
             await on_b.until(is_presence({"prescriber-peer"}), within=5, after=seen)
             assert [p.peer_id for p in await a.relay.members(visit)] == ["prescriber-peer"]
             async with services.transaction() as session:
-                row = await session.get(VisitGuest, invited["id"])
+                row = await session.get(VisitGuest, invited.id)
                 assert row is not None and row.revoked_at is not None
         finally:
             await a.stop()

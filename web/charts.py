@@ -14,15 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
 from server.instruments import gad7, phq9
+from server.measures import MeasuredInstrument
 from server.timezones import DEFAULT_ZONE
 
-Charted = Literal["phq9", "gad7"]
+# The instruments measured against a baseline are the ones charted.
+Charted = MeasuredInstrument
 
 # Callers pass the reader's zone (server.timezones); this is only the fallback.
 DEFAULT_TZ: Final = DEFAULT_ZONE

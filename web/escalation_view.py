@@ -19,7 +19,6 @@ from pydantic import JsonValue
 
 from escalation.queries import (
     EscalationSummary,
-    Person,
     TimelineEvent,
     Trigger,
     TriggeringAnswers,
@@ -34,6 +33,7 @@ from escalation.vocabulary import (
 from server.emergency_info import readable_phone
 from server.instruments import INSTRUMENTS
 from server.instruments.base import FREQUENCY
+from server.results import Person
 
 LEVEL_LABELS: Final = {
     "emergency": "Emergency", "urgent": "Urgent", "step_up": "Step up care",

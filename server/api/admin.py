@@ -167,7 +167,7 @@ async def list_audit(request: Request) -> Response:
     filters = audit_filter(request)
     async with services_of(request).transaction() as session:
         rows = await session.scalars(audit.audit_query(filters).limit(AUDIT_PAGE))
-        entries = [audit.entry_json(e) for e in rows]
+        entries = [audit.audit_record(e).to_json() for e in rows]
         audit.record(session, actor, "read", "audit_log", None, count=len(entries))
     return JSONResponse({"entries": entries})
 
@@ -189,7 +189,7 @@ async def export_audit(request: Request) -> Response:
         )
         count = 0
         for entry in rows:
-            data = audit.entry_json(entry)
+            data = audit.audit_record(entry).to_json()
             writer.writerow([_csv_cell(data[c]) for c in CSV_COLUMNS])
             count += 1
         audit.record(session, actor, "export", "audit_log", None, count=count)

@@ -70,9 +70,9 @@ async def measures(request: Request) -> Response:
     patient_id = path_id(request, "patient_id")
     services = services_of(request)
     async with services.transaction() as session:
-        series = await trends.patient_measures(session, actor, patient_id,
-                                               now=services.clock.now())
-    return JSONResponse({"patient_id": patient_id, "measures": series})
+        found = await trends.patient_measures(session, actor, patient_id,
+                                              now=services.clock.now())
+    return JSONResponse({"patient_id": patient_id, "measures": [t.to_json() for t in found]})
 
 
 async def fhir_export(request: Request) -> Response:

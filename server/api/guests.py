@@ -25,9 +25,9 @@ async def invite_guest(request: Request) -> Response:
     body = await json_body(request, NewGuest)
     services = services_of(request)
     async with services.transaction() as session:
-        result = await guests.invite_guest(session, services, actor, visit_id,
-                                           name=body.name, email=body.email)
-    return JSONResponse(result, status_code=201)
+        invited = await guests.invite_guest(session, services, actor, visit_id,
+                                            name=body.name, email=body.email)
+    return JSONResponse(invited.to_json(), status_code=201)
 
 
 OPERATIONS = [

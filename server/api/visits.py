@@ -36,7 +36,7 @@ async def list_visits(request: Request) -> Response:
     start, end = datetime_param(request, "from"), datetime_param(request, "to")
     async with services_of(request).transaction() as session:
         found = await visits.list_visits(session, actor, start=start, end=end)
-        return JSONResponse({"visits": [visits.visit_json(v) for v in found]})
+    return JSONResponse({"visits": [v.to_json() for v in found]})
 
 
 async def create_visit(request: Request) -> Response:
@@ -49,8 +49,7 @@ async def create_visit(request: Request) -> Response:
             kind=body.kind, scheduled_at=body.scheduled_at,
             duration_minutes=body.duration_minutes, now=services.clock.now(),
         )
-        data = visits.visit_json(visit)
-    return JSONResponse(data, status_code=201)
+    return JSONResponse(visit.to_json(), status_code=201)
 
 
 async def get_visit(request: Request) -> Response:
@@ -59,7 +58,7 @@ async def get_visit(request: Request) -> Response:
     services = services_of(request)
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
-        return JSONResponse(visits.visit_json(visit))
+    return JSONResponse(visit.to_json())
 
 
 async def invite(request: Request) -> Response:
@@ -67,8 +66,8 @@ async def invite(request: Request) -> Response:
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
     async with services.transaction() as session:
-        result = await visits.invite_to_visit(session, services, actor, visit_id)
-    return JSONResponse(result, status_code=201)
+        queued = await visits.invite_to_visit(session, services, actor, visit_id)
+    return JSONResponse(queued.to_json(), status_code=201)
 
 
 async def revoke_join_links(request: Request) -> Response:
@@ -76,9 +75,9 @@ async def revoke_join_links(request: Request) -> Response:
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
     async with services.transaction() as session:
-        result = await visits.revoke_join_links(session, actor, visit_id,
-                                                now=services.clock.now())
-    return JSONResponse(result)
+        revoked = await visits.revoke_join_links(session, actor, visit_id,
+                                                 now=services.clock.now())
+    return JSONResponse(revoked.to_json())
 
 
 OPERATIONS = [

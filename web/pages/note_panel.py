@@ -25,12 +25,11 @@ from server.models import (
     CheckInStatus,
     NoteStatus,
     Role,
-    Visit,
     VisitNote,
 )
 from server.services import Services
 from server.triage import Reason, level_rank
-from server.visits import ENDED
+from server.visits import ENDED, VisitRecord
 from web import escalation_view as view
 from web.pages.checkin import (
     MISSED_DOSE_REASON_LABELS,
@@ -228,7 +227,7 @@ async def open_escalations(session: AsyncSession, actor: Actor, patient_id: int,
 
 
 async def safety(session: AsyncSession, services: Services, actor: Actor,
-                 visit: Visit, patient_name: str,
+                 visit: VisitRecord, patient_name: str,
                  found: checkins.CheckInState | None = None) -> Safety:
     """``found``: the visit's check-in as ``checkins.get_checkin`` answered it."""
     now = services.clock.now()
@@ -245,7 +244,7 @@ async def safety(session: AsyncSession, services: Services, actor: Actor,
 
 
 async def last_plan(session: AsyncSession, services: Services, actor: Actor,
-                    visit: Visit) -> LastPlan | None:
+                    visit: VisitRecord) -> LastPlan | None:
     """The plan of this patient's last signed note from another visit."""
     visit_id = await session.scalar(select(VisitNote.visit_id).where(
         VisitNote.patient_id == visit.patient_id, VisitNote.status == NoteStatus.signed,
@@ -281,7 +280,7 @@ async def medication_part(session: AsyncSession, services: Services, actor: Acto
 
 
 async def build(session: AsyncSession, services: Services, actor: Actor,
-                visit: Visit, tz: str) -> Panel:
+                visit: VisitRecord, tz: str) -> Panel:
     """The whole panel for a prescriber or coordinator of the patient's care team."""
     patient_name = visit.patient.name
     found = await checkins.get_checkin(session, services, actor, visit.id)

@@ -7,8 +7,7 @@ check (with its audit record) come from ``server.trends.patient_measures``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -17,14 +16,15 @@ from starlette.routing import Route
 
 from server import trends
 from server.http import actor_of, path_id, services_of
+from server.measures import MeasurePoint
 from server.models import Role, User
 from server.timezones import clinic_zone
 from web.charts import NAMES, Charted, ChartPoint, format_day, trend_chart
 from web.rendering import render
 
-CHARTED: Final[tuple[Charted, ...]] = ("phq9", "gad7")
-OTHER_NAMES: Final = {"auditc": "AUDIT-C alcohol", "asrm": "Altman mania scale (ASRM)",
-                      "cssrs": "C-SSRS screener"}
+OTHER_NAMES: Final[dict[trends.ScreenedInstrument, str]] = {
+    "auditc": "AUDIT-C alcohol", "asrm": "Altman mania scale (ASRM)",
+    "cssrs": "C-SSRS screener"}
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,15 @@ class Measure:
 
     id: Charted
     name: str
-    points: list[dict[str, Any]]
+    points: tuple[MeasurePoint, ...]
     chart: Markup
 
     @property
-    def latest(self) -> dict[str, Any]:
+    def latest(self) -> MeasurePoint:
         return self.points[-1]
 
     @property
-    def first(self) -> dict[str, Any]:
+    def first(self) -> MeasurePoint:
         return self.points[0]
 
 
@@ -56,41 +56,37 @@ class OtherResult:
     flagged: bool
 
 
-def _at(point: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(point["at"])
-
-
-def charted_measures(series: list[dict[str, Any]], *, chart_prefix: str, tz: str,
+def charted_measures(series: list[trends.Trend], *, chart_prefix: str, tz: str,
                      titles: dict[str, str] | None = None) -> list[Measure]:
     measures: list[Measure] = []
     for entry in series:
-        instrument = entry["id"]
-        if instrument not in CHARTED or not entry["points"]:
+        if not isinstance(entry, trends.MeasuredTrend) or not entry.points:
             continue
-        points = [ChartPoint(_at(p), int(p["total"])) for p in entry["points"]]
+        instrument = entry.id
+        points = [ChartPoint(p.at, p.total) for p in entry.points]
         title = (titles or {}).get(instrument)
         chart = trend_chart(instrument, points, chart_id=f"{chart_prefix}-{instrument}",
                             title=title, tz=tz)
-        measures.append(Measure(instrument, NAMES[instrument], entry["points"], chart))
+        measures.append(Measure(instrument, NAMES[instrument], entry.points, chart))
     return measures
 
 
-def other_results(series: list[dict[str, Any]], tz: str) -> list[OtherResult]:
+def other_results(series: list[trends.Trend], tz: str) -> list[OtherResult]:
     found: list[OtherResult] = []
     for entry in series:
-        instrument = entry["id"]
-        if instrument not in OTHER_NAMES or not entry["points"]:
+        if not isinstance(entry, trends.ScreeningTrend) or not entry.points:
             continue
-        latest = entry["points"][-1]
+        instrument = entry.id
+        latest = entry.points[-1]
         if instrument == "cssrs":
-            value = f"risk {latest.get('risk')}"
-            flagged = latest.get("risk") not in (None, "none")
+            value = f"risk {latest.detail.get('risk')}"
+            flagged = latest.detail.get("risk") not in (None, "none")
         else:
-            positive = bool(latest.get("positive"))
-            value = f"{latest.get('total')} ({'positive' if positive else 'negative'})"
+            positive = bool(latest.detail.get("positive"))
+            value = f"{latest.detail.get('total')} ({'positive' if positive else 'negative'})"
             flagged = positive
         found.append(OtherResult(instrument, OTHER_NAMES[instrument],
-                                 format_day(_at(latest), tz), value, flagged))
+                                 format_day(latest.at, tz), value, flagged))
     return found
 
 
@@ -107,7 +103,7 @@ async def patient_page(request: Request) -> Response:
     assert patient is not None  # patient_measures checked it exists
     return render(request, "patient.html", patient=patient,
                   measures=charted_measures(series, chart_prefix="chart", tz=tz),
-                  others=other_results(series, tz), format_day=format_day, at=_at, tz=tz)
+                  others=other_results(series, tz), format_day=format_day, tz=tz)
 
 
 ROUTES = [Route("/patients/{patient_id}", patient_page, methods=["GET"])]

@@ -24,7 +24,7 @@ TITLES: Final = {"phq9": "Your depression scores", "gad7": "Your anxiety scores"
 def in_words(measure: Measure) -> str:
     """One sentence a patient can read without knowing the questionnaire."""
     word = WORDS[measure.id]
-    first, last = measure.first["total"], measure.latest["total"]
+    first, last = measure.first.total, measure.latest.total
     if len(measure.points) == 1:
         return (f"Your first {word} score was {first}. Lower is better. After your next "
                 "check-in you will see how it changes.")

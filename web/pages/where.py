@@ -38,6 +38,7 @@ from server.http import actor_of, client_ip, path_id, services_of
 from server.models import CheckIn, CheckInStatus, Role, Visit
 from server.services import Services
 from server.timezones import viewer_zone
+from server.visits import VisitRecord
 from web.forms import checked_form
 from web.rendering import render
 
@@ -55,8 +56,9 @@ def where_url(visit_id: int) -> str:
     return f"/visits/{visit_id}/where"
 
 
-def checkin_open(visit: Visit, services: Services) -> bool:
-    """Emergency information is only taken while the check-in is open."""
+def checkin_open(visit: Visit | VisitRecord, services: Services) -> bool:
+    """Emergency information is only taken while the check-in is open. (``visit``: as
+    this page read it, or as the join link's sign-in holds it.)"""
     return checkins.is_open(visit, services.clock.now())
 
 
@@ -106,7 +108,7 @@ async def first_stop(session: AsyncSession, services: Services, visit: Visit) ->
 
 
 async def must_confirm(session: AsyncSession, services: Services, actor: Actor,
-                       visit: Visit) -> bool:
+                       visit: VisitRecord) -> bool:
     """Whether ``actor`` must pass this step before the room of ``visit``: a patient, a
     visit that can still happen, and no location confirmed today. Staff never."""
     if actor.role is not Role.patient or visit.status in visits.ENDED:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -16,12 +15,23 @@ from server.auth import normalise_email
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.models import BreakGlassGrant, CareTeamMember, PatientProfile, Role, User
 from server.passwords import hash_password, password_problem, verify_password
+from server.results import Result
 from server.timezones import DEFAULT_ZONE, check_zone
 
 
-def user_json(user: User) -> dict[str, Any]:
-    return {"id": user.id, "email": user.email, "name": user.name, "role": user.role.value,
-            "is_active": user.is_active}
+class Account(Result):
+    """A user account as the admin API and pages show it."""
+
+    id: int
+    email: str
+    name: str
+    role: Role
+    is_active: bool
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        return cls(id=user.id, email=user.email, name=user.name, role=user.role,
+                   is_active=user.is_active)
 
 
 def _check_email(email: str) -> str:
@@ -75,12 +85,14 @@ async def create_user(
     return user
 
 
-async def list_users(session: AsyncSession, actor: Actor) -> list[User]:
+async def list_users(session: AsyncSession, actor: Actor) -> list[Account]:
     require_role(actor, Role.admin)
-    return list((await session.scalars(select(User).order_by(User.role, User.name))).all())
+    users = await session.scalars(select(User).order_by(User.role, User.name))
+    return [Account.of(user) for user in users]
 
 
-async def set_timezone(session: AsyncSession, actor: Actor, user_id: int, zone: str) -> User:
+async def set_timezone(session: AsyncSession, actor: Actor, user_id: int,
+                       zone: str) -> Account:
     """Set the time zone a patient reads their visit times in (they moved, or travel)."""
     require_role(actor, Role.admin)
     user = await access_user(session, actor, user_id)
@@ -90,7 +102,7 @@ async def set_timezone(session: AsyncSession, actor: Actor, user_id: int, zone: 
                                "clinic's.", field="timezone")
     profile.timezone = check_zone(zone)
     audit.record(session, actor, "set_timezone", "user", user.id, patient_id=user.id)
-    return user
+    return Account.of(user)
 
 
 async def set_own_timezone(session: AsyncSession, actor: Actor, zone: str) -> str:
@@ -106,14 +118,15 @@ async def set_own_timezone(session: AsyncSession, actor: Actor, zone: str) -> st
     return profile.timezone
 
 
-async def set_active(session: AsyncSession, actor: Actor, user_id: int, active: bool) -> User:
+async def set_active(session: AsyncSession, actor: Actor, user_id: int,
+                     active: bool) -> Account:
     require_role(actor, Role.admin)
     user = await access_user(session, actor, user_id)
     if user.id == actor.user_id and not active:
         raise Conflict("You cannot deactivate your own account.", field="is_active")
     user.is_active = active
     audit.record(session, actor, "activate" if active else "deactivate", "user", user.id)
-    return user
+    return Account.of(user)
 
 
 async def change_password(
@@ -143,7 +156,7 @@ async def care_team_ids(session: AsyncSession, patient_id: int,
     return set((await session.scalars(query)).all())
 
 
-async def care_team(session: AsyncSession, actor: Actor, patient_id: int) -> list[User]:
+async def care_team(session: AsyncSession, actor: Actor, patient_id: int) -> list[Account]:
     """The members of a patient's care team (admins, and the team itself)."""
     if actor.role is not Role.admin:
         await access_patient(session, actor, patient_id)
@@ -156,7 +169,7 @@ async def care_team(session: AsyncSession, actor: Actor, patient_id: int) -> lis
         .where(CareTeamMember.patient_id == patient_id).order_by(User.role, User.name)
     )
     audit.record(session, actor, "read", "care_team", patient_id, patient_id=patient_id)
-    return list(rows.all())
+    return [Account.of(user) for user in rows]
 
 
 async def add_to_care_team(

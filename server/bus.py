@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from server.events import Event
+from server.results import JsonObject
 
 log = logging.getLogger("mendwell.bus")
 
@@ -40,7 +41,7 @@ class Bus(Protocol):
     async def close(self) -> None: ...
     async def publish(self, event: Event) -> None: ...
     def subscribe(self, user_id: int) -> contextlib.AbstractAsyncContextManager[
-        asyncio.Queue[dict[str, Any]]]: ...
+        asyncio.Queue[JsonObject]]: ...
     async def healthy(self) -> bool: ...
 
 
@@ -48,7 +49,7 @@ class LocalBus:
     """Fan-out within this process."""
 
     def __init__(self) -> None:
-        self._queues: dict[int, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._queues: dict[int, set[asyncio.Queue[JsonObject]]] = defaultdict(set)
 
     async def start(self) -> None:
         return None
@@ -62,7 +63,7 @@ class LocalBus:
     async def publish(self, event: Event) -> None:
         self.deliver(event.to_json(), event.recipients)
 
-    def deliver(self, message: dict[str, Any], recipients: frozenset[int] | set[int]) -> None:
+    def deliver(self, message: JsonObject, recipients: frozenset[int] | set[int]) -> None:
         for user_id in recipients:
             for queue in self._queues.get(user_id, ()):
                 if queue.full():
@@ -73,8 +74,8 @@ class LocalBus:
                 queue.put_nowait(message)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
+    async def subscribe(self, user_id: int) -> AsyncIterator[asyncio.Queue[JsonObject]]:
+        queue: asyncio.Queue[JsonObject] = asyncio.Queue(QUEUE_LIMIT)
         self._queues[user_id].add(queue)
         try:
             yield queue
@@ -186,9 +187,10 @@ class RedisBus(LocalBus):
                          {user_id})
 
     async def publish(self, event: Event) -> None:
-        payload: dict[str, Any] = {"id": f"{self.instance_id}:{next(self._sequence)}",
-                                   "recipients": sorted(event.recipients),
-                                   "message": event.to_json()}
+        message = event.to_json()
+        event_id = f"{self.instance_id}:{next(self._sequence)}"
+        payload: JsonObject = {"id": event_id, "recipients": sorted(event.recipients),
+                               "message": message}
         if not self._backlog:
             try:
                 await self._redis.publish(self.channel, json.dumps(payload))
@@ -200,8 +202,8 @@ class RedisBus(LocalBus):
                             type(exc).__name__)
         # Behind the backlog, in order. This instance's screens get it now, and not
         # again when it comes back through Redis.
-        self._first_time(payload["id"])
-        self.deliver(payload["message"], event.recipients)
+        self._first_time(event_id)
+        self.deliver(message, event.recipients)
         if len(self._backlog) >= BACKLOG_LIMIT:
             self._backlog.popleft()
             self._dropped += 1

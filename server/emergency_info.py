@@ -15,7 +15,7 @@ them, and the coordinator hears at once if it does not.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
@@ -102,7 +102,7 @@ class EmergencyInfoBody(_Strict):
     emergency_contact: EmergencyContact | None = None
 
 
-def validation_context(region: str) -> dict[str, Any]:
+def validation_context(region: str) -> dict[str, str]:
     """What the validators above need: ``model_validate(data, context=...)``."""
     return {"phone_region": region}
 

@@ -7,7 +7,9 @@ on them; they never carry clinical content or stack traces.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TypedDict
+
+from server.results import JsonObject
 
 
 class Refusal(TypedDict):
@@ -30,7 +32,7 @@ class APIError(Exception):
         *,
         field: str | None = None,
         code: str | None = None,
-        extra: dict[str, Any] | None = None,
+        extra: JsonObject | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -41,8 +43,8 @@ class APIError(Exception):
         # Set by access helpers on a refusal; written to the audit log by the handler.
         self.audit: Refusal | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
+    def to_json(self) -> JsonObject:
+        body: JsonObject = {"code": self.code, "message": self.message, "field": self.field}
         body.update(self.extra)
         return {"error": body}
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.clock import utcnow
-from server.results import JsonData
+from server.results import JsonData, JsonObject
 
 _PENDING = "mendwell.pending_events"
 
@@ -27,7 +27,7 @@ class Event:
     data: dict[str, JsonData] = field(default_factory=dict)
     at: datetime = field(default_factory=utcnow)
 
-    def to_json(self) -> dict[str, JsonData]:
+    def to_json(self) -> JsonObject:
         return {"type": self.kind, "at": self.at.isoformat(), **self.data}
 
 

@@ -17,6 +17,7 @@ from server.auth import Current
 from server.errors import BadRequest, Unauthorized, ValidationFailed
 from server.freetext import readable, unstorable_at
 from server.responses import JSONResponse
+from server.results import JsonObject
 from server.services import Services
 
 M = TypeVar("M", bound=BaseModel)
@@ -267,5 +268,5 @@ def path_id(request: HTTPConnection, name: str) -> int:
     return int_param(str(request.path_params[name]), name)
 
 
-def ok(data: dict[str, Any], status: int = 200) -> JSONResponse:
+def ok(data: JsonObject, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -46,7 +46,7 @@ async def run(job: Job, services: Services) -> None:
 
 
 async def claim(session: AsyncSession, model: type[Row], due: Sequence[ColumnElement[bool]],
-                order_by: Sequence[Any], values: dict[str, Any], limit: int) -> list[Row]:
+                order_by: Sequence[Any], values: Mapping[str, object], limit: int) -> list[Row]:
     """Take up to ``limit`` due rows of ``model`` for this instance, each exactly once
     across instances, marking them with ``values`` (fired, leased, alerted) in the
     caller's transaction; returns them in ``order_by`` order.

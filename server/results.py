@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -40,14 +40,19 @@ JsonData: TypeAlias = (
     str | int | float | bool | Sequence["JsonData"] | Mapping[str, "JsonData"] | None)
 
 
+# A JSON object as the API and the sockets send it.
+JsonObject: TypeAlias = dict[str, JsonData]
+
+
 class Result(BaseModel):
     """A typed, immutable answer of a domain function."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, exclude: set[str] | None = None) -> JsonObject:
         """The API's JSON for this result (the only place it is made)."""
-        return self.model_dump(mode="json")
+        data: JsonObject = self.model_dump(mode="json", exclude=exclude)
+        return data
 
 
 class Person(Result):

@@ -68,7 +68,7 @@ async def list_users(request: Request) -> Response:
     actor = actor_of(request)
     async with services_of(request).transaction() as session:
         users = await accounts.list_users(session, actor)
-        return JSONResponse({"users": [accounts.user_json(u) for u in users]})
+        return JSONResponse({"users": [u.to_json() for u in users]})
 
 
 async def create_user(request: Request) -> Response:
@@ -79,7 +79,7 @@ async def create_user(request: Request) -> Response:
         user = await accounts.create_user(session, actor, email=body.email, name=body.name,
                                           role=body.role, password=body.password,
                                           now=services.clock.now(), timezone=body.timezone)
-        data = accounts.user_json(user)
+        data = accounts.Account.of(user).to_json()
     return JSONResponse(data, status_code=201)
 
 
@@ -96,7 +96,7 @@ async def update_user(request: Request) -> Response:
         if body.is_active is not None:
             user = await accounts.set_active(session, actor, user_id, body.is_active)
         assert user is not None
-        return JSONResponse(accounts.user_json(user))
+        return JSONResponse(user.to_json())
 
 
 async def get_care_team(request: Request) -> Response:
@@ -105,7 +105,7 @@ async def get_care_team(request: Request) -> Response:
     async with services_of(request).transaction() as session:
         members = await accounts.care_team(session, actor, patient_id)
         return JSONResponse({"patient_id": patient_id,
-                             "members": [accounts.user_json(m) for m in members]})
+                             "members": [m.to_json() for m in members]})
 
 
 async def add_care_team_member(request: Request) -> Response:

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import auth
-from server.accounts import change_password, user_json
+from server.accounts import Account, change_password
 from server.api.registry import ApiOperation
 from server.auth import COOKIE_NAME, Current, SignedIn
 from server.http import actor_of, client_ip, json_body, require_current, services_of
@@ -32,7 +32,7 @@ def session_json(services: Services, current: Current | SignedIn) -> dict[str, o
     else:
         idle_expires_at = current.idle_expires_at
     return {
-        "user": {k: v for k, v in user_json(current.user).items() if k != "is_active"},
+        "user": Account.of(current.user).to_json(exclude={"is_active"}),
         "csrf_token": current.session.csrf_token,
         "visit_id": current.session.visit_id,
         "idle_expires_at": idle_expires_at.isoformat(),

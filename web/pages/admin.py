@@ -16,7 +16,7 @@ from server.access import access_rota, require_role
 from server.api.admin import audit_filter
 from server.errors import APIError, ValidationFailed
 from server.http import YEARS, actor_of, int_param, path_id, services_of
-from server.models import CareTeamMember, OutboxEmail, Role, User
+from server.models import CareTeamMember, OutboxEmail, Role
 from server.timezones import clinic_zone
 from web.forms import checked_form, text_field
 from web.rendering import local_time, render
@@ -71,7 +71,8 @@ async def care_teams_page(request: Request, *, error: str | None = None,
         users = await accounts.list_users(session, actor)
         rows = (await session.execute(select(CareTeamMember))).scalars().all()
     by_id = {u.id: u for u in users}
-    teams: dict[int, list[User]] = {u.id: [] for u in users if u.role is Role.patient}
+    teams: dict[int, list[accounts.Account]] = {u.id: [] for u in users
+                                                if u.role is Role.patient}
     for row in rows:
         if row.patient_id in teams and row.member_id in by_id:
             teams[row.patient_id].append(by_id[row.member_id])

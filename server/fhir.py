@@ -43,7 +43,9 @@ def _items(instrument: str, response: dict[str, Any]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if isinstance(answers, list):
         for index, value in enumerate(answers):
-            items.append({"linkId": f"{instrument}.{index + 1}", "answer": [_answer(value)]})
+            if value is not None:  # AUDIT-C's 2 and 3 after "Never": not asked
+                items.append({"linkId": f"{instrument}.{index + 1}",
+                              "answer": [_answer(value)]})
     elif isinstance(answers, dict):
         for key, value in answers.items():
             if value is not None:  # unasked questions are left out, not answered "no"

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 
-def _utc_iso(value: datetime) -> str:
+def utc_iso(value: datetime) -> str:
     # Always UTC, so a record reads the same in the POST that wrote it as in every GET
     # (the database hands back UTC; a value from a request may carry another offset).
     return value.astimezone(UTC).isoformat()
@@ -30,7 +30,7 @@ def _utc_iso(value: datetime) -> str:
 
 # A moment in time: a datetime in Python, ISO 8601 in UTC ("+00:00") in JSON. pydantic's
 # own form ("Z") would change every timestamp the API has answered with so far.
-Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
+Instant = Annotated[datetime, PlainSerializer(utc_iso, return_type=str, when_used="json")]
 
 
 # A JSON value as the caller holds it, for payloads passed on as given (an event's data,

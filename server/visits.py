@@ -24,6 +24,7 @@ from server.auth import invalidate_join_links, make_join_token
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
 from server.jobs import Job, claim
+from server.locks import lock_visit
 from server.models import (
     CareTeamMember,
     Role,
@@ -34,7 +35,7 @@ from server.models import (
     VisitWait,
 )
 from server.outbox import queue_email
-from server.results import Instant, Person, Result
+from server.results import Instant, Person, Result, utc_iso
 from server.services import Services
 
 # Whatever moves a visit into one of these also revokes its join links
@@ -239,6 +240,68 @@ async def revoke_join_links(
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, sessions_ended=ended)
     return JoinLinksRevoked(visit_id=visit.id, revoked_at=now, sessions_ended=ended)
+
+
+# --- moving and calling off a visit --------------------------------------------------
+
+# A visit may be moved or called off until the patient is in the waiting room; after
+# that the prescriber ends it (``end_visit``).
+CHANGEABLE = (VisitStatus.scheduled, VisitStatus.checked_in)
+
+
+async def _changeable(session: AsyncSession, actor: Actor, visit_id: int,
+                      action: str) -> Visit:
+    require_role(actor, Role.prescriber, Role.coordinator)
+    require_full_session(actor)
+    visit = await access_visit(session, actor, visit_id, write=True)
+    # In a line with every other change to the visit (a double-clicked cancel, a move
+    # racing a join), each deciding on what the one before committed.
+    await lock_visit(session, visit.id)
+    await session.refresh(visit)
+    if visit.status not in CHANGEABLE:
+        raise Conflict(f'Cannot {action} a visit in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    return visit
+
+
+async def reschedule_visit(
+    session: AsyncSession, actor: Actor, visit_id: int, *, scheduled_at: datetime | None,
+    duration_minutes: int | None, now: datetime,
+) -> VisitRecord:
+    """Move a visit (``PATCH /api/v1/visits/{id}``): its start, its length or both. Its
+    join links keep working; the patient's screens and the care team's day update."""
+    visit = await _changeable(session, actor, visit_id, "reschedule")
+    if scheduled_at is not None:
+        if scheduled_at < now - timedelta(hours=1):
+            raise ValidationFailed("A visit cannot be moved into the past.",
+                                   field="scheduled_at")
+        visit.scheduled_at = scheduled_at
+    if duration_minutes is not None:
+        visit.duration_minutes = duration_minutes
+    audit.record(session, actor, "reschedule", "visit", visit.id, patient_id=visit.patient_id,
+                 at=now, scheduled_at=utc_iso(visit.scheduled_at),
+                 duration_minutes=visit.duration_minutes)
+    emit(session, "visit.rescheduled",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, scheduled_at=utc_iso(visit.scheduled_at),
+         duration_minutes=visit.duration_minutes)
+    return await get_visit_loaded(session, visit.id)
+
+
+async def cancel_visit(session: AsyncSession, actor: Actor, visit_id: int, *,
+                       now: datetime) -> VisitRecord:
+    """Call a visit off (``POST /api/v1/visits/{id}/cancel``): it is over, so its join
+    links stop working and whoever came in by one is signed out, as when a visit ends."""
+    visit = await _changeable(session, actor, visit_id, "cancel")
+    visit.status = VisitStatus.cancelled
+    visit.ended_at = now
+    ended = await invalidate_join_links(session, visit, now=now, reason="visit_cancelled")
+    audit.record(session, actor, "cancel", "visit", visit.id, patient_id=visit.patient_id,
+                 at=now, sessions_ended=ended)
+    emit(session, "visit.ended",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, status=visit.status.value)
+    return await get_visit_loaded(session, visit.id)
 
 
 # --- the waiting room and the video visit (driven by signaling/) --------------------

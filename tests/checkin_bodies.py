@@ -10,7 +10,7 @@ def checkin_body(
     phq9: list[int] | None = None,
     gad7: list[int] | None = None,
     cssrs: dict[str, Any] | None = None,
-    auditc: list[int] | None = None,
+    auditc: list[int | None] | None = None,
     asrm: list[int] | None = None,
     sex: str | None = "female",
 ) -> dict[str, Any]:

@@ -457,6 +457,47 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
     phone.assert_no_errors()
 
 
+def test_auditc_never_leaves_the_drinking_questions_unasked(
+    browser: Any, demo_server: AppServer
+) -> None:
+    """CLINICAL.md's AUDIT-C skip logic on the form: after "Never", questions 2 and 3 are
+    never shown, and the completion sends them as null (not asked, total 0)."""
+    device = Phone(browser, demo_server)
+    try:
+        device.sign_in("patient2@demo.test")  # no AUDIT-C yet: it is asked today
+        visit_id = device.open_checkin()
+        page = device.page
+        shown: set[str] = set()
+        for _ in range(60):
+            for q in page.locator(".q:visible").all():
+                kind, field = q.get_attribute("data-kind"), q.get_attribute("data-field")
+                shown.add(field or "")
+                if kind == "choice" and not q.locator("input:checked").count() \
+                        and field != "sex":
+                    q.locator("label.option").first.tap()  # "Never", "Not at all"...
+                elif kind == "number":
+                    q.locator("input").fill("7")
+                elif kind == "emergency":
+                    for box in q.locator("textarea, input[type=tel], input[type=text]").all():
+                        if not box.input_value().strip():
+                            box.fill("+1 617 555 0142" if box.get_attribute("type") == "tel"
+                                     else "14 Harbor Road, Springfield")
+                    q.locator("input[data-confirm]").check()
+            last = page.get_by_test_id("checkin-next").inner_text() == "Send my check-in"
+            next_screen(page)
+            if last:
+                break
+        page.get_by_test_id("checkin-done").wait_for()
+        assert "responses.auditc.answers.0" in shown
+        assert not {"responses.auditc.answers.1", "responses.auditc.answers.2"} & shown
+        stored = device.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]
+        assert stored["data"]["responses"]["auditc"] == {"answers": [0, None, None]}
+        assert stored["scores"]["auditc"] == {"total": 0, "positive": False}
+        device.assert_no_errors()
+    finally:
+        device.close()
+
+
 def test_a_checkin_with_a_screener_can_be_completed(phone: Phone) -> None:
     visit_id = phone.open_checkin()
     page = phone.page

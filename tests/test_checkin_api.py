@@ -214,3 +214,35 @@ def test_measures_trend_and_fhir_bundle(
     assert codes.count("70274-6") == 2
     sign_in(clinic.other_prescriber)
     assert client.get(f"/api/v1/patients/{clinic.patient.id}/measures").status_code == 403
+
+
+def test_auditc_never_completes_with_questions_two_and_three_not_asked(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.patient)
+    draft = client.put(f"{url(clinic)}/draft", json={"responses": {
+        "auditc": {"answers": [0, None, None]}}})
+    assert draft.status_code == 200, draft.text
+    done = client.post(url(clinic), json=checkin_body(auditc=[0, None, None]))
+    assert done.status_code == 201, done.text
+    assert done.json()["scores"]["auditc"] == {"total": 0, "positive": False}
+    # Kept as the patient sent it: not asked, not answered "1 or 2 drinks".
+    stored = client.get(url(clinic)).json()["checkin"]
+    assert stored["data"]["responses"]["auditc"] == {"answers": [0, None, None]}
+    # The export leaves the unasked questions out rather than answering them.
+    sign_in(clinic.prescriber)
+    bundle = client.get(f"/api/v1/patients/{clinic.patient.id}/fhir").json()
+    auditc_items = [item["linkId"] for entry in bundle["entry"]
+                    if entry["resource"]["resourceType"] == "QuestionnaireResponse"
+                    for item in entry["resource"].get("item", [])
+                    if item["linkId"].startswith("auditc.")]
+    assert auditc_items == ["auditc.1"]
+
+
+def test_auditc_needs_questions_two_and_three_after_any_drinking(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.patient)
+    refused = client.post(url(clinic), json=checkin_body(auditc=[2, None, None]))
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "responses.auditc.answers.1"

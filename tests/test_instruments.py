@@ -80,6 +80,7 @@ def test_definitions_are_json_with_every_field() -> None:
                 "options",
                 "required",
                 "asked_if",
+                "asked_unless",
                 "loinc",
             }
             assert item["text"].strip()
@@ -350,7 +351,9 @@ def test_empty_answers(instrument: str) -> None:
 @pytest.mark.parametrize("bad", ["high", -1, None, True, False, 2.0, 1.5, "2", [1], {"v": 1}])
 def test_bad_value_names_its_index(instrument: str, bad: object) -> None:
     count, high = INTEGER_INSTRUMENTS[instrument]
-    answers: list[object] = [0] * count
+    # Not 0 before it: AUDIT-C's "Never" to question 1 leaves questions 2 and 3 unasked,
+    # and then null is their answer (test_auditc_never_skips_questions_two_and_three).
+    answers: list[object] = [1] * count
     answers[count - 1] = high + 1 if bad == "high" else bad
     error = rejected(instrument, {"answers": answers})
     assert error.field == f"responses.{instrument}.answers.{count - 1}"
@@ -554,3 +557,37 @@ def test_cssrs_risk_is_none_only_when_every_answer_is_no(answers: dict[str, bool
     risk = cssrs.score({"answers": answers}).risk
     endorsed = any(value for key, value in answers.items() if key != "q6_recent")
     assert (risk == "none") is not endorsed
+
+
+# --- AUDIT-C skip logic (CLINICAL.md): after "Never", questions 2 and 3 are not asked --
+
+
+def test_auditc_never_skips_questions_two_and_three() -> None:
+    assert auditc.score({"answers": [0, None, None]}, sex="male").total == 0
+    # Answers given to them anyway are scored as given.
+    assert auditc.score({"answers": [0, 2, None]}, sex=None).total == 2
+    assert auditc.score({"answers": [0, 3, 1]}, sex="female").positive is True
+    # Shown only once question 1 is answered, and not with "Never".
+    q2, q3 = auditc.DEFINITION.items[1:]
+    assert q2.asked_unless == q3.asked_unless == ("0", auditc.NEVER)
+    assert [item.to_json()["asked_unless"] for item in auditc.DEFINITION.items] == [
+        None, {"0": 0}, {"0": 0}]
+
+
+@pytest.mark.parametrize(("answers", "field"), [
+    ([1, None, 2], "responses.auditc.answers.1"),   # asked, not answered
+    ([4, 1, None], "responses.auditc.answers.2"),
+    ([None, None, None], "responses.auditc.answers.0"),
+    ([False, None, None], "responses.auditc.answers.0"),  # false is not "Never"
+    ([0.0, None, None], "responses.auditc.answers.0"),
+])
+def test_auditc_refuses_a_missing_answer_to_an_asked_question(
+    answers: list[object], field: str
+) -> None:
+    assert rejected("auditc", {"answers": answers}).field == field
+
+
+def test_auditc_schema_says_skipped_answers_may_be_null() -> None:
+    schema = auditc.AuditcResponse.model_json_schema()["properties"]["answers"]
+    assert {"type": "null"} in schema["items"]["anyOf"]
+    assert "Never" in schema["description"]

@@ -652,3 +652,35 @@ async def _user(session: Any, person: Person) -> User:
     user = await session.get(User, person.id)
     assert user is not None
     return user
+
+
+def test_cancelling_the_visit_ends_it_its_links_and_their_sessions(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    token = queued_token(run, services, invite(client, sign_in, clinic, clinic.visit_id))
+    assert join(client, clinic.visit_id, token).status_code == 303
+    with connect(client, "/ws/events", cookie_of(sign_in, clinic.patient)) as events:
+        events.expect("subscribed")
+        sign_in(clinic.coordinator)
+        cancelled = client.post(f"/api/v1/visits/{clinic.visit_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["ended_at"] is not None
+        # The patient's screens hear that the visit is over.
+        event = events.expect("visit.ended")
+        assert (event["visit_id"], event["status"]) == (clinic.visit_id, "cancelled")
+    # A double click: the visit is over already.
+    again = client.post(f"/api/v1/visits/{clinic.visit_id}/cancel")
+    assert (again.status_code, again.json()["error"]["field"]) == (409, "status")
+    moved = client.patch(f"/api/v1/visits/{clinic.visit_id}", json={"duration_minutes": 30})
+    assert moved.status_code == 409
+    [linked] = _sessions_of(run, services, clinic.visit_id)
+    assert (linked.end_reason, linked.ended_at is not None) == ("visit_cancelled", True)
+    [entry] = [e for e in run(_audit, services) if e.action == "cancel"]
+    assert (entry.actor_id, entry.resource_id, entry.patient_id,
+            entry.detail["sessions_ended"]) == (clinic.coordinator.id, str(clinic.visit_id),
+                                                clinic.patient.id, 1)
+    sign_in(None)
+    response = _use(client, "POST", clinic.visit_id, token)
+    assert response.status_code == 400
+    assert no_session_cookie(response, client)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from server.models import AuditEntry, Visit
+from server.models import AuditEntry, Visit, VisitStatus
 from server.services import Services
 from tests.clinic import Clinic
 from tests.conftest import Runner, SignIn
@@ -263,3 +263,79 @@ def test_body_must_be_json(client: TestClient, clinic: Clinic, sign_in: SignIn) 
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+# --- moving a visit -------------------------------------------------------------------
+
+
+def test_the_care_team_moves_a_visit_and_it_reads_the_same_everywhere(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    sign_in(clinic.prescriber)
+    later = (services.clock.now() + timedelta(days=2)).astimezone(
+        timezone(timedelta(hours=-5))).replace(microsecond=0)
+    moved = client.patch(f"/api/v1/visits/{clinic.visit_id}",
+                         json={"scheduled_at": later.isoformat(), "duration_minutes": 30})
+    assert moved.status_code == 200, moved.text
+    body = moved.json()
+    assert_visit_shape(body)
+    # Answered in UTC, as every GET answers it.
+    assert body["scheduled_at"] == later.astimezone(UTC).isoformat()
+    assert body["duration_minutes"] == 30
+    sign_in(clinic.patient)
+    assert client.get(f"/api/v1/visits/{clinic.visit_id}").json()["scheduled_at"] == \
+        body["scheduled_at"]
+    # Only the length: the start stays.
+    sign_in(clinic.coordinator)
+    shorter = client.patch(f"/api/v1/visits/{clinic.visit_id}", json={"duration_minutes": 20})
+    assert (shorter.json()["scheduled_at"], shorter.json()["duration_minutes"]) == \
+        (body["scheduled_at"], 20)
+
+    async def audited() -> list[tuple[int | None, Any]]:
+        async with services.transaction() as session:
+            rows = (await session.scalars(select(AuditEntry).where(
+                AuditEntry.action == "reschedule").order_by(AuditEntry.id))).all()
+            return [(r.actor_id, r.detail["duration_minutes"]) for r in rows]
+
+    assert run(audited) == [(clinic.prescriber.id, 30), (clinic.coordinator.id, 20)]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, None),                                   # nothing to change
+    ({"duration_minutes": 2}, "duration_minutes"),
+    ({"duration_minutes": 241}, "duration_minutes"),
+    ({"scheduled_at": "tomorrow at noon"}, "scheduled_at"),
+    ({"scheduled_at": "2026-12-06T10:00:00"}, "scheduled_at"),  # no zone: ambiguous
+    ({"status": "completed"}, "status"),           # not something a move changes
+])
+def test_a_bad_move_is_422_naming_the_field(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, body: dict[str, Any],
+    field: str | None
+) -> None:
+    sign_in(clinic.prescriber)
+    refused = client.patch(f"/api/v1/visits/{clinic.visit_id}", json=body)
+    assert refused.status_code == 422, refused.text
+    if field is not None:
+        assert refused.json()["error"]["field"] == field
+
+
+def test_a_visit_cannot_be_moved_into_the_past_or_once_under_way(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    sign_in(clinic.prescriber)
+    past = client.patch(f"/api/v1/visits/{clinic.visit_id}",
+                        json={"scheduled_at": when(services, hours=-3)})
+    assert (past.status_code, past.json()["error"]["field"]) == (422, "scheduled_at")
+
+    async def waiting() -> None:
+        async with services.transaction() as session:
+            visit = await session.get(Visit, clinic.visit_id)
+            assert visit is not None
+            visit.status = VisitStatus.waiting
+
+    run(waiting)
+    for refused in (client.patch(f"/api/v1/visits/{clinic.visit_id}",
+                                 json={"duration_minutes": 30}),
+                    client.post(f"/api/v1/visits/{clinic.visit_id}/cancel")):
+        assert refused.status_code == 409
+        assert refused.json()["error"]["status"] == "waiting"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,6 +30,22 @@ class NewVisit(BaseModel):
     kind: VisitKind
     scheduled_at: Instant
     duration_minutes: int | None = Field(default=None, ge=5, le=240)
+
+
+class VisitChange(BaseModel):
+    """A reschedule: a new start, a new length, or both (at least one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduled_at: Instant | None = None
+    duration_minutes: int | None = Field(default=None, ge=5, le=240)
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> VisitChange:
+        if self.scheduled_at is None and self.duration_minutes is None:
+            raise PydanticCustomError("nothing_to_change",
+                                      "Give a new scheduled_at or duration_minutes.")
+        return self
 
 
 async def list_visits(request: Request) -> Response:
@@ -70,6 +87,27 @@ async def invite(request: Request) -> Response:
     return JSONResponse(queued.to_json(), status_code=201)
 
 
+async def reschedule(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_body(request, VisitChange)
+    services = services_of(request)
+    async with services.transaction() as session:
+        visit = await visits.reschedule_visit(
+            session, actor, visit_id, scheduled_at=body.scheduled_at,
+            duration_minutes=body.duration_minutes, now=services.clock.now())
+    return JSONResponse(visit.to_json())
+
+
+async def cancel(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        visit = await visits.cancel_visit(session, actor, visit_id, now=services.clock.now())
+    return JSONResponse(visit.to_json())
+
+
 async def revoke_join_links(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
@@ -86,6 +124,12 @@ OPERATIONS = [
     ApiOperation("POST", "/api/v1/visits", create_visit, "Schedule a visit", body=NewVisit,
                  success=201, tag="visits"),
     ApiOperation("GET", "/api/v1/visits/{visit_id}", get_visit, "One visit", tag="visits"),
+    ApiOperation("PATCH", "/api/v1/visits/{visit_id}", reschedule,
+                 "Reschedule a visit not yet under way: a new start, a new length or both",
+                 body=VisitChange, tag="visits"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/cancel", cancel,
+                 "Cancel a visit not yet under way; its join links stop working",
+                 tag="visits"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/invite", invite,
                  "Email the patient a join link for this visit", success=201, tag="visits"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/join-links/revoke", revoke_join_links,

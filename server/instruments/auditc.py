@@ -5,6 +5,8 @@ What is computed, exactly (see docs/clinical.md):
 - positive at total >= 4 for men and >= 3 for women (Bradley et al. 2007). When sex is
   not given we use >= 3, the more sensitive cut-off, so a missing answer never hides a
   positive screen.
+- skip logic: when question 1 is 0 ("Never"), questions 2 and 3 are not asked and come as
+  ``null``, scored 0 (CLINICAL.md). Answers given to them anyway are scored as given.
 
 The cut-offs are parameters because triage takes them from the reviewed rules file
 (``escalation/triage_rules.toml``); the defaults below are the published ones.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal, get_args
 
-from pydantic import Field, JsonValue, ValidationError
+from pydantic import Field, JsonValue, ValidationError, model_validator
 
 from server.instruments.base import (
     ClosedAnswers,
@@ -34,6 +36,8 @@ SEXES: Final[tuple[Sex, ...]] = get_args(Sex)
 ITEM_COUNT: Final = 3
 ITEM_MAX: Final = 4
 TOTAL_MAX: Final = ITEM_COUNT * ITEM_MAX
+# Question 1's "Never": questions 2 and 3 are then not asked.
+NEVER: Final = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ DEFINITION: Final = Instrument(
             topic="typical_quantity",
             text="How many standard drinks do you have on a typical day when you are drinking?",
             options=scale("1 or 2", "3 or 4", "5 or 6", "7 to 9", "10 or more"),
+            asked_unless=("0", NEVER),
         ),
         Item(
             id="q3",
@@ -93,6 +98,7 @@ DEFINITION: Final = Instrument(
             options=scale(
                 "Never", "Less than monthly", "Monthly", "Weekly", "Daily or almost daily"
             ),
+            asked_unless=("0", NEVER),
         ),
     ),
 )
@@ -124,7 +130,23 @@ Answer = Annotated[int, Scale(ITEM_MAX)]
 
 class AuditcResponse(ClosedAnswers):
     answers: Annotated[list[Answer], OnePerItem(ITEM_COUNT)] = Field(
-        description=f"{ITEM_COUNT} answers, one per item in order, each 0 to {ITEM_MAX}.")
+        description=(f"{ITEM_COUNT} answers, one per item in order, each 0 to {ITEM_MAX}. "
+                     f"When question 1 is {NEVER} (Never), questions 2 and 3 are not asked "
+                     "and may be null (scored 0)."),
+        # What the body may hold, nulls included; the validator says where.
+        json_schema_extra={"items": {"anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": ITEM_MAX}, {"type": "null"}]}})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_asked_scores_zero(cls, value: object) -> object:
+        # After "Never" to question 1, questions 2 and 3 were not asked: null, scored 0.
+        # Anywhere else a null is a missing answer, refused as before.
+        if isinstance(value, dict) and isinstance(answers := value.get("answers"), list) \
+                and len(answers) == ITEM_COUNT and type(answers[0]) is int \
+                and answers[0] == NEVER:
+            return {**value, "answers": [NEVER, *(0 if a is None else a for a in answers[1:])]}
+        return value
 
 
 class AuditcSoFar(ClosedAnswers):

@@ -49,7 +49,9 @@ class Item:
     ``answer_path`` says where its answer goes inside the instrument's response object
     (``answers.0`` for a list item, ``answers.q3`` for a C-SSRS question, ``difficulty``
     for the PHQ-9 difficulty question). ``asked_if`` is C-SSRS skip logic: the question
-    is shown only when the named question was answered with the given value.
+    is shown only when the named question was answered with the given value;
+    ``asked_unless`` is AUDIT-C's: shown once the named question is answered with
+    anything but the given value.
     """
 
     id: str
@@ -59,6 +61,7 @@ class Item:
     options: tuple[Option, ...]
     required: bool = True
     asked_if: tuple[str, bool] | None = None
+    asked_unless: tuple[str, int] | None = None
     loinc: str | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -70,6 +73,8 @@ class Item:
             "options": [option.to_json() for option in self.options],
             "required": self.required,
             "asked_if": None if self.asked_if is None else {self.asked_if[0]: self.asked_if[1]},
+            "asked_unless": None if self.asked_unless is None
+            else {self.asked_unless[0]: self.asked_unless[1]},
             "loinc": self.loinc,
         }
 

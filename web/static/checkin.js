@@ -136,12 +136,12 @@ function start(form) {
       const response = (out[instrument] ??= { answers: instrument === "cssrs" ? {} : [] });
       if (kind === "difficulty") {
         if (value !== null) response.difficulty = value;
-      } else if (instrument === "cssrs") {
-        // Unasked questions are sent as null: an answer left over from before q2 or q6
-        // changed to "no" was not given to a question the patient saw.
-        response.answers[key] = askedBySkipLogic(q) ? value : null;
       } else {
-        response.answers[Number(key)] = value;
+        // Unasked questions are sent as null: an answer left over from before q2 or q6
+        // changed to "no" (C-SSRS), or q1 to "Never" (AUDIT-C), was not given to a
+        // question the patient saw.
+        response.answers[instrument === "cssrs" ? key : Number(key)] =
+          askedBySkipLogic(q) ? value : null;
       }
     }
     for (const [instrument, response] of Object.entries(out)) {

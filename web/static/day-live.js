@@ -157,7 +157,7 @@ function onEvent(message) {
     return;
   }
   if (!message.visit_id) return;
-  if (message.type === "visit.created" || message.type === "escalation.raised") {
+  if (["visit.created", "visit.rescheduled", "escalation.raised"].includes(message.type)) {
     refreshRows();
     return;
   }

@@ -15,7 +15,7 @@ from server.auth import make_join_token
 from server.models import AuditEntry, PatientProfile, User, Visit
 from server.services import Services
 from server.settings import Settings, SettingsError
-from tests.clinic import Clinic
+from tests.clinic import Clinic, add_visit
 from tests.conftest import Runner, SignIn
 
 PACIFIC = "America/Los_Angeles"
@@ -224,3 +224,23 @@ def test_a_patient_sets_their_own_zone_but_not_from_a_join_link(
             return zone, audited
 
     assert run(state) == ("America/Denver", 1)
+
+
+def test_visit_lists_name_the_day_unless_it_is_today_and_always_the_zone(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
+) -> None:
+    set_zone(run, services, clinic.patient.id, PACIFIC)
+    later_id = run(add_visit, services, clinic.patient.id, clinic.prescriber.id,
+                   timedelta(days=3))
+    soon, later = (scheduled_at(run, services, v) for v in (clinic.visit_id, later_id))
+
+    sign_in(clinic.patient)
+    home = client.get("/home").text
+    # Three days away: the day first, then the time in the patient's zone, named.
+    assert f'>{shown(later, PACIFIC, "%a %-d %b, %H:%M %Z")}</time>' in home
+    assert f'<time datetime="{later.isoformat()}">' in home
+
+    sign_in(clinic.prescriber)
+    day = client.get("/day").text
+    # Today (the clinic fixture keeps its visit on the clinic's today): no date.
+    assert f'>{shown(soon, CLINIC, "%H:%M %Z")}</time>' in day

@@ -50,15 +50,33 @@ environment = Environment(
 environment.policies["json.dumps_function"] = _readable_json
 
 
-def local_time(value: datetime, tz: str = "UTC", fmt: str = "%H:%M") -> str:
+def _zone(tz: str) -> ZoneInfo:
     try:
-        zone = ZoneInfo(tz)
+        return ZoneInfo(tz)
     except (KeyError, ValueError):
-        zone = ZoneInfo("UTC")
-    return value.astimezone(zone).strftime(fmt)
+        return ZoneInfo("UTC")
+
+
+def local_time(value: datetime, tz: str = "UTC", fmt: str = "%H:%M") -> str:
+    return value.astimezone(_zone(tz)).strftime(fmt)
+
+
+def moment(value: datetime, tz: str, now: datetime) -> str:
+    """A time in a list, as its reader reads it (patients: their zone; staff: the
+    clinic's), the zone named: "13:30 EST" today, "Tue 8 Dec, 13:30 EST" on another
+    day, with the year when it is not this one. A bare "13:30" on the patient's home
+    left them to guess which day."""
+    zone = _zone(tz)
+    local, today = value.astimezone(zone), now.astimezone(zone).date()
+    clock = local.strftime("%H:%M %Z")
+    if local.date() == today:
+        return clock
+    day = local.strftime("%a %-d %b" if local.year == today.year else "%a %-d %b %Y")
+    return f"{day}, {clock}"
 
 
 environment.filters["local_time"] = local_time
+environment.filters["moment"] = moment
 environment.globals["status_label"] = {
     "scheduled": "Scheduled", "checked_in": "Checked in", "waiting": "Waiting",
     "in_progress": "In visit", "completed": "Completed", "no_show": "No show",
@@ -73,6 +91,7 @@ def render(
     services = services_of(request)
     context.setdefault("user", current.user if current else None)
     context.setdefault("csrf_token", current.session.csrf_token if current else "")
+    context.setdefault("now", services.clock.now())
     context.setdefault("join_session", bool(current and current.session.visit_id))
     context["idle_expires_at"] = current.idle_expires_at.isoformat() if current else ""
     context["idle_warning_seconds"] = services.settings.idle_warning_seconds

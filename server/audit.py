@@ -62,13 +62,29 @@ def record(
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
-    pending = session.info.pop(_PENDING, None)
+    pending = _one_read_each(session.info.pop(_PENDING, None) or [])
     if pending:
         # One executemany for the transaction's entries, inside the transaction it
         # audits: the entries and the changes they describe commit together or not at all.
         # render_nulls: every entry gives every column, so an entry with a null (no
         # patient, a note not stored yet) does not split the batch into statements.
         session.execute(insert(AuditEntry).execution_options(render_nulls=True), pending)
+
+
+def _one_read_each(pending: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One 'read' row per record a transaction read, the first: a page that shows a
+    visit in its header, its panel and its check-in reads it three times, but its
+    reader saw it once, and an audit log full of repeats hides what matters."""
+    seen: set[tuple[object, ...]] = set()
+    kept = []
+    for entry in pending:
+        if entry["action"] == "read" and entry["outcome"] == SUCCESS:
+            key = (entry["actor_id"], entry["resource_type"], entry["resource_id"])
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(entry)
+    return kept
 
 
 @event.listens_for(Session, "after_transaction_end")

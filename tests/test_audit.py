@@ -20,6 +20,7 @@ from server.api.admin import CSV_COLUMNS
 from server.auth import COOKIE_NAME
 from server.models import AuditEntry, Role, User
 from server.services import Services
+from tests.checkin_bodies import checkin_body
 from tests.clinic import PASSWORD, Clinic
 from tests.conftest import Runner, SignIn
 
@@ -85,6 +86,50 @@ def test_the_patients_home_page_is_audited_too(
     assert client.get("/home").status_code == 200
     [entry] = entries(run, services, action="read", actor_id=clinic.patient.id)
     assert (entry.resource_id, entry.patient_id) == (str(clinic.visit_id), clinic.patient.id)
+
+
+def test_a_page_view_writes_one_read_row_per_record_it_shows(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    sign_in(clinic.patient)
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/checkin",
+                       json=checkin_body()).status_code == 201
+    sign_in(clinic.prescriber)
+    # The room: the visit in its header, its note panel and its check-in.
+    assert client.get(f"/visits/{clinic.visit_id}").status_code == 200
+    reads = [(e.resource_type, e.resource_id)
+             for e in entries(run, services, action="read", actor_id=clinic.prescriber.id)]
+    assert reads, "the room page audits what it shows"
+    assert len(reads) == len(set(reads)), sorted(reads)
+    assert ("visit", str(clinic.visit_id)) in reads
+    # Read again in another request: audited again.
+    assert client.get(f"/visits/{clinic.visit_id}").status_code == 200
+    again = [(e.resource_type, e.resource_id)
+             for e in entries(run, services, action="read", actor_id=clinic.prescriber.id)]
+    assert again.count(("visit", str(clinic.visit_id))) == 2
+
+
+def test_a_transaction_writes_one_read_row_per_record_and_every_other_entry(
+    client: TestClient, clinic: Clinic, run: Runner, services: Services
+) -> None:
+    async def read_twice() -> None:
+        async with services.transaction() as session:
+            user = await session.get(User, clinic.prescriber.id)
+            assert user is not None
+            actor = Actor.of(user)
+            for _ in range(2):
+                audit.record(session, actor, "read", "visit", clinic.visit_id,
+                             patient_id=clinic.patient.id)
+                audit.record(session, actor, "read", "note", clinic.visit_id,
+                             patient_id=clinic.patient.id)
+                audit.record(session, actor, "invite", "visit", clinic.visit_id,
+                             patient_id=clinic.patient.id)
+
+    run(read_twice)
+    rows = [(e.action, e.resource_type)
+            for e in entries(run, services, actor_id=clinic.prescriber.id)]
+    assert sorted(rows) == sorted([("read", "visit"), ("read", "note"),
+                                   ("invite", "visit"), ("invite", "visit")])
 
 
 def test_a_refused_read_is_audited_as_denied(

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     idle_warning_seconds: int = 120
     session_max_hours: int = 12
     join_link_hours: int = 72
+    # How long an emailed password-reset link works (it works once).
+    password_reset_minutes: int = 60
     login_account_limit: int = 5
     login_address_limit: int = 30
     login_window_minutes: int = 15

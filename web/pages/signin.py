@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import audit, auth
+from server import audit, auth, password_reset
 from server.accounts import change_password
 from server.api.session import set_session_cookie
 from server.auth import COOKIE_NAME, JoinLinkError
@@ -40,7 +40,9 @@ async def login_page(request: Request) -> Response:
     if current is not None and current.session.visit_id is None:
         return RedirectResponse(home_for(current), status_code=303)
     notice = {"idle": "You were signed out after a period of inactivity.",
-              "out": "You have signed out."}.get(request.query_params.get("reason", ""))
+              "out": "You have signed out.",
+              "reset": "Your new password is set. Sign in with it."}.get(
+                  request.query_params.get("reason", ""))
     return render(request, "login.html", notice=notice, email="")
 
 
@@ -160,6 +162,56 @@ async def password_submit(request: Request) -> Response:
     return render(request, "password.html", done=True, has_password=True)
 
 
+async def reset_page(request: Request) -> Response:
+    return render(request, "password_reset.html", email="")
+
+
+async def reset_submit(request: Request) -> Response:
+    form = await posted_form(request)
+    email = str(form.get("email") or "")[:254]
+    services = services_of(request)
+    try:
+        await password_reset.request_reset(services, email=email, ip=client_ip(request))
+    except TooManyRequests as exc:
+        return render(request, "password_reset.html", status=429, error=exc.message,
+                      email=email)
+    # The same answer whether or not an account uses the address.
+    return render(request, "password_reset.html", email="", sent=password_reset.SENT.format(
+        minutes=services.settings.password_reset_minutes))
+
+
+async def reset_new_page(request: Request) -> Response:
+    token = request.query_params.get("t", "")[:1000]
+    try:
+        await password_reset.check_link(services_of(request), token)
+    except APIError as exc:
+        return render(request, "password_new.html", status=400, error=exc.message,
+                      link_ok=False)
+    return render(request, "password_new.html", token=token, link_ok=True)
+
+
+async def reset_new_submit(request: Request) -> Response:
+    form = await posted_form(request)
+    token = str(form.get("t") or "")[:1000]
+    password = str(form.get("new_password") or "")[:200]
+    if password != str(form.get("confirm_password") or "")[:200]:
+        return render(request, "password_new.html", status=422, token=token, link_ok=True,
+                      error="The two passwords are not the same.")
+    try:
+        await password_reset.complete_reset(services_of(request), token=token,
+                                            password=password, ip=client_ip(request))
+    except password_reset.LinkNotValid as exc:
+        return render(request, "password_new.html", status=400, error=exc.message,
+                      link_ok=False)
+    except APIError as exc:
+        return render(request, "password_new.html", status=exc.status, token=token,
+                      link_ok=True, error=exc.message)
+    response = RedirectResponse("/login?reason=reset", status_code=303)
+    # Whatever session this browser had is over with the others.
+    response.delete_cookie(COOKIE_NAME)
+    return response
+
+
 ROUTES = [
     Route("/", root),
     Route("/login", login_page, methods=["GET"]),
@@ -169,4 +221,8 @@ ROUTES = [
     Route("/visits/{visit_id}/join", join_submit, methods=["POST"]),
     Route("/account/password", password_page, methods=["GET"]),
     Route("/account/password", password_submit, methods=["POST"]),
+    Route("/password-reset", reset_page, methods=["GET"]),
+    Route("/password-reset", reset_submit, methods=["POST"]),
+    Route("/password-reset/new", reset_new_page, methods=["GET"]),
+    Route("/password-reset/new", reset_new_submit, methods=["POST"]),
 ]

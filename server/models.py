@@ -130,6 +130,9 @@ class Visit(Base):
     # (by staff, or the visit ending) moves it on, so the links made before stop working
     # (server/auth.py, "join links").
     join_link_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The calendar event's SEQUENCE: raised by every change a patient is told of, so
+    # their calendar replaces the event it holds (RFC 5545).
+    calendar_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     patient: Mapped[User] = relationship(foreign_keys=[patient_id], lazy="raise")
     prescriber: Mapped[User] = relationship(foreign_keys=[prescriber_id], lazy="raise")
@@ -209,6 +212,8 @@ class OutboxEmail(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # An iCalendar object sent with the email as text/calendar (a visit's event).
+    calendar: Mapped[str | None] = mapped_column(Text, default=None)
     last_error: Mapped[str | None] = mapped_column(String(300), default=None)
 
 

@@ -32,10 +32,11 @@ BATCH = 20
 
 
 def queue_email(
-    session: AsyncSession, *, to: str, subject: str, body: str, kind: str, now: datetime
+    session: AsyncSession, *, to: str, subject: str, body: str, kind: str, now: datetime,
+    calendar: str | None = None,
 ) -> OutboxEmail:
     email = OutboxEmail(to_addr=to, subject=subject, body=body, kind=kind, created_at=now,
-                        next_attempt_at=now)
+                        next_attempt_at=now, calendar=calendar)
     session.add(email)
     return email
 
@@ -69,6 +70,12 @@ def _message(services: Services, row: OutboxEmail) -> EmailMessage:
     message["Message-ID"] = make_msgid(idstring=f"outbox-{row.id}", domain=domain)
     message["X-Mendwell-Outbox-Id"] = str(row.id)
     message.set_content(row.body)
+    if row.calendar:
+        # As calendar programs expect an invitation: text/calendar with its METHOD.
+        method = "CANCEL" if "\nMETHOD:CANCEL" in row.calendar.replace("\r", "") else "REQUEST"
+        message.add_attachment(row.calendar.encode(), maintype="text", subtype="calendar",
+                               filename="visit.ics", params={"method": method,
+                                                             "charset": "utf-8"})
     return message
 
 

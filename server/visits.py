@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from server import audit
+from server import audit, invitations
 from server.access import (
     access_patient,
     access_visit,
@@ -27,6 +27,7 @@ from server.jobs import Job, claim
 from server.locks import lock_visit
 from server.models import (
     CareTeamMember,
+    OutboxEmail,
     Role,
     User,
     Visit,
@@ -37,6 +38,7 @@ from server.models import (
 from server.outbox import queue_email
 from server.results import Instant, Person, Result, utc_iso
 from server.services import Services
+from server.timezones import patient_zone
 
 # Whatever moves a visit into one of these also revokes its join links
 # (``invalidate_join_links``, as ``end_visit`` does): a visit that is over needs none.
@@ -200,24 +202,14 @@ async def invite_to_visit(
     if visit.status in ENDED:
         raise Conflict(f'Cannot invite to a visit in state "{visit.status.value}".',
                        field="status", extra={"status": visit.status.value})
-    patient = await session.get(User, visit.patient_id)
-    assert patient is not None
+    patient, prescriber, zone = await _people(session, services, visit)
     now = services.clock.now()
     token = make_join_token(services, visit)
     link = f"{services.settings.base_url}/visits/{visit.id}/join?t={token}"
-    # No clinical content: who it is from, when, and the link.
-    email = queue_email(
-        session, to=patient.email, kind="visit_invite", now=now,
-        subject="Your Mendwell video visit",
-        body=(
-            f"Hello {patient.name},\n\n"
-            "Your care team has invited you to a video visit. Open this link on your phone "
-            "or computer to check in and join. Nothing to install.\n\n"
-            f"{link}\n\n"
-            f"The link works until {services.settings.join_link_hours} hours after your visit "
-            "starts. If you did not expect this email, you can ignore it.\n"
-        ),
-    )
+    # No clinical content: who, when, how to prepare, and the link.
+    email = _queue(session, patient, now, invitations.invitation(
+        services, visit, patient=patient, prescriber=prescriber, zone=zone, link=link,
+        now=now))
     await session.flush()
     audit.record(session, actor, "invite", "visit", visit.id, patient_id=visit.patient_id,
                  outbox_id=email.id)
@@ -240,6 +232,20 @@ async def revoke_join_links(
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, sessions_ended=ended)
     return JoinLinksRevoked(visit_id=visit.id, revoked_at=now, sessions_ended=ended)
+
+
+async def _people(session: AsyncSession, services: Services,
+                  visit: Visit) -> tuple[User, User, str]:
+    patient = await session.get(User, visit.patient_id)
+    prescriber = await session.get(User, visit.prescriber_id)
+    assert patient is not None and prescriber is not None
+    return patient, prescriber, await patient_zone(session, services.settings, patient.id)
+
+
+def _queue(session: AsyncSession, patient: User, now: datetime,
+           email: invitations.Email) -> OutboxEmail:
+    return queue_email(session, to=patient.email, kind=email.kind, now=now,
+                       subject=email.subject, body=email.body, calendar=email.calendar)
 
 
 # --- moving and calling off a visit --------------------------------------------------
@@ -265,11 +271,12 @@ async def _changeable(session: AsyncSession, actor: Actor, visit_id: int,
 
 
 async def reschedule_visit(
-    session: AsyncSession, actor: Actor, visit_id: int, *, scheduled_at: datetime | None,
-    duration_minutes: int | None, now: datetime,
+    session: AsyncSession, services: Services, actor: Actor, visit_id: int, *,
+    scheduled_at: datetime | None, duration_minutes: int | None, now: datetime,
 ) -> VisitRecord:
     """Move a visit (``PATCH /api/v1/visits/{id}``): its start, its length or both. Its
-    join links keep working; the patient's screens and the care team's day update."""
+    join links keep working; the patient is emailed the new time with the calendar event
+    updated, and their screens and the care team's day update."""
     visit = await _changeable(session, actor, visit_id, "reschedule")
     if scheduled_at is not None:
         if scheduled_at < now - timedelta(hours=1):
@@ -278,6 +285,10 @@ async def reschedule_visit(
         visit.scheduled_at = scheduled_at
     if duration_minutes is not None:
         visit.duration_minutes = duration_minutes
+    visit.calendar_sequence += 1
+    patient, prescriber, zone = await _people(session, services, visit)
+    _queue(session, patient, now, invitations.change(
+        services, visit, patient=patient, prescriber=prescriber, zone=zone, now=now))
     audit.record(session, actor, "reschedule", "visit", visit.id, patient_id=visit.patient_id,
                  at=now, scheduled_at=utc_iso(visit.scheduled_at),
                  duration_minutes=visit.duration_minutes)
@@ -288,13 +299,18 @@ async def reschedule_visit(
     return await get_visit_loaded(session, visit.id)
 
 
-async def cancel_visit(session: AsyncSession, actor: Actor, visit_id: int, *,
-                       now: datetime) -> VisitRecord:
+async def cancel_visit(session: AsyncSession, services: Services, actor: Actor,
+                       visit_id: int, *, now: datetime) -> VisitRecord:
     """Call a visit off (``POST /api/v1/visits/{id}/cancel``): it is over, so its join
-    links stop working and whoever came in by one is signed out, as when a visit ends."""
+    links stop working and whoever came in by one is signed out, as when a visit ends;
+    the patient is emailed, and the calendar event cancelled."""
     visit = await _changeable(session, actor, visit_id, "cancel")
     visit.status = VisitStatus.cancelled
     visit.ended_at = now
+    visit.calendar_sequence += 1
+    patient, prescriber, zone = await _people(session, services, visit)
+    _queue(session, patient, now, invitations.cancellation(
+        services, visit, patient=patient, prescriber=prescriber, zone=zone, now=now))
     ended = await invalidate_join_links(session, visit, now=now, reason="visit_cancelled")
     audit.record(session, actor, "cancel", "visit", visit.id, patient_id=visit.patient_id,
                  at=now, sessions_ended=ended)

@@ -102,9 +102,11 @@ def queued_token(run: Runner, services: Services, outbox_id: int) -> str:
 
 
 def body_of(message: Message) -> str:
-    payload = message.get_payload(decode=True)
+    # The text itself: an invitation also carries its calendar event as a second part.
+    part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    payload = part.get_payload(decode=True)
     assert isinstance(payload, bytes)
-    return payload.decode(message.get_content_charset() or "utf-8").replace("\r\n", "\n")
+    return payload.decode(part.get_content_charset() or "utf-8").replace("\r\n", "\n")
 
 
 def no_session_cookie(response: Any, client: TestClient) -> bool:
@@ -196,17 +198,23 @@ def test_the_email_carries_no_clinical_content(
     [message] = smtp_server.inbox.wait_for(1)
     text = body_of(message)
     paragraphs = [p.strip() for p in text.strip().split("\n\n")]
-    # A greeting, what to do, the link, how long it works. Nothing else.
+    # A greeting; who and when (issue 17: the patient must know which visit); what to do
+    # and the link; how to prepare; how long the link works. Nothing else.
     assert paragraphs[0] == f"Hello {clinic.patient.name},"
-    assert LINK.fullmatch(paragraphs[2])
-    assert len(paragraphs) == 4
-    lowered = (text + message["Subject"]).lower()
-    for clinical in (clinic.prescriber.name.lower(), "follow", "intake", "psychiatr",
-                     "medication", "dose", "diagnos", "substance", "phq", "mood",
-                     "depress", "anxiety", "suicid"):
+    assert paragraphs[1].startswith(f"Your video visit with {clinic.prescriber.name} is on ")
+    assert LINK.fullmatch(paragraphs[3])
+    assert paragraphs[4].startswith("Before your visit:")
+    assert len(paragraphs) == 6
+    calendar = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    assert len(calendar) == 1
+    payload = calendar[0].get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    lowered = (text + message["Subject"] + payload.decode()).lower()
+    for clinical in ("follow", "intake", "psychiatr", "medication", "dose", "diagnos",
+                     "substance", "phq", "mood", "depress", "anxiety", "suicid"):
         assert clinical not in lowered, clinical
-    assert not message.is_multipart()
-    assert message.get_content_type() == "text/plain"
+    # The join link is in the email, not in the calendar event (calendars sync elsewhere).
+    assert "join?t=" not in payload.decode()
 
 
 @pytest.mark.parametrize("who", ["patient", "other_prescriber", "admin", "patient2"])

@@ -35,9 +35,11 @@ def ask(client: TestClient, email: str) -> Any:
 
 
 def body_of(message: Message) -> str:
-    payload = message.get_payload(decode=True)
+    # The text itself: an invitation also carries its calendar event as a second part.
+    part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    payload = part.get_payload(decode=True)
     assert isinstance(payload, bytes)
-    return payload.decode(message.get_content_charset() or "utf-8").replace("\r\n", "\n")
+    return payload.decode(part.get_content_charset() or "utf-8").replace("\r\n", "\n")
 
 
 def outbox_rows(run: Runner, services: Services) -> list[OutboxEmail]:

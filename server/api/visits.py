@@ -94,7 +94,7 @@ async def reschedule(request: Request) -> Response:
     services = services_of(request)
     async with services.transaction() as session:
         visit = await visits.reschedule_visit(
-            session, actor, visit_id, scheduled_at=body.scheduled_at,
+            session, services, actor, visit_id, scheduled_at=body.scheduled_at,
             duration_minutes=body.duration_minutes, now=services.clock.now())
     return JSONResponse(visit.to_json())
 
@@ -104,7 +104,8 @@ async def cancel(request: Request) -> Response:
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
     async with services.transaction() as session:
-        visit = await visits.cancel_visit(session, actor, visit_id, now=services.clock.now())
+        visit = await visits.cancel_visit(session, services, actor, visit_id,
+                                          now=services.clock.now())
     return JSONResponse(visit.to_json())
 
 

@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *,
                         checkin_hooks=[lifecycle.raise_from_checkin],
                         emergency_info_hooks=[lifecycle.emergency_info_confirmed])
     operations = api_operations()
-    background = [outbox.SENDER, deadlines.TIMERS, visits.LONG_WAITS]
+    background = [outbox.SENDER, deadlines.TIMERS, visits.LONG_WAITS, visits.REMINDERS]
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),

@@ -24,7 +24,7 @@ from server.models import User, Visit
 from server.services import Services
 
 Method = Literal["REQUEST", "CANCEL"]
-Kind = Literal["visit_invite", "visit_changed", "visit_cancelled"]
+Kind = Literal["visit_invite", "visit_changed", "visit_cancelled", "visit_reminder"]
 
 PREPARE = (
     "Before your visit:\n"
@@ -87,7 +87,7 @@ class Email:
     kind: Kind
     subject: str
     body: str
-    calendar: str
+    calendar: str | None
 
 
 def invitation(services: Services, visit: Visit, *, patient: User, prescriber: User,
@@ -133,3 +133,17 @@ def cancellation(services: Services, visit: Visit, *, patient: User, prescriber:
               "before then, call your clinic.\n"),
         calendar=event(services, visit, patient=patient, prescriber=prescriber, zone=zone,
                        method="CANCEL", now=now))
+
+
+def reminder(services: Services, visit: Visit, *, patient: User, prescriber: User,
+             zone: str, link: str) -> Email:
+    """A reminder before the visit (``MENDWELL_REMINDER_HOURS``): the same who and when,
+    and the link to join; no calendar event (the invitation's is still right)."""
+    when = when_text(visit.scheduled_at, zone)
+    return Email(
+        kind="visit_reminder", subject="Reminder: your Mendwell video visit",
+        body=(f"Hello {patient.name},\n\n"
+              f"A reminder: your video visit with {prescriber.name} is on {when}.\n\n"
+              "Open this link on your phone or computer to check in and join:\n\n"
+              f"{link}\n\n" + PREPARE.format(prescriber=prescriber.name)),
+        calendar=None)

@@ -339,6 +339,21 @@ class VisitGuest(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+class VisitReminder(Base):
+    """A reminder email due before a visit (``MENDWELL_REMINDER_HOURS``): a timer row,
+    sent once by whichever instance claims it, and replaced when the visit moves."""
+
+    __tablename__ = "visit_reminders"
+    __table_args__ = (UniqueConstraint("visit_id", "hours"),
+                      Index("ix_visit_reminders_due", "sent_at", "due_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    hours: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
 class VisitWait(Base):
     """A patient's stay in the waiting room, and the due time of its long-wait alert.
 

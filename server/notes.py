@@ -651,7 +651,7 @@ async def schedule_next(session: AsyncSession, services: Services, actor: Actor,
             session, services.settings, visit,
             [row.action for row in _stored_changes(note)])).days
     next_visit = await create_visit(
-        session, actor, patient_id=visit.patient_id, prescriber_id=visit.prescriber_id,
+        session, services, actor, patient_id=visit.patient_id, prescriber_id=visit.prescriber_id,
         kind=VisitKind.follow_up, scheduled_at=visit.scheduled_at + timedelta(days=days),
         duration_minutes=None, now=services.clock.now())
     invite = await invite_to_visit(session, services, actor, next_visit.id)

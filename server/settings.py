@@ -46,6 +46,7 @@ def _empty_is_false(raw: object) -> object:
 # The kinds of value a setting has, each parsed one way from its variable.
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
 Flag = Annotated[bool, BeforeValidator(_empty_is_false)]
+HoursList = Annotated[tuple[int, ...], NoDecode, BeforeValidator(_comma_list)]
 AbsolutePath = Annotated[Path, AfterValidator(lambda path: path.resolve())]
 Environment = Literal["development", "test", "production"]
 IceTransportPolicy = Literal["all", "relay"]
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     join_link_hours: int = 72
     # How long an emailed password-reset link works (it works once).
     password_reset_minutes: int = 60
+    # Reminder emails, this many hours before each visit (empty: none).
+    reminder_hours: HoursList = (24, 1)
+    reminder_poll_seconds: float = 60.0
     login_account_limit: int = 5
     login_address_limit: int = 30
     login_window_minutes: int = 15

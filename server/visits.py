@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
@@ -32,6 +32,7 @@ from server.models import (
     User,
     Visit,
     VisitKind,
+    VisitReminder,
     VisitStatus,
     VisitWait,
 )
@@ -142,6 +143,7 @@ async def get_visit(
 
 async def create_visit(
     session: AsyncSession,
+    services: Services,
     actor: Actor,
     *,
     patient_id: int,
@@ -176,6 +178,7 @@ async def create_visit(
     )
     session.add(visit)
     await session.flush()
+    await _plan_reminders(session, services, visit, now)
     audit.record(session, actor, "create", "visit", visit.id, patient_id=patient_id)
     emit(session, "visit.created", await care_team_ids(session, patient_id) | {patient_id},
          visit_id=visit.id)
@@ -248,6 +251,56 @@ def _queue(session: AsyncSession, patient: User, now: datetime,
                        subject=email.subject, body=email.body, calendar=email.calendar)
 
 
+# --- reminders -------------------------------------------------------------------------
+
+
+async def _plan_reminders(session: AsyncSession, services: Services, visit: Visit,
+                          now: datetime) -> None:
+    """One timer row per MENDWELL_REMINDER_HOURS still ahead of the visit's start. A move
+    plans them again for the new time (a reminder already sent for the old one goes
+    again, now with the right time); one whose moment has passed is not sent late."""
+    await session.execute(delete(VisitReminder).where(VisitReminder.visit_id == visit.id))
+    for hours in sorted(set(services.settings.reminder_hours)):
+        due = visit.scheduled_at - timedelta(hours=hours)
+        if due > now:
+            session.add(VisitReminder(visit_id=visit.id, hours=hours, due_at=due))
+
+
+async def send_reminders(session: AsyncSession, services: Services, *, now: datetime,
+                         limit: int = 50) -> list[int]:
+    """Queue every reminder that is due, once each (``jobs.claim``: safe on every
+    instance); a visit no longer ahead (cancelled, under way) gets none. Returns the
+    visits reminded."""
+    due = await claim(session, VisitReminder, (
+        VisitReminder.sent_at.is_(None), VisitReminder.due_at <= now),
+        (VisitReminder.due_at, VisitReminder.id), {"sent_at": now}, limit)
+    reminded = []
+    for reminder in due:
+        visit = await session.get(Visit, reminder.visit_id)
+        assert visit is not None
+        if visit.status not in CHANGEABLE or visit.scheduled_at <= now:
+            continue
+        patient, prescriber, zone = await _people(session, services, visit)
+        link = f"{services.settings.base_url}/visits/{visit.id}/join?" \
+               f"t={make_join_token(services, visit)}"
+        _queue(session, patient, now, invitations.reminder(
+            services, visit, patient=patient, prescriber=prescriber, zone=zone, link=link))
+        audit.record(session, SYSTEM, "remind", "visit", visit.id,
+                     patient_id=visit.patient_id, at=now, hours=reminder.hours)
+        reminded.append(visit.id)
+    return reminded
+
+
+async def send_reminders_now(services: Services) -> list[int]:
+    """One turn of the reminder job."""
+    async with services.transaction() as session:
+        return await send_reminders(session, services, now=services.clock.now())
+
+
+REMINDERS = Job("visit reminders", send_reminders_now,
+                lambda settings: settings.reminder_poll_seconds)
+
+
 # --- moving and calling off a visit --------------------------------------------------
 
 # A visit may be moved or called off until the patient is in the waiting room; after
@@ -286,6 +339,7 @@ async def reschedule_visit(
     if duration_minutes is not None:
         visit.duration_minutes = duration_minutes
     visit.calendar_sequence += 1
+    await _plan_reminders(session, services, visit, now)
     patient, prescriber, zone = await _people(session, services, visit)
     _queue(session, patient, now, invitations.change(
         services, visit, patient=patient, prescriber=prescriber, zone=zone, now=now))
@@ -308,6 +362,8 @@ async def cancel_visit(session: AsyncSession, services: Services, actor: Actor,
     visit.status = VisitStatus.cancelled
     visit.ended_at = now
     visit.calendar_sequence += 1
+    await session.execute(delete(VisitReminder).where(VisitReminder.visit_id == visit.id,
+                                                      VisitReminder.sent_at.is_(None)))
     patient, prescriber, zone = await _people(session, services, visit)
     _queue(session, patient, now, invitations.cancellation(
         services, visit, patient=patient, prescriber=prescriber, zone=zone, now=now))

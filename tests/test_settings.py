@@ -30,6 +30,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "tuple[str, ...]": (" stun:a.test:3478, ,stun:b.test:3478 ",
                         ("stun:a.test:3478", "stun:b.test:3478")),
     "SecretStr": ("s3cr3t value", SecretStr("s3cr3t value")),
+    "tuple[int, ...]": (" 48, ,2 ", (48, 2)),
 }
 # Fields whose value is checked: a sample of the right kind would not be accepted.
 SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),

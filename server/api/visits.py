@@ -62,7 +62,7 @@ async def create_visit(request: Request) -> Response:
     services = services_of(request)
     async with services.transaction() as session:
         visit = await visits.create_visit(
-            session, actor, patient_id=body.patient_id, prescriber_id=body.prescriber_id,
+            session, services, actor, patient_id=body.patient_id, prescriber_id=body.prescriber_id,
             kind=body.kind, scheduled_at=body.scheduled_at,
             duration_minutes=body.duration_minutes, now=services.clock.now(),
         )

@@ -90,60 +90,78 @@ class Email:
     calendar: str | None
 
 
-def invitation(services: Services, visit: Visit, *, patient: User, prescriber: User,
-               zone: str, link: str, now: datetime) -> Email:
-    when = when_text(visit.scheduled_at, zone)
+@dataclass(frozen=True)
+class About:
+    """The visit an email is about, and who and when as its patient reads it."""
+
+    services: Services
+    visit: Visit
+    patient: User
+    prescriber: User
+    zone: str
+    now: datetime
+
+    @property
+    def when(self) -> str:
+        return when_text(self.visit.scheduled_at, self.zone)
+
+    @property
+    def hello(self) -> str:
+        return f"Hello {self.patient.name},\n\n"
+
+    @property
+    def prepare(self) -> str:
+        return PREPARE.format(prescriber=self.prescriber.name)
+
+    def event(self, method: Method) -> str:
+        return event(self.services, self.visit, patient=self.patient,
+                     prescriber=self.prescriber, zone=self.zone, method=method, now=self.now)
+
+
+def invitation(about: About, link: str) -> Email:
+    hours = about.services.settings.join_link_hours
     return Email(
         kind="visit_invite", subject="Your Mendwell video visit",
-        body=(f"Hello {patient.name},\n\n"
-              f"Your video visit with {prescriber.name} is on {when}. It lasts about "
-              f"{visit.duration_minutes} minutes.\n\n"
+        body=(about.hello
+              + f"Your video visit with {about.prescriber.name} is on {about.when}. It lasts "
+              f"about {about.visit.duration_minutes} minutes.\n\n"
               "Open this link on your phone or computer to check in and join:\n\n"
-              f"{link}\n\n"
-              + PREPARE.format(prescriber=prescriber.name) +
-              f"\nThe link works until {services.settings.join_link_hours} hours after your "
-              "visit starts. If you did not expect this email, you can ignore it.\n"),
-        calendar=event(services, visit, patient=patient, prescriber=prescriber, zone=zone,
-                       method="REQUEST", now=now))
+              f"{link}\n\n" + about.prepare
+              + f"\nThe link works until {hours} hours after your visit starts. If you did "
+              "not expect this email, you can ignore it.\n"),
+        calendar=about.event("REQUEST"))
 
 
-def change(services: Services, visit: Visit, *, patient: User, prescriber: User,
-           zone: str, now: datetime) -> Email:
-    when = when_text(visit.scheduled_at, zone)
+def change(about: About) -> Email:
     return Email(
         kind="visit_changed", subject="Your Mendwell video visit has moved",
-        body=(f"Hello {patient.name},\n\n"
-              f"Your video visit with {prescriber.name} is now on {when}. It lasts about "
-              f"{visit.duration_minutes} minutes.\n\n"
+        body=(about.hello
+              + f"Your video visit with {about.prescriber.name} is now on {about.when}. It "
+              f"lasts about {about.visit.duration_minutes} minutes.\n\n"
               "The link in your invitation email still works; use it at the new time.\n\n"
-              + PREPARE.format(prescriber=prescriber.name)),
-        calendar=event(services, visit, patient=patient, prescriber=prescriber, zone=zone,
-                       method="REQUEST", now=now))
+              + about.prepare),
+        calendar=about.event("REQUEST"))
 
 
-def cancellation(services: Services, visit: Visit, *, patient: User, prescriber: User,
-                 zone: str, now: datetime) -> Email:
-    when = when_text(visit.scheduled_at, zone)
+def cancellation(about: About) -> Email:
     return Email(
         kind="visit_cancelled", subject="Your Mendwell video visit is cancelled",
-        body=(f"Hello {patient.name},\n\n"
-              f"Your video visit with {prescriber.name} on {when} is cancelled. Its link "
-              "no longer works.\n\n"
+        body=(about.hello
+              + f"Your video visit with {about.prescriber.name} on {about.when} is "
+              "cancelled. Its link no longer works.\n\n"
               "Your care team will be in touch to arrange another time. If you need help "
               "before then, call your clinic.\n"),
-        calendar=event(services, visit, patient=patient, prescriber=prescriber, zone=zone,
-                       method="CANCEL", now=now))
+        calendar=about.event("CANCEL"))
 
 
-def reminder(services: Services, visit: Visit, *, patient: User, prescriber: User,
-             zone: str, link: str) -> Email:
+def reminder(about: About, link: str) -> Email:
     """A reminder before the visit (``MENDWELL_REMINDER_HOURS``): the same who and when,
     and the link to join; no calendar event (the invitation's is still right)."""
-    when = when_text(visit.scheduled_at, zone)
     return Email(
         kind="visit_reminder", subject="Reminder: your Mendwell video visit",
-        body=(f"Hello {patient.name},\n\n"
-              f"A reminder: your video visit with {prescriber.name} is on {when}.\n\n"
+        body=(about.hello
+              + f"A reminder: your video visit with {about.prescriber.name} is on "
+              f"{about.when}.\n\n"
               "Open this link on your phone or computer to check in and join:\n\n"
-              f"{link}\n\n" + PREPARE.format(prescriber=prescriber.name)),
+              f"{link}\n\n" + about.prepare),
         calendar=None)

@@ -205,18 +205,15 @@ async def invite_to_visit(
     if visit.status in ENDED:
         raise Conflict(f'Cannot invite to a visit in state "{visit.status.value}".',
                        field="status", extra={"status": visit.status.value})
-    patient, prescriber, zone = await _people(session, services, visit)
     now = services.clock.now()
-    token = make_join_token(services, visit)
-    link = f"{services.settings.base_url}/visits/{visit.id}/join?t={token}"
+    about = await _about(session, services, visit, now)
     # No clinical content: who, when, how to prepare, and the link.
-    email = _queue(session, patient, now, invitations.invitation(
-        services, visit, patient=patient, prescriber=prescriber, zone=zone, link=link,
-        now=now))
+    email = _queue(session, about, invitations.invitation(about, _join_link(services, visit)))
     await session.flush()
     audit.record(session, actor, "invite", "visit", visit.id, patient_id=visit.patient_id,
                  outbox_id=email.id)
-    return InvitationQueued(id=email.id, visit_id=visit.id, to=patient.email, queued_at=now)
+    return InvitationQueued(id=email.id, visit_id=visit.id, to=about.patient.email,
+                            queued_at=now)
 
 
 async def revoke_join_links(
@@ -237,17 +234,24 @@ async def revoke_join_links(
     return JoinLinksRevoked(visit_id=visit.id, revoked_at=now, sessions_ended=ended)
 
 
-async def _people(session: AsyncSession, services: Services,
-                  visit: Visit) -> tuple[User, User, str]:
+async def _about(session: AsyncSession, services: Services, visit: Visit,
+                 now: datetime) -> invitations.About:
     patient = await session.get(User, visit.patient_id)
     prescriber = await session.get(User, visit.prescriber_id)
     assert patient is not None and prescriber is not None
-    return patient, prescriber, await patient_zone(session, services.settings, patient.id)
+    zone = await patient_zone(session, services.settings, patient.id)
+    return invitations.About(services=services, visit=visit, patient=patient,
+                             prescriber=prescriber, zone=zone, now=now)
 
 
-def _queue(session: AsyncSession, patient: User, now: datetime,
+def _join_link(services: Services, visit: Visit) -> str:
+    return f"{services.settings.base_url}/visits/{visit.id}/join?" \
+           f"t={make_join_token(services, visit)}"
+
+
+def _queue(session: AsyncSession, about: invitations.About,
            email: invitations.Email) -> OutboxEmail:
-    return queue_email(session, to=patient.email, kind=email.kind, now=now,
+    return queue_email(session, to=about.patient.email, kind=email.kind, now=about.now,
                        subject=email.subject, body=email.body, calendar=email.calendar)
 
 
@@ -280,11 +284,8 @@ async def send_reminders(session: AsyncSession, services: Services, *, now: date
         assert visit is not None
         if visit.status not in CHANGEABLE or visit.scheduled_at <= now:
             continue
-        patient, prescriber, zone = await _people(session, services, visit)
-        link = f"{services.settings.base_url}/visits/{visit.id}/join?" \
-               f"t={make_join_token(services, visit)}"
-        _queue(session, patient, now, invitations.reminder(
-            services, visit, patient=patient, prescriber=prescriber, zone=zone, link=link))
+        about = await _about(session, services, visit, now)
+        _queue(session, about, invitations.reminder(about, _join_link(services, visit)))
         audit.record(session, SYSTEM, "remind", "visit", visit.id,
                      patient_id=visit.patient_id, at=now, hours=reminder.hours)
         reminded.append(visit.id)
@@ -340,9 +341,8 @@ async def reschedule_visit(
         visit.duration_minutes = duration_minutes
     visit.calendar_sequence += 1
     await _plan_reminders(session, services, visit, now)
-    patient, prescriber, zone = await _people(session, services, visit)
-    _queue(session, patient, now, invitations.change(
-        services, visit, patient=patient, prescriber=prescriber, zone=zone, now=now))
+    about = await _about(session, services, visit, now)
+    _queue(session, about, invitations.change(about))
     audit.record(session, actor, "reschedule", "visit", visit.id, patient_id=visit.patient_id,
                  at=now, scheduled_at=utc_iso(visit.scheduled_at),
                  duration_minutes=visit.duration_minutes)
@@ -364,9 +364,8 @@ async def cancel_visit(session: AsyncSession, services: Services, actor: Actor,
     visit.calendar_sequence += 1
     await session.execute(delete(VisitReminder).where(VisitReminder.visit_id == visit.id,
                                                       VisitReminder.sent_at.is_(None)))
-    patient, prescriber, zone = await _people(session, services, visit)
-    _queue(session, patient, now, invitations.cancellation(
-        services, visit, patient=patient, prescriber=prescriber, zone=zone, now=now))
+    about = await _about(session, services, visit, now)
+    _queue(session, about, invitations.cancellation(about))
     ended = await invalidate_join_links(session, visit, now=now, reason="visit_cancelled")
     audit.record(session, actor, "cancel", "visit", visit.id, patient_id=visit.patient_id,
                  at=now, sessions_ended=ended)

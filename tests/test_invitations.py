@@ -14,11 +14,11 @@ from icalendar import Calendar
 from starlette.testclient import TestClient
 
 from server import outbox
-from server.models import PatientProfile
 from server.services import Services
 from tests.clinic import Clinic
 from tests.conftest import Runner, SignIn
 from tests.mail import SmtpServer
+from tests.test_timezones import set_zone
 
 PACIFIC = "America/Los_Angeles"
 
@@ -26,16 +26,6 @@ PACIFIC = "America/Los_Angeles"
 @pytest.fixture
 def settings_overrides(smtp_server: SmtpServer) -> dict[str, Any]:
     return {"smtp_url": smtp_server.url}
-
-
-def in_pacific(run: Runner, services: Services, patient_id: int) -> None:
-    async def update() -> None:
-        async with services.transaction() as session:
-            profile = await session.get(PatientProfile, patient_id)
-            assert profile is not None
-            profile.timezone = PACIFIC
-
-    run(update)
 
 
 def delivered(run: Runner, services: Services, smtp: SmtpServer, count: int) -> Message:
@@ -60,7 +50,7 @@ def test_invitation_change_and_cancellation_keep_one_calendar_event_up_to_date(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services,
     smtp_server: SmtpServer,
 ) -> None:
-    in_pacific(run, services, clinic.patient.id)
+    set_zone(run, services, clinic.patient.id, PACIFIC)
     sign_in(clinic.prescriber)
     visit = client.get(f"/api/v1/visits/{clinic.visit_id}").json()
     start = datetime.fromisoformat(visit["scheduled_at"])

@@ -339,6 +339,21 @@ class VisitGuest(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+class PasswordResetRequest(Base):
+    """One "email me a reset link", kept for throttling: by the address typed (as a keyed
+    digest, so the table is no list of addresses) and by the client address, the same
+    whether or not an account uses the address."""
+
+    __tablename__ = "password_reset_requests"
+    __table_args__ = (Index("ix_password_reset_requests_email_at", "email_digest", "at"),
+                      Index("ix_password_reset_requests_ip_at", "ip", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_digest: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class VisitReminder(Base):
     """A reminder email due before a visit (``MENDWELL_REMINDER_HOURS``): a timer row,
     sent once by whichever instance claims it, and replaced when the visit moves."""

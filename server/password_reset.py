@@ -10,6 +10,7 @@ is nothing to steal from the database that would open an account.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,14 +22,14 @@ from server import audit
 from server.actors import Actor
 from server.auth import normalise_email
 from server.errors import TooManyRequests, ValidationFailed
-from server.models import AuditEntry, AuthSession, LoginFailure, OutboxEmail, User
+from server.models import AuthSession, LoginFailure, PasswordResetRequest, User
 from server.outbox import queue_email
 from server.passwords import hash_password, password_problem
 from server.services import Services
 
 SALT = "mendwell.password-reset"
 KIND = "password_reset"
-# Requests that send an email, per address, in a window; and requests of any kind from
+# Requests per address typed (with an account or not), in a window; and requests from
 # one network address (a script trying addresses) in the same window.
 PER_EMAIL = 3
 PER_ADDRESS = 20
@@ -60,23 +61,27 @@ async def request_reset(services: Services, *, email: str, ip: str) -> None:
     email = normalise_email(email)[:254]
     now = services.clock.now()
     since = now - WINDOW
+    digest = hmac.new(services.settings.secret_key.get_secret_value().encode(),
+                      email.encode(), hashlib.sha256).hexdigest()
     async with services.transaction() as session:
         asked = await session.scalar(
-            select(func.count()).select_from(AuditEntry).where(
-                AuditEntry.action == "request_password_reset", AuditEntry.ip == ip,
-                AuditEntry.at >= since))
+            select(func.count()).select_from(PasswordResetRequest).where(
+                PasswordResetRequest.ip == ip, PasswordResetRequest.at >= since))
         if (asked or 0) >= PER_ADDRESS:
             raise TooManyRequests("Too many reset requests from this address. Try again "
                                   "later.", retry_after=int(WINDOW.total_seconds()))
-        user = await session.scalar(select(User).where(User.email == email))
+        # Counted by the address typed, account or not: a limit reached only for
+        # addresses with an account would tell which ones have one.
         sent = await session.scalar(
-            select(func.count()).select_from(OutboxEmail).where(
-                OutboxEmail.kind == KIND, OutboxEmail.to_addr == email,
-                OutboxEmail.created_at >= since))
+            select(func.count()).select_from(PasswordResetRequest).where(
+                PasswordResetRequest.email_digest == digest,
+                PasswordResetRequest.at >= since))
         if (sent or 0) >= PER_EMAIL:
             raise TooManyRequests("Too many reset requests for this address. Try again "
                                   "later.", retry_after=int(WINDOW.total_seconds()),
                                   field="email")
+        session.add(PasswordResetRequest(email_digest=digest, ip=ip[:64], at=now))
+        user = await session.scalar(select(User).where(User.email == email))
         # Recorded without the address asked for: an audit row is not a list of who
         # has an account.
         audit.record(session, Actor.of(user, ip=ip) if user and user.is_active else None,

@@ -167,6 +167,17 @@ def test_requests_are_throttled_per_address_asked_for_alike_known_or_not(
     assert ask(client, "someone-else@clinic.test").status_code == 429
 
 
+def test_an_address_with_no_account_is_limited_alike_so_the_limit_tells_nothing(
+    client: TestClient, clinic: Clinic, run: Runner, services: Services,
+) -> None:
+    answers = {}
+    for email in ("patient@clinic.test", "nobody@clinic.test"):
+        answers[email] = [ask(client, email).status_code
+                          for _ in range(password_reset.PER_EMAIL + 1)]
+    assert answers["patient@clinic.test"] == answers["nobody@clinic.test"] == \
+        [200] * password_reset.PER_EMAIL + [429]
+
+
 def test_a_link_expires_and_a_spoiled_one_is_refused(
     client: TestClient, clinic: Clinic, run: Runner, services: Services,
 ) -> None:

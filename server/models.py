@@ -133,6 +133,10 @@ class Visit(Base):
     # The calendar event's SEQUENCE: raised by every change a patient is told of, so
     # their calendar replaces the event it holds (RFC 5545).
     calendar_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # "Running a few minutes late": what the prescriber told the waiting patient, and
+    # when, so a patient who (re)opens the waiting room still sees it.
+    late_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    late_notice_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     patient: Mapped[User] = relationship(foreign_keys=[patient_id], lazy="raise")
     prescriber: Mapped[User] = relationship(foreign_keys=[prescriber_id], lazy="raise")
@@ -337,6 +341,27 @@ class VisitGuest(Base):
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     admitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class VisitChatMessage(Base):
+    """A text message sent in a visit's call: kept with the visit as part of its record
+    and shown to staff afterwards. The sender is a user or a guest; their name as shown
+    when they sent it is kept beside them. ``client_id`` is the sender's own id for the
+    message, so a message resent after a reconnect is stored once."""
+
+    __tablename__ = "visit_chat_messages"
+    __table_args__ = (UniqueConstraint("visit_id", "client_id"),
+                      Index("ix_visit_chat_messages_visit_sent", "visit_id", "sent_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    sender_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    sender_guest_id: Mapped[int | None] = mapped_column(ForeignKey("visit_guests.id"),
+                                                        default=None)
+    sender_name: Mapped[str] = mapped_column(String(200))
+    client_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PasswordResetRequest(Base):

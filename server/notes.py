@@ -66,7 +66,7 @@ from server.visits import create_visit, invite_to_visit
 # assessment's three are the ones the signing gate reads.
 SafetySection = Literal["safety_assessed", "safety_risk_judgement", "safety_plan"]
 Section = Literal["interval_history", "mental_status", "assessment", "plan",
-                  "side_effect_actions", SafetySection]
+                  "side_effect_actions", "for_patient", SafetySection]
 SECTIONS: Final[tuple[Section, ...]] = get_args(Section)
 SAFETY_SECTIONS: Final[tuple[SafetySection, ...]] = get_args(SafetySection)
 # The clinician's risk judgement (CLINICAL.md, invariant 7). The one list: the API checks
@@ -93,6 +93,9 @@ class NoteSections(BaseModel):
     assessment: SectionText = ""
     plan: SectionText = ""
     side_effect_actions: SectionText = ""
+    # Written for the patient: the after-visit summary shows this, never the plan (a
+    # clinician's plan is written for clinicians, and went word for word to patients).
+    for_patient: SectionText = ""
     safety_assessed: SectionText = ""
     # Empty while drafting; signing needs one of the list (``unmet_safety_sections``).
     safety_risk_judgement: Literal[RiskJudgement, ""] = ""
@@ -219,6 +222,18 @@ class Note(Result):
     addenda: list[Addendum]
 
 
+class SignCheck(Result):
+    """Whether the note at the version the signer saw would pass the signing gate now:
+    the same reasons and missing sections a sign would refuse with (409
+    ``safety_assessment_required``). Advisory only; the sign checks again."""
+
+    version: int
+    ready: bool
+    safety_required: bool
+    reasons: list[str]
+    missing: list[SafetySection]
+
+
 class ScheduledVisit(Result):
     """The next visit, just scheduled, and its invitation."""
 
@@ -245,11 +260,14 @@ CRISIS_RESOURCES: Final = CrisisResources(
 
 
 class AfterVisitSummary(Result):
-    """What the patient reads after the visit, from the signed note."""
+    """What the patient reads after the visit, from the signed note (or, previewed by
+    the prescriber, from the draft). Nothing of the clinician's own sections (plan,
+    assessment, safety) is in it: only what was written for the patient."""
 
     visit_id: int
     medication_changes: list[MedicationChangeRow]
-    plan: str
+    # The note's "for the patient" section ("" when the prescriber wrote none).
+    for_patient: str
     # The check-in's side effects as the patient reported them.
     side_effects_reported: list[JsonValue]
     side_effect_actions: str
@@ -480,6 +498,37 @@ async def save_note(session: AsyncSession, services: Services, actor: Actor, vis
     return await note_result(session, services, visit, note)
 
 
+async def _sign_gate(session: AsyncSession, services: Services, visit: Visit,
+                     note: VisitNote, version: int
+                     ) -> tuple[SafetyGate, list[SafetySection]]:
+    """What a sign of ``version`` meets, shared by the sign and its check so both give
+    the same answer: 409 when the note is signed or the version is not the current one,
+    else the gate and the safety sections it still needs."""
+    if note.status is NoteStatus.signed:
+        raise Conflict("The note is already signed.", code="note_signed", field="status",
+                       extra={"status": "signed"})
+    if note.version != version:
+        raise await _version_conflict(session, services, visit, note, version)
+    gate = await safety_gate(session, services, visit)
+    return gate, unmet_safety_sections(_stored_sections(note)) if gate.required else []
+
+
+async def sign_check(session: AsyncSession, services: Services, actor: Actor,
+                     visit_id: int, version: int) -> SignCheck:
+    """The signing gate for the note at ``version``, asked before signing so the
+    confirmation lists what is missing first. Read only: no lock, nothing stored (a
+    note never saved is checked as the empty draft); the same access as the sign."""
+    visit = await _staff_visit(session, services, actor, visit_id, write=True)
+    note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id))
+    if note is None:
+        note = _empty_note(visit, services.clock.now())
+    gate, unmet = await _sign_gate(session, services, visit, note, version)
+    audit.record(session, actor, "read", "note", note.id, patient_id=visit.patient_id,
+                 sign_check=True)
+    return SignCheck(version=version, ready=not unmet, safety_required=gate.required,
+                     reasons=gate.reasons, missing=unmet)
+
+
 async def sign_note(session: AsyncSession, services: Services, actor: Actor,
                     visit_id: int, version: int) -> Note:
     """Sign the note at ``version`` (the one the signer saw), through the safety gate."""
@@ -490,13 +539,7 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
     await lock_visit(session, visit.id)
     now = services.clock.now()
     note = await _note_for(session, visit, now)
-    if note.status is NoteStatus.signed:
-        raise Conflict("The note is already signed.", code="note_signed", field="status",
-                       extra={"status": "signed"})
-    if note.version != version:
-        raise await _version_conflict(session, services, visit, note, version)
-    gate = await safety_gate(session, services, visit)
-    unmet = unmet_safety_sections(_stored_sections(note)) if gate.required else []
+    gate, unmet = await _sign_gate(session, services, visit, note, version)
     if unmet:
         # The reasons go in `reasons`, not in the message (messages carry no clinical
         # content).
@@ -667,17 +710,35 @@ async def after_visit_summary(session: AsyncSession, services: Services, actor: 
     if note is None or note.status is not NoteStatus.signed:
         raise Conflict("The summary is ready once your prescriber signs the visit note.",
                        code="summary_not_ready", field="status")
+    audit.record(session, actor, "read", "after_visit_summary", note.id,
+                 patient_id=visit.patient_id)
+    return await _summary(session, visit, note)
+
+
+async def summary_preview(session: AsyncSession, services: Services, actor: Actor,
+                          visit_id: int) -> AfterVisitSummary:
+    """The summary the patient would read if the note were signed as it is saved now,
+    for the care team to check before signing (the same reader as the summary)."""
+    visit = await _staff_visit(session, services, actor, visit_id, write=False)
+    note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id))
+    if note is None:
+        note = _empty_note(visit, services.clock.now())
+    audit.record(session, actor, "read", "after_visit_summary", note.id,
+                 patient_id=visit.patient_id, preview=True)
+    return await _summary(session, visit, note)
+
+
+async def _summary(session: AsyncSession, visit: Visit, note: VisitNote) -> AfterVisitSummary:
     next_visit = await session.scalar(select(Visit).where(
         Visit.patient_id == visit.patient_id, Visit.scheduled_at > visit.scheduled_at)
         .order_by(Visit.scheduled_at).limit(1))
     checkin = await _checkin(session, visit)
     reported = (checkin.data.get("side_effects") if checkin else None) or []
-    audit.record(session, actor, "read", "after_visit_summary", note.id,
-                 patient_id=visit.patient_id)
     sections = _stored_sections(note)
     return AfterVisitSummary(
-        visit_id=visit.id, medication_changes=_stored_changes(note), plan=sections["plan"],
-        side_effects_reported=reported, side_effect_actions=sections["side_effect_actions"],
+        visit_id=visit.id, medication_changes=_stored_changes(note),
+        for_patient=sections["for_patient"], side_effects_reported=reported,
+        side_effect_actions=sections["side_effect_actions"],
         follow_up_days=note.follow_up_days,
         next_visit=UpcomingVisit(id=next_visit.id, scheduled_at=next_visit.scheduled_at)
         if next_visit else None,

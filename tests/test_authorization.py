@@ -444,6 +444,10 @@ API = [
     row("POST", "/api/v1/visits/{visit_id}/note/sign",
         401,     403,     403,     403,     200,     DENIED,  403,     403,     403,
         prepare=fresh_visit, json=lambda cell: {"version": 0}),
+    # Read only, but asked by the signer: the same access as the sign.
+    row("POST", "/api/v1/visits/{visit_id}/note/sign-check",
+        401,     403,     403,     403,     200,     DENIED,  403,     403,     403,
+        prepare=fresh_visit, json=lambda cell: {"version": 0}),
     row("POST", "/api/v1/visits/{visit_id}/note/addenda",
         401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
         prepare=signed_note, json=lambda cell: {"text": "Called the pharmacy."}),
@@ -614,6 +618,11 @@ PAGES = [
     row("GET", "/visits/{visit_id}/summary",
         LOGIN,   200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=signed_note),
+    # The prescriber's preview of the summary from the draft: the care team's, not the
+    # patient's (who reads the signed summary only).
+    row("GET", "/visits/{visit_id}/summary/preview",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=fresh_visit),
     # The offline page's service worker: one static file, no data, no session needed.
     row("GET", "/visits/offline-worker.js",
         200,     200,     200,     200,     200,     200,     200,     200,     200),

@@ -52,6 +52,19 @@ async def sign(request: Request) -> Response:
     return JSONResponse(note.to_json())
 
 
+async def sign_check(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    if not await request.body():
+        raise ValidationFailed("Name the note version you are about to sign: "
+                               "{\"version\": N}.", field="version")
+    body = await json_body(request, notes.NoteSign)
+    services = services_of(request)
+    async with services.transaction() as session:
+        found = await notes.sign_check(session, services, actor, visit_id, body.version)
+    return JSONResponse(found.to_json())
+
+
 async def add_addendum(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
@@ -102,6 +115,11 @@ OPERATIONS = [
     ApiOperation("POST", "/api/v1/visits/{visit_id}/note/sign", sign,
                  "Sign and lock the note at the `version` the signer saw; applies medication "
                  "changes (409 version_conflict, 409 safety_assessment_required)",
+                 body=notes.NoteSign, tag="notes"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/note/sign-check", sign_check,
+                 "Check, without signing, whether the note at `version` would pass the "
+                 "signing gate: `ready`, and the gate's `reasons` and `missing` sections a "
+                 "sign would refuse with (409 version_conflict, 409 note_signed as a sign)",
                  body=notes.NoteSign, tag="notes"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/note/addenda", add_addendum,
                  "Append an addendum to a signed note; one with a `safety_assessment` "

@@ -45,6 +45,7 @@ SECTION_LABELS: Final[dict[notes.Section, str]] = {
     "assessment": "Assessment",
     "plan": "Plan",
     "side_effect_actions": "Side-effect actions",
+    "for_patient": "For the patient (goes in their summary)",
     "safety_assessed": "What was assessed",
     "safety_risk_judgement": "Your risk judgement",
     "safety_plan": "Safety plan",
@@ -55,6 +56,7 @@ SECTION_NAMES: Final[dict[notes.Section, str]] = {
     **SECTION_LABELS,
     "safety_assessed": "What was assessed (safety)",
     "safety_risk_judgement": "Risk judgement",
+    "for_patient": "For the patient",
 }
 SECTION_HINTS: Final[dict[notes.Section, str]] = {
     "interval_history": "Since the last visit: symptoms, adherence, life events.",
@@ -62,6 +64,9 @@ SECTION_HINTS: Final[dict[notes.Section, str]] = {
                       "cognition, insight.",
     "side_effect_actions": "What to do about the side effects reported; the patient "
                            "reads this in their summary.",
+    "for_patient": "What the patient should do and expect, in plain words. Their "
+                   "after-visit summary shows this as written; your plan and "
+                   "assessment stay in the note.",
     "safety_assessed": "Ideation, intent, plan, behaviour, access to means, protective "
                        "factors.",
     "safety_risk_judgement": "Low, moderate, high or imminent; say why in what was "

@@ -1,8 +1,12 @@
-"""The after-visit summary, for the patient, in plain words and printable.
+"""The after-visit summary, for the patient, in plain words and printable; and its
+preview, for the prescriber, before signing.
 
 The facts come from ``server.notes.after_visit_summary`` (access checked, read audited),
 which answers only once the prescriber has signed the note; before that the page says
-the summary is not ready yet. Crisis resources are on the page either way.
+the summary is not ready yet. Crisis resources are on the page either way. The preview
+(``server.notes.summary_preview``) renders the saved draft through the same template
+(``_summary_body.html``) in the patient's time zone, so the prescriber reads what the
+patient will.
 """
 
 from __future__ import annotations
@@ -17,10 +21,24 @@ from server import notes, visits
 from server.errors import Conflict
 from server.http import actor_of, path_id, services_of
 from server.models import Role
-from server.timezones import viewer_zone
+from server.timezones import patient_zone, viewer_zone
 from web.after_visit import change_sentence
 from web.pages.checkin import SEVERITY_LABELS, SIDE_EFFECT_LABELS
 from web.rendering import render
+
+
+def summary_context(found: notes.AfterVisitSummary) -> dict[str, Any]:
+    """What ``_summary_body.html`` shows of a summary."""
+    return {
+        "changes": [change_sentence(row) for row in found.medication_changes],
+        "for_patient_text": found.for_patient.strip(),
+        "side_effect_actions": found.side_effect_actions,
+        "reported": [(SIDE_EFFECT_LABELS.get(str(e.get("effect")), str(e.get("effect"))),
+                      SEVERITY_LABELS.get(str(e.get("severity")), ""))
+                     for e in found.side_effects_reported if isinstance(e, dict)],
+        "follow_up_days": found.follow_up_days,
+        "next_at": found.next_visit.scheduled_at if found.next_visit else None,
+    }
 
 
 async def summary_page(request: Request) -> Response:
@@ -38,18 +56,25 @@ async def summary_page(request: Request) -> Response:
         if exc.code != "summary_not_ready":
             raise
     context: dict[str, Any] = {"visit": visit, "ready": found is not None, "tz": tz,
-                               "for_patient": actor.role is Role.patient}
+                               "for_patient": actor.role is Role.patient, "id_suffix": ""}
     if found is not None:
-        context.update(
-            changes=[change_sentence(row) for row in found.medication_changes],
-            plan=found.plan, side_effect_actions=found.side_effect_actions,
-            reported=[(SIDE_EFFECT_LABELS.get(str(e.get("effect")), str(e.get("effect"))),
-                       SEVERITY_LABELS.get(str(e.get("severity")), ""))
-                      for e in found.side_effects_reported if isinstance(e, dict)],
-            follow_up_days=found.follow_up_days,
-            next_at=found.next_visit.scheduled_at if found.next_visit else None,
-        )
+        context.update(summary_context(found))
     return render(request, "summary.html", **context)
 
 
-ROUTES = [Route("/visits/{visit_id}/summary", summary_page, methods=["GET"])]
+async def summary_preview(request: Request) -> Response:
+    """The summary as the patient would read it now (an HTML fragment for the note
+    editor's preview), from the saved draft."""
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        found = await notes.summary_preview(session, services, actor, visit_id)
+        visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
+        tz = await patient_zone(session, services.settings, visit.patient_id)
+    return render(request, "_summary_body.html", tz=tz, id_suffix="-preview",
+                  **summary_context(found))
+
+
+ROUTES = [Route("/visits/{visit_id}/summary", summary_page, methods=["GET"]),
+          Route("/visits/{visit_id}/summary/preview", summary_preview, methods=["GET"])]

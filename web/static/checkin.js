@@ -20,6 +20,8 @@
 //   in drafts: a draft carrying it is validated strictly, and a half-typed address must
 //   not cost the patient their answers.
 
+import { moment } from "./moment.js";
+
 const SAVE_DELAY_MS = 300;
 const RETRY_MS = 5000;
 const SESSION_REFRESH_MS = 60_000;
@@ -443,16 +445,6 @@ function start(form) {
     if (focus) focusOn(whereTitle);
   }
 
-  function formatTime(iso) {
-    const options = { hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
-    try {
-      return new Intl.DateTimeFormat([], { ...options, timeZone: form.dataset.tz || undefined })
-        .format(new Date(iso));
-    } catch {
-      return new Intl.DateTimeFormat([], options).format(new Date(iso));
-    }
-  }
-
   function setWhereState(state, message) {
     whereState.dataset.state = state;
     whereState.textContent = message;
@@ -527,7 +519,7 @@ function start(form) {
       whereConfirmedAt = data.confirmed_at || new Date().toISOString();
       whereSent = JSON.stringify(values);
       whereQ.querySelector("input[data-confirm]").checked = true;
-      setWhereState("confirmed", `You confirmed this today at ${formatTime(whereConfirmedAt)}. You can still change it.`);
+      setWhereState("confirmed", `You confirmed this today at ${moment(whereConfirmedAt)}. You can still change it.`);
       return "saved";
     }
     if (response?.status === 422) {

@@ -7,6 +7,7 @@
 //   be checked and edited) that is what gets saved.
 // Medication changes and the follow-up interval, when both sides changed them: a choice.
 
+import { moment } from "./moment.js";
 import { RISK_JUDGEMENTS, RISK_JUDGEMENT_LABELS, SECTIONS, SECTION_LABELS, rowText, sameBody }
   from "./note-editor.js";
 
@@ -71,10 +72,7 @@ function element(tag, attrs = {}, ...children) {
 
 function who(note) {
   const name = note.updated_by && note.updated_by.name ? note.updated_by.name : "someone";
-  const at = note.updated_at ? new Date(note.updated_at) : null;
-  const time = at && !Number.isNaN(at.getTime())
-    ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
-  return { name, time };
+  return { name, time: moment(note.updated_at) };
 }
 
 function rowsText(rows) {

@@ -24,6 +24,7 @@ import { NoteAutosave, request } from "./note-autosave.js";
 import { NoteEditor, RISK_JUDGEMENT_LABELS, SECTION_LABELS, SECTIONS, bodyOf }
   from "./note-editor.js";
 import { MergeView } from "./note-merge.js";
+import { moment } from "./moment.js";
 import { NoteStore, rememberUser } from "./note-store.js";
 import { setUpResize } from "./panel-resize.js";
 import { LEVELS } from "./vocabulary.js";
@@ -55,13 +56,6 @@ function readVocabulary(element) {
   }
 }
 
-function formatWhen(iso) {
-  const at = new Date(iso);
-  if (Number.isNaN(at.getTime())) return "";
-  return at.toLocaleString([], { weekday: "short", day: "numeric", month: "short",
-    hour: "2-digit", minute: "2-digit" });
-}
-
 class NotePanel {
   constructor(root, note) {
     this.root = root;
@@ -81,7 +75,13 @@ class NotePanel {
       gateNotRequired: $("safety-not-required"), task: $("addendum-task"),
       taskReasons: $("addendum-task-reasons"), addendumSafety: $("addendum-safety"),
       safetyAssessed: $("addendum-safety-assessed"), safetyJudgement: $("addendum-safety-judgement"),
-      safetyPlan: $("addendum-safety-plan"),
+      safetyPlan: $("addendum-safety-plan"), signDialog: $("sign-dialog"),
+      signTitle: $("sign-dialog-title"), signStatus: $("sign-dialog-status"),
+      signMissing: $("sign-dialog-missing"), signReasons: $("sign-dialog-reasons"),
+      signSections: $("sign-dialog-sections"), signReady: $("sign-dialog-ready"),
+      signConfirm: $("sign-dialog-confirm"), signFix: $("sign-dialog-fix"),
+      signCancel: $("sign-dialog-cancel"), preview: $("summary-preview"),
+      previewBody: $("summary-preview-body"),
     };
     this.vocabulary = readVocabulary(this.el.gate);
     this.editor = new NoteEditor($("note-editor"));
@@ -118,6 +118,11 @@ class NotePanel {
       this.say(`Not saved: ${message} Your text is kept in this browser.`, "warning");
     });
     if (el.sign) el.sign.addEventListener("click", () => this.sign());
+    this.wireSignDialog();
+    if (el.preview) {
+      el.preview.addEventListener("toggle", () => this.loadPreview());
+      autosave.addEventListener("saved", () => this.loadPreview());
+    }
     if (el.nextVisit) el.nextVisit.addEventListener("click", () => this.scheduleNext());
     if (el.addendumForm) {
       el.addendumForm.addEventListener("submit", (event) => {
@@ -194,6 +199,9 @@ class NotePanel {
 
   // --- signing, addenda, next visit ---------------------------------------------------
 
+  // Sign: save first, then the in-page confirmation, which asks the server's signing
+  // gate (POST .../note/sign-check) before it offers Sign, so what is missing is listed
+  // before any sign is tried. The sign itself goes through the gate again.
   async sign() {
     const { el, autosave } = this;
     this.editor.clearErrors();
@@ -204,12 +212,10 @@ class NotePanel {
     el.sign.disabled = true;
     const idle = el.sign.textContent;
     el.sign.textContent = "Saving…";
-    const done = () => {
-      el.sign.disabled = false;
-      el.sign.textContent = idle;
-    };
-    if (!(await autosave.flush())) {
-      done();
+    const saved = await autosave.flush();
+    el.sign.disabled = false;
+    el.sign.textContent = idle;
+    if (!saved) {
       this.say(autosave.offline
         ? "Cannot sign while Mendwell is not reachable. Your note is kept in this browser; " +
           "sign once it reads saved."
@@ -217,28 +223,101 @@ class NotePanel {
       "warning");
       return;
     }
-    // eslint-disable-next-line no-alert
-    if (!window.confirm("Sign and lock this note? Its medication changes update the " +
-        "patient's medication list; later additions are addenda.")) {
-      done();
+    this.openSignDialog();
+    const result = await request("POST", `${this.url}/sign-check`,
+      { version: autosave.base.version });
+    if (!el.signDialog.open) return; // closed while asking
+    if (result.ok) {
+      this.showSignCheck(result.data);
       return;
     }
+    this.closeSignDialog();
+    if (!(await this.onSignRefused(result))) this.say(this.failure(result, "Not signed"), "warning");
+  }
+
+  openSignDialog() {
+    const { el } = this;
+    el.signStatus.textContent = "Checking the note…";
+    el.signMissing.hidden = true;
+    el.signReady.hidden = true;
+    el.signConfirm.hidden = true;
+    el.signFix.hidden = true;
+    el.signConfirm.disabled = false;
+    this.signMissing = [];
+    if (!el.signDialog.open) el.signDialog.showModal();
+    el.signTitle.focus();
+  }
+
+  // Focus goes back to the button that opened the dialog (or to the field to fix).
+  closeSignDialog(focus = el => el.sign) {
+    const { el } = this;
+    if (el.signDialog.open) el.signDialog.close();
+    const target = focus(el);
+    if (target && !target.hidden) target.focus();
+  }
+
+  showSignCheck(check) {
+    const { el } = this;
+    if (check.ready) {
+      el.signStatus.textContent = check.safety_required
+        ? "The safety assessment is complete. Ready to sign." : "Ready to sign.";
+      el.signReady.hidden = false;
+      el.signConfirm.hidden = false;
+      el.signConfirm.focus();
+      return;
+    }
+    this.signMissing = check.missing || [];
+    el.signStatus.textContent = "This note cannot be signed yet.";
+    const why = (check.reasons || []).filter((code) => code !== ESCALATION_OPEN)
+      .map((code) => this.reasonLabel(code));
+    if ((check.reasons || []).includes(ESCALATION_OPEN)) why.unshift("An open escalation");
+    el.signReasons.replaceChildren(...why.map((label) => {
+      const item = document.createElement("li");
+      item.textContent = label;
+      return item;
+    }));
+    el.signSections.replaceChildren(...this.signMissing.map((key) => {
+      const item = document.createElement("li");
+      item.dataset.section = key;
+      item.textContent = SECTION_LABELS[key];
+      return item;
+    }));
+    el.signMissing.hidden = false;
+    el.signFix.hidden = false;
+    el.signFix.focus();
+    this.signMissing.slice().reverse().forEach((key) => this.editor.markField(`sections.${key}`));
+  }
+
+  async confirmSign() {
+    const { el, autosave } = this;
+    el.signConfirm.disabled = true;
+    el.signStatus.textContent = "Signing…";
+    // Typed while the dialog was open (another tab cannot type here, but a pending save can
+    // still be in flight): what is signed is what is saved.
     if (!(await autosave.flush())) {
-      done();
+      this.closeSignDialog();
+      this.say("The note is not saved yet, so it cannot be signed. Check the message above.",
+        "warning");
       return;
     }
-    el.sign.textContent = "Signing…";
     // The version this page holds, saved and shown: the server signs that one or none.
     const result = await request("POST", `${this.url}/sign`, { version: autosave.base.version });
-    done();
+    this.closeSignDialog();
     if (result.ok) {
       await autosave.signedElsewhere(result.data);
       this.refreshPart("medications");
       this.say("Signed. The medication list is updated.", "ok");
       return;
     }
+    if (!(await this.onSignRefused(result))) this.say(this.failure(result, "Not signed"), "warning");
+  }
+
+  // A sign or its check refused: true when handled.
+  async onSignRefused(result) {
     const { error, status } = result;
+    const { autosave } = this;
     if (status === 409 && error.code === "safety_assessment_required") {
+      // Between the check and the sign, the gate changed (a check-in, an escalation).
       const missing = error.missing || [];
       missing.slice().reverse().forEach((key) => this.editor.markField(`sections.${key}`));
       const names = missing.map((key) => SECTION_LABELS[key].toLowerCase()).join(", ");
@@ -249,25 +328,73 @@ class NotePanel {
         `Complete ${names}: what you assessed and the plan in words (at least 10 letters ` +
         "each) and your risk judgement.", "warning");
       this.refreshNote();
-      return;
+      return true;
     }
     if (status === 409 && error.code === "version_conflict" && error.current) {
       // Saved elsewhere after this page's last save: show it (or merge), then sign again.
       await autosave.onConflict(error.current);
       this.say("The note changed since you last saw it (saved in another tab or by " +
         "someone else). Check it, then sign again.", "warning");
-      return;
+      return true;
     }
     if (status === 409 && error.code === "note_signed") {
       await autosave.signedElsewhere();
-      return;
+      return true;
     }
     if (status === 422) {
       this.editor.markField(error.field, error.message);
       this.say(`Not signed: ${error.message}`, "warning");
+      return true;
+    }
+    return false;
+  }
+
+  wireSignDialog() {
+    const { el } = this;
+    if (!el.signDialog) return;
+    el.signConfirm.addEventListener("click", () => this.confirmSign());
+    el.signCancel.addEventListener("click", () => this.closeSignDialog());
+    el.signFix.addEventListener("click", () => {
+      const first = this.signMissing[0];
+      this.closeSignDialog(() => (first ? this.editor.field(first) : el.sign));
+    });
+    // Escape closes a modal dialog by itself ("cancel"); focus still goes back.
+    el.signDialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      this.closeSignDialog();
+    });
+  }
+
+  // --- the summary preview --------------------------------------------------------------
+
+  // The after-visit summary as the patient will read it, rendered by the server from the
+  // saved draft: loaded when opened, and again after each save while it is open.
+  async loadPreview() {
+    const { el } = this;
+    if (!el.preview || !el.preview.open) return;
+    const token = (this.previewToken || 0) + 1;
+    this.previewToken = token;
+    el.previewBody.setAttribute("aria-busy", "true");
+    let html = null;
+    try {
+      const response = await fetch(el.preview.dataset.url, { credentials: "same-origin",
+        cache: "no-store", headers: { Accept: "text/html" } });
+      if (response.ok) html = await response.text();
+    } catch {
+      html = null;
+    }
+    if (token !== this.previewToken) return; // a later load is on its way
+    el.previewBody.setAttribute("aria-busy", "false");
+    if (html === null) {
+      const line = document.createElement("p");
+      line.className = "empty";
+      line.textContent = "The preview could not be loaded; it comes back with the next save.";
+      el.previewBody.replaceChildren(line);
       return;
     }
-    this.say(this.failure(result, "Not signed"), "warning");
+    // Rendered and escaped by the server (the summary page's own template).
+    const parsed = new DOMParser().parseFromString(html, "text/html");
+    el.previewBody.replaceChildren(...parsed.body.childNodes);
   }
 
   failure(result, what) {
@@ -285,7 +412,7 @@ class NotePanel {
     $("note-editor").dataset.status = "signed";
     if (el.sign) el.sign.hidden = true;
     const by = note.signed_by ? note.signed_by.name : "the prescriber";
-    el.signedLine.textContent = `Signed by ${by} on ${formatWhen(note.signed_at)}. The note ` +
+    el.signedLine.textContent = `Signed by ${by} on ${moment(note.signed_at)}. The note ` +
       "is locked; add an addendum for anything new.";
     el.signedLine.hidden = false;
     el.addenda.hidden = false;
@@ -371,7 +498,7 @@ class NotePanel {
     const item = document.createElement("li");
     const meta = document.createElement("p");
     meta.className = "addendum-meta";
-    meta.textContent = `${addendum.author.name}, ${formatWhen(addendum.at)}`;
+    meta.textContent = `${addendum.author.name}, ${moment(addendum.at)}`;
     const body = document.createElement("p");
     body.className = "addendum-text";
     body.textContent = addendum.text;
@@ -488,7 +615,7 @@ class NotePanel {
       return;
     }
     el.nextVisit.textContent = "Next visit scheduled";
-    el.result.textContent = `Next visit booked for ${formatWhen(result.data.scheduled_at)} ` +
+    el.result.textContent = `Next visit booked for ${moment(result.data.scheduled_at)} ` +
       `(in ${result.data.days} days). The invitation email is on its way.`;
   }
 

@@ -127,6 +127,7 @@ async def outbox_page(request: Request) -> Response:
             select(OutboxEmail).order_by(OutboxEmail.id.desc()).limit(100))).all())
         audit.record(session, actor, "read", "outbox", None, count=len(emails))
     return render(request, "admin_outbox.html", emails=emails,
+                  tz=clinic_zone(services.settings),
                   show_body=services.settings.is_development,
                   smtp=bool(services.settings.smtp_url))
 

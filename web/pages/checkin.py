@@ -32,7 +32,7 @@ from server.models import CheckInStatus, Role
 from server.timezones import viewer_zone
 from server.triage import Reason, TriageRules
 from server.visits import get_visit_loaded
-from web.rendering import local_time, render
+from web.rendering import moment, render
 
 # Section headings in the patient's words; the validated item wording stays as defined
 # in the instrument modules (changing it needs clinical review, see docs/clinical.md).
@@ -288,7 +288,7 @@ async def checkin_page(request: Request) -> Response:
         prefill_sex=state.prefill.sex or "", device_rules=device_rules(services.rules),
         # The page's script reads the time as the API gives it.
         where_confirmed_at=confirmed_at.astimezone(UTC).isoformat() if confirmed_at else "",
-        where_confirmed_time=local_time(confirmed_at, tz, "%H:%M %Z") if confirmed_at
+        where_confirmed_time=moment(confirmed_at, tz, services.clock.now()) if confirmed_at
         else "",
         starts_soon=services.clock.now() >= visit.scheduled_at - soon,
         address_min=ADDRESS_MIN_CHARS, contact_name_min=CONTACT_NAME_MIN_LETTERS,

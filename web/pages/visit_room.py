@@ -22,29 +22,34 @@ from server.services import Services
 from server.timezones import clinic_zone, viewer_zone
 from signaling.hub import signaling_base
 from web.pages import note_panel, where
-from web.rendering import local_time, render
+from web.rendering import local_time, moment, render
 
 PANEL_ROLES = (Role.prescriber, Role.coordinator)
 
 
-def _shown(value: str | datetime | None, tz: str, fmt: str) -> str:
-    """A datetime or an ISO string in the reader's time zone ("" for none)."""
+def _when(value: str | datetime | None) -> datetime | None:
     if not value:
-        return ""
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return local_time(when, tz, fmt)
+        return None
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def _helpers(tz: str) -> dict[str, Any]:
-    return {"day": lambda value: _shown(value, tz, "%-d %b %Y"),
-            "day_time": lambda value: _shown(value, tz, "%-d %b %Y, %H:%M"),
-            "tz": tz, **note_panel.template_context()}
+def _helpers(tz: str, now: datetime) -> dict[str, Any]:
+    """``day``: a date; ``day_time``: a point in time, in the one format (``moment``)."""
+    def day(value: str | datetime | None) -> str:
+        when = _when(value)
+        return local_time(when, tz, "%-d %b %Y") if when else ""
+
+    def day_time(value: str | datetime | None) -> str:
+        when = _when(value)
+        return moment(when, tz, now) if when else ""
+
+    return {"day": day, "day_time": day_time, "tz": tz, **note_panel.template_context()}
 
 
 def room_helpers(services: Services) -> dict[str, Any]:
     """What ``visit_room.html`` needs besides the visit (shared with the guest page, whose
     reader has no profile: the clinic's time zone)."""
-    return _helpers(clinic_zone(services.settings))
+    return _helpers(clinic_zone(services.settings), services.clock.now())
 
 
 def signaling_of(request: Request) -> str:
@@ -66,7 +71,8 @@ async def visit_room(request: Request) -> Response:
     panel = None
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
-        helpers = _helpers(await viewer_zone(session, services.settings, actor))
+        helpers = _helpers(await viewer_zone(session, services.settings, actor),
+                           services.clock.now())
         if part is not None:
             if actor.role not in PANEL_ROLES or part not in note_panel.PARTS:
                 raise NotFound(f'There is no part "{part}" of this page.', field="part")

@@ -50,6 +50,7 @@ function wallClock(at, zone) {
 // "UTC+5:30" for an offset the server has no name for (its own rule for zones whose
 // abbreviation is only numeric, such as "+04").
 function offsetName(minutes) {
+  if (minutes === 0) return "UTC";
   const sign = minutes < 0 ? "-" : "+";
   const whole = Math.abs(minutes);
   const rest = whole % 60;

@@ -7,6 +7,11 @@ tabs editing the same note get a conflict and a merge, not a lost edit. Signing 
 dose change updates the medication list and the patient's after-visit summary. And a
 call that drops during an emergency alerts the coordinator.
 
+The patient's section: what the prescriber writes for the patient is previewed as the
+patient's summary before signing and is what the summary shows; the in-page sign
+confirmation lists what the safety gate still needs before it offers Sign (no native
+dialog).
+
 The signing gate in the page: an escalation raised during the visit makes the safety
 assessment required at once, the risk judgement is a list, and a check-in after signing
 asks for an addendum with a safety assessment, in the note and at the top of the
@@ -17,6 +22,7 @@ escalation and goes, live, when it is resolved.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -268,8 +274,8 @@ def test_signing_a_dose_change_updates_the_medication_list_and_the_summary(
         page.locator("#note-plan").fill("Increase sertraline; recheck in 4 weeks.")
         expect_state(page, "saved", who=prescriber)
         expect(page.get_by_test_id("follow-up-reason")).to_contain_text("dose changed")
-        page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Sign the note").click()
+        page.get_by_test_id("sign-confirm").click()
         expect(page.locator("#note-signed-line")).to_contain_text("Signed by Dr. Priya Shah")
         expect(page.locator('[data-drug="Sertraline"]')).to_have_attribute("data-dose", "100")
         assert page.locator(HISTORY).evaluate("(area) => area.readOnly")
@@ -411,10 +417,11 @@ def test_the_gate_and_the_addendum_a_late_checkin_asks_for(
         page.locator("#note-safety_assessed").fill(".")
         page.locator("#note-safety_plan").fill("\u200b" * 12)
         expect_state(page, "saved", who=prescriber)
-        page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Sign the note").click()
-        expect(page.locator("#note-message")).to_contain_text(
-            "A safety assessment is required before signing")
+        expect(page.get_by_test_id("sign-dialog-missing")).to_contain_text(
+            "A safety assessment is required")
+        expect(page.get_by_test_id("sign-confirm")).to_be_hidden()
+        page.get_by_test_id("sign-cancel").click()
         assert server_note(prescriber, visit_id)["status"] == "draft"
 
         judgement = page.locator("#note-safety_risk_judgement")
@@ -426,8 +433,8 @@ def test_the_gate_and_the_addendum_a_late_checkin_asks_for(
             "Mobile crisis team called; partner stays with the patient; 988 given.")
         expect_state(page, "saved", who=prescriber)
         assert server_note(prescriber, visit_id)["sections"]["safety_risk_judgement"] == "high"
-        page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Sign the note").click()
+        page.get_by_test_id("sign-confirm").click()
         expect(page.locator("#note-signed-line")).to_contain_text("Signed by")
         task = page.get_by_test_id("addendum-task")
         expect(task).to_be_hidden()
@@ -460,6 +467,91 @@ def test_the_gate_and_the_addendum_a_late_checkin_asks_for(
         note = server_note(prescriber, visit_id)
         assert note["safety_addendum_task"] is None
         assert note["addenda"][-1]["safety"]["risk_judgement"] == "moderate"
+    finally:
+        prescriber.close()
+        patient.close()
+
+
+def test_the_patients_section_is_previewed_and_the_sign_confirmation_runs_the_gate_first(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    patient = signed_in(browser, app_server, "patient@demo.test",
+                        viewport={"width": 390, "height": 844})
+    native: list[str] = []
+    try:
+        visit_id = patient.first_visit_id()
+        patient_id = server_note(prescriber, visit_id)["patient_id"]
+        page = open_room(prescriber, visit_id)
+        page.on("dialog", lambda dialog: (native.append(dialog.message), dialog.dismiss()))
+        expect(page.locator("#panel-live")).to_have_text("Live", timeout=15_000)
+        raised = api(prescriber, "POST", "/api/v1/escalations", {
+            "patient_id": patient_id, "visit_id": visit_id, "level": "urgent",
+            "reason": "suicidal_ideation_plan_or_intent",
+            "text": "Said during the visit that they have thought about a plan."})
+        assert raised["status"] == 201, raised
+        expect(page.locator("#safety-required-badge")).to_be_visible(timeout=10_000)
+
+        page.locator("#note-plan").fill("Cross-titrate to an SNRI if no response by week 6.")
+        page.get_by_label("For the patient (goes in their summary)").fill(
+            "Keep taking your medicine each morning. <b>Call us</b> if you feel worse.")
+        expect_state(page, "saved", who=prescriber)
+        page.get_by_text("Preview the patient's summary").click()
+        preview = page.get_by_test_id("summary-preview-body")
+        expect(preview).to_contain_text(
+            "Keep taking your medicine each morning. <b>Call us</b> if you feel worse.")
+        expect(preview).not_to_contain_text("SNRI")
+        # The preview follows the next save.
+        page.get_by_label("For the patient (goes in their summary)").press_sequentially(
+            " See you in four weeks.", delay=5)
+        expect_state(page, "saved", who=prescriber)
+        expect(preview).to_contain_text("See you in four weeks.")
+
+        # The confirmation asks the gate first and lists what is missing; no sign tried.
+        sign = page.get_by_role("button", name="Sign the note")
+        sign.click()
+        dialog = page.get_by_test_id("sign-dialog")
+        expect(dialog).to_be_visible()
+        sections = page.get_by_test_id("sign-dialog-sections")
+        expect(sections).to_contain_text("What was assessed")
+        expect(sections).to_contain_text("Risk judgement")
+        expect(sections).to_contain_text("Safety plan")
+        expect(page.get_by_test_id("sign-dialog-missing")).to_contain_text("An open escalation")
+        expect(page.get_by_test_id("sign-confirm")).to_be_hidden()
+        assert page.evaluate("() => document.getElementById('sign-dialog').contains("
+                             "document.activeElement)")
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        assert page.evaluate("() => document.activeElement.id") == "note-sign"
+        assert server_note(prescriber, visit_id)["status"] == "draft"
+
+        sign.click()
+        page.get_by_test_id("sign-fix").click()
+        expect(dialog).to_be_hidden()
+        assert page.evaluate("() => document.activeElement.id") == "note-safety_assessed"
+        page.locator("#note-safety_assessed").fill(
+            "Passive ideation, no intent; no access to means; lives with partner.")
+        page.locator("#note-safety_risk_judgement").select_option("moderate")
+        page.locator("#note-safety_plan").fill(
+            "Safety plan written together; partner aware; 988 given; visit in a week.")
+        expect_state(page, "saved", who=prescriber)
+        sign.click()
+        expect(page.get_by_test_id("sign-dialog-ready")).to_be_visible()
+        expect(page.get_by_test_id("sign-confirm")).to_be_focused()
+        page.get_by_test_id("sign-confirm").click()
+        expect(page.locator("#note-signed-line")).to_contain_text("Signed by")
+        # One format: today's time with the clinic's zone named, 24-hour clock.
+        expect(page.locator("#note-signed-line")).to_contain_text(
+            re.compile(r"on \d\d:\d\d [A-Z]{3,4}\. The note"))
+        assert server_note(prescriber, visit_id)["status"] == "signed"
+
+        patient.page.goto(f"/visits/{visit_id}/summary")
+        shown = patient.page.get_by_test_id("summary-for-patient")
+        expect(shown).to_have_text("Keep taking your medicine each morning. <b>Call us</b> if "
+                                   "you feel worse. See you in four weeks.")
+        expect(patient.page.get_by_test_id("visit-summary")).not_to_contain_text("SNRI")
+        assert native == []
     finally:
         prescriber.close()
         patient.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from server.errors import APIError
 from server.models import AuditEntry, VisitChatMessage
 from server.services import Services
 from signaling import protocol
+from signaling.protocol import Chat
 from tests.clinic import Clinic, Person
 from tests.conftest import Runner, SignIn
 from tests.signaling_support import Socket, connect, cookie_of
@@ -363,3 +365,50 @@ def test_staff_read_the_chat_on_the_visit_page_once_the_call_is_over(
     # page (the patient reads it through the API).
     sign_in(clinic.patient)
     assert 'data-testid="chat-record"' not in client.get(f"/visits/{clinic.visit_id}").text
+
+
+# --- two instances through Redis -----------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_chat_reaches_members_on_another_instance_and_a_resend_there_is_stored_once(
+    run: Runner, services: Services, clinic: Clinic
+) -> None:
+    from tests.signaling_support import redis_unavailable, service_or_skip
+    from tests.test_signaling_redis import Instance, admit_across, patient, redis_relay, staff
+
+    service_or_skip(redis_unavailable())
+    namespace = f"mendwell-test-chat-{uuid.uuid4().hex[:8]}"
+    visit = clinic.visit_id
+
+    async def scenario() -> None:
+        a = await Instance.start(services, redis_relay(namespace))
+        b = await Instance.start(services, redis_relay(namespace))
+        try:
+            doctor, on_a = await a.join(visit, staff(clinic.prescriber), "prescriber-peer")
+            sick, on_b = await b.join(visit, patient(clinic.patient), "patient-peer-01")
+            await admit_across(a, doctor, on_a, on_b, "patient-peer-01")
+            await on_b.until(lambda m: m["type"] == "chat-history", within=5)
+            pending = b.rooms.handle(sick, Chat(client_id="patient-msg-01", text=RTL))
+            assert pending is not None
+            await pending
+            await on_a.until(lambda m: m["type"] == "chat" and m["text"] == RTL, within=5)
+            [relayed] = [m for m in on_a.pushed if m["type"] == "chat"]
+            assert (relayed["mine"], relayed["from"]["role"]) == (False, "patient")
+            # The patient's page moved to instance A and sends the message again.
+            moved, on_a2 = await a.join(visit, patient(clinic.patient), "patient-peer-01")
+            await on_a2.until(lambda m: m["type"] == "chat-history", within=5)
+            [got] = [m["messages"] for m in on_a2.pushed if m["type"] == "chat-history"]
+            assert [(m["id"], m["mine"]) for m in got] == [(relayed["id"], True)]
+            again = a.rooms.handle(moved, Chat(client_id="patient-msg-01", text=RTL))
+            assert again is not None
+            await again
+            await on_a.until(lambda m: m["type"] == "chat" and m["id"] == relayed["id"],
+                             within=5, after=on_a.pushed.index(relayed) + 1)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(lambda: asyncio.wait_for(scenario(), 30))
+    assert [r.client_id for r in rows(run, services)] == ["patient-msg-01"]

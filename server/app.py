@@ -26,6 +26,7 @@ from escalation import deadlines, lifecycle
 from escalation.triage_rules import load_default_rules
 from server import audit, jobs, outbox, visits
 from server.api import admin as admin_api
+from server.api import chat as chat_api
 from server.api import checkins as checkins_api
 from server.api import guests as guests_api
 from server.api import notes as notes_api
@@ -60,7 +61,7 @@ VERSION = "0.1.0"
 def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
             *notes_api.OPERATIONS, *escalation_api.OPERATIONS, *guests_api.OPERATIONS,
-            *admin_api.OPERATIONS, *oncall_api.OPERATIONS]
+            *admin_api.OPERATIONS, *oncall_api.OPERATIONS, *chat_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None, *,

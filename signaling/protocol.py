@@ -41,6 +41,11 @@ MAX_NUMBER = 2**53
 # at once; anything beyond that is a runaway or hostile client.
 RATE_BURST = 60
 RATE_PER_SECOND = 30.0
+# Chat messages count against the rate above like any message, and each is also a
+# database write: a person types far slower than this, and a page resending what it
+# could not send during a drop sends a handful at once.
+CHAT_BURST = 20
+CHAT_PER_SECOND = 2.0
 
 
 # Close codes (the 4xxx range is the application's).
@@ -128,6 +133,8 @@ PEER_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 GUEST_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 PeerId = Annotated[str, StringConstraints(pattern=f"^{PEER_ID.pattern}$")]
 GuestToken = Annotated[str, StringConstraints(pattern=f"^{GUEST_TOKEN.pattern}$")]
+# The same form as a peer id: a browser makes both from crypto.randomUUID().
+ClientId = Annotated[str, StringConstraints(pattern=f"^{PEER_ID.pattern}$")]
 DescriptionType = Literal["offer", "answer", "rollback"]
 DESCRIPTION_TYPES: tuple[str, ...] = get_args(DescriptionType)
 
@@ -227,7 +234,17 @@ class Ping(_Message):
     type: Literal["ping"] = "ping"
 
 
-Message = Hello | Signal | Admit | Remove | Dismiss | IceRefresh | Leave | End | Ping
+class Chat(_Message):
+    """A text message to everyone admitted in the room (stored with the visit:
+    ``server.chat``). ``client_id`` is the sender's id for it, the same when it is sent
+    again after a reconnect; the text's rules are the domain's (``server.chat.clean_text``)."""
+
+    type: Literal["chat"] = "chat"
+    client_id: ClientId
+    text: str
+
+
+Message = Hello | Signal | Admit | Remove | Dismiss | IceRefresh | Leave | End | Ping | Chat
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
 MESSAGE_TYPES: tuple[str, ...] = tuple(
     get_args(model.model_fields["type"].annotation)[0] for model in get_args(Message))
@@ -240,6 +257,8 @@ _REFUSALS = {
     "polite_capable": "polite_capable must be true or false.",
     "guest_token": "guest_token is not a valid invitation token.",
     "revoke": "revoke must be true or false.",
+    "client_id": f"client_id {_PEER_ID_RULE}",
+    "text": "text must be a string.",
     "description": "description must be an object.",
     "description.type": "description.type must be offer, answer or rollback.",
     "description.sdp": "description.sdp must be a string.",
@@ -365,12 +384,15 @@ def dumps(message: dict[str, Any]) -> str:
 
 
 class RateLimiter:
-    """A token bucket per connection: ``RATE_BURST`` at once, then ``RATE_PER_SECOND``."""
+    """A token bucket per connection: ``RATE_BURST`` at once, then ``RATE_PER_SECOND``
+    (or the ``burst`` and ``per_second`` given: the chat's own bucket)."""
 
-    __slots__ = ("_at", "_refused_at", "_tokens", "refused")
+    __slots__ = ("_at", "_burst", "_per_second", "_refused_at", "_tokens", "refused")
 
-    def __init__(self) -> None:
-        self._tokens = float(RATE_BURST)
+    def __init__(self, burst: int = RATE_BURST, per_second: float = RATE_PER_SECOND) -> None:
+        self._burst = float(burst)
+        self._per_second = per_second
+        self._tokens = float(burst)
         self._at = 0.0
         self._refused_at = 0.0
         # Messages refused in this episode of flooding: the socket closes when a client
@@ -381,7 +403,7 @@ class RateLimiter:
 
     def allow(self, now: float) -> bool:
         if self._at:
-            self._tokens = min(float(RATE_BURST), self._tokens + (now - self._at) * RATE_PER_SECOND)
+            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._per_second)
         self._at = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
@@ -394,4 +416,4 @@ class RateLimiter:
 
     @property
     def exhausted(self) -> bool:
-        return self.refused > RATE_BURST
+        return self.refused > self._burst

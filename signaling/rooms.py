@@ -21,6 +21,7 @@ overfill a room.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Iterable
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import guests, visits
+from server import chat, guests, visits
 from server.actors import Actor
 from server.errors import APIError
 from server.guests import Guest
@@ -39,6 +40,7 @@ from signaling import protocol
 from signaling.ice import IceConfig, ice_config
 from signaling.protocol import (
     Admit,
+    Chat,
     Dismiss,
     End,
     Hello,
@@ -49,6 +51,7 @@ from signaling.protocol import (
     NotAllowed,
     Ping,
     ProtocolError,
+    RateLimiter,
     Remove,
     RoomFull,
     Signal,
@@ -102,6 +105,12 @@ class Identity:
     @classmethod
     def of_guest(cls, guest: Guest) -> Identity:
         return cls(guest.name, "guest", None, guest.id)
+
+    def sender(self) -> chat.Sender:
+        if self.actor is None:
+            assert self.guest_id is not None
+            return chat.Sender.of_guest(self.guest_id, self.name)
+        return chat.Sender.of_user(self.actor)
 
 
 @dataclass(slots=True)
@@ -255,6 +264,7 @@ class Member:
     participant: Participant
     outlet: Outlet
     gone: bool = False
+    chat_limiter: RateLimiter | None = None  # made at the member's first chat message
 
     @property
     def key(self) -> tuple[int, str]:
@@ -335,6 +345,10 @@ class Rooms:
         outlet.push({"type": "welcome", "peer_id": hello.peer_id, "you": identity.you(),
                      "state": state, "resumed": resumed, **self._ice(identity).to_json()})
         await self.relay.publish(visit_id, {"op": "presence"})
+        if state == ADMITTED:
+            # After the presence that starts the call's negotiation: the chat so far
+            # must not hold up the video.
+            await self._chat_history(member)
         return member
 
     async def _admission(self, visit_id: int, identity: Identity,
@@ -419,6 +433,8 @@ class Rooms:
             return self._leave(member)
         elif isinstance(message, End):
             return self._end(member)
+        elif isinstance(message, Chat):
+            return self._chat(member, message)
         elif isinstance(message, Hello):
             raise InvalidState(f'Already joined as "{member.participant.peer_id}".',
                                field="type")
@@ -514,6 +530,49 @@ class Rooms:
                                    now=self.services.clock.now())
         await self.relay.publish(member.visit_id, {"op": "ended"})
 
+    async def _chat(self, member: Member, message: Chat) -> None:
+        """Store a chat message, then relay it to every admitted member of the room, on
+        every instance. A refusal names the message's ``client_id``, so the page can say
+        which message did not go."""
+        try:
+            if member.participant.state != ADMITTED:
+                raise ProtocolError("You can send messages once you have been let in.",
+                                    field="type", code="not_admitted")
+            if member.chat_limiter is None:
+                member.chat_limiter = RateLimiter(protocol.CHAT_BURST, protocol.CHAT_PER_SECOND)
+            if not member.chat_limiter.allow(time.monotonic()):
+                raise ProtocolError(f"Slow down: at most {protocol.CHAT_PER_SECOND:g} chat "
+                                    "messages a second. Send it again in a moment.",
+                                    field="type", code="rate_limited")
+            async with self._domain() as session:
+                sent = await chat.send_message(session, member.identity.sender(),
+                                               member.visit_id, message.client_id,
+                                               message.text, self.services.clock.now())
+        except ProtocolError as exc:
+            member.outlet.push({**exc.to_json(), "client_id": message.client_id})
+            return
+        # A resend is relayed again too: the first try may have been stored and never
+        # relayed (the instance went down in between). Pages show a message once, by id.
+        await self.relay.publish(member.visit_id, {"op": "chat",
+                                                   "message": sent.message.to_json()})
+
+    async def _chat_history(self, member: Member) -> None:
+        """The chat so far, to a member just let in or back in (a reconnect, a reload).
+
+        Their place in the room is taken already: a refusal here (the visit ended or
+        they were sent back meanwhile) leaves them without the history, not outside."""
+        try:
+            async with self._domain() as session:
+                found = await chat.history_for(session, member.identity.sender(),
+                                               member.visit_id)
+        except ProtocolError as exc:
+            log.info("no chat history for a member of visit %s: %s", member.visit_id,
+                     exc.code)
+            return
+        who = member.participant.who
+        member.outlet.push({"type": "chat-history", "messages": [
+            {**m.to_json(), "mine": m.sender.who == who} for m in found]})
+
     def _domain(self) -> _DomainCall:
         return _DomainCall(self.services)
 
@@ -546,6 +605,12 @@ class Rooms:
                 self._let_go(found)
         elif op == "dismiss":
             await self._dismissed(visit_id, envelope)
+        elif op == "chat":
+            message = envelope["message"]
+            for member in self.members_of(visit_id):
+                if member.participant.state == ADMITTED and not member.gone:
+                    member.outlet.push({"type": "chat", **message, "mine":
+                                        message["from"]["who"] == member.participant.who})
         elif op == "ended":
             for member in self.members_of(visit_id):
                 member.outlet.push({"type": "ended"})
@@ -565,7 +630,7 @@ class Rooms:
 
     async def _change_state(self, visit_id: int, envelope: dict[str, Any]) -> None:
         admit = envelope["op"] == "admit"
-        changed = False
+        changed = []
         for member in self.members_of(visit_id):
             p = member.participant
             if p.who != envelope["who"] or (p.state == ADMITTED) == admit:
@@ -573,9 +638,12 @@ class Rooms:
             p.state, p.since = (ADMITTED if admit else WAITING), envelope["since"]
             await self.relay.put(visit_id, p)
             member.outlet.push({"type": "admitted" if admit else "removed"})
-            changed = True
+            changed.append(member)
         if changed:
             await self.relay.publish(visit_id, {"op": "presence"})
+        for member in changed if admit else ():
+            if not member.gone:
+                await self._chat_history(member)
 
     async def close(self) -> None:
         for member in list(self.local.values()):

@@ -419,6 +419,9 @@ API = [
         json=lambda cell: {"responses": {"phq9": {"answers": [1, 1, 0, 0, 0, 0, 0, 0, 0]}}}),
     row("GET", "/api/v1/visits/{visit_id}/checkin",
         401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED),
+    # The call's chat is part of the visit's record: whoever may read the visit.
+    row("GET", "/api/v1/visits/{visit_id}/chat",
+        401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED),
     # Only the patient fills in a check-in; their care team reads it.
     row("PUT", "/api/v1/visits/{visit_id}/checkin/draft",
         401,     200,     DENIED,  200,     403,     DENIED,  403,     DENIED,  DENIED,

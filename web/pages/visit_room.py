@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import visits
+from server import chat, visits
 from server.errors import NotFound
 from server.http import actor_of, path_id, services_of
 from server.models import Role
@@ -69,6 +69,7 @@ async def visit_room(request: Request) -> Response:
     services = services_of(request)
     part = request.query_params.get("part")
     panel = None
+    chat_record = None
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
         helpers = _helpers(await viewer_zone(session, services.settings, actor),
@@ -87,6 +88,10 @@ async def visit_room(request: Request) -> Response:
                           **helpers)
         if actor.role in PANEL_ROLES:
             panel = await note_panel.build(session, services, actor, visit, helpers["tz"])
+            if visit.status in visits.ENDED:
+                # The call's chat is part of the visit's record for the care team.
+                chat_record = await chat.messages_for(session, actor, visit.id,
+                                                      now=services.clock.now())
         elif await where.must_confirm(session, services, actor, visit):
             # Invariant 10: nobody joins unconfirmed. Where the patient is and a callback
             # number first, then the room (web/pages/where.py).
@@ -94,7 +99,7 @@ async def visit_room(request: Request) -> Response:
     # The live room (camera, signaling) is only started for a visit that can still happen;
     # the note panel works either way (the note is often finished after the call).
     return render(request, "visit_room.html", visit=visit, role=actor.role.value,
-                  ended=visit.status in visits.ENDED, panel=panel,
+                  ended=visit.status in visits.ENDED, panel=panel, chat_record=chat_record,
                   turn_offered=turn_offered(services), signaling=signaling_of(request),
                   **helpers)
 

@@ -7,6 +7,7 @@
 import { PeerMesh } from "./peer-mesh.js";
 import { LocalMedia } from "./media.js";
 import { SignalingClient, peerIdFor } from "./signaling-client.js";
+import { mountVisitChat } from "./visit-chat.js";
 
 const NO_TURN_ADVICE = "Your network is blocking the video connection. Try switching from " +
   "Wi-Fi to mobile data, or the other way round, or join from another network.";
@@ -713,5 +714,6 @@ if (root) {
   // For people and tests checking a call from the console (connection states, getStats()
   // of room.mesh.links); nothing in the page reads it.
   window.mendwellVisitRoom = room;
+  mountVisitChat(room.signaling);
   room.start();
 }

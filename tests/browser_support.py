@@ -384,12 +384,14 @@ class Person:
 
     def __init__(self, browser: Any, server: AppServer, email: str, *,
                  viewport: dict[str, int] | None = None, timezone_id: str | None = None,
-                 ) -> None:
+                 bypass_csp: bool = False) -> None:
         self.server = server
         self.email = email
+        # ``bypass_csp``: for a context that injects axe-core (our CSP rightly refuses it).
         self.context = browser.new_context(
             base_url=server.base_url, viewport=viewport or {"width": 1100, "height": 800},
-            permissions=["camera", "microphone"], timezone_id=timezone_id)
+            permissions=["camera", "microphone"], timezone_id=timezone_id,
+            bypass_csp=bypass_csp)
         self.context.set_default_timeout(15_000)
         self.page = self.context.new_page()
         self.console: list[str] = []

@@ -61,6 +61,10 @@ class VisitRecord(Result):
     status: VisitStatus
     started_at: Instant | None
     ended_at: Instant | None
+    # "Running about N minutes late", as the prescriber last told the patient, and when
+    # (``set_running_late``); None when there is no such notice.
+    late_minutes: int | None = None
+    late_notice_at: Instant | None = None
 
     @property
     def patient_id(self) -> int:
@@ -96,6 +100,7 @@ def _record(visit: Visit) -> VisitRecord:
         kind=visit.kind, scheduled_at=visit.scheduled_at,
         duration_minutes=visit.duration_minutes, status=visit.status,
         started_at=visit.started_at, ended_at=visit.ended_at,
+        late_minutes=visit.late_minutes, late_notice_at=visit.late_notice_at,
     )
 
 
@@ -373,6 +378,35 @@ async def cancel_visit(session: AsyncSession, services: Services, actor: Actor,
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, status=visit.status.value)
     return await get_visit_loaded(session, visit.id)
+
+
+# --- running late --------------------------------------------------------------------
+
+# A notice about the start is for a visit that has not started yet.
+LATE_NOTICE = (VisitStatus.scheduled, VisitStatus.checked_in, VisitStatus.waiting)
+
+
+async def set_running_late(session: AsyncSession, actor: Actor, visit_id: int, *,
+                           minutes: int, now: datetime) -> VisitRecord:
+    """Tell the patient the prescriber is running about ``minutes`` late (0 takes the
+    notice back) (``POST /api/v1/visits/{id}/running-late``). Kept on the visit, so a
+    waiting room opened later still says it; the patient's open page hears it at once
+    (``visit.running_late``)."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    require_full_session(actor)
+    visit = await access_visit(session, actor, visit_id, write=True, with_people=True)
+    if minutes and visit.status not in LATE_NOTICE:
+        raise Conflict(f'Cannot say the visit starts late in state "{visit.status.value}".',
+                       field="status", extra={"status": visit.status.value})
+    visit.late_minutes = minutes or None
+    visit.late_notice_at = now if minutes else None
+    audit.record(session, actor, "running_late", "visit", visit.id,
+                 patient_id=visit.patient_id, at=now, minutes=minutes)
+    emit(session, "visit.running_late",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, minutes=minutes,
+         since=visit.late_notice_at.isoformat() if visit.late_notice_at else None)
+    return _record(visit)
 
 
 # --- the waiting room and the video visit (driven by signaling/) --------------------

@@ -412,6 +412,11 @@ API = [
     row("POST", "/api/v1/visits/{visit_id}/cancel",
         401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
         prepare=fresh_visit),
+    # "Running late" for the patient waiting: the care team's prescribers and
+    # coordinators, from a full session.
+    row("POST", "/api/v1/visits/{visit_id}/running-late",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=fresh_visit, json=lambda cell: {"minutes": 10}),
     row("GET", "/api/v1/instruments",
         200,     200,     200,     200,     200,     200,     200,     200,     200),
     row("POST", "/api/v1/triage",

@@ -48,6 +48,14 @@ class VisitChange(BaseModel):
         return self
 
 
+class RunningLate(BaseModel):
+    """"Running about N minutes late", for the patient waiting; 0 takes it back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: int = Field(ge=0, le=60, strict=True)
+
+
 async def list_visits(request: Request) -> Response:
     actor = actor_of(request)
     start, end = datetime_param(request, "from"), datetime_param(request, "to")
@@ -109,6 +117,17 @@ async def cancel(request: Request) -> Response:
     return JSONResponse(visit.to_json())
 
 
+async def running_late(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    body = await json_body(request, RunningLate)
+    services = services_of(request)
+    async with services.transaction() as session:
+        visit = await visits.set_running_late(session, actor, visit_id, minutes=body.minutes,
+                                              now=services.clock.now())
+    return JSONResponse(visit.to_json())
+
+
 async def revoke_join_links(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
@@ -131,6 +150,10 @@ OPERATIONS = [
     ApiOperation("POST", "/api/v1/visits/{visit_id}/cancel", cancel,
                  "Cancel a visit not yet under way; its join links stop working",
                  tag="visits"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/running-late", running_late,
+                 "Tell the patient the prescriber is running about N minutes late "
+                 "(0 takes the notice back); shown in their waiting room",
+                 body=RunningLate, tag="visits"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/invite", invite,
                  "Email the patient a join link for this visit", success=201, tag="visits"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/join-links/revoke", revoke_join_links,

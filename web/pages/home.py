@@ -19,6 +19,7 @@ from server.models import Escalation, EscalationStatus, Role
 from server.timezones import clinic_zone, viewer_zone
 from web import escalation_view as view
 from web.after_visit import signed_summaries
+from web.day_view import day_glances
 from web.rendering import render
 
 
@@ -52,6 +53,8 @@ async def prescriber_day(request: Request) -> Response:
         found = await visits.list_visits(session, actor, start=start, end=end)
         mine = [v for v in found if v.prescriber_id == actor.user_id]
         flags = await open_safety_flags(session, {v.patient_id for v in mine})
+        # Wait times and check-ins for every card at once (a fixed number of queries).
+        glances = await day_glances(session, services, actor, mine)
         # Check-ins with safety reasons after a note was signed (CLINICAL.md,
         # invariant 7): at the top of the day until an addendum assesses them.
         addenda = await notes.addenda_due(session, actor)
@@ -62,7 +65,8 @@ async def prescriber_day(request: Request) -> Response:
                                       else "", 2),
                              v.status.value != "waiting", v.scheduled_at))
     return render(request, "prescriber_day.html", visits=mine, day=start, tz=tz,
-                  safety_flags=flags, addenda_due=addenda, reason_label=view.reason_label)
+                  safety_flags=flags, glances=glances, addenda_due=addenda,
+                  reason_label=view.reason_label)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
-// The prescriber's day, live: rows change as patients start waiting or visits change
+// The prescriber's day, live: cards change as patients start waiting or visits change
 // state (`/ws/events`), with a chime and a browser notification when someone starts to
 // wait. Notifications are only asked for from a button, never on page load.
-// A row's emergency or urgent badge links to its escalation and goes as soon as that
+// A card's emergency or urgent badge links to its escalation and goes as soon as that
 // escalation is resolved; the "Addendum needed" list at the top follows its tasks.
+// What a card shows beyond its status (the wait, the check-in's level, flags and scores,
+// Admit) comes from the server: the page is fetched again and each card that the server
+// now renders differently is replaced (events carry ids and states, never scores).
+// "Running late" posts to the API; the patient's waiting room shows it.
 
 import { chime, unlock, unlockOnFirstGesture } from "./alert-sound.js";
 import { ReconnectingSocket, socketUrl } from "./reconnecting-socket.js";
@@ -93,17 +97,99 @@ function someoneWaiting(visitId) {
   }
 }
 
+// Each card as the server last rendered it: a card is replaced only when that changes,
+// so an open "Running late" menu or a focused button elsewhere stays as it is.
+const rendered = new Map();
+
+function cards(container) {
+  return [...container.querySelectorAll(".visit[data-visit-id]")];
+}
+
+function remember(container) {
+  rendered.clear();
+  for (const card of cards(container)) rendered.set(card.dataset.visitId, card.outerHTML);
+}
+
+function takeList(current, next) {
+  const now = cards(current);
+  const fresh = cards(next);
+  const sameOrder = now.length === fresh.length &&
+    now.every((card, index) => card.dataset.visitId === fresh[index].dataset.visitId);
+  if (!sameOrder) {
+    current.replaceChildren(...next.childNodes);
+    remember(current);
+    return;
+  }
+  fresh.forEach((card, index) => {
+    const id = card.dataset.visitId;
+    if (rendered.get(id) === card.outerHTML) return;
+    rendered.set(id, card.outerHTML);
+    now[index].replaceWith(document.importNode(card, true));
+  });
+  tickWaits();
+}
+
 // After a gap in the event stream, the page itself is the truth: fetch it again and
-// take the rows from it (also picks up visits booked since the page was loaded).
+// take the cards from it (also picks up visits booked since the page was loaded).
 async function refreshRows() {
   const response = await fetch(window.location.pathname, { credentials: "same-origin",
     headers: { Accept: "text/html", "X-Mendwell-Background": "1" } });
   if (!response.ok) return;
   const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-  for (const selector of ["[data-day-list]", "[data-addenda-due]"]) {
-    const next = fresh.querySelector(selector);
-    const current = document.querySelector(selector);
-    if (next && current) current.replaceChildren(...next.childNodes);
+  const list = document.querySelector("[data-day-list]");
+  const nextList = fresh.querySelector("[data-day-list]");
+  if (list && nextList) takeList(list, nextList);
+  const addenda = document.querySelector("[data-addenda-due]");
+  const nextAddenda = fresh.querySelector("[data-addenda-due]");
+  if (addenda && nextAddenda) addenda.replaceChildren(...nextAddenda.childNodes);
+}
+
+// "Waiting 4 min", counting up from when the patient's stay in the waiting room began.
+function waitText(since) {
+  const minutes = Math.max(0, Math.floor((Date.now() - since) / 60000));
+  if (minutes < 60) return `Waiting ${minutes} min`;
+  return `Waiting ${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
+}
+
+function tickWaits() {
+  for (const span of document.querySelectorAll('[data-testid="wait-time"][data-since]')) {
+    const since = Date.parse(span.dataset.since);
+    if (!Number.isFinite(since)) continue;
+    const text = waitText(since);
+    if (span.textContent !== text) span.textContent = text;
+  }
+}
+
+async function runningLate(button) {
+  const card = button.closest(".visit[data-visit-id]");
+  if (!card) return;
+  const minutes = Number(button.dataset.lateMinutes);
+  const name = card.dataset.name || "The patient";
+  button.disabled = true;
+  try {
+    const response = await fetch(
+      `/api/v1/visits/${encodeURIComponent(card.dataset.visitId)}/running-late`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json",
+          "X-CSRF-Token": document.body.dataset.csrf || "" },
+        body: JSON.stringify({ minutes }) });
+    if (!response.ok) {
+      let message = "The notice could not be sent.";
+      try {
+        message = (await response.json()).error.message || message;
+      } catch {
+        // keep the plain message
+      }
+      announce(message);
+      return;
+    }
+    announce(minutes ? `${name} now sees that you are running about ${minutes} minutes late.`
+      : `The running-late notice for ${name} is taken back.`);
+    await refreshRows();
+  } catch {
+    announce("The notice could not be sent: check the connection and try again.");
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -157,7 +243,10 @@ function onEvent(message) {
     return;
   }
   if (!message.visit_id) return;
-  if (["visit.created", "visit.rescheduled", "escalation.raised"].includes(message.type)) {
+  if (["visit.created", "visit.rescheduled", "escalation.raised", "visit.running_late",
+    "checkin.completed", "checkin.triaged"].includes(message.type)) {
+    // The card's check-in (level, flags, scores) is read from the server, never from
+    // the event.
     refreshRows();
     return;
   }
@@ -178,9 +267,21 @@ function onEvent(message) {
   }
   const before = setStatus(message.visit_id, status);
   if (status === "waiting" && before !== "waiting") someoneWaiting(message.visit_id);
+  // The wait time and Admit (or their going) come with the card from the server.
+  if (before !== status) refreshRows();
 }
 
 if (root) {
+  const list = document.querySelector("[data-day-list]");
+  if (list) {
+    remember(list);
+    list.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-late-minutes]");
+      if (button) runningLate(button);
+    });
+  }
+  tickWaits();
+  window.setInterval(tickWaits, 15_000);
   unlockOnFirstGesture();
   showAlertsButton(false);
   if (alertsButton) alertsButton.addEventListener("click", enableAlerts);

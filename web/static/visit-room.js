@@ -50,6 +50,16 @@ function listNames(names) {
   return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
 }
 
+// `?admit=1` (the day view's Admit), taken off the address so that a reload, or the
+// page restored from history, does not admit again.
+function takeAdmitRequest() {
+  const url = new URL(window.location.href);
+  if (url.searchParams.get("admit") !== "1") return false;
+  url.searchParams.delete("admit");
+  window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+  return true;
+}
+
 class VisitRoom {
   constructor(root) {
     this.root = root;
@@ -71,6 +81,7 @@ class VisitRoom {
     this.lastAnnounced = "";
     this.tiles = new Map();
     this.patientCalls = new Map();
+    this.admitOnOpen = this.isStaff && takeAdmitRequest();
 
     this.media = new LocalMedia();
     this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId,
@@ -235,9 +246,24 @@ class VisitRoom {
     }
     this.mesh.updatePresence(this.participants);
     this.mesh.setAdmitted(this.selfState === "admitted");
+    if (this.admitOnOpen) this.admitFromDay();
     this.renderParticipants();
     for (const [peerId, tile] of this.tiles) this.captionTile(peerId, tile);
     this.render();
+  }
+
+  // Opened by the day view's Admit (`?admit=1`): the first presence lists whoever is in
+  // the waiting room; the patient there is let in with the same `admit` as the button.
+  // Only that once: a patient who left meanwhile is not let in whenever they return.
+  admitFromDay() {
+    this.admitOnOpen = false;
+    const patient = this.others("waiting").find((p) => p.role === "patient");
+    if (!patient) {
+      this.announce("The patient is no longer in the waiting room.");
+      return;
+    }
+    this.signaling.send({ type: "admit", peer_id: patient.peer_id });
+    this.announce(`Letting ${patient.name} in.`);
   }
 
   onAdmitted() {

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.test_browser_checkin import axe_script  # noqa: F401 (the fixture, used below)
+
 if TYPE_CHECKING:
     from tests.browser_support import Person
 
@@ -281,3 +283,55 @@ def test_an_invited_guest_checks_devices_and_waits(browser: Any, tmp_path: Path)
         for person in (prescriber, patient, guest):
             person.close()
         server.stop()
+
+
+def test_the_device_test_and_the_audit_log_pass_axe(
+        browser: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """axe on the device test (figures, speaker help on show) and on the audit log (its
+    rows, its paging, and a date refused beside its field)."""
+    axe: Path = request.getfixturevalue("axe_script")
+    from playwright.sync_api import expect
+
+    from tests.browser_support import AppServer, Person
+    from tests.test_browser_checkin import RUN_AXE
+
+    def serious(page: Any) -> list[dict[str, Any]]:
+        # Evaluated (not a <script> tag, which the CSP rightly refuses).
+        page.evaluate(axe.read_text())
+        found: list[dict[str, Any]] = page.evaluate(RUN_AXE)
+        return [v for v in found if v["impact"] in ("serious", "critical")]
+
+    server = AppServer(tmp_path, settings={"device_check_seconds": "2",
+                                           "device_check_max_seconds": "6"})
+    server.start(demo=True)
+    patient = Person(browser, server, "patient@demo.test",
+                     viewport={"width": 390, "height": 844})
+    admin = Person(browser, server, "admin@demo.test")
+    checked: dict[str, list[dict[str, Any]]] = {}
+    try:
+        patient.sign_in()
+        patient.enter_room(patient.first_visit_id())
+        page = patient.page
+        page.get_by_test_id("device-check-start").click()
+        expect(page.get_by_test_id("device-check")).to_have_attribute(
+            "data-state", "done", timeout=15_000)
+        page.get_by_test_id("speaker-check-play").click()
+        page.get_by_test_id("speaker-check-no").click()
+        expect(page.get_by_test_id("speaker-check-help")).to_be_visible()
+        checked["device test"] = serious(page)
+
+        admin.sign_in()
+        page = admin.page
+        page.goto("/admin/audit")
+        expect(page.get_by_test_id("audit-row").first).to_be_visible()
+        checked["audit log"] = serious(page)
+        page.get_by_test_id("audit-from").fill("2026-03-09")
+        page.get_by_test_id("audit-to").fill("2026-03-08")
+        page.get_by_test_id("audit-filter").click()
+        expect(page.get_by_test_id("audit-error-to")).to_contain_text("on or after From")
+        checked["audit log, a date refused"] = serious(page)
+    finally:
+        patient.close()
+        admin.close()
+        server.stop()
+    assert checked == {name: [] for name in checked}, checked

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import JsonValue
-from sqlalchemy import Select, event, insert, select
+from sqlalchemy import Select, and_, event, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, aliased
 
 from server.actors import Actor
 from server.clock import utcnow
 from server.errors import Refusal
-from server.models import AuditEntry
+from server.models import AuditEntry, User
 from server.results import Instant, JsonData, Result
 
 SUCCESS = "success"
@@ -170,3 +171,89 @@ def audit_record(entry: AuditEntry) -> AuditRecord:
         action=entry.action, resource_type=entry.resource_type,
         resource_id=entry.resource_id, patient_id=entry.patient_id, outcome=entry.outcome,
         ip=entry.ip, detail=entry.detail)
+
+
+# --- the admin's page of the log ------------------------------------------------------
+
+PAGE_SIZE = 50
+
+
+def day_bounds(first: date | None, last: date | None, zone: str
+               ) -> tuple[datetime | None, datetime | None]:
+    """The UTC instants from the start of ``first`` to the end of ``last``, both whole
+    days in ``zone`` (the clinic's): an admin asking for "8 March" means the clinic's
+    8 March, which in New York is 23 hours long and starts at 05:00 UTC."""
+    tz = ZoneInfo(zone)
+    since = datetime.combine(first, time.min, tzinfo=tz).astimezone(UTC) if first else None
+    until = (datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+             if last else None)
+    return since, until
+
+
+class AuditRow(Result):
+    """An entry as the page shows it: its people by name as well as by id."""
+
+    id: int
+    at: Instant
+    actor_id: int | None
+    actor_name: str | None
+    actor_role: str | None
+    action: str
+    resource_type: str
+    resource_id: str | None
+    patient_id: int | None
+    patient_name: str | None
+    outcome: str
+    ip: str | None
+
+
+class AuditPage(Result):
+    """Newest first. ``older``: the id to page on from (``before``); ``newer``: the id to
+    page back from (``after``), or None on the newest page."""
+
+    rows: list[AuditRow]
+    older: int | None
+    newer: int | None
+
+
+async def read_page(session: AsyncSession, actor: Actor, f: AuditFilter, *,
+                    before: int | None = None, after: int | None = None,
+                    size: int = PAGE_SIZE) -> AuditPage:
+    """One page of the log, its people's names in the same query (one query a page,
+    not one a row), itself recorded as a read of the log.
+
+    Keyset paging on (at, id): reading the log writes to it, so counting pages by
+    offset would shift every older page by a row at each look."""
+    who, patient = aliased(User), aliased(User)
+    query = (audit_query(f)
+             .add_columns(who.name, patient.name)
+             .outerjoin(who, who.id == AuditEntry.actor_id)
+             .outerjoin(patient, patient.id == AuditEntry.patient_id))
+    cursor = before if before is not None else after
+    if cursor is not None:
+        at = select(AuditEntry.at).where(AuditEntry.id == cursor).scalar_subquery()
+        if before is not None:
+            query = query.where(or_(AuditEntry.at < at,
+                                    and_(AuditEntry.at == at, AuditEntry.id < cursor)))
+        else:
+            query = query.where(or_(AuditEntry.at > at,
+                                    and_(AuditEntry.at == at, AuditEntry.id > cursor)))
+            # The nearest newer entries first, shown newest first below.
+            query = query.order_by(None).order_by(AuditEntry.at, AuditEntry.id)
+    found = list((await session.execute(query.limit(size + 1))).all())
+    more = len(found) > size
+    if after is not None and not more:
+        # Back at the newest entries: show the newest page, full, as the first look did.
+        return await read_page(session, actor, f, size=size)
+    found = found[:size]
+    if after is not None:
+        found.reverse()
+    rows = [AuditRow(
+        id=e.id, at=e.at, actor_id=e.actor_id, actor_name=actor_name,
+        actor_role=e.actor_role, action=e.action, resource_type=e.resource_type,
+        resource_id=e.resource_id, patient_id=e.patient_id, patient_name=patient_name,
+        outcome=e.outcome, ip=e.ip) for e, actor_name, patient_name in found]
+    older = rows[-1].id if rows and (more or after is not None) else None
+    newer = rows[0].id if rows and (before is not None or after is not None) else None
+    record(session, actor, "read", "audit_log", None, count=len(rows))
+    return AuditPage(rows=rows, older=older, newer=newer)

@@ -136,7 +136,11 @@ class Settings(BaseSettings):
     waiting_alert_poll_seconds: float = 15.0
     # aiortc echo peers cost about a quarter of a core each: cap them per instance.
     device_check_limit: int = 4
-    device_check_max_seconds: int = 120
+    # The page ends its check by itself after device_check_seconds (the "about 10
+    # seconds" it promises); the server ends the echo at device_check_max_seconds after
+    # `start` whatever the page does, so a tab that never stops frees its slot soon.
+    device_check_seconds: float = 10.0
+    device_check_max_seconds: float = 15.0
     # Heartbeats: a ping every interval; a socket that has not answered within the
     # timeout is dropped (5 + 10: a dead peer is noticed within 15 seconds).
     ws_ping_interval_seconds: float = 5.0
@@ -212,6 +216,11 @@ class Settings(BaseSettings):
                                 f"port + 1), not {self.signaling_port}.")
         if self.turn_urls and not self.turn_secret:
             raise SettingsError("MENDWELL_TURN_URLS is set but MENDWELL_TURN_SECRET is not.")
+        if not 0 < self.device_check_seconds < self.device_check_max_seconds:
+            raise SettingsError(
+                "MENDWELL_DEVICE_CHECK_SECONDS must be above 0 and below "
+                "MENDWELL_DEVICE_CHECK_MAX_SECONDS (the server's own deadline), not "
+                f"{self.device_check_seconds} and {self.device_check_max_seconds}.")
         if self.turn_ttl_seconds < 60:
             raise SettingsError("MENDWELL_TURN_TTL_SECONDS must be at least 60.")
         if self.ice_transport_policy == "relay" and not self.turn_urls:

@@ -469,12 +469,16 @@ class DeviceCheckResult:
     stats: list[dict[str, Any]]
     echo: Received
     connected_after: float
+    done: str | None = None  # the reason of the server's `done`, when waited for
+    close_code: int | None = None
 
 
 async def device_check(url: str, *, cookie: str | None = None, relay: bool = False,
                        track: MediaStreamTrack | None = None, seconds: float = 2.0,
-                       within: float = 10.0) -> DeviceCheckResult:
-    """Run a device check as a browser would: offer, get the echo, read the reports."""
+                       within: float = 10.0, stop: bool = True) -> DeviceCheckResult:
+    """Run a device check as a browser would: offer, get the echo, read the reports.
+    With ``stop=False`` it never stops the check, as a tab left open would not, and
+    waits for the server to end it."""
     from signaling.peers import ColourTrack
 
     started = time.monotonic()
@@ -518,9 +522,13 @@ async def device_check(url: str, *, cookie: str | None = None, relay: bool = Fal
                 deadline = time.monotonic() + seconds
                 while time.monotonic() < deadline or not stats:
                     await next_message("stats")
-                await ws.send(json.dumps({"type": "stop"}))
+                if stop:
+                    await ws.send(json.dumps({"type": "stop"}))
+                done = await next_message("done")
+                await ws.wait_closed()
             finally:
                 for task in tasks:
                     task.cancel()
                 await pc.close()
-    return DeviceCheckResult(ready, stats, echo, connected_after)
+    return DeviceCheckResult(ready, stats, echo, connected_after, done["reason"],
+                             ws.close_code)

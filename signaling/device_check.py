@@ -3,8 +3,11 @@
 The browser offers its camera and microphone; the server answers and sends the video
 back at reduced resolution (and the audio as it came), so the patient sees their own
 camera come back through the server over the real network path, TURN included when
-``relay`` is asked for. Every second the server reports what it receives and the
-round-trip time. The protocol is in docs/signaling.md ("Device check").
+``relay`` is asked for. Every second the server reports what it receives, what it sends
+back and the round-trip time. The page ends its check by itself after
+``device_check_seconds``; the server ends the echo ``device_check_max_seconds`` after
+``start`` whatever the page does, so a tab left open (or a script) never holds a slot for
+long. The protocol is in docs/signaling.md ("Device check").
 
 An echoed stream costs a real share of a core, so checks are capped per instance
 (``MENDWELL_DEVICE_CHECK_LIMIT``); beyond the cap the page is told to check locally.
@@ -49,6 +52,14 @@ CLOSE_SECONDS = 5.0
 MEDIA_LINE = re.compile(r"^m=(audio|video) ", re.MULTILINE)
 
 
+def echo_size(width: int, height: int) -> tuple[int, int]:
+    """The size a ``width`` x ``height`` frame comes back at: ``ECHO_WIDTH`` wide at most,
+    aspect ratio kept, even sides (what the encoder takes)."""
+    if width <= ECHO_WIDTH:
+        return width, height
+    return ECHO_WIDTH, max(2, round(height * ECHO_WIDTH / width / 2) * 2)
+
+
 class ReducedEcho(MediaStreamTrack):
     """The received video, scaled down to ``ECHO_WIDTH`` and sent back."""
 
@@ -58,15 +69,17 @@ class ReducedEcho(MediaStreamTrack):
         super().__init__()
         self.source = source
         self.meter = meter
+        self.sent: tuple[int, int] | None = None  # the size of the last frame sent back
 
     async def recv(self) -> av.VideoFrame:
         frame = await self.source.recv()
         assert isinstance(frame, av.VideoFrame)
         self.meter.tick(frame)
-        if frame.width <= ECHO_WIDTH:
+        width, height = echo_size(frame.width, frame.height)
+        self.sent = (width, height)
+        if width == frame.width:
             return frame
-        height = max(2, round(frame.height * ECHO_WIDTH / frame.width / 2) * 2)
-        scaled = frame.reformat(width=ECHO_WIDTH, height=height, format="yuv420p")
+        scaled = frame.reformat(width=width, height=height, format="yuv420p")
         scaled.pts, scaled.time_base = frame.pts, frame.time_base
         return scaled
 
@@ -94,6 +107,7 @@ class EchoPeer:
         # must go through TURN (``relay``), which is what proves TURN works for it.
         self.pc = RTCPeerConnection(rtc_configuration([], relay=False))
         self.meter = FrameMeter()
+        self.echo: ReducedEcho | None = None
         self.relay = relay
         self.ice_servers = ice_servers
         self._closed = False
@@ -101,7 +115,8 @@ class EchoPeer:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                self.pc.addTrack(ReducedEcho(track, self.meter))
+                self.echo = ReducedEcho(track, self.meter)
+                self.pc.addTrack(self.echo)
             else:
                 self.pc.addTrack(AudioEcho(track))
 
@@ -118,9 +133,12 @@ class EchoPeer:
             for stat in (await self.pc.getStats()).values():
                 if isinstance(stat, RTCRemoteInboundRtpStreamStats) and stat.kind == "video":
                     rtt = round(stat.roundTripTime * 1000, 1)
+        sent = self.echo.sent if self.echo is not None else None
         return {"type": "stats", "connection_state": self.pc.connectionState,
                 "frames_per_second": round(self.meter.fps(), 1), "frames": self.meter.frames,
-                "width": self.meter.width, "height": self.meter.height, "round_trip_ms": rtt}
+                "width": self.meter.width, "height": self.meter.height,
+                "sent_width": sent[0] if sent else None,
+                "sent_height": sent[1] if sent else None, "round_trip_ms": rtt}
 
     async def replaced(self) -> None:
         """The same person started another check: this one ends and frees its slot."""
@@ -279,6 +297,7 @@ async def _start(websocket: WebSocket, hub: Hub, outlet: SocketOutlet, data: dic
     if previous is not None:
         await previous.replaced()
     outlet.push({"type": "ready", **ice.to_json(), "relay": relay,
+                 "check_seconds": services.settings.device_check_seconds,
                  "max_seconds": services.settings.device_check_max_seconds,
                  "echo_width": ECHO_WIDTH})
     return peer

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from signaling.client import ClientError, device_check
+from signaling.client import ClientError, DeviceCheckResult, device_check
+from signaling.device_check import echo_size
 from signaling.peers import ColourTrack
 from tests.clinic import Clinic
 from tests.conftest import SignIn
@@ -34,7 +36,10 @@ def test_the_echo_comes_back_smaller_with_reports(
     last = result.stats[-1]
     assert last["connection_state"] == "connected"
     assert (last["width"], last["height"]) == (640, 480)
+    # What the server says it sends back is what arrived.
+    assert (last["sent_width"], last["sent_height"]) == (320, 240) == echo_size(640, 480)
     assert last["frames"] > 10 and last["frames_per_second"] > 5
+    assert result.done == "stopped" and result.close_code == 1000
     print(f"device check: echo after {result.connected_after:.2f} s, {last}")
 
 
@@ -78,7 +83,8 @@ def test_device_check_needs_a_session_or_an_invitation(client: TestClient, clini
         assert (error["code"], error["field"]) == ("no_turn", "relay")
         ws.send({"type": "start"})
         ready = ws.expect("ready")
-        assert ready["ice_servers"] == [] and ready["max_seconds"] == 120
+        assert ready["ice_servers"] == []
+        assert (ready["check_seconds"], ready["max_seconds"]) == (10, 15)
         ws.send({"type": "offer", "sdp": "this is not sdp"})
         assert ws.expect("error")["code"] == "invalid_offer"
 
@@ -114,3 +120,35 @@ def test_one_person_holds_one_device_check_slot(client: TestClient, clinic: Clin
         # The patient's check still runs.
         checks[-1].send({"type": "ping"})
         checks[-1].expect("pong")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_check_never_stopped_is_ended_by_the_server_and_frees_its_slot(
+    clinic: Clinic, sign_in: SignIn, database_url: str, tmp_path: Path
+) -> None:
+    """A tab that never presses Stop (closed lid, a script): the server ends the echo at
+    its own deadline, and the one slot of this instance is free for the next person."""
+    patient = cookie_of(sign_in, clinic.patient)
+    prescriber = cookie_of(sign_in, clinic.prescriber)
+
+    async def left_running(url: str) -> tuple[float, DeviceCheckResult, DeviceCheckResult]:
+        started = time.monotonic()
+        # Reports for a second, then waits, sending nothing: no stop, no ping.
+        kept = await device_check(url, cookie=patient, seconds=1.0, stop=False, within=20)
+        ended_after = time.monotonic() - started
+        after = await device_check(url, cookie=prescriber, seconds=0.5)
+        return ended_after, kept, after
+
+    with LiveServer(database_url, tmp_path, MENDWELL_DEVICE_CHECK_LIMIT="1",
+                    MENDWELL_DEVICE_CHECK_SECONDS="1",
+                    MENDWELL_DEVICE_CHECK_MAX_SECONDS="3") as server:
+        ended_after, kept, after = asyncio.run(asyncio.wait_for(
+            left_running(f"{server.ws_url}/ws/device-check"), 40))
+    assert (kept.ready["check_seconds"], kept.ready["max_seconds"]) == (1, 3)
+    assert (kept.done, kept.close_code) == ("time_limit", 1000)
+    # Three seconds after its start, not at the end of a minutes-long limit.
+    assert 3.0 <= ended_after < 6.0, ended_after
+    # The echo ran until then: reports came for longer than the one second asked.
+    assert len(kept.stats) >= 2
+    # The only slot was given back: the next check is answered, not told "busy".
+    assert after.ready["relay"] is False and after.done == "stopped"

@@ -43,7 +43,8 @@ SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),
                                                             ("10.0.0.5", "172.28.10.0/24"))}
 # Other settings a field's value needs to be accepted.
 NEEDS: dict[str, dict[str, str]] = {
-    "ice_transport_policy": {"MENDWELL_TURN_URLS": "turn:turn.test:3478"}}
+    "ice_transport_policy": {"MENDWELL_TURN_URLS": "turn:turn.test:3478"},
+    "device_check_max_seconds": {"MENDWELL_DEVICE_CHECK_SECONDS": "1"}}
 
 
 def kind_of(name: str) -> str:
@@ -187,6 +188,17 @@ def test_signaling_url_is_a_websocket_origin_and_the_port_a_port(
         with pytest.raises(SettingsError, match="MENDWELL_SIGNALING_PORT must be a port"):
             from_env(base_environ(tmp_path, MENDWELL_SIGNALING_PORT=bad))
     assert from_env(base_environ(tmp_path)).signaling_port == 0
+
+
+def test_the_device_checks_server_deadline_comes_after_the_pages_check(
+    tmp_path: Path, from_env: Environ
+) -> None:
+    settings = from_env(base_environ(tmp_path))
+    assert (settings.device_check_seconds, settings.device_check_max_seconds) == (10, 15)
+    for seconds, deadline in (("10", "10"), ("12", "10"), ("0", "15")):
+        with pytest.raises(SettingsError, match="MENDWELL_DEVICE_CHECK_SECONDS must be"):
+            from_env(base_environ(tmp_path, MENDWELL_DEVICE_CHECK_SECONDS=seconds,
+                                  MENDWELL_DEVICE_CHECK_MAX_SECONDS=deadline))
 
 
 def test_overrides_win_over_the_environment(tmp_path: Path, from_env: Environ) -> None:

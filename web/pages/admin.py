@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -106,16 +108,76 @@ async def remove_member(request: Request) -> Response:
     return RedirectResponse("/admin/care-teams", status_code=303)
 
 
+AUDIT_DATE_FIELDS = {"from": "From", "to": "To"}
+
+
+def _day(raw: str, field: str) -> date:
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(f"{AUDIT_DATE_FIELDS[field]}: enter a date such as "
+                               "2026-03-08.", field=field) from None
+    if not YEARS[0] <= day.year <= YEARS[1]:
+        raise ValidationFailed(f"{AUDIT_DATE_FIELDS[field]}: enter a date from the year "
+                               f"{YEARS[0]} to {YEARS[1]}.", field=field)
+    return day
+
+
+def _audit_page_filter(request: Request, zone: str
+                       ) -> tuple[audit.AuditFilter, int | None, int | None]:
+    """The API's filters, plus whole days in the clinic's zone (the date pickers) and the
+    page's cursor; 422 naming the field."""
+    params = request.query_params
+    filters = audit_filter(request)
+    first, last = (_day(params[name], name) if params.get(name) else None
+                   for name in ("from", "to"))
+    if first and last and last < first:
+        raise ValidationFailed("To: choose a day on or after From.", field="to")
+    since, until = audit.day_bounds(first, last, zone)
+    if since is not None:
+        filters = replace(filters, since=max(since, filters.since or since))
+    if until is not None:
+        filters = replace(filters, until=min(until, filters.until or until))
+    before, after = (int_param(params[name], name) if params.get(name) else None
+                     for name in ("before", "after"))
+    return filters, before, after
+
+
+def _audit_links(request: Request, page: audit.AuditPage,
+                 filters: audit.AuditFilter) -> dict[str, str]:
+    """Older and Newer keep the filters; the export takes the same entries' filters in
+    the API's terms (the days as UTC instants)."""
+    kept = [(k, v) for k, v in request.query_params.multi_items()
+            if k not in ("before", "after") and v]
+    links = {}
+    if page.older is not None:
+        links["older"] = "/admin/audit?" + urlencode([*kept, ("before", str(page.older))])
+    if page.newer is not None:
+        links["newer"] = "/admin/audit?" + urlencode([*kept, ("after", str(page.newer))])
+    export = [(k, v) for k, v in kept if k not in ("from", "to", "since", "until")]
+    export += [(name, value.isoformat()) for name, value in
+               (("since", filters.since), ("until", filters.until)) if value is not None]
+    links["export"] = "/api/v1/audit.csv" + ("?" + urlencode(export) if export else "")
+    return links
+
+
 async def audit_page(request: Request) -> Response:
     actor = actor_of(request)
     require_role(actor, Role.admin)
-    filters = audit_filter(request)
-    async with services_of(request).transaction() as session:
-        entries = list((await session.scalars(
-            audit.audit_query(filters).limit(200))).all())
-        audit.record(session, actor, "read", "audit_log", None, count=len(entries))
-    return render(request, "admin_audit.html", entries=entries, query=request.url.query,
-                  params=request.query_params)
+    services = services_of(request)
+    zone = clinic_zone(services.settings)
+    try:
+        filters, before, after = _audit_page_filter(request, zone)
+    except ValidationFailed as exc:
+        # The form again with the error by its field, not an error page.
+        return render(request, "admin_audit.html", status=exc.status, page=None, links={},
+                      params=request.query_params, tz=zone, error=exc.message,
+                      error_field=exc.field)
+    async with services.transaction() as session:
+        page = await audit.read_page(session, actor, filters, before=before, after=after)
+    return render(request, "admin_audit.html", page=page, tz=zone,
+                  links=_audit_links(request, page, filters), params=request.query_params,
+                  error=None, error_field=None)
 
 
 async def outbox_page(request: Request) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,6 +48,16 @@ class GuestInvited(Guest):
     """A new guest, and the invitation email queued for them."""
 
     outbox_id: int
+
+
+GuestState = Literal["invited", "admitted", "revoked", "expired"]
+
+
+class GuestEntry(Guest):
+    """A guest as the visit's guest list shows them: where their invitation stands."""
+
+    revoked_at: Instant | None
+    state: GuestState
 
 
 def _guest(guest: VisitGuest) -> Guest:
@@ -100,6 +111,28 @@ async def invite_guest(
     emit(session, "visit.guest_invited", await care_team_ids(session, visit.patient_id),
          visit_id=visit.id, guest_id=guest.id)
     return GuestInvited(**_guest(guest).model_dump(), outbox_id=outgoing.id)
+
+
+async def list_guests(session: AsyncSession, actor: Actor, visit_id: int, *,
+                      now: datetime) -> list[GuestEntry]:
+    """Everyone invited into the visit, first invited first, with where each stands (the
+    care team's guest page). Audited as one read of the visit's guests."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    visit = await access_visit(session, actor, visit_id, now=now)
+    rows = (await session.scalars(select(VisitGuest).where(VisitGuest.visit_id == visit.id)
+                                  .order_by(VisitGuest.invited_at, VisitGuest.id))).all()
+    audit.record(session, actor, "read", "visit_guests", visit.id, patient_id=visit.patient_id,
+                 count=len(rows))
+
+    def state(guest: VisitGuest) -> GuestState:
+        if guest.revoked_at is not None:
+            return "revoked"
+        if guest.admitted_at is not None:
+            return "admitted"
+        return "expired" if guest.expires_at <= now else "invited"
+
+    return [GuestEntry(**_guest(g).model_dump(), revoked_at=g.revoked_at, state=state(g))
+            for g in rows]
 
 
 async def guest_for_token(

@@ -8,6 +8,9 @@ their profile (with its abbreviation), and staff read the clinic's
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,3 +44,15 @@ async def viewer_zone(session: AsyncSession, settings: Settings, actor: Actor) -
     if actor.role is Role.patient:
         return await patient_zone(session, settings, actor.user_id)
     return clinic_zone(settings)
+
+
+def wall_clock(day: date, at: time, zone: str, *, field: str = "time") -> datetime:
+    """``day`` at ``at`` on the clocks of ``zone``, as an aware datetime. A time the clocks
+    skip (going forward) is refused rather than guessed: an hour off is a missed visit.
+    A time they pass twice (going back) is the first of the two."""
+    tz = ZoneInfo(zone)
+    local = datetime.combine(day, at, tzinfo=tz)
+    if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None):
+        raise ValidationFailed(f"{at.strftime('%H:%M')} does not exist on that day in "
+                               f"{zone.replace('_', ' ')} (the clocks go forward).", field=field)
+    return local

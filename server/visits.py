@@ -28,6 +28,7 @@ from server.locks import lock_visit
 from server.models import (
     CareTeamMember,
     OutboxEmail,
+    PatientProfile,
     Role,
     User,
     Visit,
@@ -39,13 +40,18 @@ from server.models import (
 from server.outbox import queue_email
 from server.results import Instant, Person, Result, utc_iso
 from server.services import Services
-from server.timezones import patient_zone
+from server.settings import Settings, is_zone_name
+from server.timezones import clinic_zone, patient_zone
 
 # Whatever moves a visit into one of these also revokes its join links
 # (``invalidate_join_links``, as ``end_visit`` does): a visit that is over needs none.
 ENDED = (VisitStatus.completed, VisitStatus.no_show, VisitStatus.cancelled)
 
 log = logging.getLogger("mendwell.visits")
+
+# The longest visit a client may book (the API's and the pages' limit): also how far
+# back a conflict's start can be and still overlap.
+MAX_DURATION_MINUTES = 240
 
 
 class VisitRecord(Result):
@@ -157,7 +163,11 @@ async def create_visit(
     scheduled_at: datetime,
     duration_minutes: int | None,
     now: datetime,
+    refuse_conflicts: bool = False,
 ) -> VisitRecord:
+    """Book a visit. With ``refuse_conflicts``, a time that overlaps another visit of the
+    prescriber is refused (``ScheduleConflict``, listing them) instead of booked: the
+    pages ask first and book anyway only when told to."""
     require_role(actor, Role.prescriber, Role.coordinator)
     patient = await session.get(User, patient_id)
     if patient is None or patient.role is not Role.patient:
@@ -175,10 +185,12 @@ async def create_visit(
                                field="prescriber_id")
     if scheduled_at < now - timedelta(hours=1):
         raise ValidationFailed("A visit cannot be scheduled in the past.", field="scheduled_at")
+    duration = duration_minutes or (60 if kind is VisitKind.intake else 15)
+    if refuse_conflicts:
+        await _refuse_conflicts(session, actor, prescriber_id, scheduled_at, duration)
     visit = Visit(
         patient_id=patient_id, prescriber_id=prescriber_id, kind=kind,
-        scheduled_at=scheduled_at,
-        duration_minutes=duration_minutes or (60 if kind is VisitKind.intake else 15),
+        scheduled_at=scheduled_at, duration_minutes=duration,
         status=VisitStatus.scheduled, created_at=now, created_by_id=actor.user_id,
     )
     session.add(visit)
@@ -332,15 +344,21 @@ async def _changeable(session: AsyncSession, actor: Actor, visit_id: int,
 async def reschedule_visit(
     session: AsyncSession, services: Services, actor: Actor, visit_id: int, *,
     scheduled_at: datetime | None, duration_minutes: int | None, now: datetime,
+    refuse_conflicts: bool = False,
 ) -> VisitRecord:
     """Move a visit (``PATCH /api/v1/visits/{id}``): its start, its length or both. Its
     join links keep working; the patient is emailed the new time with the calendar event
-    updated, and their screens and the care team's day update."""
+    updated, and their screens and the care team's day update. ``refuse_conflicts`` as
+    for ``create_visit``."""
     visit = await _changeable(session, actor, visit_id, "reschedule")
+    if scheduled_at is not None and scheduled_at < now - timedelta(hours=1):
+        raise ValidationFailed("A visit cannot be moved into the past.", field="scheduled_at")
+    if refuse_conflicts:
+        await _refuse_conflicts(session, actor, visit.prescriber_id,
+                                scheduled_at or visit.scheduled_at,
+                                duration_minutes or visit.duration_minutes,
+                                exclude_visit_id=visit.id)
     if scheduled_at is not None:
-        if scheduled_at < now - timedelta(hours=1):
-            raise ValidationFailed("A visit cannot be moved into the past.",
-                                   field="scheduled_at")
         visit.scheduled_at = scheduled_at
     if duration_minutes is not None:
         visit.duration_minutes = duration_minutes
@@ -407,6 +425,121 @@ async def set_running_late(session: AsyncSession, actor: Actor, visit_id: int, *
          visit_id=visit.id, minutes=minutes,
          since=visit.late_notice_at.isoformat() if visit.late_notice_at else None)
     return _record(visit)
+
+
+# --- conflicts and what can be booked ------------------------------------------------
+
+# The visits that hold the prescriber's time: booked, or under way.
+BUSY = (VisitStatus.scheduled, VisitStatus.checked_in, VisitStatus.waiting,
+        VisitStatus.in_progress)
+
+
+class VisitConflict(Result):
+    """Another visit of the prescriber overlapping a proposed time. Its patient is named
+    only to someone on that patient's care team (a coordinator booking for a prescriber
+    sees when the prescriber is busy, not with whom)."""
+
+    id: int
+    patient: Person | None
+    scheduled_at: Instant
+    duration_minutes: int
+    status: VisitStatus
+
+
+class ScheduleConflict(Conflict):
+    """A booking or a move refused because the prescriber is busy then (409
+    ``schedule_conflict``, the visits in ``conflicts``)."""
+
+    code = "schedule_conflict"
+
+    def __init__(self, conflicts: list[VisitConflict]) -> None:
+        count = len(conflicts)
+        super().__init__(
+            f"The prescriber has {count} other visit{'s' if count > 1 else ''} at that time.",
+            field="scheduled_at", extra={"conflicts": [c.to_json() for c in conflicts]})
+        self.conflicts = conflicts
+
+
+async def find_conflicts(
+    session: AsyncSession, actor: Actor, *, prescriber_id: int, scheduled_at: datetime,
+    duration_minutes: int, exclude_visit_id: int | None = None,
+) -> list[VisitConflict]:
+    """The prescriber's visits that overlap ``scheduled_at`` for ``duration_minutes``
+    (booked or under way; a visit ending as another starts does not overlap), soonest
+    first. Reading a named one is audited."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    end = scheduled_at + timedelta(minutes=duration_minutes)
+    query = (select(Visit).options(selectinload(Visit.patient))
+             .where(Visit.prescriber_id == prescriber_id, Visit.status.in_(BUSY),
+                    Visit.scheduled_at < end,
+                    Visit.scheduled_at > scheduled_at - timedelta(minutes=MAX_DURATION_MINUTES))
+             .order_by(Visit.scheduled_at, Visit.id))
+    if exclude_visit_id is not None:
+        query = query.where(Visit.id != exclude_visit_id)
+    # The end is compared here: a start plus a column of minutes is not portable SQL.
+    found = [v for v in (await session.scalars(query)).all()
+             if v.scheduled_at + timedelta(minutes=v.duration_minutes) > scheduled_at]
+    if not found:
+        return []
+    team = set((await session.scalars(select(CareTeamMember.patient_id).where(
+        CareTeamMember.member_id == actor.user_id,
+        CareTeamMember.patient_id.in_({v.patient_id for v in found})))).all())
+    audit.record_reads(session, actor, "visit",
+                       [(v.id, v.patient_id) for v in found if v.patient_id in team])
+    return [VisitConflict(
+        id=v.id, scheduled_at=v.scheduled_at, duration_minutes=v.duration_minutes,
+        status=v.status,
+        patient=Person(id=v.patient.id, name=v.patient.name) if v.patient_id in team else None)
+        for v in found]
+
+
+async def _refuse_conflicts(session: AsyncSession, actor: Actor, prescriber_id: int,
+                            scheduled_at: datetime, duration_minutes: int, *,
+                            exclude_visit_id: int | None = None) -> None:
+    conflicts = await find_conflicts(
+        session, actor, prescriber_id=prescriber_id, scheduled_at=scheduled_at,
+        duration_minutes=duration_minutes, exclude_visit_id=exclude_visit_id)
+    if conflicts:
+        raise ScheduleConflict(conflicts)
+
+
+class BookablePatient(Result):
+    id: int
+    name: str
+    zone: str  # the zone the patient reads times in
+
+
+class Bookable(Result):
+    """Whom the actor may book a visit for, and with whom."""
+
+    patients: list[BookablePatient]
+    prescribers: list[Person]
+
+
+async def bookable(session: AsyncSession, settings: Settings, actor: Actor) -> Bookable:
+    """The active patients of the actor's care teams (each with their zone), and the
+    prescribers on those teams: the choices of the scheduling page."""
+    require_role(actor, Role.prescriber, Role.coordinator)
+    require_full_session(actor)
+    team = select(CareTeamMember.patient_id).where(CareTeamMember.member_id == actor.user_id)
+    rows = await session.execute(
+        select(User.id, User.name, PatientProfile.timezone)
+        .outerjoin(PatientProfile, PatientProfile.user_id == User.id)
+        .where(User.id.in_(team), User.role == Role.patient, User.is_active.is_(True))
+        .order_by(User.name, User.id))
+    patients = [BookablePatient(id=pid, name=name,
+                                zone=zone if zone and is_zone_name(zone) else clinic_zone(settings))
+                for pid, name, zone in rows]
+    colleagues = await session.execute(
+        select(User.id, User.name).where(
+            User.role == Role.prescriber, User.is_active.is_(True),
+            User.id.in_(select(CareTeamMember.member_id).where(
+                CareTeamMember.patient_id.in_(team))))
+        .order_by(User.name, User.id))
+    # Names and zones only, of the actor's own patients: one entry, not one per patient.
+    audit.record(session, actor, "read", "care_team_patients", None, count=len(patients))
+    return Bookable(patients=patients,
+                    prescribers=[Person(id=uid, name=name) for uid, name in colleagues])
 
 
 # --- the waiting room and the video visit (driven by signaling/) --------------------

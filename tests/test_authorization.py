@@ -11,6 +11,7 @@ idempotent change or act on something their ``prepare`` made for that one cell.
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import uuid
@@ -206,6 +207,41 @@ def guest_invitation(cell: Cell) -> dict[str, Any]:
 
     cell.run(make)
     return {"t": token}
+
+
+def guest_to_revoke(cell: Cell) -> dict[str, Any]:
+    """A guest of the clinic's visit, for one cell to revoke."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            now = cell.services.clock.now()
+            guest = VisitGuest(visit_id=cell.clinic.visit_id, name="Sam Family",
+                               email="sam@family.test",
+                               token_hash=token_hash(secrets.token_urlsafe(32)),
+                               invited_by_id=cell.clinic.prescriber.id, invited_at=now,
+                               expires_at=now + timedelta(hours=1))
+            session.add(guest)
+            await session.flush()
+            return guest.id
+
+    return {"guest_id": cell.run(make)}
+
+
+# Days ahead of the scheduling pages' bookings, one each: the pages refuse a time the
+# prescriber is busy (409), and every fresh visit of the matrix is in two hours.
+_SLOTS = itertools.count(400)
+
+
+def free_slot(cell: Cell) -> dict[str, Any]:
+    zone = ZoneInfo(cell.services.settings.clinic_timezone)
+    day = cell.services.clock.now().astimezone(zone).date() + timedelta(days=next(_SLOTS))
+    return {"visit_date": day.isoformat(), "visit_time": "10:00", "duration_minutes": "15"}
+
+
+def new_visit_form(cell: Cell) -> dict[str, Any]:
+    return {"patient_id": str(cell.clinic.patient.id),
+            "prescriber_id": str(cell.clinic.prescriber.id),
+            "kind": "follow_up"} | free_slot(cell) | csrf_only(cell)
 
 
 def throwaway_team_member(cell: Cell) -> dict[str, Any]:
@@ -631,6 +667,35 @@ PAGES = [
     row("GET", "/visits/{visit_id}/summary/preview",
         LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=fresh_visit),
+    # Scheduling, moving, cancelling and guests: the care team's prescribers and
+    # coordinators (web/pages/scheduling.py); the list of patients offered is the
+    # actor's own, so a page for someone else's patient is refused and audited.
+    row("GET", "/visits/new",
+        LOGIN,   403,     403,     403,     200,     200,     200,     200,     403),
+    row("GET", "/visits/new",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        query=lambda cell: {"patient": str(cell.clinic.patient.id)}, note="for a patient"),
+    row("POST", "/visits/new",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        form=new_visit_form),
+    row("GET", "/visits/{visit_id}/change",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403),
+    row("POST", "/visits/{visit_id}/change",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        prepare=fresh_visit, form=lambda cell: free_slot(cell) | csrf_only(cell)),
+    row("POST", "/visits/{visit_id}/cancel",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        prepare=fresh_visit, form=csrf_only),
+    row("GET", "/visits/{visit_id}/guests",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403),
+    # Inviting is the prescriber's (server.guests.invite_guest); revoking the team's.
+    row("POST", "/visits/{visit_id}/guests",
+        LOGIN,   403,     403,     403,     303,     DENIED,  403,     403,     403,
+        form=lambda cell: {"name": "Ana Interpreter", "email": "ana@interpreters.test"}
+        | csrf_only(cell)),
+    row("POST", "/visits/{visit_id}/guests/{guest_id}/revoke",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        prepare=guest_to_revoke, form=csrf_only),
     # The offline page's service worker: one static file, no data, no session needed.
     row("GET", "/visits/offline-worker.js",
         200,     200,     200,     200,     200,     200,     200,     200,     200),

@@ -29,7 +29,11 @@ class NewVisit(BaseModel):
     prescriber_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     kind: VisitKind
     scheduled_at: Instant
-    duration_minutes: int | None = Field(default=None, ge=5, le=240)
+    duration_minutes: int | None = Field(default=None, ge=5, le=visits.MAX_DURATION_MINUTES)
+    # Off unless asked, so clients written before it book as they did.
+    check_conflicts: bool = Field(
+        default=False, description="Refuse with 409 schedule_conflict (the overlapping "
+                                   "visits in error.conflicts) if the prescriber is busy")
 
 
 class VisitChange(BaseModel):
@@ -38,7 +42,10 @@ class VisitChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scheduled_at: Instant | None = None
-    duration_minutes: int | None = Field(default=None, ge=5, le=240)
+    duration_minutes: int | None = Field(default=None, ge=5, le=visits.MAX_DURATION_MINUTES)
+    check_conflicts: bool = Field(
+        default=False, description="Refuse with 409 schedule_conflict (the overlapping "
+                                   "visits in error.conflicts) if the prescriber is busy")
 
     @model_validator(mode="after")
     def _something_changes(self) -> VisitChange:
@@ -73,6 +80,7 @@ async def create_visit(request: Request) -> Response:
             session, services, actor, patient_id=body.patient_id, prescriber_id=body.prescriber_id,
             kind=body.kind, scheduled_at=body.scheduled_at,
             duration_minutes=body.duration_minutes, now=services.clock.now(),
+            refuse_conflicts=body.check_conflicts,
         )
     return JSONResponse(visit.to_json(), status_code=201)
 
@@ -103,7 +111,8 @@ async def reschedule(request: Request) -> Response:
     async with services.transaction() as session:
         visit = await visits.reschedule_visit(
             session, services, actor, visit_id, scheduled_at=body.scheduled_at,
-            duration_minutes=body.duration_minutes, now=services.clock.now())
+            duration_minutes=body.duration_minutes, now=services.clock.now(),
+            refuse_conflicts=body.check_conflicts)
     return JSONResponse(visit.to_json())
 
 

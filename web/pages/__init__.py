@@ -17,6 +17,7 @@ from web.pages import (
     offline,
     patient,
     progress,
+    scheduling,
     signin,
     summary,
     time_zone,
@@ -41,6 +42,7 @@ def routes() -> list[BaseRoute]:
         *admin.ROUTES,
         # Before the visit room: `/visits/{visit_id}` would take the worker's path too.
         *offline.ROUTES,
+        *scheduling.ROUTES,
         *guest.ROUTES,
         *visit_room.ROUTES,
         *where.ROUTES,

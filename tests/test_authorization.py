@@ -31,7 +31,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from server import checkins
+from server import checkins, consents
 from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
 from server.app import create_app
@@ -293,6 +293,29 @@ def escalation(status: EscalationStatus) -> Make:
     return prepare
 
 
+def tpo_consent(cell: Cell) -> dict[str, Any]:
+    return {"kind": "tpo", "categories": ["sud_measures", "sud_checkin", "moud"],
+            "recipient_classes": ["treating_providers"], "purposes": ["treatment"],
+            "expiry_event": "When I leave the program"}
+
+
+def a_consent(cell: Cell) -> dict[str, Any]:
+    """A consent of the clinic's patient, recorded from paper, for the cell to revoke."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            body = consents.ConsentBody.model_validate(tpo_consent(cell) | {
+                "signed_name": cell.clinic.patient.name,
+                "signed_on": cell.services.clock.now().date().isoformat()})
+            made = await consents.record_paper(session, _prescriber(cell),
+                                               cell.clinic.patient.id, body,
+                                               now=cell.services.clock.now(),
+                                               zone=cell.services.settings.clinic_timezone)
+            return made.id
+
+    return {"consent_id": cell.run(make)}
+
+
 def on_call_person(cell: Cell) -> dict[str, Any]:
     """A coordinator on nobody's care team, for a shift a month ahead: who is on call now
     (and so sees every team's escalations) stays as the clinic had it."""
@@ -458,6 +481,35 @@ API = [
     row("POST", "/api/v1/visits/{visit_id}/guests",
         401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
         json=lambda cell: {"name": "Ana Interpreter", "email": "ana@interpreters.test"}),
+    # 42 CFR Part 2: the patient (full session) and the care team see consents and the
+    # accounting; only the patient signs here, only staff record a paper consent or
+    # disclose; admins never without break-glass, and never to change.
+    row("GET", "/api/v1/patients/{patient_id}/consents",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/patients/{patient_id}/consents",
+        401,     201,     DENIED,  DENIED,  403,     403,     403,     403,     403,
+        json=lambda cell: tpo_consent(cell) | {"signed_name": cell.clinic.patient.name}),
+    row("POST", "/api/v1/patients/{patient_id}/consents/paper",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        json=lambda cell: tpo_consent(cell) | {
+            "signed_name": cell.clinic.patient.name,
+            "signed_on": cell.services.clock.now().date().isoformat()}),
+    row("POST", "/api/v1/consents/{consent_id}/revoke",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=a_consent),
+    row("GET", "/api/v1/patients/{patient_id}/consents/fhir",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/patients/{patient_id}/disclosures/fhir",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        json=lambda cell: {"recipient": {"name": "Riverside Recovery Center",
+                                         "recipient_class": "treating_providers"},
+                           "purpose": "treatment"}),
+    row("POST", "/api/v1/patients/{patient_id}/disclosures/emergency",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        json=lambda cell: {"recipient_name": "Dr. Lee", "affiliation": "City Hospital ED",
+                           "nature": "Unresponsive after a suspected opioid overdose"}),
+    row("GET", "/api/v1/patients/{patient_id}/disclosures",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
     # Escalations are the care team's work: prescribers and coordinators, per team.
     row("GET", "/api/v1/escalations",
         401,     403,     403,     403,     200,     200,     200,     200,     403),

@@ -176,8 +176,9 @@ async def export_fhir(session: AsyncSession, actor: Actor, patient_id: int,
             entries.append({"fullUrl": f"urn:mendwell:consent:{consent.id}",
                             "resource": fhir_consent(await consents.result_of(
                                 session, consent, today), organization)})
-        extra["meta"] = {"security": [NO_REDISCLOSURE]}
-        extra["extension"] = [{"url": NOTICE_EXTENSION, "valueString": NOTICE}]
+        # A Bundle has no extensions of its own; its meta (an Element) may.
+        extra["meta"] = {"security": [NO_REDISCLOSURE],
+                         "extension": [{"url": NOTICE_EXTENSION, "valueString": NOTICE}]}
         # The consent the accounting names: the one that let the most go.
         main = max(used.values(),
                    key=lambda c: sum(1 for v in released.values() if v.id == c.id))
@@ -191,7 +192,7 @@ async def export_fhir(session: AsyncSession, actor: Actor, patient_id: int,
         disclosure=disclosure)
 
 
-# Where the 2.32 notice sits in a Bundle: FHIR R4 has no element for it.
+# Where the 2.32 notice sits in a Bundle (its meta): FHIR R4 has no element for it.
 NOTICE_EXTENSION = "urn:mendwell:fhir:42cfr2.32-notice"
 
 

@@ -299,6 +299,12 @@ def tpo_consent(cell: Cell) -> dict[str, Any]:
             "expiry_event": "When I leave the program"}
 
 
+def consent_form(cell: Cell) -> dict[str, Any]:
+    return {"kind": "tpo", "categories": "moud", "recipient_classes": "treating_providers",
+            "purposes": "treatment", "expiry_event": "When I leave the program",
+            "signed_name": cell.clinic.patient.name}
+
+
 def a_consent(cell: Cell) -> dict[str, Any]:
     """A consent of the clinic's patient, recorded from paper, for the cell to revoke."""
 
@@ -677,6 +683,33 @@ PAGES = [
     # A patient's own page is their progress page.
     row("GET", "/patients/{patient_id}",
         LOGIN,   303,     DENIED,  303,     200,     DENIED,  200,     DENIED,  DENIED),
+    # 42 CFR Part 2 pages: the patient's own (a password session), the care team's.
+    row("GET", "/privacy",
+        LOGIN,   200,     200,     403,     403,     403,     403,     403,     403),
+    row("GET", "/privacy/consents/new",
+        LOGIN,   200,     200,     403,     403,     403,     403,     403,     403),
+    # patient2 passes authorization and signs with another's name: refused as invalid.
+    row("POST", "/privacy/consents",
+        LOGIN,   303,     422,     DENIED,  403,     403,     403,     403,     403,
+        form=lambda cell: consent_form(cell) | csrf_only(cell)),
+    row("POST", "/privacy/consents/{consent_id}/revoke",
+        LOGIN,   303,     DENIED,  DENIED,  303,     DENIED,  303,     DENIED,  DENIED,
+        prepare=a_consent, form=csrf_only),
+    row("GET", "/privacy/disclosures",
+        LOGIN,   200,     200,     403,     403,     403,     403,     403,     403),
+    row("GET", "/patients/{patient_id}/privacy",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/patients/{patient_id}/privacy/consents",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        form=lambda cell: consent_form(cell) | {
+            "signed_on": cell.services.clock.now().date().isoformat()} | csrf_only(cell)),
+    row("POST", "/patients/{patient_id}/privacy/emergency",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        form=lambda cell: {"recipient_name": "Dr. Lee", "affiliation": "City Hospital ED",
+                           "nature": "Unresponsive after a suspected overdose"}
+        | csrf_only(cell)),
+    row("GET", "/patients/{patient_id}/privacy/disclosures",
+        LOGIN,   200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
     row("GET", "/progress",
         LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
     row("GET", "/escalations/{escalation_id}",

@@ -16,6 +16,7 @@ from web.pages import (
     home,
     offline,
     patient,
+    privacy,
     progress,
     signin,
     summary,
@@ -47,6 +48,7 @@ def routes() -> list[BaseRoute]:
         *summary.ROUTES,
         *checkin.ROUTES,
         *patient.ROUTES,
+        *privacy.ROUTES,
         *progress.ROUTES,
         *time_zone.ROUTES,
         # Before the static files: a module generated from the server's vocabularies.

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit, consents, fhir
-from server.access import access_patient_consents, require_role
+from server.access import access_escalation, access_patient_consents, require_role
 from server.actors import Actor
 from server.consents import Purpose, fhir_consent
 from server.errors import ValidationFailed
@@ -205,15 +205,32 @@ class EmergencyBody(BaseModel):
     affiliation: str = Field(min_length=1, max_length=200)
     nature: str = Field(min_length=1, max_length=2000)
     disclosed_at: datetime | None = None
+    # The escalation being handled, when there is one (its page offers this form).
+    escalation_id: int | None = Field(default=None, ge=1)
 
 
-async def record_emergency(session: AsyncSession, actor: Actor, patient_id: int,
+async def record_emergency(session: AsyncSession, actor: Actor, patient_id: int | None,
                            body: EmergencyBody, *, now: datetime,
                            escalation_id: int | None = None) -> Disclosure:
     """Who received it, their affiliation, when, the nature of the emergency and who
-    disclosed (the actor): 2.51(c). No consent is needed or looked for."""
+    disclosed (the actor): 2.51(c). No consent is needed or looked for.
+
+    Tied to an escalation, it is recorded by whoever may act on that escalation (on-call
+    staff included, who may not be on the patient's care team); otherwise by the care
+    team."""
     require_role(actor, Role.prescriber, Role.coordinator)
-    await access_patient_consents(session, actor, patient_id, write=True, now=now)
+    escalation_id = escalation_id or body.escalation_id
+    if escalation_id is not None:
+        escalation = await access_escalation(session, actor, escalation_id, write=True,
+                                             now=now)
+        if patient_id is not None and patient_id != escalation.patient_id:
+            raise ValidationFailed("That escalation is another patient's.",
+                                   field="escalation_id")
+        patient_id = escalation.patient_id
+    else:
+        if patient_id is None:
+            raise ValidationFailed("Name the patient.", field="patient_id")
+        await access_patient_consents(session, actor, patient_id, write=True, now=now)
     nature = require_letters(body.nature, "nature", what="the nature of the emergency")
     when = body.disclosed_at or now
     if when > now + timedelta(minutes=5):
@@ -228,6 +245,14 @@ async def record_emergency(session: AsyncSession, actor: Actor, patient_id: int,
                         escalation_id=escalation_id,
                         description="Substance use information needed to treat a medical "
                                     "emergency")
+
+
+async def of_escalation(session: AsyncSession, escalation_id: int) -> list[Disclosure]:
+    """The emergency disclosures recorded for an escalation (its page, whose reader's
+    access to the escalation is already checked)."""
+    rows = (await session.scalars(select(Part2Disclosure).where(
+        Part2Disclosure.escalation_id == escalation_id).order_by(Part2Disclosure.at))).all()
+    return [await _result(session, row) for row in rows]
 
 
 async def accounting(session: AsyncSession, actor: Actor, patient_id: int, *,

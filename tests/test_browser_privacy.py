@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.test_browser_checkin import Phone, serious_violations
-from tests.test_browser_checkin import axe_script as axe_script  # noqa: F401 (fixture)
-from tests.test_browser_checkin import demo_server as demo_server  # noqa: F401 (fixture)
+from tests.test_browser_checkin import axe_script as axe_script
+from tests.test_browser_checkin import demo_server as demo_server
 
 if TYPE_CHECKING:
     from tests.browser_support import AppServer
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def phone_for_axe(browser: Any, demo_server: AppServer) -> Iterator[Phone]:  # noqa: F811
+def phone_for_axe(browser: Any, demo_server: AppServer) -> Iterator[Phone]:
     # axe is injected as a script, which our CSP rightly refuses: in this context only.
     device = Phone(browser, demo_server, bypass_csp=True)
     device.sign_in()
@@ -31,7 +31,7 @@ def phone_for_axe(browser: Any, demo_server: AppServer) -> Iterator[Phone]:  # n
 
 
 def test_a_patient_signs_and_revokes_a_consent_on_a_phone(
-        phone_for_axe: Phone, axe_script: Path) -> None:  # noqa: F811
+        phone_for_axe: Phone, axe_script: Path) -> None:
     device = phone_for_axe
     page = device.page
     page.goto("/home")

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from server.models import AuditEntry, Medication, Part2Disclosure
+from server.oncall import add_shift
 from server.part2 import NOTICE, RULES_PATH, load_rules, rules
 from server.services import Services
 from tests.checkin_bodies import checkin_body
@@ -391,3 +392,84 @@ def test_the_programs_own_export_labels_part2_resources(
     assert sorted(r["resourceType"] for r in labelled) == [
         "MedicationStatement", "Observation", "QuestionnaireResponse"]
     get_fhir_model_class("Bundle").model_validate(bundle)
+
+
+# --- the escalation's offer (42 CFR 2.51) ---------------------------------------------
+
+
+def resolved_with_help_sent(client: TestClient, clinic: Clinic, disposition: str) -> int:
+    response = client.post("/api/v1/escalations", json={
+        "patient_id": clinic.patient.id, "level": "urgent", "reason": "relapse",
+        "text": "From a call"})
+    assert response.status_code == 201, response.text
+    escalation_id: int = response.json()["id"]
+    base = f"/api/v1/escalations/{escalation_id}"
+    assert client.post(f"{base}/acknowledge").status_code == 200
+    if disposition not in ("emergency_services", "mobile_crisis"):
+        # An urgent escalation closes by help sent or the patient reached (invariant 6).
+        assert client.post(f"{base}/events", json={
+            "kind": "contact_attempt", "outcome": "reached"}).status_code == 201
+    resolved = client.post(f"{base}/resolve", json={
+        "disposition": disposition, "note": "Ambulance sent to the patient's address"})
+    assert resolved.status_code == 200, resolved.text
+    return escalation_id
+
+
+@pytest.mark.parametrize("disposition", ["emergency_services", "mobile_crisis"])
+def test_resolving_with_help_sent_offers_the_emergency_disclosure(
+        client: TestClient, clinic: Clinic, sign_in: SignIn, disposition: str) -> None:
+    csrf = sign_in(clinic.coordinator)
+    escalation_id = resolved_with_help_sent(client, clinic, disposition)
+    page = client.get(f"/escalations/{escalation_id}").text
+    assert 'data-testid="emergency-disclosure-offer"' in page
+    form = client.get(f"/escalations/{escalation_id}/emergency-disclosure")
+    assert form.status_code == 200 and "42 CFR 2.51" in form.text
+    missing = client.post(f"/escalations/{escalation_id}/emergency-disclosure",
+                          data={"csrf_token": csrf, "recipient_name": "Paramedic Diaz",
+                                "affiliation": "County EMS", "nature": ""})
+    assert missing.status_code == 422 and 'data-testid="emergency-error"' in missing.text
+    made = client.post(f"/escalations/{escalation_id}/emergency-disclosure",
+                       data={"csrf_token": csrf, "recipient_name": "Paramedic Diaz",
+                             "affiliation": "County EMS",
+                             "nature": "Overdose suspected; told them about buprenorphine"},
+                       follow_redirects=False)
+    assert made.status_code == 303
+    page = client.get(f"/escalations/{escalation_id}").text
+    assert "Medical-emergency disclosure recorded: to Paramedic Diaz, County EMS" in page
+    rows = accounting(client, clinic)
+    assert [(r["escalation_id"], r["basis"]) for r in rows] == [
+        (escalation_id, "medical_emergency")]
+
+
+def test_no_offer_when_help_was_not_sent(
+        client: TestClient, clinic: Clinic, sign_in: SignIn) -> None:
+    sign_in(clinic.coordinator)
+    escalation_id = resolved_with_help_sent(client, clinic, "in_person_visit")
+    assert 'emergency-disclosure-offer' not in client.get(f"/escalations/{escalation_id}").text
+
+
+def test_on_call_staff_off_the_care_team_record_the_escalations_disclosure(
+        client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner,
+        services: Services) -> None:
+    sign_in(clinic.coordinator)
+    escalation_id = resolved_with_help_sent(client, clinic, "emergency_services")
+
+    async def on_call() -> None:
+        async with services.transaction() as session:
+            now = services.clock.now()
+            await add_shift(session, None, user_id=clinic.other_coordinator.id,
+                            starts_at=now,
+                            ends_at=now + timedelta(hours=8), now=now)
+
+    run(on_call)
+    sign_in(clinic.other_coordinator)
+    body = {"recipient_name": "Dr. Lee", "affiliation": "City Hospital ED",
+            "nature": "Seizure during alcohol withdrawal"}
+    url = f"/api/v1/patients/{clinic.patient.id}/disclosures/emergency"
+    # Without the escalation, the care team's rule applies: not theirs.
+    assert client.post(url, json=body).status_code == 403
+    made = client.post(url, json=body | {"escalation_id": escalation_id})
+    assert made.status_code == 201, made.text
+    other = client.post(f"/api/v1/patients/{clinic.patient2.id}/disclosures/emergency",
+                        json=body | {"escalation_id": escalation_id})
+    assert other.status_code in (403, 422)

@@ -18,12 +18,17 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from server import consents, disclosures
-from server.access import access_patient_consents, require_full_session, require_role
+from server.access import (
+    access_escalation,
+    access_patient_consents,
+    require_full_session,
+    require_role,
+)
 from server.consents import CLASS_LABELS, PURPOSE_LABELS, ConsentBody
 from server.disclosures import EmergencyBody
 from server.errors import APIError
 from server.http import actor_of, client_ip, path_id, services_of, validation_error
-from server.models import Role
+from server.models import Role, User
 from server.part2 import CATEGORIES, rules
 from server.timezones import clinic_zone, viewer_zone
 from web.forms import checked_form
@@ -226,7 +231,53 @@ async def patient_disclosures(request: Request) -> Response:
     return await _accounting(request, patient_id, back=f"/patients/{patient_id}/privacy")
 
 
+async def escalation_emergency_page(request: Request, *, status: int = 200,
+                                   **context: Any) -> Response:
+    """The form for a medical-emergency disclosure made while handling an escalation."""
+    actor = actor_of(request)
+    require_role(actor, Role.prescriber, Role.coordinator)
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        escalation = await access_escalation(session, actor, escalation_id, write=True,
+                                             now=services.clock.now())
+        patient = await session.get(User, escalation.patient_id)
+    assert patient is not None
+    context.setdefault("emergency", {})
+    return render(request, "emergency_disclosure.html", status=status, patient=patient,
+                  escalation_id=escalation_id, **context)
+
+
+async def escalation_emergency_submit(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    values = {name: str(form.get(name) or "").strip()
+              for name in ("recipient_name", "affiliation", "nature")}
+    try:
+        try:
+            body = EmergencyBody.model_validate(values)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        async with services.transaction() as session:
+            await disclosures.record_emergency(session, actor, None, body,
+                                               now=services.clock.now(),
+                                               escalation_id=escalation_id)
+    except APIError as exc:
+        if exc.status != 422:
+            raise
+        return await escalation_emergency_page(request, status=exc.status,
+                                               emergency_error=exc.message,
+                                               emergency=values)
+    return RedirectResponse(f"/escalations/{escalation_id}", status_code=303)
+
+
 ROUTES = [
+    Route("/escalations/{escalation_id}/emergency-disclosure", escalation_emergency_page,
+          methods=["GET"]),
+    Route("/escalations/{escalation_id}/emergency-disclosure", escalation_emergency_submit,
+          methods=["POST"]),
     Route("/privacy", my_privacy, methods=["GET"]),
     Route("/privacy/consents/new", new_consent_page, methods=["GET"]),
     Route("/privacy/consents", sign_consent, methods=["POST"]),

@@ -145,6 +145,28 @@ def _visit_allowed(actor: Actor, visit_id: int, *, write: bool,
     return _break_glass(actor.user_id, Visit.patient_id, now)
 
 
+async def access_patient_consents(
+    session: AsyncSession, actor: Actor, patient_id: int, *, write: bool = False,
+    now: datetime | None = None,
+) -> User:
+    """A patient's Part 2 consents and accounting of disclosures: the patient (signed in
+    with their password, not a one-visit link) and their care team; ``write`` (signing,
+    recording one signed on paper, revoking) never by break-glass."""
+    patient = await session.get(User, patient_id)
+    if patient is None or patient.role is not Role.patient:
+        raise NotFound(f"There is no patient {patient_id}.", field="patient_id")
+    if actor.role is Role.patient:
+        allowed = actor.user_id == patient_id and actor.scope_visit_id is None
+    elif actor.role in (Role.prescriber, Role.coordinator):
+        allowed = await on_care_team(session, actor.user_id, patient_id)
+    else:
+        allowed = not write and await has_break_glass(session, actor.user_id, patient_id, now)
+    if not allowed:
+        raise _denied(actor, "consent", None, patient_id,
+                      "Only the patient and their care team can see or change consents.")
+    return patient
+
+
 async def access_visit(
     session: AsyncSession, actor: Actor, visit_id: int, *, write: bool = False,
     now: datetime | None = None, with_people: bool = False,

@@ -18,7 +18,8 @@ from server import audit
 from server.access import access_patient
 from server.actors import Actor
 from server.instruments import INSTRUMENTS
-from server.models import CheckIn, CheckInStatus
+from server.models import CheckIn, CheckInStatus, Medication
+from server.part2 import NO_REDISCLOSURE, SECURITY_LABELS, Category, rules
 
 LOINC = "http://loinc.org"
 LOCAL = "urn:mendwell:instrument"
@@ -84,17 +85,31 @@ def _observation(instrument: str, score: dict[str, Any], patient: str, when: str
     return observation
 
 
-async def measures_bundle(
-    session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime | None = None
-) -> dict[str, Any]:
-    await access_patient(session, actor, patient_id, now=now)
+Entry = dict[str, Any]
+
+
+def labelled(entry: Entry) -> Entry:
+    """The entry with its resource marked as a 42 CFR Part 2 record (HL7 DS4P security
+    labels, plus the obligation not to redisclose without consent)."""
+    resource = dict(entry["resource"])
+    resource["meta"] = {"security": [*SECURITY_LABELS, NO_REDISCLOSURE]}
+    return {**entry, "resource": resource}
+
+
+async def record_entries(session: AsyncSession,
+                         patient_id: int) -> list[tuple[Category | None, Entry]]:
+    """Every resource of the patient's exportable record with its Part 2 category (None
+    for what Part 2 does not cover): one QuestionnaireResponse and one Observation per
+    completed instrument, one MedicationStatement per medication on the list. Access is
+    the caller's to check."""
     checkins = (await session.scalars(
         select(CheckIn).where(CheckIn.patient_id == patient_id,
                               CheckIn.status == CheckInStatus.completed)
         .order_by(CheckIn.completed_at)
     )).all()
+    part2 = rules()
     patient = f"Patient/{patient_id}"
-    entries: list[dict[str, Any]] = []
+    entries: list[tuple[Category | None, Entry]] = []
     for checkin in checkins:
         assert checkin.completed_at is not None
         when = checkin.completed_at.isoformat()
@@ -103,17 +118,60 @@ async def measures_bundle(
             response = responses.get(instrument)
             if not isinstance(response, dict):
                 continue
+            category = part2.of_instrument(instrument)
             qr_url = f"urn:uuid:{uuid.uuid4()}"
-            entries.append({"fullUrl": qr_url, "resource": {
+            entries.append((category, {"fullUrl": qr_url, "resource": {
                 "resourceType": "QuestionnaireResponse", "status": "completed",
                 "questionnaire": _questionnaire(instrument), "subject": {"reference": patient},
-                "authored": when, "item": _items(instrument, response)}})
+                "authored": when, "item": _items(instrument, response)}}))
             observation = _observation(instrument, score, patient, when, qr_url)
             if observation is not None:
-                entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": observation})
-    audit.record(session, actor, "export_fhir", "measures", patient_id, patient_id=patient_id,
-                 count=len(entries))
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
-    if entries:  # FHIR JSON forbids empty arrays: no check-ins, no "entry"
+                entries.append((category, {"fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                                           "resource": observation}))
+    medications = (await session.scalars(select(Medication).where(
+        Medication.patient_id == patient_id).order_by(Medication.started_at,
+                                                      Medication.id))).all()
+    for medication in medications:
+        entries.append((part2.of_medication(medication.drug), {
+            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+            "resource": _medication_statement(medication, patient)}))
+    return entries
+
+
+def _medication_statement(medication: Medication, patient: str) -> dict[str, Any]:
+    dosage = " ".join(part for part in (medication.dose, medication.unit, medication.route,
+                                        medication.frequency) if part)
+    statement: dict[str, Any] = {
+        "resourceType": "MedicationStatement",
+        "status": "active" if medication.active else "stopped",
+        "medicationCodeableConcept": {"text": medication.drug},
+        "subject": {"reference": patient},
+        "effectivePeriod": {"start": medication.started_at.isoformat()},
+    }
+    if medication.stopped_at is not None:
+        statement["effectivePeriod"]["end"] = medication.stopped_at.isoformat()
+    if dosage:
+        statement["dosage"] = [{"text": dosage}]
+    return statement
+
+
+def bundle_of(entries: list[Entry], **extra: Any) -> dict[str, Any]:
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "collection", **extra}
+    if entries:  # FHIR JSON forbids empty arrays: no resources, no "entry"
         bundle["entry"] = entries
     return bundle
+
+
+async def measures_bundle(
+    session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The patient's record for use within the program (the patient's own copy, or the
+    care team's; 42 CFR 2.12(c)(3) lets the program's staff share it among themselves).
+    Part 2 resources carry their security labels, so a copy passed on still says what it
+    is; sending it outside goes through ``server.disclosures`` instead."""
+    await access_patient(session, actor, patient_id, now=now)
+    found = await record_entries(session, patient_id)
+    entries = [labelled(entry) if category else entry for category, entry in found]
+    audit.record(session, actor, "export_fhir", "measures", patient_id, patient_id=patient_id,
+                 count=len(entries))
+    return bundle_of(entries)

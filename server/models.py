@@ -659,3 +659,85 @@ class MedicationChange(Base):
     reason: Mapped[str | None] = mapped_column(String(500), default=None)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class Part2Consent(Base):
+    """A patient's written consent to disclose their substance use disorder records
+    (42 CFR 2.31): what, to whom, for what, until when, signed by whom and when.
+
+    Never edited once signed: a change is a new consent, and revoking one (2.31(a)(6))
+    only stamps ``revoked_at``, so the accounting can always show what a past disclosure
+    rested on. ``form_version`` is the wording the patient saw (server/part2_rules.toml).
+    """
+
+    __tablename__ = "part2_consents"
+    __table_args__ = (Index("ix_part2_consents_patient", "patient_id", "revoked_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    form_version: Mapped[int] = mapped_column(Integer)
+    # tpo (all future treatment, payment and operations), specific (one recipient),
+    # counseling_notes (SUD counseling notes only), guest (a guest's presence in a visit)
+    kind: Mapped[str] = mapped_column(String(20))
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Classes of recipient for a TPO consent (treating_providers, payers, operations);
+    # a specific consent names one recipient instead.
+    recipient_classes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    recipient_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    purposes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    purpose_text: Mapped[str | None] = mapped_column(String(500), default=None)
+    expires_on: Mapped[date | None] = mapped_column(Date, default=None)
+    expiry_event: Mapped[str | None] = mapped_column(String(200), default=None)
+    signed_name: Mapped[str] = mapped_column(String(200))
+    signed_on: Mapped[date] = mapped_column(Date)
+    # patient (signed on their own pages) or paper (signed on paper, recorded by staff)
+    source: Mapped[str] = mapped_column(String(16))
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), default=None)
+    guest_id: Mapped[int | None] = mapped_column(ForeignKey("visit_guests.id"), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+
+
+class Part2Disclosure(Base):
+    """Something that left the program with Part 2 data in it, or might have: one row
+    per disclosure, for the patient's accounting of disclosures (kept 3 years at least).
+    ``consent_id`` is what it rested on; a medical emergency (42 CFR 2.51) rests on none
+    and records the emergency instead."""
+
+    __tablename__ = "part2_disclosures"
+    __table_args__ = (Index("ix_part2_disclosures_patient_at", "patient_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # fhir_export, referral_packet, visit_guest, medical_emergency
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient_name: Mapped[str] = mapped_column(String(200))
+    recipient_affiliation: Mapped[str | None] = mapped_column(String(200), default=None)
+    recipient_class: Mapped[str | None] = mapped_column(String(32), default=None)
+    purpose: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consent_id: Mapped[int | None] = mapped_column(ForeignKey("part2_consents.id"),
+                                                   default=None)
+    disclosed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    emergency_nature: Mapped[str | None] = mapped_column(Text, default=None)
+    escalation_id: Mapped[int | None] = mapped_column(ForeignKey("escalations.id"),
+                                                      default=None)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), default=None)
+
+
+class SudCounselingNote(Base):
+    """A substance use disorder counseling note (42 CFR 2.11): kept apart from the visit
+    note and the rest of the record, and never disclosed without a consent of its own."""
+
+    __tablename__ = "sud_counseling_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), default=None)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    text: Mapped[str] = mapped_column(Text)

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # The clinic's IANA time zone: staff pages, the prescriber's day and business days.
     # Patients read times in the zone of their own profile.
     clinic_timezone: str = "America/New_York"
+    # The program's name as consents and disclosures give it: "who may disclose"
+    # (42 CFR 2.31(a)(2)) and the organisation of an exported FHIR Consent.
+    program_name: str = Field(default="Mendwell clinic", min_length=1, max_length=200)
     max_body_bytes: int = 256 * 1024
     run_background_tasks: Flag = True
     # Escalations (CLINICAL.md): a coordinator must acknowledge within these; unanswered,

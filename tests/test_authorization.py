@@ -32,7 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from server import checkins
+from server import checkins, consents
 from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
 from server.app import create_app
@@ -329,6 +329,35 @@ def escalation(status: EscalationStatus) -> Make:
     return prepare
 
 
+def tpo_consent(cell: Cell) -> dict[str, Any]:
+    return {"kind": "tpo", "categories": ["sud_measures", "sud_checkin", "moud"],
+            "recipient_classes": ["treating_providers"], "purposes": ["treatment"],
+            "expiry_event": "When I leave the program"}
+
+
+def consent_form(cell: Cell) -> dict[str, Any]:
+    return {"kind": "tpo", "categories": "moud", "recipient_classes": "treating_providers",
+            "purposes": "treatment", "expiry_event": "When I leave the program",
+            "signed_name": cell.clinic.patient.name}
+
+
+def a_consent(cell: Cell) -> dict[str, Any]:
+    """A consent of the clinic's patient, recorded from paper, for the cell to revoke."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            body = consents.ConsentBody.model_validate(tpo_consent(cell) | {
+                "signed_name": cell.clinic.patient.name,
+                "signed_on": cell.services.clock.now().date().isoformat()})
+            made = await consents.record_paper(session, _prescriber(cell),
+                                               cell.clinic.patient.id, body,
+                                               now=cell.services.clock.now(),
+                                               zone=cell.services.settings.clinic_timezone)
+            return made.id
+
+    return {"consent_id": cell.run(make)}
+
+
 def on_call_person(cell: Cell) -> dict[str, Any]:
     """A coordinator on nobody's care team, for a shift a month ahead: who is on call now
     (and so sees every team's escalations) stays as the clinic had it."""
@@ -506,6 +535,35 @@ API = [
     row("POST", "/api/v1/visits/{visit_id}/guests",
         401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
         json=lambda cell: {"name": "Ana Interpreter", "email": "ana@interpreters.test"}),
+    # 42 CFR Part 2: the patient (full session) and the care team see consents and the
+    # accounting; only the patient signs here, only staff record a paper consent or
+    # disclose; admins never without break-glass, and never to change.
+    row("GET", "/api/v1/patients/{patient_id}/consents",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/patients/{patient_id}/consents",
+        401,     201,     DENIED,  DENIED,  403,     403,     403,     403,     403,
+        json=lambda cell: tpo_consent(cell) | {"signed_name": cell.clinic.patient.name}),
+    row("POST", "/api/v1/patients/{patient_id}/consents/paper",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        json=lambda cell: tpo_consent(cell) | {
+            "signed_name": cell.clinic.patient.name,
+            "signed_on": cell.services.clock.now().date().isoformat()}),
+    row("POST", "/api/v1/consents/{consent_id}/revoke",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED,
+        prepare=a_consent),
+    row("GET", "/api/v1/patients/{patient_id}/consents/fhir",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/patients/{patient_id}/disclosures/fhir",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        json=lambda cell: {"recipient": {"name": "Riverside Recovery Center",
+                                         "recipient_class": "treating_providers"},
+                           "purpose": "treatment"}),
+    row("POST", "/api/v1/patients/{patient_id}/disclosures/emergency",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        json=lambda cell: {"recipient_name": "Dr. Lee", "affiliation": "City Hospital ED",
+                           "nature": "Unresponsive after a suspected opioid overdose"}),
+    row("GET", "/api/v1/patients/{patient_id}/disclosures",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
     # Escalations are the care team's work: prescribers and coordinators, per team.
     row("GET", "/api/v1/escalations",
         401,     403,     403,     403,     200,     200,     200,     200,     403),
@@ -707,6 +765,42 @@ PAGES = [
     # A patient's own page is their progress page.
     row("GET", "/patients/{patient_id}",
         LOGIN,   303,     DENIED,  303,     200,     DENIED,  200,     DENIED,  DENIED),
+    # 42 CFR Part 2 pages: the patient's own (a password session), the care team's.
+    row("GET", "/privacy",
+        LOGIN,   200,     200,     403,     403,     403,     403,     403,     403),
+    row("GET", "/privacy/consents/new",
+        LOGIN,   200,     200,     403,     403,     403,     403,     403,     403),
+    # patient2 passes authorization and signs with another's name: refused as invalid.
+    row("POST", "/privacy/consents",
+        LOGIN,   303,     422,     DENIED,  403,     403,     403,     403,     403,
+        form=lambda cell: consent_form(cell) | csrf_only(cell)),
+    row("POST", "/privacy/consents/{consent_id}/revoke",
+        LOGIN,   303,     DENIED,  DENIED,  303,     DENIED,  303,     DENIED,  DENIED,
+        prepare=a_consent, form=csrf_only),
+    row("GET", "/privacy/disclosures",
+        LOGIN,   200,     200,     403,     403,     403,     403,     403,     403),
+    row("GET", "/patients/{patient_id}/privacy",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/patients/{patient_id}/privacy/consents",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        form=lambda cell: consent_form(cell) | {
+            "signed_on": cell.services.clock.now().date().isoformat()} | csrf_only(cell)),
+    row("POST", "/patients/{patient_id}/privacy/emergency",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        form=lambda cell: {"recipient_name": "Dr. Lee", "affiliation": "City Hospital ED",
+                           "nature": "Unresponsive after a suspected overdose"}
+        | csrf_only(cell)),
+    row("GET", "/patients/{patient_id}/privacy/disclosures",
+        LOGIN,   200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("GET", "/escalations/{escalation_id}/emergency-disclosure",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open)),
+    row("POST", "/escalations/{escalation_id}/emergency-disclosure",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open),
+        form=lambda cell: {"recipient_name": "Dr. Lee", "affiliation": "City Hospital ED",
+                           "nature": "Unresponsive after a suspected overdose"}
+        | csrf_only(cell)),
     row("GET", "/progress",
         LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
     row("GET", "/escalations/{escalation_id}",

@@ -16,6 +16,7 @@ from web.pages import (
     home,
     offline,
     patient,
+    privacy,
     progress,
     scheduling,
     signin,
@@ -49,6 +50,7 @@ def routes() -> list[BaseRoute]:
         *summary.ROUTES,
         *checkin.ROUTES,
         *patient.ROUTES,
+        *privacy.ROUTES,
         *progress.ROUTES,
         *time_zone.ROUTES,
         # Before the static files: a module generated from the server's vocabularies.

@@ -19,7 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from escalation import queries
-from escalation.vocabulary import CONTACT_OUTCOMES, DISPOSITIONS, Disposition
+from escalation.vocabulary import CONTACT_OUTCOMES, DISPOSITIONS, HELP_SENT, Disposition
+from server import disclosures
 from server.http import actor_of, path_id, services_of
 from server.models import CareTeamMember, Role, User
 from server.timezones import clinic_zone
@@ -65,6 +66,10 @@ async def escalation_page(request: Request) -> Response:
         if missing:
             rows = await session.execute(select(User.id, User.name).where(User.id.in_(missing)))
             names.update({row[0]: row[1] for row in rows})
+        recorded = await disclosures.of_escalation(session, escalation_id)
+    # An admin reading under break-glass sees the record, never the actions: they
+    # cannot change it (server.access.access_escalation).
+    can_act = actor.role in (Role.prescriber, Role.coordinator)
     context: dict[str, Any] = {
         "e": view.summary(data, now), "data": data, "now": now,
         "tz": clinic_zone(services.settings),
@@ -72,15 +77,15 @@ async def escalation_page(request: Request) -> Response:
         "triggering": view.triggering(data.triggering),
         "triggers": view.trigger_lines(data.triggers),
         "disposition_label": view.DISPOSITION_LABELS.get(data.disposition or "", ""),
+        # Help was sent: offer to record what was told to the responders (42 CFR 2.51).
+        "emergency_disclosures": recorded, "can_act": can_act,
+        "offer_emergency_disclosure": data.disposition in HELP_SENT,
     }
     if request.query_params.get("part") == "live":
         return render(request, "_escalation_live.html", **context)
-    # An admin reading under break-glass sees the record, never the actions: they
-    # cannot change it (server.access.access_escalation).
-    can_act = actor.role in (Role.prescriber, Role.coordinator)
     back_href, back_text = BACK_LINKS.get(actor.role, ("/", "Start page"))
     return render(
-        request, "escalation.html", **context, can_act=can_act, back_href=back_href,
+        request, "escalation.html", **context, back_href=back_href,
         back_text=back_text, status_labels=view.STATUS_LABELS,
         assignees=[(u.id, f"{u.name} ({u.role.value})") for u in people],
         outcomes=view.choices(CONTACT_OUTCOMES, view.OUTCOME_LABELS),

@@ -1,0 +1,291 @@
+"""Part 2 consents and the accounting of disclosures, as pages.
+
+The patient's own (``/privacy``): sign a consent, revoke one in two taps, read the
+accounting of disclosures. The care team's (``/patients/{id}/privacy``): the same
+consents, a consent signed on paper recorded, a revocation recorded, a medical-emergency
+disclosure recorded, the accounting printed. Every action is the domain function the API
+calls (``server.consents``, ``server.disclosures``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from server import consents, disclosures
+from server.access import (
+    access_escalation,
+    access_patient_consents,
+    require_full_session,
+    require_role,
+)
+from server.consents import CLASS_LABELS, PURPOSE_LABELS, ConsentBody
+from server.disclosures import EmergencyBody
+from server.errors import APIError
+from server.http import actor_of, client_ip, path_id, services_of, validation_error
+from server.models import Role, User
+from server.part2 import CATEGORIES, rules
+from server.timezones import clinic_zone, viewer_zone
+from web.forms import checked_form
+from web.rendering import render
+
+KIND_LABELS = {
+    "tpo": "My care, its payment and running the program (treatment, payment and "
+           "health care operations)",
+    "specific": "One person or organisation I name",
+    "counseling_notes": "My substance use counseling notes, to one person or "
+                        "organisation I name",
+}
+
+
+def _choices() -> dict[str, Any]:
+    part2 = rules()
+    return {"kind_labels": KIND_LABELS, "class_labels": CLASS_LABELS,
+            "purpose_labels": PURPOSE_LABELS,
+            "category_labels": {c: part2.label(c) for c in CATEGORIES},
+            "form_version": part2.form_version}
+
+
+def _consent_form(form: FormData) -> dict[str, Any]:
+    """The posted consent form as the API's body (blank fields left out)."""
+    data: dict[str, Any] = {
+        "kind": form.get("kind") or "", "categories": form.getlist("categories"),
+        "recipient_classes": form.getlist("recipient_classes"),
+        "purposes": form.getlist("purposes")}
+    for name in ("recipient_name", "purpose_text", "expires_on", "expiry_event",
+                 "signed_name", "signed_on"):
+        value = form.get(name)
+        if isinstance(value, str) and value.strip():
+            data[name] = value.strip()
+    return data
+
+
+def _parse(data: dict[str, Any]) -> ConsentBody:
+    try:
+        return ConsentBody.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+# --- the patient's pages -------------------------------------------------------------
+
+
+async def my_privacy(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.patient)
+    require_full_session(actor)
+    services = services_of(request)
+    now = services.clock.now()
+    async with services.transaction() as session:
+        found = await consents.list_for(session, actor, actor.user_id, now=now,
+                                        zone=clinic_zone(services.settings))
+        tz = await viewer_zone(session, services.settings, actor)
+    done = request.query_params.get("done")
+    return render(request, "privacy.html", consents=found, done=done, tz=tz,
+                  program=services.settings.program_name, **_choices())
+
+
+async def new_consent_page(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.patient)
+    require_full_session(actor)
+    services = services_of(request)
+    return render(request, "consent_new.html", values={"kind": "tpo"},
+                  program=services.settings.program_name, paper=False,
+                  action="/privacy/consents", **_choices())
+
+
+async def sign_consent(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    services = services_of(request)
+    values = _consent_form(form)
+    try:
+        body = _parse(values)
+        async with services.transaction() as session:
+            await consents.sign(session, actor, actor.user_id, body,
+                                now=services.clock.now(),
+                                zone=clinic_zone(services.settings))
+    except APIError as exc:
+        if exc.status not in (409, 422):
+            raise
+        return render(request, "consent_new.html", status=exc.status, error=exc.message,
+                      error_field=exc.field, values=values, paper=False,
+                      program=services.settings.program_name, action="/privacy/consents",
+                      **_choices())
+    return RedirectResponse("/privacy?done=signed", status_code=303)
+
+
+async def revoke_consent(request: Request) -> Response:
+    _, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    consent_id = path_id(request, "consent_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        revoked = await consents.revoke(session, actor, consent_id, now=services.clock.now(),
+                                        zone=clinic_zone(services.settings))
+    if actor.role is Role.patient:
+        return RedirectResponse("/privacy?done=revoked", status_code=303)
+    return RedirectResponse(f"/patients/{revoked.patient.id}/privacy?done=revoked",
+                            status_code=303)
+
+
+async def my_disclosures(request: Request) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.patient)
+    require_full_session(actor)
+    return await _accounting(request, actor.user_id, back="/privacy")
+
+
+async def _accounting(request: Request, patient_id: int, *, back: str) -> Response:
+    actor = actor_of(request)
+    services = services_of(request)
+    now = services.clock.now()
+    async with services.transaction() as session:
+        patient = await access_patient_consents(session, actor, patient_id, now=now)
+        found = await disclosures.accounting(session, actor, patient_id, now=now)
+        tz = await viewer_zone(session, services.settings, actor)
+    return render(request, "disclosures.html", disclosures=found, patient=patient, tz=tz,
+                  back=back, program=services.settings.program_name,
+                  years=rules().retention_years, purpose_labels=PURPOSE_LABELS)
+
+
+# --- the care team's page ------------------------------------------------------------
+
+
+async def patient_privacy(request: Request, *, status: int = 200,
+                          **context: Any) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.prescriber, Role.coordinator, Role.admin)
+    patient_id = path_id(request, "patient_id")
+    services = services_of(request)
+    now = services.clock.now()
+    async with services.transaction() as session:
+        patient = await access_patient_consents(session, actor, patient_id, now=now)
+        found = await consents.list_for(session, actor, patient_id, now=now,
+                                        zone=clinic_zone(services.settings))
+    context.setdefault("values", {"kind": "tpo"})
+    return render(request, "patient_privacy.html", status=status, patient=patient,
+                  tz=clinic_zone(services.settings),
+                  consents=found, done=request.query_params.get("done"),
+                  program=services.settings.program_name, paper=True,
+                  action=f"/patients/{patient_id}/privacy/consents",
+                  may_change=actor.role is not Role.admin, **_choices(), **context)
+
+
+async def patient_privacy_page(request: Request) -> Response:
+    return await patient_privacy(request)
+
+
+async def record_paper_consent(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    patient_id = path_id(request, "patient_id")
+    services = services_of(request)
+    values = _consent_form(form)
+    try:
+        body = _parse(values)
+        async with services.transaction() as session:
+            await consents.record_paper(session, actor, patient_id, body,
+                                        now=services.clock.now(),
+                                        zone=clinic_zone(services.settings))
+    except APIError as exc:
+        if exc.status not in (409, 422):
+            raise
+        return await patient_privacy(request, status=exc.status, error=exc.message,
+                                     error_field=exc.field, values=values)
+    return RedirectResponse(f"/patients/{patient_id}/privacy?done=recorded", status_code=303)
+
+
+async def record_emergency(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    patient_id = path_id(request, "patient_id")
+    services = services_of(request)
+    values = {name: str(form.get(name) or "").strip()
+              for name in ("recipient_name", "affiliation", "nature")}
+    try:
+        try:
+            body = EmergencyBody.model_validate(values)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        async with services.transaction() as session:
+            await disclosures.record_emergency(session, actor, patient_id, body,
+                                               now=services.clock.now())
+    except APIError as exc:
+        if exc.status != 422:
+            raise
+        return await patient_privacy(request, status=exc.status, emergency_error=exc.message,
+                                     emergency_field=exc.field, emergency=values)
+    return RedirectResponse(f"/patients/{patient_id}/privacy?done=emergency",
+                            status_code=303)
+
+
+async def patient_disclosures(request: Request) -> Response:
+    patient_id = path_id(request, "patient_id")
+    return await _accounting(request, patient_id, back=f"/patients/{patient_id}/privacy")
+
+
+async def escalation_emergency_page(request: Request, *, status: int = 200,
+                                   **context: Any) -> Response:
+    """The form for a medical-emergency disclosure made while handling an escalation."""
+    actor = actor_of(request)
+    require_role(actor, Role.prescriber, Role.coordinator)
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        escalation = await access_escalation(session, actor, escalation_id, write=True,
+                                             now=services.clock.now())
+        patient = await session.get(User, escalation.patient_id)
+    assert patient is not None
+    context.setdefault("emergency", {})
+    return render(request, "emergency_disclosure.html", status=status, patient=patient,
+                  escalation_id=escalation_id, **context)
+
+
+async def escalation_emergency_submit(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    values = {name: str(form.get(name) or "").strip()
+              for name in ("recipient_name", "affiliation", "nature")}
+    try:
+        try:
+            body = EmergencyBody.model_validate(values)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        async with services.transaction() as session:
+            await disclosures.record_emergency(session, actor, None, body,
+                                               now=services.clock.now(),
+                                               escalation_id=escalation_id)
+    except APIError as exc:
+        if exc.status != 422:
+            raise
+        return await escalation_emergency_page(request, status=exc.status,
+                                               emergency_error=exc.message,
+                                               emergency=values)
+    return RedirectResponse(f"/escalations/{escalation_id}", status_code=303)
+
+
+ROUTES = [
+    Route("/escalations/{escalation_id}/emergency-disclosure", escalation_emergency_page,
+          methods=["GET"]),
+    Route("/escalations/{escalation_id}/emergency-disclosure", escalation_emergency_submit,
+          methods=["POST"]),
+    Route("/privacy", my_privacy, methods=["GET"]),
+    Route("/privacy/consents/new", new_consent_page, methods=["GET"]),
+    Route("/privacy/consents", sign_consent, methods=["POST"]),
+    Route("/privacy/consents/{consent_id}/revoke", revoke_consent, methods=["POST"]),
+    Route("/privacy/disclosures", my_disclosures, methods=["GET"]),
+    Route("/patients/{patient_id}/privacy", patient_privacy_page, methods=["GET"]),
+    Route("/patients/{patient_id}/privacy/consents", record_paper_consent, methods=["POST"]),
+    Route("/patients/{patient_id}/privacy/emergency", record_emergency, methods=["POST"]),
+    Route("/patients/{patient_id}/privacy/disclosures", patient_disclosures,
+          methods=["GET"]),
+]

@@ -15,11 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser_support import CHROMIUM_ARGS, Person, sync_playwright
-from tests.test_signaling_guest_browser import invite_guest
-
 if TYPE_CHECKING:
-    from tests.browser_support import AppServer
+    from tests.browser_support import AppServer, Person
 
 pytest_plugins = ["tests.browser_support"]
 
@@ -69,6 +66,8 @@ SENDING = """() => {
 
 
 def people_at(browser: Any, server: AppServer, patient_viewport: dict[str, int]) -> dict[str, Person]:
+    from tests.browser_support import Person
+
     found = {"patient": Person(browser, server, "patient@demo.test", viewport=patient_viewport),
              "prescriber": Person(browser, server, "prescriber@demo.test")}
     for person in found.values():
@@ -119,6 +118,9 @@ def wait_for_no_screen(person: Person) -> None:
 def test_the_prescriber_shares_the_screen_with_the_patient_and_a_late_guest(
         app_server: AppServer, browser: Any, call: dict[str, Person]) -> None:
     from playwright.sync_api import expect
+
+    from tests.browser_support import Person
+    from tests.test_signaling_guest_browser import invite_guest
 
     patient, prescriber = call["patient"], call["prescriber"]
     visit_id = start_call(patient, prescriber)
@@ -264,6 +266,8 @@ def test_on_a_phone_the_video_fills_the_screen_and_goes_full_screen(
 @pytest.fixture(scope="module")
 def two_camera_browser() -> Iterator[Any]:
     """Chromium whose fake device factory offers two cameras."""
+    from tests.browser_support import CHROMIUM_ARGS, sync_playwright
+
     args = [arg if arg != "--use-fake-device-for-media-stream"
             else "--use-fake-device-for-media-stream=device-count=2" for arg in CHROMIUM_ARGS]
     with sync_playwright() as playwright:

@@ -70,6 +70,7 @@ class VisitRoom {
     this.lastAnnounced = "";
     this.tiles = new Map();
     this.patientCalls = new Map();
+    this.pressed = null;        // the participant button just pressed, to keep focus near
 
     this.media = new LocalMedia();
     this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId,
@@ -457,6 +458,7 @@ class VisitRoom {
     const person = this.participants.find((p) => p.peer_id === peerId);
     const name = person ? person.name : "this person";
     if (button.dataset.action === "admit") {
+      this.pressed = { peerId, action: "admit" };
       button.disabled = true;
       this.signaling.send({ type: "admit", peer_id: peerId });
       this.announce(`Letting ${name} in.`);
@@ -672,10 +674,14 @@ class VisitRoom {
     // The list is drawn afresh on every presence; whoever was on one of its buttons
     // (the Admit just pressed) stays on that person's row, and the page stays put:
     // a focus() that scrolls would move the video out of sight.
+    // (A pressed Admit is disabled until the server answers, which drops its focus.)
     const focused = list.contains(document.activeElement) ? document.activeElement : null;
-    const focusedPeer = focused && focused.closest("[data-peer-id]")
+    let focusedPeer = focused && focused.closest("[data-peer-id]")
       ? focused.closest("[data-peer-id]").dataset.peerId : null;
-    const focusedAction = focused ? focused.dataset.action : null;
+    let focusedAction = focused ? focused.dataset.action : null;
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (!focusedPeer && lost && this.pressed) ({ peerId: focusedPeer, action: focusedAction } = this.pressed);
+    this.pressed = null;
     const others = this.others();
     const items = others.map((p) => {
       const li = document.createElement("li");

@@ -63,7 +63,7 @@ def security_headers(scope: Scope, *, hsts: bool,
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
         "Permissions-Policy": (
-            "camera=(self), microphone=(self), display-capture=(), geolocation=(), "
+            "camera=(self), microphone=(self), display-capture=(self), geolocation=(), "
             "payment=(), usb=(), interest-cohort=()"
         ),
         "Cross-Origin-Opener-Policy": "same-origin",

@@ -369,7 +369,9 @@ class Client:
                 polite = bool(other["polite"]) if other else True
                 link = self.links[sender] = Link(self, sender, polite=polite)
             await link.on_description(description)
-        elif link is not None:
+        elif link is not None and "candidate" in message:
+            # A `media` state (a browser's screen share, "Sound only") changes nothing
+            # this peer sends or shows.
             await link.on_candidate(message.get("candidate"))
 
     @staticmethod

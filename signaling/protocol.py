@@ -170,6 +170,18 @@ class Candidate(TypedDict):
     usernameFragment: NotRequired[object]
 
 
+# A MediaStream id as browsers write it in the SDP's msid (a UUID, in braces in Firefox).
+StreamId = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")]
+
+
+class MediaState(TypedDict):
+    """What the sender sends its peer besides sound: whether its camera video is on
+    (``false``: "Sound only"), and the id of the stream that carries its shared screen."""
+
+    video: bool
+    screen: NotRequired[StreamId | None]
+
+
 class Signal(_Message):
     type: Literal["signal"] = "signal"
     to: PeerId
@@ -177,15 +189,19 @@ class Signal(_Message):
     # nested models, and relayed without a copy per model.
     description: Annotated[Description, AfterValidator(_sdp_given)] | None = None
     candidate: Candidate | None = None
+    media: MediaState | None = None
 
     @property
     def end_of_candidates(self) -> bool:
-        return self.description is None and self.candidate is None
+        return self.description is None and self.candidate is None and self.media is None
 
     def relayed(self, sender: str) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "signal", "from": sender}
         if self.description is not None:
             message["description"] = self.description
+        elif self.media is not None:
+            message["media"] = {"video": self.media["video"],
+                                "screen": self.media.get("screen")}
         elif self.candidate is None:
             message["candidate"] = None
         else:
@@ -266,6 +282,9 @@ _REFUSALS = {
     "candidate.candidate": "candidate.candidate must be a string.",
     "candidate.sdpMid": "candidate.sdpMid must be a string or null.",
     "candidate.sdpMLineIndex": "candidate.sdpMLineIndex must be a small whole number or null.",
+    "media": "media must be an object.",
+    "media.video": "media.video must be true or false.",
+    "media.screen": "media.screen must be a stream id (1 to 64 printable characters) or null.",
 }
 
 
@@ -354,9 +373,10 @@ def parse(text: str) -> Message:
     except ValidationError as exc:
         raise _refusal(exc, data["type"]) from None
     given = message.model_fields_set
-    if isinstance(message, Signal) and ("description" in given) == ("candidate" in given):
-        raise InvalidMessage("A signal carries either a description or a candidate.",
-                             field="description")
+    if isinstance(message, Signal) and \
+            len(given & {"description", "candidate", "media"}) != 1:
+        raise InvalidMessage("A signal carries one of a description, a candidate or a "
+                             "media state.", field="description")
     return message
 
 

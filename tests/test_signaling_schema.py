@@ -52,6 +52,14 @@ def refusal(message: dict[str, object]) -> tuple[str, str | None]:
      "description.type"),
     ({"type": "signal", "to": "other-peer-1", "description": None, "candidate": None},
      "description"),
+    ({"type": "signal", "to": "other-peer-1", "media": {"video": 1}}, "media.video"),
+    ({"type": "signal", "to": "other-peer-1", "media": {"screen": "s"}}, "media.video"),
+    ({"type": "signal", "to": "other-peer-1", "media": {"video": True, "screen": "a b"}},
+     "media.screen"),
+    ({"type": "signal", "to": "other-peer-1", "media": {"video": True, "screen": "x" * 65}},
+     "media.screen"),
+    ({"type": "signal", "to": "other-peer-1", "media": {"video": True}, "candidate": None},
+     "description"),
     ({"type": "hello", "peer_id": "short"}, "peer_id"),
     ({"type": "hello", "peer_id": "patient-peer-1", "guest_token": "../../x"}, "guest_token"),
     ({"type": "admit"}, "peer_id"),
@@ -79,3 +87,18 @@ def test_keys_a_message_does_not_define_are_ignored_and_never_relayed() -> None:
     end = protocol.parse(json.dumps({"type": "signal", "to": "other-peer-1", "candidate": None}))
     assert isinstance(end, protocol.Signal) and end.end_of_candidates
     assert end.relayed("s-peer-0001")["candidate"] is None
+
+
+def test_a_media_state_is_relayed_with_only_its_own_fields() -> None:
+    parsed = protocol.parse(json.dumps({
+        "type": "signal", "to": "other-peer-1",
+        "media": {"video": True, "screen": "{4f1c2a9e-0b7d-4c1e-9f3a-2d5e6b7c8d9e}",
+                  "label": "dropped"}}))
+    assert isinstance(parsed, protocol.Signal) and not parsed.end_of_candidates
+    assert parsed.relayed("sender-peer-1") == {
+        "type": "signal", "from": "sender-peer-1",
+        "media": {"video": True, "screen": "{4f1c2a9e-0b7d-4c1e-9f3a-2d5e6b7c8d9e}"}}
+    sound_only = protocol.parse(json.dumps({"type": "signal", "to": "other-peer-1",
+                                            "media": {"video": False}}))
+    assert isinstance(sound_only, protocol.Signal)
+    assert sound_only.relayed("s-peer-0001")["media"] == {"video": False, "screen": None}

@@ -1,6 +1,8 @@
 // The local camera and microphone: acquisition, device choice, mute, camera off and
 // audio-only mode. Peer connections read `audioTrack` / `videoTrack` and listen for
-// "tracks" to swap them in with replaceTrack (no renegotiation).
+// "tracks" to swap them in with replaceTrack (no renegotiation). A shared screen is a
+// track of its own stream (`screenStream`), which peers send on a transceiver of its
+// own ("screen" event: that one renegotiates).
 
 // Moderate by default: up to three outgoing streams in a four-person mesh on a home
 // uplink, often from a phone.
@@ -25,8 +27,12 @@ function describe(error) {
   }
 }
 
+// Screen sharing: a moderate frame rate keeps text sharp within a phone's downlink.
+const SCREEN = { frameRate: { ideal: 15, max: 30 } };
+
 // Events: "tracks" (the tracks changed: peer connections must replaceTrack),
-// "devices" (the device lists changed), "error" (detail: {message}).
+// "devices" (the device lists changed), "error" (detail: {message}), "screen" (the
+// shared screen started or stopped: `screenTrack`).
 export class LocalMedia extends EventTarget {
   constructor() {
     super();
@@ -40,6 +46,8 @@ export class LocalMedia extends EventTarget {
     this.microphoneId = "";
     this.cameras = [];
     this.microphones = [];
+    this.screenTrack = null;
+    this.screenStream = null;
     if (navigator.mediaDevices) {
       navigator.mediaDevices.addEventListener("devicechange", () => this.listDevices());
     }
@@ -132,6 +140,71 @@ export class LocalMedia extends EventTarget {
     this.changed();
   }
 
+  get canFlip() {
+    return this.cameras.length > 1 && !this.audioOnly;
+  }
+
+  // The other camera: by facingMode where the browser reports it (phones: front and
+  // back), else the next camera in the list. useCamera swaps the track in peer
+  // connections with replaceTrack, so the call is not renegotiated.
+  async flipCamera() {
+    if (!this.canFlip) return;
+    const settings = this.videoTrack ? this.videoTrack.getSettings() : {};
+    if (settings.facingMode === "user" || settings.facingMode === "environment") {
+      const facing = settings.facingMode === "user" ? "environment" : "user";
+      if (this.videoTrack) this.videoTrack.stop();
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({
+          video: { ...VIDEO, facingMode: { exact: facing } } });
+        this.setTrack("video", stream.getVideoTracks()[0]);
+        this.changed();
+        return;
+      } catch {
+        // no camera facing that way after all: fall back to the device list
+      }
+    }
+    const index = this.cameras.findIndex((camera) => camera.deviceId === this.cameraId);
+    const next = this.cameras[(index + 1) % this.cameras.length];
+    await this.useCamera(next.deviceId);
+  }
+
+  get canShareScreen() {
+    return Boolean(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+  }
+
+  async startScreenShare() {
+    if (this.screenTrack || !this.canShareScreen) return false;
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: SCREEN, audio: false });
+    } catch (error) {
+      // Cancelling the browser's picker is a choice, not a failure.
+      if (error.name !== "NotAllowedError" && error.name !== "AbortError") {
+        this.fail(error, "Your screen could not be shared.");
+      }
+      return false;
+    }
+    const track = stream.getVideoTracks()[0];
+    if (!track) return false;
+    // Text and slides: keep the resolution, drop frames when the link is tight.
+    if ("contentHint" in track) track.contentHint = "detail";
+    // The browser's own "Stop sharing" bar ends the track without us.
+    track.addEventListener("ended", () => this.stopScreenShare());
+    this.screenStream = stream;
+    this.screenTrack = track;
+    this.dispatchEvent(new Event("screen"));
+    return true;
+  }
+
+  stopScreenShare() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    this.screenStream = null;
+    track.stop();
+    this.dispatchEvent(new Event("screen"));
+  }
+
   setMuted(muted) {
     this.muted = muted;
     if (this.audioTrack) this.audioTrack.enabled = !muted;
@@ -167,6 +240,7 @@ export class LocalMedia extends EventTarget {
   }
 
   stop() {
+    this.stopScreenShare();
     for (const track of this.stream.getTracks()) track.stop();
     this.audioTrack = null;
     this.videoTrack = null;

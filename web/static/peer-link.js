@@ -6,7 +6,13 @@
 // puts its camera and microphone on the transceivers the offer created. That keeps the
 // first exchange free of collisions, and it is what an aiortc peer (always impolite,
 // unable to roll back) needs. After the first exchange either side may renegotiate
-// (audio-only, ICE restart) and the polite side rolls back on a collision.
+// (audio-only, ICE restart, a shared screen) and the polite side rolls back on a
+// collision.
+//
+// A shared screen goes on a transceiver of its own, send-only, with a stream of its own
+// (media.screenStream); stopping the share makes it inactive, sharing again reuses it.
+// The peer is told the screen's stream id in a `media` signal (docs/signaling.md) and
+// never puts its own camera on a transceiver the other side offered as send-only.
 
 const PENDING_CANDIDATE_LIMIT = 200;
 
@@ -30,12 +36,23 @@ function isStopped(transceiver) {
 
 const MAX_VIDEO_REPAIRS = 3;
 
+// The direction the remote description gives the m-section `mid` (from its side).
+function remoteDirectionOf(sdp, mid) {
+  for (const section of (sdp || "").split("\r\nm=").slice(1)) {
+    if (!section.includes(`\r\na=mid:${mid}\r\n`)) continue;
+    const found = /\r\na=(sendrecv|sendonly|recvonly|inactive)\r\n/.exec(section);
+    return found ? found[1] : "sendrecv";
+  }
+  return null;
+}
+
 function fingerprintOf(sdp) {
   const found = /^a=fingerprint:.*$/m.exec(sdp || "");
   return found ? found[0].trim() : "";
 }
 
-// Events: "state" (connection state changed), "track" (the remote stream got a track).
+// Events: "state" (connection state changed), "track" (the remote stream or the remote
+// screen got a track).
 // `handle()` rejects with LinkBroken when a description cannot be applied at all (the
 // peer rebuilt its connection): the mesh then rebuilds ours and replays the message.
 export class PeerLink extends EventTarget {
@@ -65,19 +82,36 @@ export class PeerLink extends EventTarget {
     this.closed = false;
     this.forwardTo = null;
     this.remoteStream = new MediaStream();
+    // The peer's shared screen (null when it shares none), and what it says it sends.
+    this.remoteScreen = null;
+    this.peerMedia = { video: true, screen: null };
+    this.cameraStreamId = "";
+    this.screenTransceiver = null;
+    // Transceivers the peer offered as send-only (its screen): receive-only here.
+    this.theirs = new Set();
 
     // iceTransportPolicy "relay" (the server's MENDWELL_ICE_TRANSPORT_POLICY): TURN
     // candidates only, so the other side never sees this device's IP address.
     const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy,
       bundlePolicy: "max-bundle" });
     this.pc = pc;
-    pc.addEventListener("track", ({ track }) => {
-      if (!this.remoteStream.getTracks().includes(track)) {
-        // One track per kind: an old one left from before a renegotiation goes.
-        for (const old of this.remoteStream.getTracks()) {
-          if (old.kind === track.kind) this.remoteStream.removeTrack(old);
+    pc.addEventListener("track", ({ track, streams }) => {
+      const streamId = streams && streams[0] ? streams[0].id : "";
+      if (this.isScreen(track, streamId)) {
+        if (!this.remoteScreen || !this.remoteScreen.getTracks().includes(track)) {
+          this.remoteScreen = new MediaStream([track]);
         }
-        this.remoteStream.addTrack(track);
+      } else {
+        // The camera's stream also carries the microphone: a video track in any other
+        // stream is a screen, even before its `media` signal arrives.
+        if (track.kind === "audio" && streamId) this.cameraStreamId = streamId;
+        if (!this.remoteStream.getTracks().includes(track)) {
+          // One track per kind: an old one left from before a renegotiation goes.
+          for (const old of this.remoteStream.getTracks()) {
+            if (old.kind === track.kind) this.remoteStream.removeTrack(old);
+          }
+          this.remoteStream.addTrack(track);
+        }
       }
       this.dispatchEvent(new CustomEvent("track", { detail: { track } }));
     });
@@ -109,7 +143,57 @@ export class PeerLink extends EventTarget {
           direction: this.directionFor(kind), streams: [media.stream] });
         this.mine.add(transceiver);
       }
+      this.syncScreen(); // a late joiner gets the screen with the first offer
     }
+  }
+
+  isScreen(track, streamId) {
+    if (track.kind !== "video" || !streamId) return false;
+    if (streamId === this.peerMedia.screen) return true;
+    return Boolean(this.cameraStreamId) && streamId !== this.cameraStreamId;
+  }
+
+  // What the peer says it sends (a `media` signal, kept by the mesh across rebuilds).
+  setPeerMedia(media) {
+    this.peerMedia = { video: media.video !== false, screen: media.screen || null };
+    if (!this.peerMedia.screen) this.remoteScreen = null;
+  }
+
+  // The peer's screen as the page should show it: null when it shares none.
+  get sharedScreen() {
+    if (!this.peerMedia.screen || !this.remoteScreen) return null;
+    const live = this.remoteScreen.getVideoTracks().some((t) => t.readyState === "live");
+    return live ? this.remoteScreen : null;
+  }
+
+  // Send our shared screen (media.screenTrack), or stop sending it. A change of
+  // direction or a new transceiver fires negotiationneeded: renegotiated by the
+  // perfect-negotiation code below, whichever side is polite.
+  syncScreen() {
+    // A polite link's first exchange is the impolite side's offer; the screen is
+    // added once it is done (see onDescription).
+    if (this.closed || (this.polite && !this.negotiated)) return;
+    const track = this.media.screenTrack;
+    const transceiver = this.screenTransceiver && !isStopped(this.screenTransceiver)
+      ? this.screenTransceiver : null;
+    if (!track) {
+      if (transceiver && transceiver.direction !== "inactive") {
+        transceiver.direction = "inactive";
+        transceiver.sender.replaceTrack(null).catch(() => {});
+      }
+      return;
+    }
+    if (!transceiver) {
+      this.screenTransceiver = this.pc.addTransceiver(track, {
+        direction: "sendonly", streams: [this.media.screenStream] });
+      return;
+    }
+    if (transceiver.sender.track !== track) {
+      transceiver.sender.replaceTrack(track).catch((error) =>
+        console.warn("could not share the screen", error));
+      if (transceiver.sender.setStreams) transceiver.sender.setStreams(this.media.screenStream);
+    }
+    transceiver.direction = "sendonly";
   }
 
   get state() {
@@ -195,18 +279,26 @@ export class PeerLink extends EventTarget {
     this.lastProgress = Date.now();
     await this.flushCandidates();
     if (description.type === "offer") {
-      await this.attachLocalMedia();
+      await this.attachLocalMedia(description.sdp);
       await pc.setLocalDescription();
       this.send({ description: pc.localDescription.toJSON() });
     }
+    const first = !this.negotiated;
     this.negotiated = true;
+    if (first && this.polite) this.syncScreen();
   }
 
   // Put our tracks on transceivers the remote offer created (first offer, or a peer
-  // that added a transceiver later).
-  async attachLocalMedia() {
+  // that added a transceiver later), except the ones it only sends on (its screen).
+  async attachLocalMedia(sdp) {
     for (const transceiver of this.pc.getTransceivers()) {
-      if (this.mine.has(transceiver) || isStopped(transceiver)) continue;
+      if (this.mine.has(transceiver) || this.theirs.has(transceiver) ||
+          transceiver === this.screenTransceiver || isStopped(transceiver)) continue;
+      if (remoteDirectionOf(sdp, transceiver.mid) === "sendonly") {
+        this.theirs.add(transceiver);
+        transceiver.direction = "recvonly";
+        continue;
+      }
       const kind = kindOf(transceiver);
       this.mine.add(transceiver);
       transceiver.direction = this.directionFor(kind);

@@ -43,7 +43,9 @@ export function hasTurn(iceServers) {
 }
 
 // Events: "change" (links or their states changed), "remote" (detail: {peerId, link}:
-// a link was opened, rebuilt or got a track), "gone" (detail: {peerId}).
+// a link was opened, rebuilt or got a track, or its peer's media state changed),
+// "media" (detail: {peerId, media, before}: a peer's `media` signal), "gone"
+// (detail: {peerId}).
 export class PeerMesh extends EventTarget {
   constructor({ signaling, media, selfPeerId, framesShown = () => null }) {
     super();
@@ -58,6 +60,9 @@ export class PeerMesh extends EventTarget {
     this.returned = new Set();
     this.returnedAt = new Map();
     this.troubleSince = new Map();
+    // What each peer last said it sends (`media` signals): kept across rebuilds, and
+    // before a link exists (the signal may overtake the presence that opens it).
+    this.peerMedia = new Map();
     this.iceServers = [];
     this.iceTransportPolicy = "all";
     this.audioOnly = false;
@@ -68,6 +73,23 @@ export class PeerMesh extends EventTarget {
         link.updateTracks().catch((error) => console.warn("could not swap tracks", error));
       }
     });
+    // The media state goes first, so that the peer knows the screen's stream by the
+    // time the offer that carries it arrives (signals keep their order).
+    media.addEventListener("screen", () => {
+      for (const link of this.links.values()) {
+        this.sendMediaState(link);
+        link.syncScreen();
+      }
+    });
+  }
+
+  mediaState() {
+    return { video: !this.media.audioOnly,
+      screen: this.media.screenStream ? this.media.screenStream.id : null };
+  }
+
+  sendMediaState(link) {
+    link.send({ media: this.mediaState() });
   }
 
   get hasTurn() {
@@ -145,7 +167,10 @@ export class PeerMesh extends EventTarget {
     });
     link.addEventListener("state", () => this.changed());
     link.addEventListener("track", () => this.emit("remote", { peerId, link }));
+    if (this.peerMedia.has(peerId)) link.setPeerMedia(this.peerMedia.get(peerId));
     this.links.set(peerId, link);
+    // A new link is a late joiner, a reload or a rebuild: tell them what we send.
+    this.sendMediaState(link);
     this.emit("remote", { peerId, link });
     return link;
   }
@@ -161,6 +186,7 @@ export class PeerMesh extends EventTarget {
 
   closeLink(peerId) {
     const link = this.links.get(peerId);
+    this.peerMedia.delete(peerId);
     if (!link) return;
     link.close();
     this.links.delete(peerId);
@@ -173,6 +199,10 @@ export class PeerMesh extends EventTarget {
 
   onSignal(message) {
     const peerId = message.from;
+    if (message.media) {
+      this.onMediaState(peerId, message.media);
+      return;
+    }
     let link = this.links.get(peerId);
     if (!link) {
       // An offer can overtake the presence that announces its sender.
@@ -196,6 +226,15 @@ export class PeerMesh extends EventTarget {
     });
   }
 
+  onMediaState(peerId, media) {
+    const before = this.peerMedia.get(peerId) || { video: true, screen: null };
+    this.peerMedia.set(peerId, media);
+    const link = this.links.get(peerId);
+    if (link) link.setPeerMedia(media);
+    this.emit("media", { peerId, media, before });
+    if (link) this.emit("remote", { peerId, link });
+  }
+
   // Signaling is back after a drop: restart ICE where media suffered (the impolite
   // side; see POLITE_RESTART_AFTER_MS), and give every unfinished connection a fresh
   // 10 seconds before it is rebuilt.
@@ -204,6 +243,7 @@ export class PeerMesh extends EventTarget {
     for (const link of this.links.values()) {
       // The old socket may have taken an offer or its answer down with it.
       link.resendPendingOffer();
+      this.sendMediaState(link);
       if (link.state === "connected") continue;
       link.lastProgress = now;
       if ((link.state === "disconnected" || link.state === "failed") && !link.polite) {
@@ -294,6 +334,7 @@ export class PeerMesh extends EventTarget {
   setAudioOnly(on) {
     this.audioOnly = on;
     for (const link of this.links.values()) {
+      this.sendMediaState(link);
       link.setAudioOnly(on).catch((error) => console.warn("could not switch video", error));
     }
   }

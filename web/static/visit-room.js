@@ -82,6 +82,7 @@ class VisitRoom {
     this.tiles = new Map();
     this.patientCalls = new Map();
     this.admitOnOpen = this.isStaff && takeAdmitRequest();
+    this.pressed = null;        // the participant button just pressed, to keep focus near
 
     this.media = new LocalMedia();
     this.signaling = new SignalingClient({ visitId: this.visitId, peerId: this.peerId,
@@ -98,7 +99,8 @@ class VisitRoom {
       leave: $("leave"), endVisit: $("end-visit"), cameraSelect: $("camera-select"),
       microphoneSelect: $("microphone-select"), participants: $("participants"),
       participantsEmpty: $("participants-empty"), controls: $("controls"),
-      visitStatus: $("visit-status"),
+      visitStatus: $("visit-status"), videos: $("videos"), shareScreen: $("share-screen"),
+      fullScreen: $("full-screen"), flipCamera: $("flip-camera"),
     };
     this.wire();
   }
@@ -125,6 +127,8 @@ class VisitRoom {
     mesh.addEventListener("change", () => this.render());
     mesh.addEventListener("remote", (event) => this.showRemote(event.detail.peerId,
       event.detail.link));
+    mesh.addEventListener("media", (event) => this.onPeerMedia(event.detail));
+    media.addEventListener("screen", () => this.onScreenShare());
     mesh.addEventListener("gone", (event) => {
       this.removeTile(event.detail.peerId);
       this.reportPatientCall(event.detail.peerId, "lost");
@@ -144,6 +148,19 @@ class VisitRoom {
     });
     el.audioOnly.addEventListener("click", () => this.toggleAudioOnly());
     el.soundOn.addEventListener("click", () => this.unmuteRemotes());
+    if (el.shareScreen) {
+      el.shareScreen.hidden = !media.canShareScreen;
+      el.shareScreen.addEventListener("click", () => this.toggleScreenShare());
+    }
+    el.fullScreen.addEventListener("click", () => this.toggleFullScreen());
+    el.flipCamera.addEventListener("click", () => this.flipCamera());
+    document.addEventListener("fullscreenchange", () => this.showFullScreen());
+    document.addEventListener("webkitfullscreenchange", () => this.showFullScreen());
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && el.videos.classList.contains("pseudo-fullscreen")) {
+        this.toggleFullScreen();
+      }
+    });
     el.leave.addEventListener("click", () => this.leave());
     if (el.endVisit) el.endVisit.addEventListener("click", () => this.endVisit());
     el.cameraSelect.addEventListener("change", () => media.useCamera(el.cameraSelect.value));
@@ -372,8 +389,93 @@ class VisitRoom {
     await this.media.setAudioOnly(on);
     this.mesh.setAudioOnly(on);
     this.root.classList.toggle("audio-only", on);
+    this.fillDevices();
+    for (const [peerId, tile] of this.tiles) {
+      const link = this.mesh.links.get(peerId);
+      if (link) this.showSoundOnly(tile, link);
+    }
     this.announce(on ? "Sound only: video is off in both directions to save your connection."
       : "Video is back on.");
+  }
+
+  // --- screen, full screen, camera flip, the peers' media ----------------------------
+
+  async toggleScreenShare() {
+    if (this.media.screenTrack) this.media.stopScreenShare();
+    else await this.media.startScreenShare();
+  }
+
+  onScreenShare() {
+    const sharing = Boolean(this.media.screenTrack);
+    const button = this.el.shareScreen;
+    if (button) {
+      this.setPressed(button, sharing);
+      button.textContent = sharing ? "Stop sharing" : "Share screen";
+    }
+    this.el.localTile.classList.toggle("sharing", sharing);
+    this.announce(sharing ? "You are sharing your screen." : "You stopped sharing your screen.");
+  }
+
+  onPeerMedia({ peerId, media, before }) {
+    const name = (this.mesh.participant(peerId) || {}).name || "The other person";
+    if (Boolean(media.screen) !== Boolean(before.screen)) {
+      this.announce(media.screen ? `${name} is sharing their screen.`
+        : `${name} stopped sharing their screen.`);
+    } else if ((media.video !== false) !== (before.video !== false)) {
+      this.announce(media.video === false ? `${name} switched to sound only.`
+        : `${name} turned video back on.`);
+    }
+  }
+
+  get fullScreenNow() {
+    const element = document.fullscreenElement || document.webkitFullscreenElement;
+    return element === this.el.videos || this.el.videos.classList.contains("pseudo-fullscreen");
+  }
+
+  // The Fullscreen API where the browser has it for any element; iPhone Safari has it
+  // only for a lone <video>, which would hide the self-view and the controls: there the
+  // video area covers the page instead.
+  async toggleFullScreen() {
+    const area = this.el.videos;
+    if (document.fullscreenElement || document.webkitFullscreenElement) {
+      const exit = document.exitFullscreen || document.webkitExitFullscreen;
+      await exit.call(document);
+    } else if (area.classList.contains("pseudo-fullscreen")) {
+      area.classList.remove("pseudo-fullscreen");
+      document.documentElement.classList.remove("video-covers-page");
+    } else {
+      const request = area.requestFullscreen || area.webkitRequestFullscreen;
+      let done = false;
+      if (request) {
+        try {
+          await request.call(area);
+          done = true;
+        } catch {
+          // refused (an embedded page, a policy): cover the page instead
+        }
+      }
+      if (!done) {
+        area.classList.add("pseudo-fullscreen");
+        document.documentElement.classList.add("video-covers-page");
+      }
+    }
+    this.showFullScreen();
+  }
+
+  showFullScreen() {
+    const on = this.fullScreenNow;
+    this.setPressed(this.el.fullScreen, on);
+    this.el.fullScreen.textContent = on ? "Exit full screen" : "Full screen";
+  }
+
+  async flipCamera() {
+    this.el.flipCamera.disabled = true;
+    try {
+      await this.media.flipCamera();
+      this.announce("Camera switched.");
+    } finally {
+      this.el.flipCamera.disabled = false;
+    }
   }
 
   onParticipantAction(event) {
@@ -383,6 +485,7 @@ class VisitRoom {
     const person = this.participants.find((p) => p.peer_id === peerId);
     const name = person ? person.name : "this person";
     if (button.dataset.action === "admit") {
+      this.pressed = { peerId, action: "admit" };
       button.disabled = true;
       this.signaling.send({ type: "admit", peer_id: peerId });
       this.announce(`Letting ${name} in.`);
@@ -588,12 +691,24 @@ class VisitRoom {
       select.disabled = options.length < 2;
     };
     fill(this.el.cameraSelect, this.media.cameras, this.media.cameraId, "Camera");
+    this.el.flipCamera.hidden = !this.media.canFlip;
     fill(this.el.microphoneSelect, this.media.microphones, this.media.microphoneId, "Microphone");
   }
 
   renderParticipants() {
     const list = this.el.participants;
     if (!list) return;
+    // The list is drawn afresh on every presence; whoever was on one of its buttons
+    // (the Admit just pressed) stays on that person's row, and the page stays put:
+    // a focus() that scrolls would move the video out of sight.
+    // (A pressed Admit is disabled until the server answers, which drops its focus.)
+    const focused = list.contains(document.activeElement) ? document.activeElement : null;
+    let focusedPeer = focused && focused.closest("[data-peer-id]")
+      ? focused.closest("[data-peer-id]").dataset.peerId : null;
+    let focusedAction = focused ? focused.dataset.action : null;
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (!focusedPeer && lost && this.pressed) ({ peerId: focusedPeer, action: focusedAction } = this.pressed);
+    this.pressed = null;
     const others = this.others();
     const items = others.map((p) => {
       const li = document.createElement("li");
@@ -601,6 +716,7 @@ class VisitRoom {
       li.dataset.peerId = p.peer_id;
       const who = document.createElement("span");
       who.className = "participant-name";
+      who.tabIndex = -1; // focus lands here when the button pressed goes away
       who.textContent = p.name;
       const role = document.createElement("span");
       role.className = "participant-role";
@@ -635,6 +751,13 @@ class VisitRoom {
     });
     list.replaceChildren(...items);
     this.el.participantsEmpty.hidden = items.length > 0;
+    if (focusedPeer) {
+      const row = [...list.children].find((li) => li.dataset.peerId === focusedPeer);
+      const same = row && [...row.querySelectorAll("button")]
+        .find((b) => b.dataset.action === focusedAction && !b.disabled);
+      const target = same || (row && row.querySelector(".participant-name"));
+      if (target) target.focus({ preventScroll: true });
+    }
   }
 
   actionButton(action, person, label, text, primary) {
@@ -655,16 +778,32 @@ class VisitRoom {
       const figure = document.createElement("figure");
       figure.className = "tile remote-tile";
       const video = document.createElement("video");
+      video.className = "camera-video";
       video.autoplay = true;
       video.playsInline = true;
+      // The peer's shared screen: shown large, with their camera small in a corner.
+      const screen = document.createElement("video");
+      screen.className = "screen-video";
+      screen.autoplay = true;
+      screen.playsInline = true;
+      screen.muted = true; // a screen is sent without sound
+      screen.hidden = true;
+      // Their name in place of a frozen frame while their video is off.
+      const status = document.createElement("div");
+      status.className = "tile-status";
+      const statusName = document.createElement("strong");
+      const statusText = document.createElement("span");
+      status.append(statusName, statusText);
       const caption = document.createElement("figcaption");
-      figure.append(video, caption);
+      figure.append(screen, video, status, caption);
       this.el.remoteGrid.append(figure);
-      tile = { figure, video, caption, stream: null };
+      tile = { figure, video, screen, status, statusName, statusText, caption, stream: null };
       this.tiles.set(peerId, tile);
       this.markFirstRemote();
     }
     this.captionTile(peerId, tile);
+    this.showScreen(tile, link);
+    this.showSoundOnly(tile, link);
     if (tile.stream !== link.remoteStream) {
       tile.stream = link.remoteStream;
       tile.video.srcObject = link.remoteStream;
@@ -678,12 +817,36 @@ class VisitRoom {
         tile.video.srcObject = link.remoteStream;
       }
       tile.watched = track;
-      const update = () => tile.figure.classList.toggle("no-video", track.muted);
+      const update = () => {
+        tile.figure.classList.toggle("no-video", track.muted);
+        this.showSoundOnly(tile, link);
+      };
       track.addEventListener("mute", update);
       track.addEventListener("unmute", update);
       update();
     }
     this.play(tile.video);
+  }
+
+  showScreen(tile, link) {
+    const screen = link.sharedScreen;
+    if (tile.screen.srcObject !== screen) {
+      tile.screen.srcObject = screen;
+      if (screen) this.play(tile.screen);
+    }
+    tile.screen.hidden = !screen;
+    tile.figure.classList.toggle("sharing", Boolean(screen));
+    if (screen) tile.screen.dataset.testid = "remote-screen";
+    else delete tile.screen.dataset.testid;
+  }
+
+  // "Sound only" (theirs, said in their `media` signal, or ours: video is off both
+  // ways) shows who it is instead of the last frame; so does a video track that went
+  // quiet.
+  showSoundOnly(tile, link) {
+    const soundOnly = link.peerMedia.video === false || this.media.audioOnly;
+    tile.figure.classList.toggle("sound-only", soundOnly);
+    tile.statusText.textContent = soundOnly ? "Sound only" : "Video paused";
   }
 
   framesShown(peerId) {
@@ -695,7 +858,9 @@ class VisitRoom {
   captionTile(peerId, tile) {
     const p = this.mesh.participant(peerId);
     tile.caption.textContent = p ? p.name : "";
+    tile.statusName.textContent = p ? p.name : "";
     tile.video.setAttribute("aria-label", p ? `Video of ${p.name}` : "Video");
+    tile.screen.setAttribute("aria-label", p ? `Screen shared by ${p.name}` : "Shared screen");
   }
 
   play(video) {
@@ -710,6 +875,7 @@ class VisitRoom {
 
   unmuteRemotes() {
     for (const tile of this.tiles.values()) {
+      tile.screen.play().catch(() => {});
       tile.video.muted = false;
       tile.video.play().catch(() => {});
     }
@@ -720,13 +886,15 @@ class VisitRoom {
     const tile = this.tiles.get(peerId);
     if (!tile) return;
     tile.video.srcObject = null;
+    tile.screen.srcObject = null;
     tile.figure.remove();
     this.tiles.delete(peerId);
     this.markFirstRemote();
   }
 
   markFirstRemote() {
-    const videos = this.el.remoteGrid.querySelectorAll("video");
+    this.el.videos.classList.toggle("in-call", this.tiles.size > 0);
+    const videos = this.el.remoteGrid.querySelectorAll("video.camera-video");
     videos.forEach((video, index) => {
       if (index === 0) video.dataset.testid = "remote-video";
       else delete video.dataset.testid;

@@ -14,15 +14,16 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit
+from server import audit, consents, disclosures
 from server.access import access_visit, require_full_session, require_role
 from server.accounts import care_team_ids
 from server.actors import Actor
 from server.auth import join_link_expiry
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.events import emit
-from server.models import Role, VisitGuest
+from server.models import Part2Consent, Part2Disclosure, Role, User, VisitGuest
 from server.outbox import queue_email
+from server.part2 import rules
 from server.results import Instant, Result
 from server.services import Services
 from server.visits import ENDED
@@ -108,7 +109,9 @@ async def invite_guest(
     await session.flush()
     audit.record(session, actor, "invite_guest", "visit", visit.id, patient_id=visit.patient_id,
                  guest_id=guest.id, outbox_id=outgoing.id)
-    emit(session, "visit.guest_invited", await care_team_ids(session, visit.patient_id),
+    # The patient too: their open room asks them to agree to the guest's presence.
+    emit(session, "visit.guest_invited",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, guest_id=guest.id)
     return GuestInvited(**_guest(guest).model_dump(), outbox_id=outgoing.id)
 
@@ -166,6 +169,14 @@ async def admit_guest(
     guest, patient_id = await _guest_of(session, actor, visit_id, guest_id)
     if guest.admitted_at is not None:
         return _guest(guest)
+    # 42 CFR Part 2: a guest hears what the patient says, substance use included, so the
+    # patient agrees to their presence first; the admission is then a disclosure.
+    consent = await guest_consent(session, guest.id)
+    if consent is None:
+        raise Conflict(f"{guest.name} can join once the patient agrees to their presence; "
+                       "the patient is asked on their screen.",
+                       code="guest_consent_required", field="guest_id")
+    await disclose_to_guest(session, actor, guest, consent, patient_id, now=now)
     guest.admitted_at = now
     guest.admitted_by_id = actor.user_id
     audit.record(session, actor, "admit_guest", "visit", visit_id, patient_id=patient_id,
@@ -173,6 +184,91 @@ async def admit_guest(
     emit(session, "visit.guest_admitted", await care_team_ids(session, patient_id),
          visit_id=visit_id, guest_id=guest.id)
     return _guest(guest)
+
+
+async def guest_consent(session: AsyncSession, guest_id: int) -> Part2Consent | None:
+    """The patient's standing consent to this guest's presence, if any."""
+    found: Part2Consent | None = await session.scalar(select(Part2Consent).where(
+        Part2Consent.guest_id == guest_id, Part2Consent.kind == "guest",
+        Part2Consent.revoked_at.is_(None)).order_by(Part2Consent.id.desc()).limit(1))
+    return found
+
+
+async def disclose_to_guest(session: AsyncSession, actor: Actor, guest: VisitGuest,
+                            consent: Part2Consent, patient_id: int, *,
+                            now: datetime) -> None:
+    """The accounting row of a guest's presence: once per guest and visit, however often
+    they are let in again after a reconnect or a removal."""
+    already = await session.scalar(select(Part2Disclosure.id).where(
+        Part2Disclosure.consent_id == consent.id, Part2Disclosure.channel == "visit_guest")
+        .limit(1))
+    if already is not None:
+        return
+    await disclosures.record(
+        session, actor, patient_id, channel="visit_guest",
+        recipient=disclosures.Recipient(name=guest.name, recipient_class="other"),
+        purpose="treatment", categories=list(consent.categories), consent_id=consent.id,
+        now=now, visit_id=guest.visit_id,
+        description="Presence in a video visit, hearing what was said in it")
+
+
+class PendingGuest(Result):
+    """A guest invited into the patient's visit who waits for the patient's agreement."""
+
+    id: int
+    name: str
+    invited_by: str
+
+
+async def pending_consent(session: AsyncSession, actor: Actor, visit_id: int, *,
+                          now: datetime) -> list[PendingGuest]:
+    """The visit's guests the patient has not agreed to yet (the patient's room)."""
+    require_role(actor, Role.patient)
+    visit = await access_visit(session, actor, visit_id, now=now)
+    consented = select(Part2Consent.guest_id).where(
+        Part2Consent.kind == "guest", Part2Consent.revoked_at.is_(None),
+        Part2Consent.guest_id.is_not(None))
+    rows = (await session.execute(
+        select(VisitGuest, User.name).join(User, User.id == VisitGuest.invited_by_id)
+        .where(VisitGuest.visit_id == visit.id, VisitGuest.revoked_at.is_(None),
+               VisitGuest.expires_at > now, VisitGuest.id.not_in(consented))
+        .order_by(VisitGuest.invited_at, VisitGuest.id))).all()
+    return [PendingGuest(id=g.id, name=g.name, invited_by=name) for g, name in rows]
+
+
+async def consent_to_guest(session: AsyncSession, actor: Actor, visit_id: int,
+                           guest_id: int, *, now: datetime, zone: str) -> consents.Consent:
+    """The patient agrees, in their own session, to a guest being present in this visit:
+    a Part 2 consent naming the guest, for treatment, ending with the visit (a join-link
+    session may give it: it is about this one visit)."""
+    require_role(actor, Role.patient)
+    visit = await access_visit(session, actor, visit_id, now=now)
+    guest = await session.get(VisitGuest, guest_id)
+    if guest is None or guest.visit_id != visit.id or guest.revoked_at is not None:
+        raise NotFound(f"There is no guest {guest_id} invited to this visit.",
+                       field="guest_id")
+    if visit.status in ENDED:
+        raise Conflict(f'The visit is over ("{visit.status.value}").', field="status")
+    existing = await guest_consent(session, guest.id)
+    today = consents.today_in(zone, now)
+    if existing is not None:
+        return await consents.result_of(session, existing, today)
+    patient = await session.get(User, visit.patient_id)
+    assert patient is not None
+    consent = Part2Consent(
+        patient_id=visit.patient_id, form_version=rules().form_version, kind="guest",
+        categories=["sud_measures", "sud_checkin", "moud"], recipient_classes=[],
+        recipient_name=guest.name, purposes=["treatment"], expiry_event="The end of this visit",
+        signed_name=patient.name, signed_on=today, source="patient",
+        recorded_by_id=actor.user_id, created_at=now, visit_id=visit.id, guest_id=guest.id)
+    session.add(consent)
+    await session.flush()
+    audit.record(session, actor, "create", "consent", consent.id, patient_id=visit.patient_id,
+                 at=now, kind="guest", guest_id=guest.id)
+    emit(session, "visit.guest_consented",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, guest_id=guest.id)
+    return await consents.result_of(session, consent, today)
 
 
 async def remove_guest(

@@ -564,6 +564,10 @@ API = [
                            "nature": "Unresponsive after a suspected opioid overdose"}),
     row("GET", "/api/v1/patients/{patient_id}/disclosures",
         401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    # The patient agrees to a guest's presence (42 CFR Part 2); nobody agrees for them.
+    row("POST", "/api/v1/visits/{visit_id}/guests/{guest_id}/consent",
+        401,     201,     DENIED,  201,     403,     403,     403,     403,     403,
+        prepare=guest_to_revoke),
     # Escalations are the care team's work: prescribers and coordinators, per team.
     row("GET", "/api/v1/escalations",
         401,     403,     403,     403,     200,     200,     200,     200,     403),
@@ -801,6 +805,9 @@ PAGES = [
         form=lambda cell: {"recipient_name": "Dr. Lee", "affiliation": "City Hospital ED",
                            "nature": "Unresponsive after a suspected overdose"}
         | csrf_only(cell)),
+    row("POST", "/visits/{visit_id}/guests/{guest_id}/consent",
+        LOGIN,   303,     DENIED,  303,     403,     403,     403,     403,     403,
+        prepare=guest_to_revoke, form=csrf_only),
     row("GET", "/progress",
         LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
     row("GET", "/escalations/{escalation_id}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,8 +22,11 @@ GUEST = {"name": "Ana Interpreter", "email": "Ana@Interpreters.test"}
 
 
 def invite(client: TestClient, sign_in: SignIn, clinic: Clinic, run: Runner,
-           services: Services, guest: dict[str, str] = GUEST) -> str:
-    """Invite the guest as the prescriber; the token from the emailed link."""
+           services: Services, guest: dict[str, str] = GUEST, *,
+           consent: bool = True) -> str:
+    """Invite the guest as the prescriber; the token from the emailed link. ``consent``:
+    the patient agrees to the guest's presence at once (42 CFR Part 2), as they must
+    before the guest can be let in."""
     sign_in(clinic.prescriber)
     response = client.post(f"/api/v1/visits/{clinic.visit_id}/guests", json=guest)
     assert response.status_code == 201, response.text
@@ -46,6 +50,10 @@ def invite(client: TestClient, sign_in: SignIn, clinic: Clinic, run: Runner,
     assert clinic.patient.name not in sent.body  # nothing about the patient
     link = next(line for line in sent.body.splitlines() if line.startswith("http"))
     assert urlsplit(link).path == f"/visits/{clinic.visit_id}/guest"
+    if consent:
+        sign_in(clinic.patient)
+        agreed = client.post(f"/api/v1/visits/{clinic.visit_id}/guests/{body['id']}/consent")
+        assert agreed.status_code == 201, agreed.text
     sign_in(None)
     return parse_qs(urlsplit(link).query)["t"][0]
 
@@ -255,3 +263,63 @@ def test_the_care_team_sends_a_guest_out(
     assert audit_count(run, services, "dismiss_guest") == 2
     hello = {"type": "hello", "peer_id": "guest-peer-0001", "guest_token": token}
     assert closed_on_connect(client, path, hello=hello) == 4401
+
+
+def test_a_guest_is_not_let_in_before_the_patient_agrees(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    """42 CFR Part 2: a guest hears what the patient says, so the patient's consent to
+    their presence comes first; the admission is then a disclosure, accounted once."""
+    token = invite(client, sign_in, clinic, run, services, consent=False)
+    sign_in(clinic.patient)
+    room_page = client.get(f"/visits/{clinic.visit_id}?part=guest-consent").text
+    assert 'data-testid="agree-guest"' in room_page and "Ana Interpreter" in room_page
+    with connect(client, room(clinic.visit_id), cookie_of(sign_in, clinic.prescriber)) as doc:
+        doc.hello("prescriber-peer-1")
+        with connect(client, room(clinic.visit_id)) as guest:
+            guest.hello("guest-peer-0001", guest_token=token)
+            doc.presence(lambda ps: any(p["role"] == "guest" for p in ps))
+            doc.send({"type": "admit", "peer_id": "guest-peer-0001"})
+            refused = doc.expect("error")
+            assert refused["code"] == "guest_consent_required"
+            assert "Ana Interpreter" in refused["message"]
+            assert all(m["type"] != "admitted" for m in guest.quiet(0.3))
+            # The patient agrees (twice, as a double tap would: one consent).
+            sign_in(clinic.patient)
+            guest_id = int(re.findall(r'data-guest-id="(\d+)"', room_page)[0])
+            url = f"/api/v1/visits/{clinic.visit_id}/guests/{guest_id}/consent"
+            first = client.post(url)
+            second = client.post(url)
+            assert first.status_code == second.status_code == 201
+            assert first.json()["id"] == second.json()["id"]
+            assert first.json()["kind"] == "guest"
+            assert first.json()["recipient_name"] == "Ana Interpreter"
+            doc.send({"type": "admit", "peer_id": "guest-peer-0001"})
+            guest.expect("admitted")
+            doc.send({"type": "remove", "peer_id": "guest-peer-0001"})
+            guest.expect("removed")
+            doc.send({"type": "admit", "peer_id": "guest-peer-0001"})
+            guest.expect("admitted")
+    assert 'data-testid="agree-guest"' not in \
+        client.get(f"/visits/{clinic.visit_id}?part=guest-consent").text
+    disclosures = client.get(f"/api/v1/patients/{clinic.patient.id}/disclosures").json()
+    assert [(d["channel"], d["recipient_name"], d["consent_id"])
+            for d in disclosures["disclosures"]] == [
+        ("visit_guest", "Ana Interpreter", first.json()["id"])]
+
+
+def test_only_the_visits_patient_agrees_to_a_guest(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    invite(client, sign_in, clinic, run, services, consent=False)
+    sign_in(clinic.prescriber)
+    guests_page = client.get(f"/visits/{clinic.visit_id}/guests").text
+    guest_id = int(re.findall(r'/guests/(\d+)/revoke', guests_page)[0])
+    url = f"/api/v1/visits/{clinic.visit_id}/guests/{guest_id}/consent"
+    assert client.post(url).status_code == 403  # staff cannot agree for the patient
+    sign_in(clinic.patient2)
+    assert client.post(url).status_code == 403
+    sign_in(clinic.patient, visit_id=clinic.visit_id)  # a join-link session may
+    assert client.post(url).status_code == 201
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/guests/999999/consent") \
+        .status_code == 404

@@ -10,6 +10,7 @@ from server import guests
 from server.api.registry import ApiOperation
 from server.http import actor_of, json_body, path_id, services_of
 from server.responses import JSONResponse
+from server.timezones import clinic_zone
 
 
 class NewGuest(BaseModel):
@@ -30,8 +31,24 @@ async def invite_guest(request: Request) -> Response:
     return JSONResponse(invited.to_json(), status_code=201)
 
 
+async def consent_to_guest(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    guest_id = path_id(request, "guest_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        consent = await guests.consent_to_guest(session, actor, visit_id, guest_id,
+                                                now=services.clock.now(),
+                                                zone=clinic_zone(services.settings))
+    return JSONResponse(consent.to_json(), status_code=201)
+
+
 OPERATIONS = [
     ApiOperation("POST", "/api/v1/visits/{visit_id}/guests", invite_guest,
                  "Invite a guest (interpreter, family member) and email them a join link",
                  body=NewGuest, success=201, tag="visits"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/guests/{guest_id}/consent",
+                 consent_to_guest,
+                 "The patient agrees to a guest's presence (a Part 2 consent; the guest can "
+                 "be let in only after it)", success=201, tag="privacy"),
 ]

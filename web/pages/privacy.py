@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import consents, disclosures
+from server import consents, disclosures, guests
 from server.access import (
     access_escalation,
     access_patient_consents,
@@ -273,7 +273,23 @@ async def escalation_emergency_submit(request: Request) -> Response:
     return RedirectResponse(f"/escalations/{escalation_id}", status_code=303)
 
 
+async def consent_to_guest(request: Request) -> Response:
+    """The no-script path of the room's question about a guest (guest-consent.js)."""
+    _, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    visit_id = path_id(request, "visit_id")
+    guest_id = path_id(request, "guest_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        await guests.consent_to_guest(session, actor, visit_id, guest_id,
+                                      now=services.clock.now(),
+                                      zone=clinic_zone(services.settings))
+    return RedirectResponse(f"/visits/{visit_id}", status_code=303)
+
+
 ROUTES = [
+    Route("/visits/{visit_id}/guests/{guest_id}/consent", consent_to_guest,
+          methods=["POST"]),
     Route("/escalations/{escalation_id}/emergency-disclosure", escalation_emergency_page,
           methods=["GET"]),
     Route("/escalations/{escalation_id}/emergency-disclosure", escalation_emergency_submit,

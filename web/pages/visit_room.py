@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import chat, visits
+from server import chat, guests, visits
 from server.errors import NotFound
 from server.http import actor_of, path_id, services_of
 from server.models import Role
@@ -70,10 +70,17 @@ async def visit_room(request: Request) -> Response:
     part = request.query_params.get("part")
     panel = None
     chat_record = None
+    pending_guests: list[guests.PendingGuest] = []
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
         helpers = _helpers(await viewer_zone(session, services.settings, actor),
                            services.clock.now())
+        if part == "guest-consent":
+            # The patient's question about newly invited guests (guest-consent.js).
+            pending = await guests.pending_consent(session, actor, visit.id,
+                                                   now=services.clock.now())
+            return render(request, "_guest_consent.html", visit=visit,
+                          pending_guests=pending, **helpers)
         if part is not None:
             if actor.role not in PANEL_ROLES or part not in note_panel.PARTS:
                 raise NotFound(f'There is no part "{part}" of this page.', field="part")
@@ -92,7 +99,11 @@ async def visit_room(request: Request) -> Response:
                 # The call's chat is part of the visit's record for the care team.
                 chat_record = await chat.messages_for(session, actor, visit.id,
                                                       now=services.clock.now())
-        elif await where.must_confirm(session, services, actor, visit):
+        elif actor.role is Role.patient and visit.status not in visits.ENDED:
+            pending_guests = await guests.pending_consent(session, actor, visit.id,
+                                                          now=services.clock.now())
+        if actor.role not in PANEL_ROLES and \
+                await where.must_confirm(session, services, actor, visit):
             # Invariant 10: nobody joins unconfirmed. Where the patient is and a callback
             # number first, then the room (web/pages/where.py).
             return RedirectResponse(where.where_url(visit.id), status_code=303)
@@ -100,6 +111,7 @@ async def visit_room(request: Request) -> Response:
     # the note panel works either way (the note is often finished after the call).
     return render(request, "visit_room.html", visit=visit, role=actor.role.value,
                   ended=visit.status in visits.ENDED, panel=panel, chat_record=chat_record,
+                  pending_guests=pending_guests,
                   turn_offered=turn_offered(services), signaling=signaling_of(request),
                   **helpers)
 

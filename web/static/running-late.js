@@ -1,9 +1,8 @@
 // The patient's notice that the prescriber is running late (set from the prescriber's
 // day view). The server renders it when the visit page opens; this keeps it current
-// from `/ws/events` (`visit.running_late`), and takes it away once the patient is let
-// in or the visit is over. The box is a polite live region: a change is read out.
-
-import { ReconnectingSocket, socketUrl } from "./reconnecting-socket.js";
+// from the events patient-room-events.js hands it (`visit.running_late`), and takes it
+// away once the patient is let in or the visit is over. The box is a polite live
+// region: a change is read out.
 
 const box = document.getElementById("running-late");
 const room = document.querySelector(".visit-room[data-visit-id]");
@@ -35,19 +34,13 @@ async function reload(visitId) {
   }
 }
 
-if (box && room) {
-  const visitId = room.dataset.visitId;
-  const socket = new ReconnectingSocket(socketUrl("/ws/events"));
-  socket.addEventListener("open", () => socket.markHealthy());
-  socket.addEventListener("message", (event) => {
-    const message = event.detail;
-    if (message.type === "subscribed") {
-      reload(visitId);
-      return;
-    }
-    if (String(message.visit_id) !== visitId) return;
-    if (message.type === "visit.running_late") show(message.minutes);
-    else if (message.type === "visit.admitted" || message.type === "visit.ended") show(0);
-  });
-  socket.start();
+// After a gap in the event stream: read the notice again.
+export function onSubscribed() {
+  if (box && room) reload(room.dataset.visitId);
+}
+
+export function onEvent(message) {
+  if (!box || !room || String(message.visit_id) !== room.dataset.visitId) return;
+  if (message.type === "visit.running_late") show(message.minutes);
+  else if (message.type === "visit.admitted" || message.type === "visit.ended") show(0);
 }

@@ -315,6 +315,10 @@ class VisitRoom {
           "clinician to let you in when it is free."
         : "This visit already has four people in it, the most it can hold. Ask the " +
           "clinician to let you in when someone leaves.";
+    } else if (message.code === "guest_consent_required") {
+      // 42 CFR Part 2: the patient is asked on their screen; say so where it is read out.
+      this.announce(message.message);
+      this.renderParticipants();
     } else {
       console.warn("signaling error", message);
       // An admit or remove that was refused: give the buttons back.

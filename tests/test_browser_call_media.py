@@ -9,10 +9,12 @@ page's own Share button runs unchanged.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,6 +27,8 @@ pytest_plugins = ["tests.browser_support"]
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
+# Where to put screenshots for reviewers (unset: none).
+SCREENSHOTS = os.environ.get("MENDWELL_SCREENSHOTS")
 
 # Frames the shared screen presents in `ms`, and its decoded size.
 SCREEN_FRAMES = """async (ms) => {
@@ -169,6 +173,14 @@ def test_the_prescriber_shares_the_screen_with_the_patient_and_a_late_guest(
         guest.page.goto(link)
         guest.page.get_by_test_id("join").click()
         guest.expect_state("waiting")
+        # Not before the patient agrees (42 CFR Part 2): the prescriber is told why.
+        prescriber.page.get_by_test_id("admit").click()
+        expect(prescriber.page.locator("#announcer")).to_contain_text(
+            "once the patient agrees")
+        guest.expect_state("waiting")
+        # The patient is asked in the call, live, and agrees.
+        patient.page.get_by_test_id("agree-guest").click()
+        expect(patient.page.get_by_test_id("guest-consent")).to_contain_text("You agreed")
         prescriber.page.get_by_test_id("admit").click()
         guest.expect_state("connected", timeout=20_000)
         wait_for_screen(guest)
@@ -264,6 +276,9 @@ def test_on_a_phone_the_video_fills_the_screen_and_goes_full_screen(
     assert covered > 0.75, f"the remote video covers {covered:.0%} of a 390x844 screen"
     own = page.evaluate(COVERAGE, "#local-tile")
     assert 0 < own < 0.1, f"the self-view covers {own:.0%}"
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / "call-phone.png"))
     page.evaluate("window.scrollTo(0, 0)")
     # Chromium's fake devices give one camera: nothing to flip to, so no button.
     assert page.evaluate("window.mendwellVisitRoom.media.cameras.length") == 1

@@ -26,7 +26,7 @@ from server.outbox import queue_email
 from server.part2 import rules
 from server.results import Instant, Result
 from server.services import Services
-from server.visits import ENDED
+from server.visits import ENDED, VisitRecord
 
 
 def token_hash(token: str) -> str:
@@ -220,11 +220,11 @@ class PendingGuest(Result):
     invited_by: str
 
 
-async def pending_consent(session: AsyncSession, actor: Actor, visit_id: int, *,
+async def pending_consent(session: AsyncSession, actor: Actor, visit: VisitRecord, *,
                           now: datetime) -> list[PendingGuest]:
-    """The visit's guests the patient has not agreed to yet (the patient's room)."""
+    """The visit's guests the patient has not agreed to yet (the patient's room; the
+    visit as ``visits.get_visit`` gave it to this actor, access already checked)."""
     require_role(actor, Role.patient)
-    visit = await access_visit(session, actor, visit_id, now=now)
     consented = select(Part2Consent.guest_id).where(
         Part2Consent.kind == "guest", Part2Consent.revoked_at.is_(None),
         Part2Consent.guest_id.is_not(None))

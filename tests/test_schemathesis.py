@@ -62,7 +62,15 @@ def seed(client: TestClient, clinic: Clinic, sign_in: SignIn) -> dict[str, list[
     assert done.status_code == 201, done.text
     escalations: list[int] = done.json()["escalations"]
     assert escalations, done.text
+    consent = client.post(f"/api/v1/patients/{clinic.patient.id}/consents", json={
+        "kind": "tpo", "categories": ["moud"], "recipient_classes": ["treating_providers"],
+        "purposes": ["treatment"], "expiry_event": "When I leave the program",
+        "signed_name": clinic.patient.name})
+    assert consent.status_code == 201, consent.text
     sign_in(clinic.prescriber)
+    guest = client.post(f"/api/v1/visits/{clinic.visit_id}/guests",
+                        json={"name": "Ana Interpreter", "email": "ana@interpreters.test"})
+    assert guest.status_code == 201, guest.text
     note = client.put(f"/api/v1/visits/{clinic.visit_id}/note",
                       json={"version": 0, "sections": {"plan": "Continue sertraline."}})
     assert note.status_code == 200, note.text
@@ -72,7 +80,8 @@ def seed(client: TestClient, clinic: Clinic, sign_in: SignIn) -> dict[str, list[
     return {"visit_id": [clinic.visit_id, clinic.visit2_id],
             "patient_id": [clinic.patient.id, clinic.patient2.id],
             "escalation_id": escalations, "user_id": people, "member_id": people,
-            "shift_id": [1]}
+            "shift_id": [1], "consent_id": [consent.json()["id"]],
+            "guest_id": [guest.json()["id"]]}
 
 
 def send(client: TestClient, case: Any, anonymous: bool) -> Any:

@@ -77,7 +77,7 @@ async def visit_room(request: Request) -> Response:
                            services.clock.now())
         if part == "guest-consent":
             # The patient's question about newly invited guests (guest-consent.js).
-            pending = await guests.pending_consent(session, actor, visit.id,
+            pending = await guests.pending_consent(session, actor, visit,
                                                    now=services.clock.now())
             return render(request, "_guest_consent.html", visit=visit,
                           pending_guests=pending, **helpers)
@@ -100,7 +100,7 @@ async def visit_room(request: Request) -> Response:
                 chat_record = await chat.messages_for(session, actor, visit.id,
                                                       now=services.clock.now())
         elif actor.role is Role.patient and visit.status not in visits.ENDED:
-            pending_guests = await guests.pending_consent(session, actor, visit.id,
+            pending_guests = await guests.pending_consent(session, actor, visit,
                                                           now=services.clock.now())
         if actor.role not in PANEL_ROLES and \
                 await where.must_confirm(session, services, actor, visit):

@@ -3,8 +3,8 @@
 Two tabs, a double click or two instances may work on the same check-in, note or
 escalation at once. Each such write first takes the row lock of what it changes, then
 reads, decides and writes: the next one waits and then sees the first one's result.
-Locks are always taken in the order visit, patient, escalation, so two paths never wait
-on each other.
+Locks are always taken in the order visit, patient (or the prescriber whose schedule a
+booking checks), escalation, so two paths never wait on each other.
 
 PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` on the row. SQLite has one writer at a time: a
 write as the lock makes the transaction take the database's write lock at once (the

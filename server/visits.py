@@ -24,7 +24,7 @@ from server.auth import invalidate_join_links, make_join_token
 from server.errors import Conflict, ValidationFailed
 from server.events import emit
 from server.jobs import Job, claim
-from server.locks import lock_visit
+from server.locks import lock_row, lock_visit
 from server.models import (
     CareTeamMember,
     OutboxEmail,
@@ -496,6 +496,10 @@ async def find_conflicts(
 async def _refuse_conflicts(session: AsyncSession, actor: Actor, prescriber_id: int,
                             scheduled_at: datetime, duration_minutes: int, *,
                             exclude_visit_id: int | None = None) -> None:
+    # The prescriber's schedule is one line: two bookings of one slot at the same moment
+    # (two coordinators, a double click) check one after the other, and the second
+    # sees the first (server/locks.py).
+    await lock_row(session, User, prescriber_id)
     conflicts = await find_conflicts(
         session, actor, prescriber_id=prescriber_id, scheduled_at=scheduled_at,
         duration_minutes=duration_minutes, exclude_visit_id=exclude_visit_id)

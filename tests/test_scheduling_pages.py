@@ -5,6 +5,7 @@ who is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from datetime import date, datetime, time, timedelta
@@ -439,3 +440,49 @@ def test_the_pages_people_look_at_link_to_scheduling(
     sign_in(clinic.patient)
     home = Page(client.get("/home").text)
     assert not home.has("visit-change") and not home.has("visit-guests")
+
+
+def test_two_bookings_of_one_free_slot_at_once_book_one(
+    run: Runner, services: Services, clinic: Clinic,
+) -> None:
+    """A double click, or the prescriber and a coordinator at the same moment: the
+    prescriber's schedule is locked while a booking checks it, so the second sees the
+    first and is refused, on SQLite and PostgreSQL alike."""
+    from server import visits
+    from server.actors import Actor
+    from server.errors import APIError
+    from server.models import VisitKind
+
+    people = {"prescriber": clinic.prescriber, "coordinator": clinic.coordinator}
+    actors = {k: Actor(p.id, p.role, p.name, p.email) for k, p in people.items()}
+    slot = services.clock.now() + timedelta(days=9)
+
+    async def race() -> list[object]:
+        async def book(who: str, patient_id: int) -> object:
+            try:
+                async with services.transaction() as session:
+                    made = await visits.create_visit(
+                        session, services, actors[who], patient_id=patient_id,
+                        prescriber_id=clinic.prescriber.id, kind=VisitKind.follow_up,
+                        scheduled_at=slot, duration_minutes=30,
+                        now=services.clock.now(), refuse_conflicts=True)
+                    return made.id
+            except APIError as error:
+                return error.code
+
+        return list(await asyncio.gather(book("prescriber", clinic.patient.id),
+                                         book("coordinator", clinic.patient.id),
+                                         book("prescriber", clinic.patient2.id)))
+
+    outcomes = run(race)
+    booked = [o for o in outcomes if isinstance(o, int)]
+    assert len(booked) == 1, outcomes
+    assert sorted(o for o in outcomes if not isinstance(o, int)) == [
+        "schedule_conflict", "schedule_conflict"]
+
+    async def at_slot() -> int:
+        async with services.transaction() as session:
+            return int(await session.scalar(select(func.count()).select_from(Visit).where(
+                Visit.scheduled_at == slot)) or 0)
+
+    assert run(at_slot) == 1

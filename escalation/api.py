@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from escalation import lifecycle, queries
+from escalation import lifecycle, queries, referrals
+from escalation.referrals import ReferralBody
 from escalation.vocabulary import (
     ContactOutcome,
     Disposition,
@@ -21,6 +22,7 @@ from server.errors import ValidationFailed
 from server.http import MAX_ID, actor_of, json_body, path_id, services_of
 from server.models import EscalationStatus
 from server.responses import JSONResponse
+from server.timezones import clinic_zone
 
 
 class NewEscalation(BaseModel):
@@ -182,6 +184,30 @@ async def measures(request: Request) -> Response:
     return JSONResponse(data.to_json())
 
 
+async def refer(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    body = await json_body(request, ReferralBody)
+    services = services_of(request)
+    async with services.transaction() as session:
+        made = await referrals.make(session, actor, escalation_id, body,
+                                    now=services.clock.now(),
+                                    zone=clinic_zone(services.settings),
+                                    organization=services.settings.program_name)
+    return JSONResponse(made.to_json(), status_code=201)
+
+
+async def referral_bundle(request: Request) -> Response:
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    referral_id = path_id(request, "referral_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        found = await referrals.get(session, actor, escalation_id, referral_id,
+                                    now=services.clock.now())
+    return JSONResponse(found.content["bundle"], media_type="application/fhir+json")
+
+
 OPERATIONS = [
     ApiOperation("GET", "/api/v1/escalations", list_escalations,
                  "Escalations of my care teams, highest level and nearest deadline first "
@@ -207,4 +233,11 @@ OPERATIONS = [
     ApiOperation("POST", "/api/v1/escalations/{escalation_id}/resolve", resolve,
                  "Resolve with a disposition and a note", body=Resolution,
                  tag="escalations"),
+    ApiOperation("POST", "/api/v1/escalations/{escalation_id}/referrals", refer,
+                 "A referral packet to a program at a higher level of care: what the "
+                 "patient's Part 2 consents allow; recorded as a disclosure",
+                 body=ReferralBody, success=201, tag="privacy"),
+    ApiOperation("GET", "/api/v1/escalations/{escalation_id}/referrals/{referral_id}",
+                 referral_bundle, "A referral packet as it went, as a FHIR Bundle",
+                 tag="privacy"),
 ]

@@ -11,6 +11,7 @@ consent and records the emergency instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit, consents, fhir
+from server import audit, consents, counseling_notes, fhir
 from server.access import access_escalation, access_patient_consents, require_role
 from server.actors import Actor
 from server.consents import Purpose, fhir_consent
@@ -104,7 +105,7 @@ async def decide(session: AsyncSession, patient_id: int, present: set[Category],
     return released, withheld
 
 
-def describe(categories: list[str] | set[str]) -> str:
+def describe(categories: Iterable[str]) -> str:
     """The accounting's description of what went: the categories' plain names."""
     part2 = rules()
     return "; ".join(part2.label(c) for c in sorted(categories))  # type: ignore[arg-type]
@@ -161,6 +162,9 @@ async def export_fhir(session: AsyncSession, actor: Actor, patient_id: int,
     require_role(actor, Role.prescriber, Role.coordinator)
     await access_patient_consents(session, actor, patient_id, write=True, now=now)
     found = await fhir.record_entries(session, patient_id)
+    # Counseling notes are offered too: only a consent for them alone lets them go.
+    found += [("sud_counseling_notes", entry)
+              for entry in await counseling_notes.fhir_entries(session, patient_id)]
     present = {category for category, _ in found if category is not None}
     released, withheld = await decide(session, patient_id, present,
                                       recipient=body.recipient, purpose=body.purpose,

@@ -727,6 +727,9 @@ class Part2Disclosure(Base):
     escalation_id: Mapped[int | None] = mapped_column(ForeignKey("escalations.id"),
                                                       default=None)
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), default=None)
+    # What went, as it went (a referral packet's FHIR Bundle and level of care): printed
+    # again from here, which is a read of what was disclosed, not a new disclosure.
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class SudCounselingNote(Base):

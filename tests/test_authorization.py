@@ -32,6 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
+from escalation import referrals
 from server import checkins, consents
 from server.accounts import add_to_care_team, create_user
 from server.actors import Actor
@@ -335,6 +336,25 @@ def tpo_consent(cell: Cell) -> dict[str, Any]:
             "expiry_event": "When I leave the program"}
 
 
+REFERRAL = {"program_name": "Riverside Recovery Center", "level_of_care": "residential"}
+
+
+def a_referral(cell: Cell) -> dict[str, Any]:
+    """An escalation of a patient made for this cell, and a referral packet of it."""
+    values = escalation(EscalationStatus.open)(cell)
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            made = await referrals.make(
+                session, _prescriber(cell), values["escalation_id"],
+                referrals.ReferralBody.model_validate(REFERRAL),
+                now=cell.services.clock.now(),
+                zone=cell.services.settings.clinic_timezone, organization="Mendwell")
+            return made.id
+
+    return values | {"referral_id": cell.run(make)}
+
+
 def consent_form(cell: Cell) -> dict[str, Any]:
     return {"kind": "tpo", "categories": "moud", "recipient_classes": "treating_providers",
             "purposes": "treatment", "expiry_event": "When I leave the program",
@@ -568,6 +588,19 @@ API = [
     row("POST", "/api/v1/visits/{visit_id}/guests/{guest_id}/consent",
         401,     201,     DENIED,  201,     403,     403,     403,     403,     403,
         prepare=guest_to_revoke),
+    # SUD counseling notes: the care team's prescribers and coordinators only.
+    row("GET", "/api/v1/patients/{patient_id}/counseling-notes",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403),
+    row("POST", "/api/v1/patients/{patient_id}/counseling-notes",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        json=lambda cell: {"text": "Discussed cravings and a relapse prevention plan."}),
+    # A referral packet for a step-up: whoever may act on the escalation.
+    row("POST", "/api/v1/escalations/{escalation_id}/referrals",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open), json=lambda cell: REFERRAL),
+    row("GET", "/api/v1/escalations/{escalation_id}/referrals/{referral_id}",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=a_referral),
     # Escalations are the care team's work: prescribers and coordinators, per team.
     row("GET", "/api/v1/escalations",
         401,     403,     403,     403,     200,     200,     200,     200,     403),
@@ -808,6 +841,22 @@ PAGES = [
     row("POST", "/visits/{visit_id}/guests/{guest_id}/consent",
         LOGIN,   303,     DENIED,  303,     403,     403,     403,     403,     403,
         prepare=guest_to_revoke, form=csrf_only),
+    row("GET", "/escalations/{escalation_id}/referral",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open)),
+    row("POST", "/escalations/{escalation_id}/referral",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        prepare=escalation(EscalationStatus.open),
+        form=lambda cell: REFERRAL | csrf_only(cell)),
+    row("GET", "/escalations/{escalation_id}/referrals/{referral_id}",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=a_referral),
+    row("GET", "/patients/{patient_id}/counseling-notes",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403),
+    row("POST", "/patients/{patient_id}/counseling-notes",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        form=lambda cell: {"text": "Discussed cravings and a relapse prevention plan."}
+        | csrf_only(cell)),
     row("GET", "/progress",
         LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
     row("GET", "/escalations/{escalation_id}",

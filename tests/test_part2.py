@@ -473,3 +473,139 @@ def test_on_call_staff_off_the_care_team_record_the_escalations_disclosure(
     other = client.post(f"/api/v1/patients/{clinic.patient2.id}/disclosures/emergency",
                         json=body | {"escalation_id": escalation_id})
     assert other.status_code in (403, 422)
+
+
+# --- SUD counseling notes and the referral packet ------------------------------------
+
+
+def write_counseling_note(client: TestClient, clinic: Clinic, text: str) -> int:
+    made = client.post(f"/api/v1/patients/{clinic.patient.id}/counseling-notes",
+                       json={"text": text})
+    assert made.status_code == 201, made.text
+    note_id: int = made.json()["id"]
+    return note_id
+
+
+def test_counseling_notes_stay_apart_and_go_only_under_their_own_consent(
+        client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner,
+        services: Services) -> None:
+    with_part2_data(client, clinic, sign_in, run, services)
+    client.post(f"/api/v1/patients/{clinic.patient.id}/consents", json=tpo())
+    sign_in(clinic.prescriber)
+    write_counseling_note(client, clinic, "Talked through cravings after the weekend.")
+    listed = client.get(f"/api/v1/patients/{clinic.patient.id}/counseling-notes").json()
+    assert [n["text"] for n in listed["counseling_notes"]] == [
+        "Talked through cravings after the weekend."]
+    # Not in the program's own copy, and not under the TPO consent.
+    own = client.get(f"/api/v1/patients/{clinic.patient.id}/fhir").json()
+    assert "DocumentReference" not in kinds(own)
+    assert "DocumentReference" not in kinds(export(client, clinic, TREATING))
+    # A consent for the notes alone, to one named counselor: they go to that counselor.
+    sign_in(clinic.patient)
+    assert client.post(f"/api/v1/patients/{clinic.patient.id}/consents", json=tpo(
+        kind="counseling_notes", recipient_classes=[], recipient_name="Dr. Ana Ruiz",
+        categories=["sud_counseling_notes"])).status_code == 201
+    # The patient cannot read them (as with psychotherapy notes), nor write them.
+    assert client.get(f"/api/v1/patients/{clinic.patient.id}/counseling-notes") \
+        .status_code == 403
+    sign_in(clinic.prescriber)
+    named = export(client, clinic, {"name": "Dr. Ana Ruiz", "recipient_class": "other"})
+    [document] = [e["resource"] for e in named["entry"]
+                  if e["resource"]["resourceType"] == "DocumentReference"]
+    assert {s["code"] for s in document["meta"]["security"]} >= {"42CFRPart2"}
+    assert "DocumentReference" not in kinds(export(client, clinic, TREATING))
+    get_fhir_model_class("Bundle").model_validate(named)
+    vague = client.post(f"/api/v1/patients/{clinic.patient.id}/counseling-notes",
+                        json={"text": "ok"})
+    assert vague.status_code == 422 and vague.json()["error"]["field"] == "text"
+
+
+def refer(client: TestClient, escalation_id: int, **changes: Any) -> dict[str, Any]:
+    body = {"program_name": "Riverside Recovery Center", "level_of_care": "residential",
+            "note": "Daily use despite outpatient care."} | changes
+    made = client.post(f"/api/v1/escalations/{escalation_id}/referrals", json=body)
+    assert made.status_code == 201, made.text
+    found: dict[str, Any] = made.json()
+    return found
+
+
+def step_up(client: TestClient, clinic: Clinic) -> int:
+    raised = client.post("/api/v1/escalations", json={
+        "patient_id": clinic.patient.id, "level": "step_up", "reason": "relapse",
+        "text": "Relapse reported at the visit"})
+    assert raised.status_code == 201, raised.text
+    escalation_id: int = raised.json()["id"]
+    return escalation_id
+
+
+def test_a_referral_packet_follows_the_consents(
+        client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner,
+        services: Services) -> None:
+    with_part2_data(client, clinic, sign_in, run, services)
+    sign_in(clinic.coordinator)
+    write_counseling_note(client, clinic, "Counseling: relapse prevention plan reviewed.")
+    escalation_id = step_up(client, clinic)
+    # No consent: the packet has the mental-health record, none of the Part 2 parts.
+    first = refer(client, escalation_id)
+    content = first["content"]
+    assert [m["drug"] for m in content["medications"]] == ["Sertraline"]
+    assert {m["instrument"] for m in content["measures"]} >= {"phq9", "gad7"}
+    assert "auditc" not in {m["instrument"] for m in content["measures"]}
+    assert content["substance_use"] is None and content["counseling_notes"] == []
+    assert content["notice"] is None and content["part2"] == []
+    assert set(content["withheld"]) == {"moud", "sud_checkin", "sud_counseling_notes",
+                                        "sud_measures"}
+    assert part2_resources(content["bundle"]) == []
+    # The patient consents to the program for treatment: the next packet carries them,
+    # labelled, with the notice; the counseling notes still stay home.
+    sign_in(clinic.patient)
+    assert client.post(f"/api/v1/patients/{clinic.patient.id}/consents", json=tpo(
+        kind="specific", recipient_classes=[], recipient_name="Riverside Recovery Center",
+        categories=["sud_measures", "sud_checkin", "moud"])).status_code == 201
+    sign_in(clinic.coordinator)
+    second = refer(client, escalation_id)["content"]
+    assert [m["drug"] for m in second["medications"]] == ["Buprenorphine/naloxone",
+                                                         "Sertraline"]
+    assert "auditc" in {m["instrument"] for m in second["measures"]}
+    assert second["substance_use"]["cravings"] == 2
+    assert second["counseling_notes"] == [] and second["withheld"] == [
+        "sud_counseling_notes"]
+    assert second["notice"] == NOTICE
+    bundle = second["bundle"]
+    assert bundle["meta"]["extension"][0]["valueString"] == NOTICE
+    assert "ServiceRequest" in kinds(bundle) and "Consent" in kinds(bundle)
+    assert sorted(r["resourceType"] for r in part2_resources(bundle)) == [
+        "MedicationStatement", "Observation", "QuestionnaireResponse"]
+    get_fhir_model_class("Bundle").model_validate(bundle)
+    # Each packet is one row of the accounting; printing it again adds none.
+    again = client.get(f"/api/v1/escalations/{escalation_id}/referrals/{first['id']}")
+    assert again.status_code == 200 and again.json() == content["bundle"]
+    page = client.get(f"/escalations/{escalation_id}/referrals/{first['id']}")
+    assert page.status_code == 200 and 'data-testid="referral-withheld"' in page.text
+    rows = [r for r in accounting(client, clinic) if r["channel"] == "referral_packet"]
+    assert len(rows) == 2
+    assert rows[0]["categories"] == ["moud", "sud_checkin", "sud_measures"]
+    assert rows[1]["categories"] == [] and "no substance use records" in rows[1]["description"]
+
+
+def test_the_referral_form_refers_from_the_escalation_page(
+        client: TestClient, clinic: Clinic, sign_in: SignIn) -> None:
+    csrf = sign_in(clinic.coordinator)
+    escalation_id = step_up(client, clinic)
+    page = client.get(f"/escalations/{escalation_id}").text
+    assert 'data-testid="refer"' in page
+    form = client.get(f"/escalations/{escalation_id}/referral")
+    assert form.status_code == 200 and "Intensive outpatient" in form.text
+    missing = client.post(f"/escalations/{escalation_id}/referral",
+                          data={"csrf_token": csrf, "program_name": "Riverside"})
+    assert missing.status_code == 422 and 'aria-invalid="true"' in missing.text
+    made = client.post(f"/escalations/{escalation_id}/referral",
+                       data={"csrf_token": csrf, "program_name": "Riverside <IOP>",
+                             "level_of_care": "intensive_outpatient"},
+                       follow_redirects=False)
+    assert made.status_code == 303
+    packet = client.get(made.headers["location"])
+    assert packet.status_code == 200 and "Riverside &lt;IOP&gt;" in packet.text
+    assert "Intensive outpatient" in packet.text and "data-print" in packet.text
+    page = client.get(f"/escalations/{escalation_id}").text
+    assert 'data-testid="referral-made"' in page

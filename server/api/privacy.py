@@ -6,9 +6,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import consents, disclosures
+from server import consents, counseling_notes, disclosures
 from server.api.registry import ApiOperation
 from server.consents import ConsentBody
+from server.counseling_notes import NewCounselingNote
 from server.disclosures import EmergencyBody, FhirDisclosureBody
 from server.http import actor_of, json_body, path_id, services_of
 from server.responses import JSONResponse
@@ -108,6 +109,27 @@ async def list_disclosures(request: Request) -> Response:
     return JSONResponse({"disclosures": [d.to_json() for d in found]})
 
 
+async def list_counseling_notes(request: Request) -> Response:
+    actor = actor_of(request)
+    patient_id = path_id(request, "patient_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        found = await counseling_notes.list_for(session, actor, patient_id,
+                                                now=services.clock.now())
+    return JSONResponse({"counseling_notes": [n.to_json() for n in found]})
+
+
+async def write_counseling_note(request: Request) -> Response:
+    actor = actor_of(request)
+    patient_id = path_id(request, "patient_id")
+    body = await json_body(request, NewCounselingNote)
+    services = services_of(request)
+    async with services.transaction() as session:
+        note = await counseling_notes.write(session, actor, patient_id, body,
+                                            now=services.clock.now())
+    return JSONResponse(note.to_json(), status_code=201)
+
+
 OPERATIONS = [
     ApiOperation("GET", "/api/v1/patients/{patient_id}/consents", list_consents,
                  "The patient's Part 2 consents, active and revoked", tag="privacy"),
@@ -131,4 +153,11 @@ OPERATIONS = [
                  body=EmergencyBody, success=201, tag="privacy"),
     ApiOperation("GET", "/api/v1/patients/{patient_id}/disclosures", list_disclosures,
                  "The patient's accounting of disclosures, past 3 years", tag="privacy"),
+    ApiOperation("GET", "/api/v1/patients/{patient_id}/counseling-notes",
+                 list_counseling_notes,
+                 "SUD counseling notes (kept apart; the care team's prescribers and "
+                 "coordinators)", tag="privacy"),
+    ApiOperation("POST", "/api/v1/patients/{patient_id}/counseling-notes",
+                 write_counseling_note, "Write an SUD counseling note",
+                 body=NewCounselingNote, success=201, tag="privacy"),
 ]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from escalation import queries
+from escalation import queries, referrals
 from escalation.vocabulary import CONTACT_OUTCOMES, DISPOSITIONS, HELP_SENT, Disposition
 from server import disclosures
 from server.http import actor_of, path_id, services_of
@@ -67,6 +67,7 @@ async def escalation_page(request: Request) -> Response:
             rows = await session.execute(select(User.id, User.name).where(User.id.in_(missing)))
             names.update({row[0]: row[1] for row in rows})
         recorded = await disclosures.of_escalation(session, escalation_id)
+        made = await referrals.of_escalation(session, escalation_id)
     # An admin reading under break-glass sees the record, never the actions: they
     # cannot change it (server.access.access_escalation).
     can_act = actor.role in (Role.prescriber, Role.coordinator)
@@ -78,7 +79,8 @@ async def escalation_page(request: Request) -> Response:
         "triggers": view.trigger_lines(data.triggers),
         "disposition_label": view.DISPOSITION_LABELS.get(data.disposition or "", ""),
         # Help was sent: offer to record what was told to the responders (42 CFR 2.51).
-        "emergency_disclosures": recorded, "can_act": can_act,
+        "emergency_disclosures": [d for d in recorded if d.channel == "medical_emergency"],
+        "referrals": made, "referral_levels": referrals.LEVEL_LABELS, "can_act": can_act,
         "offer_emergency_disclosure": data.disposition in HELP_SENT,
     }
     if request.query_params.get("part") == "live":

@@ -9,6 +9,7 @@ calls (``server.consents``, ``server.disclosures``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import consents, disclosures, guests
+from escalation import referrals
+from escalation.referrals import ReferralBody
+from server import consents, counseling_notes, disclosures, guests
 from server.access import (
     access_escalation,
     access_patient_consents,
@@ -25,12 +28,14 @@ from server.access import (
     require_role,
 )
 from server.consents import CLASS_LABELS, PURPOSE_LABELS, ConsentBody
+from server.counseling_notes import NewCounselingNote
 from server.disclosures import EmergencyBody
 from server.errors import APIError
 from server.http import actor_of, client_ip, path_id, services_of, validation_error
 from server.models import Role, User
 from server.part2 import CATEGORIES, rules
 from server.timezones import clinic_zone, viewer_zone
+from web import escalation_view as view
 from web.forms import checked_form
 from web.rendering import render
 
@@ -287,7 +292,109 @@ async def consent_to_guest(request: Request) -> Response:
     return RedirectResponse(f"/visits/{visit_id}", status_code=303)
 
 
+async def referral_form(request: Request, *, status: int = 200,
+                        **context: Any) -> Response:
+    """A referral packet for a step-up, from the escalation that calls for it."""
+    actor = actor_of(request)
+    require_role(actor, Role.prescriber, Role.coordinator)
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        escalation = await access_escalation(session, actor, escalation_id, write=True,
+                                             now=services.clock.now())
+        patient = await session.get(User, escalation.patient_id)
+    assert patient is not None
+    context.setdefault("values", {})
+    return render(request, "referral_new.html", status=status, patient=patient,
+                  escalation_id=escalation_id, levels=referrals.LEVEL_LABELS, **context)
+
+
+async def referral_submit(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    escalation_id = path_id(request, "escalation_id")
+    services = services_of(request)
+    values = {name: str(form.get(name) or "").strip()
+              for name in ("program_name", "program_affiliation", "level_of_care", "note")}
+    try:
+        try:
+            body = ReferralBody.model_validate({k: v for k, v in values.items() if v})
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        async with services.transaction() as session:
+            made = await referrals.make(session, actor, escalation_id, body,
+                                        now=services.clock.now(),
+                                        zone=clinic_zone(services.settings),
+                                        organization=services.settings.program_name)
+    except APIError as exc:
+        if exc.status != 422:
+            raise
+        return await referral_form(request, status=exc.status, error=exc.message,
+                                   error_field=exc.field, values=values)
+    return RedirectResponse(f"/escalations/{escalation_id}/referrals/{made.id}",
+                            status_code=303)
+
+
+async def referral_page(request: Request) -> Response:
+    """The packet as it went, to print (or to download as FHIR: the API)."""
+    actor = actor_of(request)
+    escalation_id = path_id(request, "escalation_id")
+    referral_id = path_id(request, "referral_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        found = await referrals.get(session, actor, escalation_id, referral_id,
+                                    now=services.clock.now())
+    return render(request, "referral.html", r=found, c=found.content,
+                  levels=referrals.LEVEL_LABELS, tz=clinic_zone(services.settings),
+                  reason_label=view.reason_label, category_label=rules().label,
+                  when=datetime.fromisoformat)
+
+
+async def counseling_notes_page(request: Request, *, status: int = 200,
+                                **context: Any) -> Response:
+    actor = actor_of(request)
+    require_role(actor, Role.prescriber, Role.coordinator)
+    patient_id = path_id(request, "patient_id")
+    services = services_of(request)
+    now = services.clock.now()
+    async with services.transaction() as session:
+        patient = await access_patient_consents(session, actor, patient_id, now=now)
+        found = await counseling_notes.list_for(session, actor, patient_id, now=now)
+    return render(request, "counseling_notes.html", status=status, patient=patient,
+                  notes=found, tz=clinic_zone(services.settings), **context)
+
+
+async def counseling_note_submit(request: Request) -> Response:
+    form, current = await checked_form(request)
+    actor = current.actor(client_ip(request))
+    patient_id = path_id(request, "patient_id")
+    services = services_of(request)
+    text = str(form.get("text") or "")
+    try:
+        try:
+            body = NewCounselingNote.model_validate({"text": text})
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        async with services.transaction() as session:
+            await counseling_notes.write(session, actor, patient_id, body,
+                                         now=services.clock.now())
+    except APIError as exc:
+        if exc.status != 422:
+            raise
+        return await counseling_notes_page(request, status=exc.status, error=exc.message,
+                                           text=text)
+    return RedirectResponse(f"/patients/{patient_id}/counseling-notes", status_code=303)
+
+
 ROUTES = [
+    Route("/escalations/{escalation_id}/referral", referral_form, methods=["GET"]),
+    Route("/escalations/{escalation_id}/referral", referral_submit, methods=["POST"]),
+    Route("/escalations/{escalation_id}/referrals/{referral_id}", referral_page,
+          methods=["GET"]),
+    Route("/patients/{patient_id}/counseling-notes", counseling_notes_page,
+          methods=["GET"]),
+    Route("/patients/{patient_id}/counseling-notes", counseling_note_submit,
+          methods=["POST"]),
     Route("/visits/{visit_id}/guests/{guest_id}/consent", consent_to_guest,
           methods=["POST"]),
     Route("/escalations/{escalation_id}/emergency-disclosure", escalation_emergency_page,

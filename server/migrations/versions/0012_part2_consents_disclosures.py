@@ -77,6 +77,7 @@ def upgrade() -> None:
     sa.Column('emergency_nature', sa.Text(), nullable=True),
     sa.Column('escalation_id', sa.Integer(), nullable=True),
     sa.Column('visit_id', sa.Integer(), nullable=True),
+    sa.Column('content', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['consent_id'], ['part2_consents.id'], name=op.f('fk_part2_disclosures_consent_id_part2_consents')),
     sa.ForeignKeyConstraint(['disclosed_by_id'], ['users.id'], name=op.f('fk_part2_disclosures_disclosed_by_id_users')),
     sa.ForeignKeyConstraint(['escalation_id'], ['escalations.id'], name=op.f('fk_part2_disclosures_escalation_id_escalations')),

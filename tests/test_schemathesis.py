@@ -71,6 +71,10 @@ def seed(client: TestClient, clinic: Clinic, sign_in: SignIn) -> dict[str, list[
     guest = client.post(f"/api/v1/visits/{clinic.visit_id}/guests",
                         json={"name": "Ana Interpreter", "email": "ana@interpreters.test"})
     assert guest.status_code == 201, guest.text
+    referral = client.post(f"/api/v1/escalations/{escalations[0]}/referrals",
+                           json={"program_name": "Riverside Recovery Center",
+                                 "level_of_care": "residential"})
+    assert referral.status_code == 201, referral.text
     note = client.put(f"/api/v1/visits/{clinic.visit_id}/note",
                       json={"version": 0, "sections": {"plan": "Continue sertraline."}})
     assert note.status_code == 200, note.text
@@ -81,7 +85,7 @@ def seed(client: TestClient, clinic: Clinic, sign_in: SignIn) -> dict[str, list[
             "patient_id": [clinic.patient.id, clinic.patient2.id],
             "escalation_id": escalations, "user_id": people, "member_id": people,
             "shift_id": [1], "consent_id": [consent.json()["id"]],
-            "guest_id": [guest.json()["id"]]}
+            "guest_id": [guest.json()["id"]], "referral_id": [referral.json()["id"]]}
 
 
 def send(client: TestClient, case: Any, anonymous: bool) -> Any:

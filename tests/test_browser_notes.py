@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.checkin_bodies import HIGH_RISK_CSSRS, checkin_body
+from tests.test_browser_checkin import axe_script
 
 if TYPE_CHECKING:
     from tests.browser_support import AppServer, Person
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.browser_support"]
 
 pytestmark = pytest.mark.browser
+
+__all__ = ["axe_script"]  # the fixture, used by name
 
 STATE = "note-save-state"
 HISTORY = "#note-interval_history"
@@ -473,10 +477,14 @@ def test_the_gate_and_the_addendum_a_late_checkin_asks_for(
 
 
 def test_the_patients_section_is_previewed_and_the_sign_confirmation_runs_the_gate_first(
-        app_server: AppServer, browser: Any) -> None:
+        app_server: AppServer, browser: Any, axe_script: Path) -> None:
     from playwright.sync_api import expect
 
-    prescriber = signed_in(browser, app_server, "prescriber@demo.test")
+    from tests.test_browser_checkin import serious_violations
+
+    # axe is injected as a script, which our CSP refuses: in this context only.
+    prescriber = signed_in(browser, app_server, "prescriber@demo.test", bypass_csp=True)
+    checked: dict[str, list[dict[str, Any]]] = {}
     patient = signed_in(browser, app_server, "patient@demo.test",
                         viewport={"width": 390, "height": 844})
     native: list[str] = []
@@ -507,6 +515,7 @@ def test_the_patients_section_is_previewed_and_the_sign_confirmation_runs_the_ga
             " See you in four weeks.", delay=5)
         expect_state(page, "saved", who=prescriber)
         expect(preview).to_contain_text("See you in four weeks.")
+        checked["note panel with the summary preview"] = serious_violations(page, axe_script)
 
         # The confirmation asks the gate first and lists what is missing; no sign tried.
         sign = page.get_by_role("button", name="Sign the note")
@@ -519,6 +528,8 @@ def test_the_patients_section_is_previewed_and_the_sign_confirmation_runs_the_ga
         expect(sections).to_contain_text("Safety plan")
         expect(page.get_by_test_id("sign-dialog-missing")).to_contain_text("An open escalation")
         expect(page.get_by_test_id("sign-confirm")).to_be_hidden()
+        checked["sign confirmation listing what is missing"] = serious_violations(
+            page, axe_script)
         assert page.evaluate("() => document.getElementById('sign-dialog').contains("
                              "document.activeElement)")
         page.keyboard.press("Escape")
@@ -555,3 +566,4 @@ def test_the_patients_section_is_previewed_and_the_sign_confirmation_runs_the_ga
     finally:
         prescriber.close()
         patient.close()
+    assert checked == {name: [] for name in checked}, checked

@@ -83,3 +83,53 @@ def test_a_patient_signs_and_revokes_a_consent_on_a_phone(
     checked["/privacy/disclosures"] = serious_violations(page, axe_script)
     assert checked == {name: [] for name in checked}, checked
     device.assert_no_errors(refused=1)
+
+
+def test_the_care_teams_part2_pages_pass_axe(
+        browser: Any, demo_server: AppServer, axe_script: Path) -> None:
+    """The coordinator's pages of issue 18: the patient's consents and accounting, the
+    counseling notes, a referral packet and a medical-emergency disclosure."""
+    device = Phone(browser, demo_server, bypass_csp=True)
+    checked: dict[str, list[dict[str, Any]]] = {}
+    try:
+        device.sign_in("coordinator@demo.test")
+        page = device.page
+        csrf = device.api("/api/v1/session")["csrf_token"]
+        patients = {v["patient"]["name"]: v["patient"]["id"]
+                    for v in device.api("/api/v1/visits")["visits"]}
+        patient_id = patients["Jordan Rivera"]
+        page.goto(f"/patients/{patient_id}")
+        page.get_by_test_id("privacy-link").click()
+        page.locator("details.card summary").first.click()
+        page.get_by_test_id("consent-form").wait_for()
+        checked["/patients/{id}/privacy"] = serious_violations(page, axe_script)
+        page.get_by_test_id("counseling-link").click()
+        page.get_by_test_id("counseling-text").fill("Relapse prevention plan reviewed.")
+        page.get_by_role("button", name="Save the note").click()
+        page.get_by_test_id("counseling-note").wait_for()
+        checked["/patients/{id}/counseling-notes"] = serious_violations(page, axe_script)
+        raised = device.context.request.post("/api/v1/escalations", headers={
+            "X-CSRF-Token": csrf}, data={"patient_id": patient_id, "level": "step_up",
+                                         "reason": "relapse", "text": "From a call"})
+        assert raised.status == 201, raised.text()
+        escalation_id = raised.json()["id"]
+        page.goto(f"/escalations/{escalation_id}")
+        page.get_by_test_id("refer").click()
+        page.get_by_test_id("referral-form").wait_for()
+        checked["/escalations/{id}/referral"] = serious_violations(page, axe_script)
+        page.get_by_test_id("program-name").fill("Riverside Recovery Center")
+        page.get_by_test_id("level-of-care").select_option("intensive_outpatient")
+        page.get_by_test_id("referral-submit").click()
+        page.get_by_test_id("referral").wait_for()
+        assert "Intensive outpatient" in page.get_by_test_id("referral").inner_text()
+        checked["/escalations/{id}/referrals/{id}"] = serious_violations(page, axe_script)
+        page.goto(f"/escalations/{escalation_id}/emergency-disclosure")
+        page.get_by_test_id("emergency-form").wait_for()
+        checked["/escalations/{id}/emergency-disclosure"] = serious_violations(
+            page, axe_script)
+        page.goto(f"/patients/{patient_id}/privacy/disclosures")
+        assert page.get_by_test_id("disclosure").count() == 1  # the referral packet
+        checked["/patients/{id}/privacy/disclosures"] = serious_violations(page, axe_script)
+    finally:
+        device.close()
+    assert checked == {name: [] for name in checked}, checked

@@ -9,10 +9,11 @@ calls (``server.consents``, ``server.disclosures``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -38,6 +39,8 @@ from server.timezones import clinic_zone, viewer_zone
 from web import escalation_view as view
 from web.forms import checked_form
 from web.rendering import render
+
+Body = TypeVar("Body", bound=BaseModel)
 
 KIND_LABELS = {
     "tpo": "My care, its payment and running the program (treatment, payment and "
@@ -70,11 +73,19 @@ def _consent_form(form: FormData) -> dict[str, Any]:
     return data
 
 
-def _parse(data: dict[str, Any]) -> ConsentBody:
+def _validated(model: type[Body], data: dict[str, Any]) -> Body:
+    """A posted form as its pydantic model, or the API's 422 naming the field."""
     try:
-        return ConsentBody.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def _posted(form: FormData, names: tuple[str, ...]) -> dict[str, str]:
+    return {name: str(form.get(name) or "").strip() for name in names}
+
+
+EMERGENCY_FIELDS = ("recipient_name", "affiliation", "nature")
 
 
 # --- the patient's pages -------------------------------------------------------------
@@ -111,7 +122,7 @@ async def sign_consent(request: Request) -> Response:
     services = services_of(request)
     values = _consent_form(form)
     try:
-        body = _parse(values)
+        body = _validated(ConsentBody, values)
         async with services.transaction() as session:
             await consents.sign(session, actor, actor.user_id, body,
                                 now=services.clock.now(),
@@ -194,7 +205,7 @@ async def record_paper_consent(request: Request) -> Response:
     services = services_of(request)
     values = _consent_form(form)
     try:
-        body = _parse(values)
+        body = _validated(ConsentBody, values)
         async with services.transaction() as session:
             await consents.record_paper(session, actor, patient_id, body,
                                         now=services.clock.now(),
@@ -208,27 +219,34 @@ async def record_paper_consent(request: Request) -> Response:
 
 
 async def record_emergency(request: Request) -> Response:
+    patient_id = path_id(request, "patient_id")
+    return await _emergency_submit(
+        request, patient_id=patient_id, escalation_id=None,
+        done=f"/patients/{patient_id}/privacy?done=emergency",
+        again=lambda **context: patient_privacy(request, **context))
+
+
+async def _emergency_submit(request: Request, *, patient_id: int | None,
+                            escalation_id: int | None, done: str,
+                            again: Callable[..., Awaitable[Response]]) -> Response:
+    """A medical-emergency disclosure posted from the patient's privacy page or from the
+    escalation being handled; a form with an error is shown again by ``again``."""
     form, current = await checked_form(request)
     actor = current.actor(client_ip(request))
-    patient_id = path_id(request, "patient_id")
     services = services_of(request)
-    values = {name: str(form.get(name) or "").strip()
-              for name in ("recipient_name", "affiliation", "nature")}
+    values = _posted(form, EMERGENCY_FIELDS)
     try:
-        try:
-            body = EmergencyBody.model_validate(values)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+        body = _validated(EmergencyBody, values)
         async with services.transaction() as session:
             await disclosures.record_emergency(session, actor, patient_id, body,
-                                               now=services.clock.now())
+                                               now=services.clock.now(),
+                                               escalation_id=escalation_id)
     except APIError as exc:
         if exc.status != 422:
             raise
-        return await patient_privacy(request, status=exc.status, emergency_error=exc.message,
-                                     emergency_field=exc.field, emergency=values)
-    return RedirectResponse(f"/patients/{patient_id}/privacy?done=emergency",
-                            status_code=303)
+        return await again(status=exc.status, emergency_error=exc.message,
+                           emergency_field=exc.field, emergency=values)
+    return RedirectResponse(done, status_code=303)
 
 
 async def patient_disclosures(request: Request) -> Response:
@@ -254,28 +272,11 @@ async def escalation_emergency_page(request: Request, *, status: int = 200,
 
 
 async def escalation_emergency_submit(request: Request) -> Response:
-    form, current = await checked_form(request)
-    actor = current.actor(client_ip(request))
     escalation_id = path_id(request, "escalation_id")
-    services = services_of(request)
-    values = {name: str(form.get(name) or "").strip()
-              for name in ("recipient_name", "affiliation", "nature")}
-    try:
-        try:
-            body = EmergencyBody.model_validate(values)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
-        async with services.transaction() as session:
-            await disclosures.record_emergency(session, actor, None, body,
-                                               now=services.clock.now(),
-                                               escalation_id=escalation_id)
-    except APIError as exc:
-        if exc.status != 422:
-            raise
-        return await escalation_emergency_page(request, status=exc.status,
-                                               emergency_error=exc.message,
-                                               emergency=values)
-    return RedirectResponse(f"/escalations/{escalation_id}", status_code=303)
+    return await _emergency_submit(
+        request, patient_id=None, escalation_id=escalation_id,
+        done=f"/escalations/{escalation_id}",
+        again=lambda **context: escalation_emergency_page(request, **context))
 
 
 async def consent_to_guest(request: Request) -> Response:
@@ -314,13 +315,9 @@ async def referral_submit(request: Request) -> Response:
     actor = current.actor(client_ip(request))
     escalation_id = path_id(request, "escalation_id")
     services = services_of(request)
-    values = {name: str(form.get(name) or "").strip()
-              for name in ("program_name", "program_affiliation", "level_of_care", "note")}
+    values = _posted(form, ("program_name", "program_affiliation", "level_of_care", "note"))
     try:
-        try:
-            body = ReferralBody.model_validate({k: v for k, v in values.items() if v})
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+        body = _validated(ReferralBody, {k: v for k, v in values.items() if v})
         async with services.transaction() as session:
             made = await referrals.make(session, actor, escalation_id, body,
                                         now=services.clock.now(),
@@ -371,10 +368,7 @@ async def counseling_note_submit(request: Request) -> Response:
     services = services_of(request)
     text = str(form.get("text") or "")
     try:
-        try:
-            body = NewCounselingNote.model_validate({"text": text})
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+        body = _validated(NewCounselingNote, {"text": text})
         async with services.transaction() as session:
             await counseling_notes.write(session, actor, patient_id, body,
                                          now=services.clock.now())

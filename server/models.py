@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -92,6 +93,9 @@ class PatientProfile(Base):
     # AUDIT-C and ASRM are repeated this often (CLINICAL: every 90 days by default).
     screening_interval_days: Mapped[int] = mapped_column(Integer, default=90,
                                                          server_default="90")
+    # In the program's substance-use track: the Brief Addiction Monitor monthly.
+    substance_use_track: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                      server_default=text("false"))
 
     user: Mapped[User] = relationship(back_populates="profile", lazy="raise")
 
@@ -271,6 +275,10 @@ class CheckIn(Base):
     # Emergency information as the patient confirmed it for this visit, and when
     # (invariant 2): location and callback number together, the contact on its own.
     location_address: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The US state (USPS code) the patient says they are in for this visit: where the
+    # prescriber must be licensed, and whose PDMP is checked (CLINICAL.md, "Controlled
+    # substances by telehealth").
+    location_state: Mapped[str | None] = mapped_column(String(2), default=None)
     callback_phone: Mapped[str | None] = mapped_column(String(40), default=None)
     location_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(),
                                                                    default=None)
@@ -744,3 +752,57 @@ class SudCounselingNote(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     text: Mapped[str] = mapped_column(Text)
+
+
+class LabResult(Base):
+    """A lab result staff entered (value, unit, the date the sample was taken), for the
+    monitoring rules (server/lab_rules.toml)."""
+
+    __tablename__ = "lab_results"
+    __table_args__ = (Index("ix_lab_results_patient_test", "patient_id", "test", "taken_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    test: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float | None] = mapped_column(Float, default=None)
+    text_value: Mapped[str | None] = mapped_column(String(200), default=None)
+    unit: Mapped[str | None] = mapped_column(String(20), default=None)
+    taken_on: Mapped[date] = mapped_column(Date)
+    entered_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PrescriberCredential(Base):
+    """A prescriber's licence to practise in one US state, and their DEA registration
+    there if they hold one (a DEA registration is per state)."""
+
+    __tablename__ = "prescriber_credentials"
+    __table_args__ = (UniqueConstraint("prescriber_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescriber_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(2))
+    license_number: Mapped[str] = mapped_column(String(40))
+    license_expires_on: Mapped[date | None] = mapped_column(Date, default=None)
+    dea_number: Mapped[str | None] = mapped_column(String(20), default=None)
+    dea_expires_on: Mapped[date | None] = mapped_column(Date, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class PdmpCheck(Base):
+    """A check of a state's prescription drug monitoring program for this visit's
+    patient: when, which state, and what came of it (``reviewed``, or ``unavailable``
+    with the attempt recorded)."""
+
+    __tablename__ = "pdmp_checks"
+    __table_args__ = (Index("ix_pdmp_checks_visit", "visit_id", "checked_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(2))
+    result: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    checked_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final, Literal, get_args
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit
+from server import audit, trials
 from server.access import access_patient
 from server.actors import Actor
-from server.measures import MeasuredInstrument, MeasurePoint, measure_series
+from server.measures import MeasuredInstrument, MeasurePoint, Window, measure_series
 from server.models import MeasureResult
 from server.results import Instant, Result, WithDetail
 
@@ -23,7 +24,8 @@ SCREENED: Final[tuple[ScreenedInstrument, ...]] = get_args(ScreenedInstrument)
 
 
 class MeasuredTrend(Result):
-    """PHQ-9 or GAD-7: each total with its baseline, response, remission, worsening."""
+    """PHQ-9 or GAD-7: each total with its baseline (its medication trial's, else the
+    episode's first score), response, remission, reliable change, worsening."""
 
     id: MeasuredInstrument
     instrument: MeasuredInstrument
@@ -57,14 +59,15 @@ async def results(session: AsyncSession, patient_id: int) -> list[MeasureResult]
     return list(rows.all())
 
 
-def trends(rows: list[MeasureResult]) -> list[Trend]:
-    """One entry per instrument with data: the measured ones first."""
+def trends(rows: list[MeasureResult], windows: Sequence[Window] = ()) -> list[Trend]:
+    """One entry per instrument with data: the measured ones first. ``windows``: the
+    patient's medication trials (``server.trials``), whose baselines the points use."""
     out: list[Trend] = []
     for instrument in MEASURED:
         totals = [(r.at, r.total) for r in rows
                   if r.instrument == instrument and r.total is not None]
         if any(r.instrument == instrument for r in rows):
-            series = measure_series(instrument, totals)
+            series = measure_series(instrument, totals, trials=windows)
             out.append(MeasuredTrend(id=instrument, instrument=instrument,
                                      baseline=series.baseline, points=series.points))
     for screened in SCREENED:
@@ -80,6 +83,7 @@ async def patient_measures(
 ) -> list[Trend]:
     await access_patient(session, actor, patient_id, now=now)
     rows = await results(session, patient_id)
+    windows = await trials.trial_windows(session, patient_id)
     audit.record(session, actor, "read", "measures", patient_id, patient_id=patient_id,
                  count=len(rows))
-    return trends(rows)
+    return trends(rows, windows)

@@ -1,4 +1,5 @@
-"""Measurement-based care: baseline, response, remission and worsening over a series."""
+"""Measurement-based care: baseline, response, remission, reliable change and worsening
+over a series (CLINICAL.md, PHQ-9 and "Measurement-based care in the visit")."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from hypothesis import strategies as st
 from server.measures import (
     MeasureSeries,
     gad7_series,
+    is_not_on_track,
     is_response,
     measure_series,
     phq9_series,
+    reliable_change,
 )
 
 START = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
@@ -53,12 +56,18 @@ def test_baseline_is_the_first_point() -> None:
         (15, 8, False),  # 47 % drop
         (27, 13, True),
         (27, 14, False),
-        (2, 1, True),
-        (1, 0, True),
-        (1, 1, False),
+        (10, 5, True),
+        (10, 6, False),
+        (11, 5, True),
+        (11, 6, False),
         (10, 0, True),
         (10, 10, False),
         (10, 15, False),
+        # Below 10 the baseline is not in the range that needs treatment: never judged.
+        (9, 0, False),
+        (9, 4, False),
+        (2, 1, False),
+        (1, 0, False),
     ],
 )
 def test_response_is_a_drop_of_at_least_half(baseline: int, total: int, response: bool) -> None:
@@ -72,6 +81,123 @@ def test_baseline_zero_never_shows_a_response(totals: tuple[int, ...]) -> None:
 
 def test_baseline_point_is_not_a_response() -> None:
     assert flags(phq9_series(dated(12)), "response") == [False]
+
+
+@pytest.mark.parametrize("total", [0, 3, 4, 12, 27])
+def test_a_single_score_is_never_a_remission(total: int) -> None:
+    # The issue: "Remission: yes" on a patient's first and only PHQ-9.
+    series = phq9_series(dated(total))
+    assert flags(series, "remission") == [False]
+    assert flags(series, "response") == [False]
+    assert flags(series, "reliable_change") == [None]
+
+
+@pytest.mark.parametrize(("baseline", "remission"), [(10, True), (9, False), (4, False)])
+def test_remission_needs_a_baseline_of_ten(baseline: int, remission: bool) -> None:
+    assert flags(phq9_series(dated(baseline, 4)), "remission") == [False, remission]
+
+
+@pytest.mark.parametrize(("baseline", "remission"), [(10, True), (9, False)])
+def test_gad7_remission_needs_a_baseline_of_ten(baseline: int, remission: bool) -> None:
+    assert flags(gad7_series(dated(baseline, 4)), "remission") == [False, remission]
+
+
+def test_a_score_at_the_same_time_as_the_baseline_is_not_later() -> None:
+    assert flags(phq9_series([(START, 20), (START, 3)]), "remission") == [False, False]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "total", "partial"),
+    [(20, 15, True), (20, 16, False), (20, 11, True), (20, 10, False), (12, 9, True),
+     (12, 10, False), (9, 6, False)],
+)
+def test_partial_response_is_a_drop_of_a_quarter_to_half(
+    baseline: int, total: int, partial: bool
+) -> None:
+    assert flags(phq9_series(dated(baseline, total)), "partial_response") == [False, partial]
+
+
+@pytest.mark.parametrize(
+    ("instrument", "baseline", "total", "label"),
+    [
+        # PHQ-9: 6 points is reliable, 5 is not.
+        ("phq9", 20, 14, "reliable_improvement"),
+        ("phq9", 20, 15, "no_reliable_change"),
+        ("phq9", 8, 14, "reliable_deterioration"),
+        ("phq9", 8, 13, "no_reliable_change"),
+        # Recovery: from at or above caseness (10) to below it (9).
+        ("phq9", 15, 9, "reliable_recovery"),
+        ("phq9", 16, 10, "reliable_improvement"),
+        ("phq9", 10, 4, "reliable_recovery"),
+        ("phq9", 9, 3, "reliable_improvement"),
+        # GAD-7: 4 points is reliable, 3 is not.
+        ("gad7", 15, 11, "reliable_improvement"),
+        ("gad7", 15, 12, "no_reliable_change"),
+        ("gad7", 5, 9, "reliable_deterioration"),
+        ("gad7", 5, 8, "no_reliable_change"),
+        # Recovery: from at or above caseness (8) to below it (7).
+        ("gad7", 11, 7, "reliable_recovery"),
+        ("gad7", 12, 8, "reliable_improvement"),
+        ("gad7", 8, 4, "reliable_recovery"),
+        ("gad7", 7, 3, "reliable_improvement"),
+    ],
+)
+def test_reliable_change(instrument: str, baseline: int, total: int, label: str) -> None:
+    assert reliable_change(instrument, baseline, total) == label  # type: ignore[arg-type]
+    series = measure_series(instrument, dated(baseline, total))  # type: ignore[arg-type]
+    assert flags(series, "reliable_change") == [None, label]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "total", "elapsed", "prompt"),
+    [
+        (20, 16, timedelta(weeks=6), True),  # 20 % after 6 weeks
+        (20, 15, timedelta(weeks=6), False),  # 25 %
+        (20, 16, timedelta(weeks=5, days=6), False),  # not yet 6 weeks
+        (20, 16, timedelta(weeks=6) - timedelta(seconds=1), False),
+        (12, 10, timedelta(weeks=8), True),  # 16 %
+        (12, 9, timedelta(weeks=8), False),  # 25 %
+        (12, 14, timedelta(weeks=8), True),  # worse
+        (0, 0, timedelta(weeks=8), False),  # nothing to improve
+    ],
+)
+def test_not_on_track(baseline: int, total: int, elapsed: timedelta, prompt: bool) -> None:
+    assert is_not_on_track(baseline, total, elapsed) is prompt
+
+
+def test_a_trial_baseline_is_the_last_score_before_its_start() -> None:
+    # Scores 18 (wk 0), 16 (wk 4), then a trial starts at week 6: 14 (wk 8), 7 (wk 12).
+    trial = (START + timedelta(weeks=6), None)
+    series = phq9_series(dated(18, 16, 14, 7), trials=[trial])
+    assert flags(series, "baseline") == [18, 18, 16, 16]
+    assert flags(series, "baseline_at")[2] == START + timedelta(weeks=4)
+    assert flags(series, "trial_started_at") == [None, None, trial[0], trial[0]]
+    assert flags(series, "change_from_baseline") == [0, -2, -2, -9]
+    # 7 from 16 is a response; from the episode's 18 it would be too, but 8 would not.
+    assert flags(series, "response") == [False, False, False, True]
+    assert series.baseline == 18
+
+
+def test_a_trial_without_an_earlier_score_uses_its_first() -> None:
+    trial = (START - timedelta(days=1), None)
+    series = phq9_series(dated(14, 6), trials=[trial])
+    assert flags(series, "baseline") == [14, 14]
+    assert flags(series, "reliable_change") == [None, "reliable_recovery"]
+
+
+def test_each_trial_has_its_own_baseline() -> None:
+    first = (START + timedelta(weeks=2), START + timedelta(weeks=6))
+    second = (START + timedelta(weeks=6), None)
+    # 20 (wk 0) | trial 1: 12 (wk 4) | trial 2 (wk 6): 10 (wk 8)
+    series = phq9_series(dated(20, 12, 10), trials=[first, second])
+    assert flags(series, "baseline") == [20, 20, 12]
+    assert flags(series, "response") == [False, False, False]
+    assert flags(series, "change_from_baseline") == [0, -8, -2]
+
+
+def test_trials_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="in order"):
+        phq9_series(dated(10), trials=[(START + timedelta(days=9), None), (START, None)])
 
 
 @pytest.mark.parametrize(
@@ -130,10 +256,14 @@ def test_to_json() -> None:
                 "total": 14,
                 "severity": "moderate",
                 "baseline": 14,
+                "baseline_at": "2026-01-05T15:00:00+00:00",
+                "trial_started_at": None,
                 "change_from_baseline": 0,
                 "change_from_previous": None,
                 "response": False,
+                "partial_response": False,
                 "remission": False,
+                "reliable_change": None,
                 "worsened": False,
             },
             {
@@ -141,10 +271,14 @@ def test_to_json() -> None:
                 "total": 6,
                 "severity": "mild",
                 "baseline": 14,
+                "baseline_at": "2026-01-05T15:00:00+00:00",
+                "trial_started_at": None,
                 "change_from_baseline": -8,
                 "change_from_previous": -8,
                 "response": True,
+                "partial_response": False,
                 "remission": False,
+                "reliable_change": "reliable_recovery",
                 "worsened": False,
             },
         ],
@@ -196,8 +330,9 @@ def test_flags_follow_their_definitions(totals: list[int]) -> None:
     for index, point in enumerate(series.points):
         baseline = totals[0]
         assert point.baseline == baseline
-        assert point.response is (baseline > 0 and point.total <= baseline / 2)
-        assert point.remission is (point.total < 5)
+        judged = index > 0 and baseline >= 10
+        assert point.response is (judged and point.total <= baseline / 2)
+        assert point.remission is (judged and point.total < 5)
         assert point.worsened is (index > 0 and point.total - totals[index - 1] >= 5)
 
 

@@ -1,7 +1,10 @@
 """Trend charts as server-rendered SVG: no chart library runs in the browser.
 
 A chart shows one instrument's totals over time as points joined by a line, over the
-instrument's severity bands, with the baseline (the first total of the episode) marked.
+instrument's severity bands, with the baseline marked: the current medication trial's
+(``server.trials``: the last score before its start, switch or dose change), else the
+first total of the episode. The trial's medication changes are marked on the same time
+axis, each with its drug and dose, and listed in the description.
 It is an image to assistive technology (``role="img"``) whose ``<title>`` and ``<desc>``
 say in words what the picture shows, so nobody needs to see it to read the values.
 
@@ -71,6 +74,18 @@ BAND_FILLS: Final = ("#e6f4ea", "#f3f6dc", "#fdf1d6", "#fde3cf", "#f9d7d4")
 class ChartPoint:
     at: datetime
     total: int
+    # The baseline this point is judged against (its trial's) and when it was taken;
+    # None: the first total.
+    baseline: int | None = None
+    baseline_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChartEvent:
+    """A medication change on the time axis ("Increase sertraline 100 mg")."""
+
+    at: datetime
+    label: str
 
 
 def format_day(at: datetime, tz: str = DEFAULT_TZ) -> str:
@@ -96,6 +111,10 @@ class TrendChart:
     chart_id: str
     title: str
     tz: str = DEFAULT_TZ
+    events: tuple[ChartEvent, ...] = ()
+    # Where the baseline comes from, in words, when it is a trial's ("the last score
+    # before Start sertraline 50 mg on 2 Mar 2026").
+    baseline_source: str | None = None
     width: int = 400
     height: int = 250
     left: int = 28
@@ -117,6 +136,8 @@ class TrendChart:
                 raise ValueError("chart points need timezone-aware times")
         if any(b.at < a.at for a, b in zip(self.points, self.points[1:], strict=False)):
             raise ValueError("chart points must be in chronological order")
+        if any(event.at.tzinfo is None for event in self.events):
+            raise ValueError("chart events need timezone-aware times")
 
     @property
     def plot_left(self) -> float:
@@ -140,11 +161,17 @@ class TrendChart:
 
     @property
     def baseline(self) -> int | None:
-        return self.points[0].total if self.points else None
+        """The latest point's baseline: its trial's, else the first total."""
+        if not self.points:
+            return None
+        latest = self.points[-1].baseline
+        return self.points[0].total if latest is None else latest
 
     def x(self, at: datetime) -> float:
-        """Time runs left to right; a single point (or one instant) sits in the middle."""
-        first, last = self.points[0].at, self.points[-1].at
+        """Time runs left to right over the scores and the medication changes; a single
+        instant sits in the middle."""
+        times = [p.at for p in self.points] + [e.at for e in self.events]
+        first, last = min(times), max(times)
         span = (last - first).total_seconds()
         if span <= 0:
             return round((self.plot_left + self.data_right) / 2, 2)
@@ -176,7 +203,10 @@ class TrendChart:
         count = len(self.points)
         scores = "score" if count == 1 else "scores"
         text = f"{count} {name} {scores}, out of {TOTAL_MAX[self.instrument]}: {values}."
-        first, last = self.points[0].total, self.points[-1].total
+        last = self.points[-1].total
+        first = self.baseline
+        assert first is not None
+        source = f" ({self.baseline_source})" if self.baseline_source else ""
         if count > 1:
             if last < first:
                 change = f"down {first - last} from the baseline of {first}"
@@ -184,9 +214,12 @@ class TrendChart:
                 change = f"up {last - first} from the baseline of {first}"
             else:
                 change = f"the same as the baseline of {first}"
-            text += f" The latest is {change}."
+            text += f" The latest is {change}{source}."
         else:
-            text += f" This is the baseline, {first}."
+            text += f" This is the baseline, {first}{source}."
+        if self.events:
+            text += " Medication changes: " + "; ".join(
+                f"{e.label} on {format_day(e.at, self.tz)}" for e in self.events) + "."
         return text + " Lower is better."
 
     def _label_days(self) -> list[ChartPoint]:
@@ -237,14 +270,32 @@ class TrendChart:
         parts.append("</svg>")
         return Markup("".join(parts))  # noqa: S704 - every value above is escaped or a number
 
-    def _data_marks(self) -> list[str]:
+    def _event_marks(self) -> list[str]:
+        """A dark vertical line per medication change, a triangle at its foot, and the
+        change in words as its tooltip (the description lists them all)."""
         parts: list[str] = []
-        baseline = self.points[0]
-        base_y = self.y(baseline.total)
+        for event in self.events:
+            x = self.x(event.at)
+            foot = self.plot_bottom
+            parts.append(
+                f'<g class="med-event" data-at="{escape(event.at.isoformat())}"'
+                f' data-label="{escape(event.label)}"><title>'
+                f'{escape(format_day(event.at, self.tz))}: {escape(event.label)}</title>'
+                f'<line x1="{x}" y1="{self.plot_top}" x2="{x}" y2="{foot}" stroke="#6b2fa0"'
+                f' stroke-width="2" stroke-dasharray="2 3"/>'
+                f'<path d="M{x},{foot - 9} L{round(x - 6, 2)},{foot} L{round(x + 6, 2)},{foot} Z"'
+                f' fill="#6b2fa0"/></g>')
+        return parts
+
+    def _data_marks(self) -> list[str]:
+        parts: list[str] = self._event_marks()
+        baseline_total = self.baseline
+        assert baseline_total is not None
+        base_y = self.y(baseline_total)
         parts.append(
             f'<line class="baseline" x1="{self.plot_left}" y1="{base_y}"'
             f' x2="{self.data_right}" y2="{base_y}" stroke="#1d2433" stroke-width="1"'
-            f' stroke-dasharray="5 4" data-total="{baseline.total}"/>')
+            f' stroke-dasharray="5 4" data-total="{baseline_total}"/>')
         legend_y = self.height - 6
         parts.append(
             f'<g class="legend" font-size="13" fill="#1d2433">'
@@ -252,18 +303,23 @@ class TrendChart:
             f' stroke="#1f5fa8" stroke-width="2.5"/>'
             f'<line x1="{self.plot_left + 14}" y1="{legend_y - 4}" x2="{self.plot_left + 34}"'
             f' y2="{legend_y - 4}" stroke="#1d2433" stroke-dasharray="5 4"/>'
-            f'<text x="{self.plot_left + 40}" y="{legend_y}">baseline {baseline.total}'
-            f' (first score)</text></g>')
+            f'<text x="{self.plot_left + 40}" y="{legend_y}">baseline {baseline_total}'
+            f' ({"trial" if self.baseline_source else "first score"})</text>'
+            + (f'<path d="M{self.plot_left + 190},{legend_y} l-6,0 l6,-9 l6,9 Z" fill="#6b2fa0"/>'
+               f'<text x="{self.plot_left + 200}" y="{legend_y}">medication change</text>'
+               if self.events else "") + '</g>')
         coords = [(self.x(p.at), self.y(p.total)) for p in self.points]
         if len(coords) > 1:
             path = " ".join(f"{x},{y}" for x, y in coords)
             parts.append(f'<polyline class="trend-line" points="{path}" fill="none"'
                          f' stroke="#1f5fa8" stroke-width="2.5" stroke-linejoin="round"/>')
+        base_at = self.points[-1].baseline_at
+        base_index = next((i for i, p in enumerate(self.points) if p.at == base_at), 0)
         for index, (point, (x, y)) in enumerate(zip(self.points, coords, strict=True)):
             band = band_of(self.instrument, point.total)
-            kind = "point baseline-point" if index == 0 else "point"
-            radius = 7 if index == 0 else 5
-            fill = "#ffffff" if index == 0 else "#1f5fa8"
+            kind = "point baseline-point" if index == base_index else "point"
+            radius = 7 if index == base_index else 5
+            fill = "#ffffff" if index == base_index else "#1f5fa8"
             parts.append(
                 f'<circle class="{kind}" cx="{x}" cy="{y}" r="{radius}" fill="{fill}"'
                 f' stroke="#1f5fa8" stroke-width="2.5" data-total="{point.total}"'
@@ -289,8 +345,12 @@ def trend_chart(
     chart_id: str,
     title: str | None = None,
     tz: str = DEFAULT_TZ,
+    events: Sequence[ChartEvent] = (),
+    baseline_source: str | None = None,
 ) -> Markup:
-    """The SVG markup for one instrument's series (chronological, timezone-aware)."""
+    """The SVG markup for one instrument's series (chronological, timezone-aware), with
+    the medication changes on the same time axis."""
     chart = TrendChart(instrument, tuple(points), chart_id,
-                       title or f"{NAMES[instrument]} scores over time", tz=tz)
+                       title or f"{NAMES[instrument]} scores over time", tz=tz,
+                       events=tuple(events), baseline_source=baseline_source)
     return chart.svg()

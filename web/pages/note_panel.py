@@ -3,9 +3,10 @@ paint, and the structured note they write.
 
 Everything comes from the domain functions that check access and write the audit
 record (``checkins.get_checkin``, ``notes.get_note``, ``queries.escalation_detail``,
-``trends.patient_measures``, ``medications.medication_list``), so the panel shows no
-more than the API would give the same person. ``static/note-panel.js`` keeps it live:
-it saves the note and fetches the parts that change again (``/visits/{id}?part=...``).
+``trends.patient_measures``, ``trials.patient_trials``, ``medications.medication_list``),
+so the panel shows no more than the API would give the same person.
+``static/note-panel.js`` keeps it live: it saves the note and fetches the parts that
+change again (``/visits/{id}?part=...``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation import queries
-from server import checkins, medications, notes, trends
+from server import checkins, medications, notes, trends, trials
 from server.actors import Actor
 from server.emergency_info import EmergencyInfo, readable_phone
 from server.models import (
@@ -154,6 +155,7 @@ class Panel:
     can_write: bool
     safety: Safety
     measures: list[Measure]
+    trial: trials.Trial | None      # the current medication trial ("is it working")
     others: list[OtherResult]
     medications: list[medications.MedicationEntry]
     last_plan: LastPlan | None
@@ -294,10 +296,14 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
                                            now=services.clock.now())
     effects, missed = reported(found.checkin.data if found.checkin else {})
     note = await notes.get_note(session, services, actor, visit.id)
+    found_trials = await trials.patient_trials(session, actor, visit.patient_id,
+                                               now=services.clock.now())
     return Panel(
         visit_id=visit.id, patient_id=visit.patient_id, patient_name=patient_name,
         can_write=actor.role is Role.prescriber and actor.scope_visit_id is None,
-        safety=top, measures=charted_measures(series, chart_prefix="panel", tz=tz),
+        safety=top, measures=charted_measures(series, chart_prefix="panel", tz=tz,
+                                              found=found_trials),
+        trial=found_trials.current,
         others=other_results(series, tz),
         medications=await medication_part(session, services, actor, visit.patient_id),
         last_plan=await last_plan(session, services, actor, visit),

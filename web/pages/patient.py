@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import trends
+from server import trends, trials
 from server.http import actor_of, path_id, services_of
-from server.measures import MeasurePoint
+from server.measures import JUDGED_FROM, MeasurePoint
 from server.models import Role, User
 from server.timezones import clinic_zone
-from web.charts import NAMES, Charted, ChartPoint, format_day, trend_chart
+from web.charts import NAMES, Charted, ChartEvent, ChartPoint, format_day, trend_chart
 from web.rendering import render
 
 OTHER_NAMES: Final[dict[trends.ScreenedInstrument, str]] = {
@@ -35,6 +35,10 @@ class Measure:
     name: str
     points: tuple[MeasurePoint, ...]
     chart: Markup
+    # The current medication trial's view of this instrument, and the psychotropic
+    # changes the chart marks (listed in words beside it too).
+    trial: trials.TrialMeasure | None = None
+    events: tuple[trials.MedicationMark, ...] = ()
 
     @property
     def latest(self) -> MeasurePoint:
@@ -43,6 +47,13 @@ class Measure:
     @property
     def first(self) -> MeasurePoint:
         return self.points[0]
+
+    @property
+    def judged(self) -> bool:
+        """Whether response and remission are judged on the latest score: a later score
+        than its baseline, from a baseline in the range that needs treatment."""
+        latest = self.latest
+        return latest.reliable_change is not None and latest.baseline >= JUDGED_FROM[self.id]
 
 
 @dataclass(frozen=True)
@@ -56,18 +67,40 @@ class OtherResult:
     flagged: bool
 
 
+def baseline_source(latest: MeasurePoint, found: trials.PatientTrials | None,
+                    tz: str) -> str | None:
+    """Where the latest point's baseline comes from, in words, when it is a trial's."""
+    if latest.trial_started_at is None:
+        return None
+    trial = next((t for t in (found.trials if found else ())
+                  if t.started_at == latest.trial_started_at), None)
+    what = "; ".join(e.label for e in trial.events) if trial else "the medication change"
+    when = format_day(latest.trial_started_at, tz)
+    if latest.baseline_at <= latest.trial_started_at:
+        return f"the last score before {what} on {when}"
+    return f"the first score after {what} on {when}"
+
+
 def charted_measures(series: list[trends.Trend], *, chart_prefix: str, tz: str,
-                     titles: dict[str, str] | None = None) -> list[Measure]:
+                     titles: dict[str, str] | None = None,
+                     found: trials.PatientTrials | None = None) -> list[Measure]:
+    """``found``: the patient's medication trials, to mark their changes on the charts
+    and give each instrument's current trial."""
     measures: list[Measure] = []
+    current = found.current if found else None
+    events = found.medication_events if found else ()
     for entry in series:
         if not isinstance(entry, trends.MeasuredTrend) or not entry.points:
             continue
         instrument = entry.id
-        points = [ChartPoint(p.at, p.total) for p in entry.points]
+        points = [ChartPoint(p.at, p.total, p.baseline, p.baseline_at) for p in entry.points]
         title = (titles or {}).get(instrument)
         chart = trend_chart(instrument, points, chart_id=f"{chart_prefix}-{instrument}",
-                            title=title, tz=tz)
-        measures.append(Measure(instrument, NAMES[instrument], entry.points, chart))
+                            title=title, tz=tz,
+                            events=[ChartEvent(e.at, e.label) for e in events],
+                            baseline_source=baseline_source(entry.points[-1], found, tz))
+        measures.append(Measure(instrument, NAMES[instrument], entry.points, chart,
+                                current.measure(instrument) if current else None, events))
     return measures
 
 
@@ -97,13 +130,17 @@ async def patient_page(request: Request) -> Response:
         return RedirectResponse("/progress", status_code=303)
     services = services_of(request)
     tz = clinic_zone(services.settings)
+    now = services.clock.now()
     async with services.transaction() as session:
-        series = await trends.patient_measures(session, actor, patient_id)
+        series = await trends.patient_measures(session, actor, patient_id, now=now)
+        found = await trials.patient_trials(session, actor, patient_id, now=now)
         patient = await session.get(User, patient_id)
     assert patient is not None  # patient_measures checked it exists
     return render(request, "patient.html", patient=patient,
-                  measures=charted_measures(series, chart_prefix="chart", tz=tz),
-                  others=other_results(series, tz), format_day=format_day, tz=tz)
+                  measures=charted_measures(series, chart_prefix="chart", tz=tz, found=found),
+                  others=other_results(series, tz), format_day=format_day, tz=tz,
+                  trial=found.current, day=lambda at: format_day(at, tz),
+                  judged_from=JUDGED_FROM)
 
 
 ROUTES = [Route("/patients/{patient_id}", patient_page, methods=["GET"])]

@@ -99,10 +99,13 @@ def reliable_change(instrument: MeasuredInstrument, baseline: int,
     return "no_reliable_change"
 
 
-def is_not_on_track(baseline: int, total: int, in_trial: timedelta) -> bool:
-    """Less than 25 % improvement after 6 or more weeks of a trial. From a baseline of 0
-    there is nothing to improve, so nothing to prompt."""
-    return in_trial >= NOT_ON_TRACK_AFTER and baseline > 0 and 4 * (baseline - total) < baseline
+def is_not_on_track(instrument: MeasuredInstrument, baseline: int, total: int,
+                    in_trial: timedelta) -> bool:
+    """Less than 25 % improvement after 6 or more weeks of a trial, from a baseline at or
+    above caseness: a baseline below it is not what the trial treats (a GAD-7 of 2 in a
+    trial for depression would prompt at every visit), and the prompt would be noise."""
+    return (in_trial >= NOT_ON_TRACK_AFTER and baseline >= CASENESS[instrument]
+            and 4 * (baseline - total) < baseline)
 
 
 class MeasurePoint(Result):

@@ -206,7 +206,8 @@ def _trial_measure(instrument: MeasuredInstrument, series: measures.MeasureSerie
         change = latest_point.total - baseline.total
         if baseline.total > 0:
             improvement = (baseline.total - latest_point.total) * 100 // baseline.total
-        not_on_track = measures.is_not_on_track(baseline.total, latest_point.total, in_trial)
+        not_on_track = measures.is_not_on_track(instrument, baseline.total,
+                                                latest_point.total, in_trial)
     return TrialMeasure(
         instrument=instrument, baseline=baseline,
         baseline_before_start=bool(baseline and baseline.at <= window[0]),

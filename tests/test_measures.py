@@ -149,20 +149,27 @@ def test_reliable_change(instrument: str, baseline: int, total: int, label: str)
 
 
 @pytest.mark.parametrize(
-    ("baseline", "total", "elapsed", "prompt"),
+    ("instrument", "baseline", "total", "elapsed", "prompt"),
     [
-        (20, 16, timedelta(weeks=6), True),  # 20 % after 6 weeks
-        (20, 15, timedelta(weeks=6), False),  # 25 %
-        (20, 16, timedelta(weeks=5, days=6), False),  # not yet 6 weeks
-        (20, 16, timedelta(weeks=6) - timedelta(seconds=1), False),
-        (12, 10, timedelta(weeks=8), True),  # 16 %
-        (12, 9, timedelta(weeks=8), False),  # 25 %
-        (12, 14, timedelta(weeks=8), True),  # worse
-        (0, 0, timedelta(weeks=8), False),  # nothing to improve
+        ("phq9", 20, 16, timedelta(weeks=6), True),  # 20 % after 6 weeks
+        ("phq9", 20, 15, timedelta(weeks=6), False),  # 25 %
+        ("phq9", 20, 16, timedelta(weeks=5, days=6), False),  # not yet 6 weeks
+        ("phq9", 20, 16, timedelta(weeks=6) - timedelta(seconds=1), False),
+        ("phq9", 12, 10, timedelta(weeks=8), True),  # 16 %
+        ("phq9", 12, 9, timedelta(weeks=8), False),  # 25 %
+        ("phq9", 12, 14, timedelta(weeks=8), True),  # worse
+        # From at or above caseness only: PHQ-9 10 / 9, GAD-7 8 / 7.
+        ("phq9", 10, 9, timedelta(weeks=8), True),
+        ("phq9", 9, 9, timedelta(weeks=8), False),
+        ("gad7", 8, 7, timedelta(weeks=6), True),
+        ("gad7", 8, 6, timedelta(weeks=6), False),  # 25 %
+        ("gad7", 7, 7, timedelta(weeks=6), False),
+        ("gad7", 0, 0, timedelta(weeks=8), False),
     ],
 )
-def test_not_on_track(baseline: int, total: int, elapsed: timedelta, prompt: bool) -> None:
-    assert is_not_on_track(baseline, total, elapsed) is prompt
+def test_not_on_track(instrument: str, baseline: int, total: int, elapsed: timedelta,
+                      prompt: bool) -> None:
+    assert is_not_on_track(instrument, baseline, total, elapsed) is prompt  # type: ignore[arg-type]
 
 
 def test_a_trial_baseline_is_the_last_score_before_its_start() -> None:

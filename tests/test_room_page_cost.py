@@ -107,7 +107,8 @@ def test_the_note_panel_audits_each_read_in_one_insert(
         assert room(client, clinic.visit_id) == 200
     inserts = [rows for s, rows in seen if s.startswith("INSERT INTO audit_log")]
     logged = reads(run, services, clinic.prescriber.id)
-    assert sorted(set(logged)) == ["checkin", "measures", "medications", "note", "visit"]
+    assert sorted(set(logged)) == ["checkin", "measures", "medication_trials", "medications",
+                                   "note", "visit"]
     assert inserts == [len(logged)]  # one statement carrying every row
 
 

@@ -265,9 +265,13 @@ class LabDue(Result):
     drug: str
     check: str
     label: str
+    # As the panel names it: the check, with the drug unless the check names it
+    # ("Lithium level"; "ANC (clozapine)").
+    title: str
     status: Status
     due_on: date
-    # The first day it is overdue (the day after the outer bound).
+    # The outer bound: the last day it is not overdue, and the first day it is.
+    due_by: date
     overdue_on: date
     last_taken_on: date | None
     # Overdue and gating: the signing gate's reason code (level review).
@@ -313,8 +317,12 @@ def due_for(rule: Rule, lab_rules: LabRules, medication: OnMedication,
     overdue_on = latest + timedelta(days=1)
     status: Status = ("overdue" if today >= overdue_on else
                       "due" if today >= due_on else "upcoming")
+    drug_words = set(re.findall(r"[a-z0-9]+", medication.drug.lower()))
+    named = drug_words & set(re.findall(r"[a-z0-9]+", check.label.lower()))
+    title = check.label if named else f"{check.label} ({medication.drug})"
     return LabDue(medication_id=medication.id, drug=medication.drug, check=rule.check,
-                  label=check.label, status=status, due_on=due_on, overdue_on=overdue_on,
+                  label=check.label, title=title, status=status, due_on=due_on,
+                  due_by=latest, overdue_on=overdue_on,
                   last_taken_on=max(mine) if mine else None,
                   review_reason=rule.review_reason if status == "overdue" else None)
 
@@ -365,6 +373,12 @@ class LabsDue(Result):
     today: date
     due_soon_days: int
     items: list[LabDue]
+
+    def to_act_on(self) -> list[LabDue]:
+        """What the note panel lists: overdue, due, and due within the soon window."""
+        soon = self.today + timedelta(days=self.due_soon_days)
+        return [item for item in self.items
+                if item.status != "upcoming" or item.due_on <= soon]
 
 
 async def labs_due(session: AsyncSession, actor: Actor, patient_id: int, *,

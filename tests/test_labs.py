@@ -75,8 +75,8 @@ def test_lithium_level_every_3_to_6_months(day: date, expected: str) -> None:
     # The steady level on START + 0 days after a change dated START - 5 days.
     medication = OnMedication(id=1, drug="Lithium", started_on=START - timedelta(days=5),
                               changed_on=START - timedelta(days=5))
-    found = [d for d in due_labs(RULES, [medication], [Taken("lithium_level", START)], day)
-             if d.check == "lithium_level"][0]
+    found = next(d for d in due_labs(RULES, [medication], [Taken("lithium_level", START)],
+                                     day) if d.check == "lithium_level")
     assert found.status == expected
     assert (found.due_on, found.due_by) == (months(3), months(6))
 

@@ -24,11 +24,12 @@ import signaling
 from escalation import api as escalation_api
 from escalation import deadlines, lifecycle
 from escalation.triage_rules import load_default_rules
-from server import audit, jobs, outbox, visits
+from server import audit, jobs, labs, outbox, visits
 from server.api import admin as admin_api
 from server.api import chat as chat_api
 from server.api import checkins as checkins_api
 from server.api import guests as guests_api
+from server.api import labs as labs_api
 from server.api import notes as notes_api
 from server.api import oncall as oncall_api
 from server.api import openapi
@@ -63,7 +64,7 @@ def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
             *notes_api.OPERATIONS, *escalation_api.OPERATIONS, *guests_api.OPERATIONS,
             *admin_api.OPERATIONS, *oncall_api.OPERATIONS, *chat_api.OPERATIONS,
-            *privacy_api.OPERATIONS]
+            *privacy_api.OPERATIONS, *labs_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None, *,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *,
     from web import pages  # the one place server code reaches into web/
 
     settings = settings or Settings.from_env()
+    labs.rules()  # reviewed data: a bad lab_rules.toml stops the start, not a visit
     engine = create_engine(settings.database_url.get_secret_value())
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
                         bus=make_bus(settings.redis_url.get_secret_value(),

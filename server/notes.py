@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit
+from server import audit, labs
 from server.access import access_visit, require_full_session, require_role
 from server.accounts import care_team_ids
 from server.actors import Actor
@@ -58,6 +58,7 @@ from server.models import (
 )
 from server.results import Instant, Result
 from server.services import Services
+from server.timezones import clinic_zone
 from server.triage import Level, level_at_least
 from server.visits import create_visit, invite_to_visit
 
@@ -330,12 +331,15 @@ class SafetyGate:
 async def safety_gate(session: AsyncSession, services: Services, visit: Visit) -> SafetyGate:
     """The reasons a safety assessment is required to sign this visit's note: every
     reason of level ``review`` or higher the visit's check-in ever showed (drafts
-    included; an unknown code counts as review), then ``escalation_open`` and that
-    escalation's own reasons when the patient has an open escalation, whatever its
+    included; an unknown code counts as review), the overdue labs that gate signing
+    (``labs.gate_reasons``: a clozapine ANC, a lithium level), then ``escalation_open``
+    and that escalation's own reasons when the patient has an open escalation, whatever its
     source (a check-in of any visit, a manual raise) or level."""
     checkin = await _checkin(session, visit)
     reasons = [code for code in (checkin.reasons or [] if checkin else [])
                if level_at_least(services.rules.level_of_code(code), Level.REVIEW)]
+    reasons += await labs.gate_reasons(session, visit.patient_id, now=services.clock.now(),
+                                       zone=clinic_zone(services.settings))
     escalation = await session.scalar(select(Escalation).where(
         Escalation.patient_id == visit.patient_id,
         Escalation.status != EscalationStatus.resolved)

@@ -136,6 +136,13 @@ def _prescriber(cell: Cell) -> Actor:
     return Actor(p.id, p.role, p.name, p.email)
 
 
+def lithium_level(cell: Cell) -> dict[str, Any]:
+    """A lab result (server/lab_rules.toml) taken today in the clinic's zone."""
+    zone = ZoneInfo(cell.services.settings.clinic_timezone)
+    return {"test": "lithium_level", "value": 0.8, "unit": "mmol/L",
+            "taken_on": cell.services.clock.now().astimezone(zone).date().isoformat()}
+
+
 def unique_email() -> str:
     return f"new-{uuid.uuid4().hex[:12]}@clinic.test"
 
@@ -594,6 +601,13 @@ API = [
     row("POST", "/api/v1/patients/{patient_id}/counseling-notes",
         401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
         json=lambda cell: {"text": "Discussed cravings and a relapse prevention plan."}),
+    # Lab results (server/labs.py): whoever may read the record reads them; the care
+    # team's prescribers and coordinators enter them.
+    row("GET", "/api/v1/patients/{patient_id}/labs",
+        401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/patients/{patient_id}/labs",
+        401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
+        json=lithium_level),
     # A referral packet for a step-up: whoever may act on the escalation.
     row("POST", "/api/v1/escalations/{escalation_id}/referrals",
         401,     403,     403,     403,     201,     DENIED,  201,     DENIED,  403,
@@ -857,6 +871,11 @@ PAGES = [
         LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
         form=lambda cell: {"text": "Discussed cravings and a relapse prevention plan."}
         | csrf_only(cell)),
+    row("GET", "/patients/{patient_id}/labs",
+        LOGIN,   403,     403,     403,     200,     DENIED,  200,     DENIED,  403),
+    row("POST", "/patients/{patient_id}/labs",
+        LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
+        form=lambda cell: lithium_level(cell) | {"value": "0.8"} | csrf_only(cell)),
     row("GET", "/progress",
         LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
     row("GET", "/escalations/{escalation_id}",

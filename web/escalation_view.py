@@ -33,6 +33,7 @@ from escalation.vocabulary import (
 from server.emergency_info import readable_phone
 from server.instruments import INSTRUMENTS
 from server.instruments.base import FREQUENCY
+from server.labs import REASON_LABELS as LAB_REASON_LABELS
 from server.results import Person
 
 LEVEL_LABELS: Final = {
@@ -63,6 +64,8 @@ REASON_LABELS: Final = {
     "gad7_severe": "Severe anxiety (GAD-7 15 or more)",
     "auditc_positive": "Risky drinking (AUDIT-C positive)",
     "phq9_worsened": "Depression worse by 5 points or more since the last PHQ-9",
+    # Overdue monitoring labs that gate signing (server/lab_rules.toml).
+    **LAB_REASON_LABELS,
     # Raised by hand (escalation.vocabulary.MANUAL_REASONS).
     "suicidal_ideation_plan_or_intent": "Suicidal thoughts with a plan or intent",
     "homicidal_ideation": "Thoughts of harming someone else",

@@ -14,6 +14,7 @@ from web.pages import (
     escalations,
     guest,
     home,
+    labs,
     offline,
     patient,
     privacy,
@@ -51,6 +52,7 @@ def routes() -> list[BaseRoute]:
         *checkin.ROUTES,
         *patient.ROUTES,
         *privacy.ROUTES,
+        *labs.ROUTES,
         *progress.ROUTES,
         *time_zone.ROUTES,
         # Before the static files: a module generated from the server's vocabularies.

@@ -3,8 +3,8 @@ paint, and the structured note they write.
 
 Everything comes from the domain functions that check access and write the audit
 record (``checkins.get_checkin``, ``notes.get_note``, ``queries.escalation_detail``,
-``trends.patient_measures``, ``trials.patient_trials``, ``medications.medication_list``),
-so the panel shows no more than the API would give the same person.
+``trends.patient_measures``, ``trials.patient_trials``, ``medications.medication_list``,
+``labs.labs_due``), so the panel shows no more than the API would give the same person.
 ``static/note-panel.js`` keeps it live: it saves the note and fetches the parts that
 change again (``/visits/{id}?part=...``).
 """
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation import queries
-from server import checkins, medications, notes, trends, trials
+from server import checkins, labs, medications, notes, trends, trials
 from server.actors import Actor
 from server.emergency_info import EmergencyInfo, readable_phone
 from server.models import (
@@ -29,6 +29,7 @@ from server.models import (
     VisitNote,
 )
 from server.services import Services
+from server.timezones import clinic_zone
 from server.triage import Reason, level_rank
 from server.visits import ENDED, VisitRecord
 from web import escalation_view as view
@@ -154,6 +155,7 @@ class Panel:
     patient_name: str
     can_write: bool
     safety: Safety
+    labs: labs.LabsDue
     measures: list[Measure]
     trial: trials.Trial | None      # the current medication trial ("is it working")
     others: list[OtherResult]
@@ -301,8 +303,10 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
     return Panel(
         visit_id=visit.id, patient_id=visit.patient_id, patient_name=patient_name,
         can_write=actor.role is Role.prescriber and actor.scope_visit_id is None,
-        safety=top, measures=charted_measures(series, chart_prefix="panel", tz=tz,
-                                              found=found_trials),
+        safety=top, labs=await labs.labs_due(session, actor, visit.patient_id,
+                                             now=services.clock.now(),
+                                             zone=clinic_zone(services.settings)),
+        measures=charted_measures(series, chart_prefix="panel", tz=tz, found=found_trials),
         trial=found_trials.current,
         others=other_results(series, tz),
         medications=await medication_part(session, services, actor, visit.patient_id),

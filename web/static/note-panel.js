@@ -645,9 +645,11 @@ class NotePanel {
       this.refreshPart("medications");
     }
     if (message.patient_id === this.patientId &&
-        (type.startsWith("escalation.") || type.startsWith("checkin."))) {
+        (type.startsWith("escalation.") || type.startsWith("checkin.") ||
+         type === "lab.added")) {
       this.refreshPart("safety");
-      // A new reason or escalation may make the safety assessment required.
+      // A new reason or escalation may make the safety assessment required (a lab
+      // result may lift an overdue-lab reason).
       this.refreshNote();
     }
   }

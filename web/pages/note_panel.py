@@ -202,7 +202,8 @@ def checkin_reason_lines(checkin: checkins.CheckInView | None,
 
 
 def escalation_open_label(escalation: notes.GatingEscalation) -> str:
-    how = "raised by hand" if escalation.source == "manual" else "from a check-in"
+    how = {"manual": "raised by hand", "outreach": "raised by an outreach rule"}.get(
+        escalation.source, "from a check-in")
     reasons = "; ".join(view.reason_label(code) for code in escalation.reasons)
     return f"An open escalation ({how}){': ' + reasons if reasons else ''}"
 

@@ -389,3 +389,25 @@ def test_two_instances_raise_the_outreach_once(
     assert count(run, services, Timer, Timer.kind == OUTREACH_TIMER,
                  Timer.fired_at.is_not(None)) == 1
     assert len(outreach_escalations(run, services)) == 1
+
+
+def test_the_panel_shows_what_it_costs(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    add_medication(run, services, clinic.patient.id, "Buprenorphine", started=timedelta(days=40))
+    add_medication(run, services, clinic.patient.id, "Sertraline")
+    sign_in(clinic.patient)
+    body = checkin_body()
+    body["responses"]["fibser"] = {"answers": [4, 4, 5]}
+    body["missed_doses"] = {"days_missed": 3, "reasons": ["side_effects"]}
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/checkin",
+                       json=body).status_code == 201
+    sign_in(clinic.prescriber)
+    page = client.get(f"/visits/{clinic.visit_id}")
+    assert page.status_code == 200
+    html = page.text
+    assert 'data-decision="lower_dose_or_change"' in html
+    assert "Side-effect burden 5/6: lower the dose or change the drug." in html
+    assert 'data-testid="moud-retention" data-days="40"' in html
+    assert 'data-testid="missed-doses-trend"' in html
+    assert "Patient reported: Feeling sleepy, drowsy or slowed down (mild)" in html

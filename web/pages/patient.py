@@ -24,7 +24,12 @@ from web.rendering import render
 
 OTHER_NAMES: Final[dict[trends.ScreenedInstrument, str]] = {
     "auditc": "AUDIT-C alcohol", "asrm": "Altman mania scale (ASRM)",
-    "cssrs": "C-SSRS screener"}
+    "cssrs": "C-SSRS screener", "fibser": "Side effects (FIBSER)",
+    "bam": "Brief Addiction Monitor"}
+# FIBSER's decisions by burden (server.instruments.fibser; CLINICAL.md).
+FIBSER_DECISIONS: Final = {"continue": "continue",
+                           "address_side_effects": "address the side effects",
+                           "lower_dose_or_change": "lower the dose or change the drug"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,20 @@ def other_results(series: list[trends.Trend], tz: str) -> list[OtherResult]:
         if instrument == "cssrs":
             value = f"risk {latest.detail.get('risk')}"
             flagged = latest.detail.get("risk") not in (None, "none")
+        elif instrument == "fibser":
+            decision = str(latest.detail.get("decision"))
+            value = (f"burden {latest.detail.get('burden')}: "
+                     f"{FIBSER_DECISIONS.get(decision, decision)}")
+            flagged = decision != "continue"
+        elif instrument == "bam":
+            # Each score against the previous BAM: the trend a month apart.
+            value = " · ".join(
+                f"{label} {latest.detail.get(key)}"
+                + (f" (was {entry.points[-2].detail.get(key)})" if len(entry.points) > 1 else "")
+                for key, label in (("use", "Use"), ("risk", "Risk"),
+                                   ("protective", "Protective")))
+            flagged = any(bool(latest.detail.get(f"{key}_significant"))
+                          for key in ("use", "risk", "protective"))
         else:
             positive = bool(latest.detail.get("positive"))
             value = f"{latest.detail.get('total')} ({'positive' if positive else 'negative'})"

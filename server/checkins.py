@@ -102,6 +102,11 @@ PERIODIC: Final[tuple[InstrumentId, ...]] = ("auditc", "asrm")
 # "Monthly" (CLINICAL.md) as 28 days, so the default 28-day follow-up asks it at every
 # visit instead of every other one (docs/clinical.md).
 BAM_EVERY: Final = timedelta(days=28)
+# Asked (in ``needs``, so the form shows them, each item required there) but a
+# completion without them is kept: the medication list or the track can change while
+# the patient is in the form, and a check-in carrying safety answers must never be
+# refused over a side-effect or recovery questionnaire it did not show.
+ASKED_NOT_REQUIRED: Final[tuple[InstrumentId, ...]] = ("fibser", "bam")
 
 SideEffectKind = Literal["sedation", "agitation", "emotional_blunting", "sexual",
                          "weight_change", "stomach", "dizziness", "tremor", "other"]
@@ -652,7 +657,8 @@ def _missing(body: CheckInCompletion, needed: list[InstrumentId],
     """What the check-in still lacks; emergency information confirmed for this visit
     already (the form's first step when the answers are urgent) counts as given."""
     missing = [f"responses.{name}" for name in needed
-               if name not in body.responses.model_fields_set]
+               if name not in body.responses.model_fields_set
+               and name not in ASKED_NOT_REQUIRED]
     if body.location is None and not checkin.location_address:
         missing.append("location.address")
     if body.callback_phone is None and not checkin.callback_phone:

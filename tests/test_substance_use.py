@@ -411,3 +411,28 @@ def test_the_panel_shows_what_it_costs(
     assert 'data-testid="moud-retention" data-days="40"' in html
     assert 'data-testid="missed-doses-trend"' in html
     assert "Patient reported: Feeling sleepy, drowsy or slowed down (mild)" in html
+
+
+def test_a_completion_without_fibser_or_bam_is_kept(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    add_medication(run, services, clinic.patient.id, "Sertraline")
+    sign_in(clinic.coordinator)
+    client.put(f"/api/v1/patients/{clinic.patient.id}/substance-use-track", json={"on": True})
+    sign_in(clinic.patient)
+    assert {"fibser", "bam"} <= set(needs(client, clinic.visit_id))
+    done = client.post(f"/api/v1/visits/{clinic.visit_id}/checkin", json=checkin_body())
+    assert done.status_code == 201, done.text
+    assert done.json()["missing"] == []
+
+
+def test_the_patient_page_has_the_track_toggle(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.coordinator)
+    page = client.get(f"/patients/{clinic.patient.id}")
+    assert page.status_code == 200
+    assert 'data-testid="substance-use-track">' in page.text
+    client.put(f"/api/v1/patients/{clinic.patient.id}/substance-use-track", json={"on": True})
+    assert 'data-testid="substance-use-track" checked' in \
+        client.get(f"/patients/{clinic.patient.id}").text

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from server import trends
 from server.http import actor_of, path_id, services_of
 from server.measures import MeasurePoint
-from server.models import Role, User
+from server.models import PatientProfile, Role, User
 from server.timezones import clinic_zone
 from web.charts import NAMES, Charted, ChartPoint, format_day, trend_chart
 from web.rendering import render
@@ -119,10 +119,13 @@ async def patient_page(request: Request) -> Response:
     async with services.transaction() as session:
         series = await trends.patient_measures(session, actor, patient_id)
         patient = await session.get(User, patient_id)
+        profile = await session.get(PatientProfile, patient_id)
     assert patient is not None  # patient_measures checked it exists
     return render(request, "patient.html", patient=patient,
                   measures=charted_measures(series, chart_prefix="chart", tz=tz),
-                  others=other_results(series, tz), format_day=format_day, tz=tz)
+                  others=other_results(series, tz), format_day=format_day, tz=tz,
+                  substance_use_track=bool(profile and profile.substance_use_track),
+                  may_set_track=actor.role in (Role.prescriber, Role.coordinator))
 
 
 ROUTES = [Route("/patients/{patient_id}", patient_page, methods=["GET"])]

@@ -31,6 +31,7 @@ from escalation import notify
 from server.jobs import Job, claim
 from server.models import Escalation, EscalationEvent, EscalationStatus, Timer
 from server.services import Services
+from server.substance_use import OUTREACH_TIMER
 from server.timezones import DEFAULT_ZONE
 from server.triage import Level
 
@@ -131,8 +132,18 @@ async def _realert_due(session: AsyncSession, services: Services, timer: Timer,
     await schedule_realert(session, services, escalation)
 
 
+async def _moud_outreach_due(session: AsyncSession, services: Services, timer: Timer,
+                            now: datetime) -> None:
+    # Imported here, not at the top: the outreach raises through the lifecycle, which
+    # imports this module for its deadlines.
+    from escalation import moud_outreach
+
+    await moud_outreach.outreach_due(session, services, timer, now)
+
+
 Handler = Callable[[AsyncSession, Services, Timer, datetime], Awaitable[None]]
-HANDLERS: dict[str, Handler] = {REALERT_TIMER: _realert_due, LEGACY_ACK_TIMER: _realert_due}
+HANDLERS: dict[str, Handler] = {REALERT_TIMER: _realert_due, LEGACY_ACK_TIMER: _realert_due,
+                                OUTREACH_TIMER: _moud_outreach_due}
 
 
 async def _claim(session: AsyncSession, now: datetime, instance: str) -> list[Timer]:

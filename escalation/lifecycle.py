@@ -315,6 +315,13 @@ async def _raise(session: AsyncSession, services: Services, actor: Actor | None,
     return existing
 
 
+async def raise_by_rule(session: AsyncSession, services: Services,
+                        trigger: Trigger) -> Escalation:
+    """An outreach rule's escalation (``source="outreach"``), raised, re-armed or added
+    to like any other, with no person as its actor."""
+    return await _raise(session, services, None, trigger)
+
+
 async def raise_from_checkin(session: AsyncSession, services: Services,
                              trigger: CheckinTrigger) -> list[int]:
     """The check-in hook (server.services.CheckinHook): the visit's risk at step_up or

@@ -28,6 +28,12 @@ ManualReason = Literal[
 ]
 MANUAL_REASONS: Final[tuple[ManualReason, ...]] = get_args(ManualReason)
 
+# Why the product raises an escalation on its own (an outreach rule, not a check-in):
+# a patient on MOUD missed a visit and nothing was rebooked within 7 days
+# (server.substance_use; escalation.moud_outreach).
+OutreachReason = Literal["moud_missed_visit"]
+OUTREACH_REASONS: Final[tuple[OutreachReason, ...]] = get_args(OutreachReason)
+
 # How an escalation is closed (CLINICAL.md, "Levels of care").
 Disposition = Literal[
     "emergency_services", "mobile_crisis", "inpatient", "residential",
@@ -39,8 +45,9 @@ DISPOSITIONS: Final[tuple[Disposition, ...]] = get_args(Disposition)
 # to the patient, so an emergency may close without a call that reached them (6).
 HELP_SENT: Final[tuple[Disposition, ...]] = ("emergency_services", "mobile_crisis")
 
-# What raised or added to an escalation: a check-in's triage, or a person by hand.
-Source = Literal["checkin", "manual"]
+# What raised or added to an escalation: a check-in's triage, a person by hand, or an
+# outreach rule.
+Source = Literal["checkin", "manual", "outreach"]
 # What a trigger did to the escalation.
 TriggerEffect = Literal["raised", "rearmed", "added"]
 

@@ -35,6 +35,7 @@ from server.api import oncall as oncall_api
 from server.api import openapi
 from server.api import privacy as privacy_api
 from server.api import session as session_api
+from server.api import substance_use as substance_use_api
 from server.api import visits as visits_api
 from server.api.registry import ApiOperation, to_routes
 from server.bus import make_bus
@@ -64,7 +65,7 @@ def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
             *notes_api.OPERATIONS, *escalation_api.OPERATIONS, *guests_api.OPERATIONS,
             *admin_api.OPERATIONS, *oncall_api.OPERATIONS, *chat_api.OPERATIONS,
-            *privacy_api.OPERATIONS, *labs_api.OPERATIONS]
+            *privacy_api.OPERATIONS, *labs_api.OPERATIONS, *substance_use_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None, *,

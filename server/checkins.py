@@ -63,8 +63,10 @@ from server.http import error_refusal, validation_error
 from server.instruments import InstrumentId
 from server.instruments.asrm import AsrmSoFar
 from server.instruments.auditc import SEXES, AuditcSoFar, Sex
+from server.instruments.bam import BamSoFar
 from server.instruments.base import REFUSED, ClosedAnswers, refusal_of
 from server.instruments.cssrs import CssrsSoFar
+from server.instruments.fibser import FibserSoFar
 from server.instruments.gad7 import Gad7SoFar
 from server.instruments.phq9 import Phq9SoFar
 from server.locks import lock_visit
@@ -73,12 +75,14 @@ from server.models import (
     CheckInStatus,
     CheckInVersion,
     MeasureResult,
+    Medication,
     PatientProfile,
     Role,
     Visit,
     VisitKind,
     VisitStatus,
 )
+from server.psychotropics import is_psychotropic
 from server.results import Instant, Result
 from server.services import CheckinTrigger, Services
 from server.triage import (
@@ -95,6 +99,14 @@ from server.visits import ENDED, VisitRecord
 OPEN_BEFORE = timedelta(hours=72)
 ALWAYS: Final[tuple[InstrumentId, ...]] = ("phq9", "gad7")
 PERIODIC: Final[tuple[InstrumentId, ...]] = ("auditc", "asrm")
+# "Monthly" (CLINICAL.md) as 28 days, so the default 28-day follow-up asks it at every
+# visit instead of every other one (docs/clinical.md).
+BAM_EVERY: Final = timedelta(days=28)
+# Asked (in ``needs``, so the form shows them, each item required there) but a
+# completion without them is kept: the medication list or the track can change while
+# the patient is in the form, and a check-in carrying safety answers must never be
+# refused over a side-effect or recovery questionnaire it did not show.
+ASKED_NOT_REQUIRED: Final[tuple[InstrumentId, ...]] = ("fibser", "bam")
 
 SideEffectKind = Literal["sedation", "agitation", "emotional_blunting", "sexual",
                          "weight_change", "stomach", "dizziness", "tremor", "other"]
@@ -229,22 +241,36 @@ async def _access_for_patient(session: AsyncSession, actor: Actor, visit_id: int
     return visit
 
 
+async def _last_done(session: AsyncSession, patient_id: int,
+                     instrument: InstrumentId) -> datetime | None:
+    return await session.scalar(
+        select(MeasureResult.at).where(
+            MeasureResult.patient_id == patient_id,
+            MeasureResult.instrument == instrument,
+        ).order_by(MeasureResult.at.desc()).limit(1)
+    )
+
+
 async def needed_instruments(session: AsyncSession, visit: Visit) -> list[InstrumentId]:
     """PHQ-9 and GAD-7 every visit; AUDIT-C and ASRM at intake and when last done longer
-    ago than the patient's screening interval (90 days by default)."""
+    ago than the patient's screening interval (90 days by default); FIBSER whenever the
+    patient takes a psychotropic; the BAM monthly in the substance-use track."""
     needed = list(ALWAYS)
     profile = await session.get(PatientProfile, visit.patient_id)
     interval = timedelta(days=profile.screening_interval_days if profile else 90)
     for instrument in PERIODIC:
-        last = await session.scalar(
-            select(MeasureResult.at).where(
-                MeasureResult.patient_id == visit.patient_id,
-                MeasureResult.instrument == instrument,
-            ).order_by(MeasureResult.at.desc()).limit(1)
-        )
+        last = await _last_done(session, visit.patient_id, instrument)
         if visit.kind is VisitKind.intake or last is None or \
                 visit.scheduled_at - last >= interval:
             needed.append(instrument)
+    drugs = (await session.scalars(select(Medication.drug).where(
+        Medication.patient_id == visit.patient_id, Medication.active.is_(True)))).all()
+    if any(is_psychotropic(drug) for drug in drugs):
+        needed.append("fibser")
+    if profile is not None and profile.substance_use_track:
+        last = await _last_done(session, visit.patient_id, "bam")
+        if last is None or visit.scheduled_at - last >= BAM_EVERY:
+            needed.append("bam")
     return needed
 
 
@@ -392,10 +418,10 @@ async def _previous_phq9(session: AsyncSession, patient_id: int,
 
 
 # Each instrument's answers so far: null for an item not reached yet.
-_SoFar = Phq9SoFar | Gad7SoFar | CssrsSoFar | AuditcSoFar | AsrmSoFar
+_SoFar = Phq9SoFar | Gad7SoFar | CssrsSoFar | AuditcSoFar | AsrmSoFar | FibserSoFar | BamSoFar
 _SO_FAR: Final[dict[str, type[_SoFar]]] = {
     "phq9": Phq9SoFar, "gad7": Gad7SoFar, "cssrs": CssrsSoFar, "auditc": AuditcSoFar,
-    "asrm": AsrmSoFar}
+    "asrm": AsrmSoFar, "fibser": FibserSoFar, "bam": BamSoFar}
 
 
 def _complete(name: str, answers: JsonValue) -> bool:
@@ -631,7 +657,8 @@ def _missing(body: CheckInCompletion, needed: list[InstrumentId],
     """What the check-in still lacks; emergency information confirmed for this visit
     already (the form's first step when the answers are urgent) counts as given."""
     missing = [f"responses.{name}" for name in needed
-               if name not in body.responses.model_fields_set]
+               if name not in body.responses.model_fields_set
+               and name not in ASKED_NOT_REQUIRED]
     if body.location is None and not checkin.location_address:
         missing.append("location.address")
     if body.callback_phone is None and not checkin.callback_phone:

@@ -19,7 +19,7 @@ from server.results import Instant, Result, WithDetail
 # Charted against a baseline (``server.measures``).
 MEASURED: Final[tuple[MeasuredInstrument, ...]] = get_args(MeasuredInstrument)
 # Shown as their scored results.
-ScreenedInstrument = Literal["auditc", "asrm", "cssrs"]
+ScreenedInstrument = Literal["auditc", "asrm", "cssrs", "fibser", "bam"]
 SCREENED: Final[tuple[ScreenedInstrument, ...]] = get_args(ScreenedInstrument)
 
 

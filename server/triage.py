@@ -33,11 +33,23 @@ from pydantic.config import JsonDict
 from pydantic_core import ErrorDetails
 
 from server.errors import ValidationFailed
-from server.instruments import INSTRUMENTS, InstrumentId, asrm, auditc, cssrs, gad7, phq9
+from server.instruments import (
+    INSTRUMENTS,
+    InstrumentId,
+    asrm,
+    auditc,
+    bam,
+    cssrs,
+    fibser,
+    gad7,
+    phq9,
+)
 from server.instruments.asrm import AsrmResponse, AsrmScore
 from server.instruments.auditc import AuditcResponse, AuditcScore, Sex
+from server.instruments.bam import BamResponse, BamScore
 from server.instruments.base import ClosedAnswers, refusal_of, refused
 from server.instruments.cssrs import CssrsResponse, CssrsScore
+from server.instruments.fibser import FibserResponse, FibserScore
 from server.instruments.gad7 import Gad7Response, Gad7Score
 from server.instruments.phq9 import Phq9Response, Phq9Score
 
@@ -218,7 +230,7 @@ class TriageRules:
             return Level.REVIEW
 
 
-_Score = Phq9Score | Gad7Score | CssrsScore | AuditcScore | AsrmScore
+_Score = Phq9Score | Gad7Score | CssrsScore | AuditcScore | AsrmScore | FibserScore | BamScore
 
 
 @dataclass(frozen=True)
@@ -228,6 +240,8 @@ class Scores:
     cssrs: CssrsScore | None = None
     auditc: AuditcScore | None = None
     asrm: AsrmScore | None = None
+    fibser: FibserScore | None = None
+    bam: BamScore | None = None
 
     def to_json(self) -> dict[str, dict[str, JsonValue]]:
         given: dict[InstrumentId, _Score | None] = {
@@ -236,6 +250,8 @@ class Scores:
             "cssrs": self.cssrs,
             "auditc": self.auditc,
             "asrm": self.asrm,
+            "fibser": self.fibser,
+            "bam": self.bam,
         }
         return {key: score.to_json() for key, score in given.items() if score is not None}
 
@@ -287,6 +303,8 @@ class TriageResponses(ClosedAnswers):
     cssrs: CssrsResponse | None = _instrument()
     auditc: AuditcResponse | None = _instrument()
     asrm: AsrmResponse | None = _instrument()
+    fibser: FibserResponse | None = _instrument()
+    bam: BamResponse | None = _instrument()
 
     @field_validator(*INSTRUMENTS, mode="before")
     @classmethod
@@ -352,6 +370,10 @@ def score_responses(responses: TriageResponses, sex: Sex | None,
             if responses.asrm is not None
             else None
         ),
+        # Side effects and substance use are shown to the prescriber as scored; no
+        # triage reason follows from them (CLINICAL.md's table lists none).
+        fibser=fibser.scored(responses.fibser) if responses.fibser is not None else None,
+        bam=bam.scored(responses.bam) if responses.bam is not None else None,
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from server import audit, invitations
+from server import audit, invitations, substance_use
 from server.access import (
     access_patient,
     access_visit,
@@ -196,6 +196,7 @@ async def create_visit(
     session.add(visit)
     await session.flush()
     await _plan_reminders(session, services, visit, now)
+    await substance_use.cancel_outreach(session, patient_id, now)
     audit.record(session, actor, "create", "visit", visit.id, patient_id=patient_id)
     emit(session, "visit.created", await care_team_ids(session, patient_id) | {patient_id},
          visit_id=visit.id)
@@ -392,6 +393,30 @@ async def cancel_visit(session: AsyncSession, services: Services, actor: Actor,
     ended = await invalidate_join_links(session, visit, now=now, reason="visit_cancelled")
     audit.record(session, actor, "cancel", "visit", visit.id, patient_id=visit.patient_id,
                  at=now, sessions_ended=ended)
+    emit(session, "visit.ended",
+         await care_team_ids(session, visit.patient_id) | {visit.patient_id},
+         visit_id=visit.id, status=visit.status.value)
+    return await get_visit_loaded(session, visit.id)
+
+
+async def mark_no_show(session: AsyncSession, actor: Actor, visit_id: int, *,
+                       now: datetime) -> VisitRecord:
+    """The patient did not come (``POST /api/v1/visits/{id}/no-show``): the visit is over
+    and its join links stop working. For a patient on MOUD it starts the outreach clock
+    (``server.substance_use``: nothing rebooked within 7 days is a step_up)."""
+    visit = await _changeable(session, actor, visit_id, "mark as a no-show")
+    if now < visit.scheduled_at:
+        raise Conflict("A visit that has not started yet cannot be a no-show.",
+                       code="visit_not_started", field="status",
+                       extra={"scheduled_at": utc_iso(visit.scheduled_at)})
+    visit.status = VisitStatus.no_show
+    visit.ended_at = now
+    await session.execute(delete(VisitReminder).where(VisitReminder.visit_id == visit.id,
+                                                      VisitReminder.sent_at.is_(None)))
+    ended = await invalidate_join_links(session, visit, now=now, reason="visit_ended")
+    outreach = await substance_use.plan_outreach(session, visit, now)
+    audit.record(session, actor, "no_show", "visit", visit.id, patient_id=visit.patient_id,
+                 at=now, sessions_ended=ended, outreach=outreach is not None)
     emit(session, "visit.ended",
          await care_team_ids(session, visit.patient_id) | {visit.patient_id},
          visit_id=visit.id, status=visit.status.value)

@@ -182,6 +182,25 @@ def fresh_visit(cell: Cell) -> dict[str, Any]:
     return {"visit_id": visit_id, "join_visit_id": visit_id}
 
 
+def started_visit(cell: Cell) -> dict[str, Any]:
+    """A new visit of the patient that began ten minutes ago (one the patient can have
+    missed); the join link is for this visit."""
+
+    async def make() -> int:
+        async with cell.services.transaction() as session:
+            now = cell.services.clock.now()
+            visit = Visit(patient_id=cell.clinic.patient.id,
+                          prescriber_id=cell.clinic.prescriber.id, kind=VisitKind.follow_up,
+                          scheduled_at=now - timedelta(minutes=10), duration_minutes=15,
+                          status=VisitStatus.scheduled, created_at=now)
+            session.add(visit)
+            await session.flush()
+            return visit.id
+
+    visit_id = cell.run(make)
+    return {"visit_id": visit_id, "join_visit_id": visit_id}
+
+
 def other_visit(cell: Cell) -> dict[str, Any]:
     """Another visit of the same patient; the join link stays on the clinic's visit."""
     return fresh_visit(cell) | {"join_visit_id": cell.clinic.visit_id}
@@ -504,6 +523,10 @@ API = [
     row("POST", "/api/v1/visits/{visit_id}/cancel",
         401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
         prepare=fresh_visit),
+    # A no-show, like a cancellation: the care team's prescribers and coordinators.
+    row("POST", "/api/v1/visits/{visit_id}/no-show",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        prepare=started_visit),
     # "Running late" for the patient waiting: the care team's prescribers and
     # coordinators, from a full session.
     row("POST", "/api/v1/visits/{visit_id}/running-late",
@@ -658,6 +681,10 @@ API = [
         401,     403,     403,     403,     403,     403,     403,     403,     200,
         json=lambda cell: {"is_active": True}),
     # Admins manage care teams, so they see who is on one (not the clinical record).
+    # The substance-use track is the care team's setting (prescribers, coordinators).
+    row("PUT", "/api/v1/patients/{patient_id}/substance-use-track",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  403,
+        json=lambda cell: {"on": False}),
     row("GET", "/api/v1/patients/{patient_id}/care-team",
         401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  200),
     row("POST", "/api/v1/patients/{patient_id}/care-team",

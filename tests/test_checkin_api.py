@@ -22,7 +22,7 @@ def url(clinic: Clinic) -> str:
 def test_instruments_are_listed_with_loinc(client: TestClient) -> None:
     body = client.get("/api/v1/instruments").json()
     ids = [i["id"] for i in body["instruments"]]
-    assert ids == ["phq9", "gad7", "cssrs", "auditc", "asrm"]
+    assert ids == ["phq9", "gad7", "cssrs", "auditc", "asrm", "fibser", "bam"]
     phq9 = body["instruments"][0]
     assert phq9["loinc"] == {"panel": "44249-1", "total": "44261-6"}
     assert len([i for i in phq9["items"] if i["required"]]) == 9

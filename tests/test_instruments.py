@@ -54,7 +54,7 @@ def rejected(instrument: str, raw: object) -> ValidationFailed:
 
 
 def test_registry_order() -> None:
-    assert list(INSTRUMENTS) == ["phq9", "gad7", "cssrs", "auditc", "asrm"]
+    assert list(INSTRUMENTS) == ["phq9", "gad7", "cssrs", "auditc", "asrm", "fibser", "bam"]
     assert [d["id"] for d in instrument_definitions()] == list(INSTRUMENTS)
 
 

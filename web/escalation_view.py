@@ -27,6 +27,7 @@ from escalation.vocabulary import (
     CONTACT_OUTCOMES,
     DISPOSITIONS,
     MANUAL_REASONS,
+    OUTREACH_REASONS,
     TASK_LEVELS,
     TriggerEffect,
 )
@@ -77,7 +78,13 @@ REASON_LABELS: Final = {
     "medically_unstable": "Medically unstable",
     "needs_in_person_assessment": "Needs in-person assessment or labs",
     "other": "Other",
+    # Raised by an outreach rule (escalation.vocabulary.OUTREACH_REASONS).
+    "moud_missed_visit": "On MOUD, missed a visit and nothing rebooked within 7 days: "
+                         "reach out",
 }
+# How an escalation or a trigger came about, in a few words.
+SOURCE_WORDS: Final = {"manual": "by hand", "checkin": "from a check-in",
+                       "outreach": "by an outreach rule"}
 
 DISPOSITION_LABELS: Final[dict[str, str]] = {
     "emergency_services": "Emergency services (911 or emergency department)",
@@ -104,6 +111,7 @@ RISK_LABELS: Final = {"none": "none", "low": "low", "moderate": "moderate", "hig
 
 # Every choice a form offers has its words: a new code must not show up as a raw code.
 assert set(MANUAL_REASONS) <= set(REASON_LABELS)
+assert set(OUTREACH_REASONS) <= set(REASON_LABELS)
 assert set(TASK_LEVELS) <= set(LEVEL_MEANINGS)
 assert set(DISPOSITIONS) == set(DISPOSITION_LABELS)
 assert set(CONTACT_OUTCOMES) == set(OUTCOME_LABELS)
@@ -389,7 +397,7 @@ TRIGGER_EFFECTS: Final[dict[TriggerEffect, str]] = {
 def trigger_lines(triggers: list[Trigger]) -> list[TriggerLine]:
     lines = []
     for t in triggers:
-        source = "by hand" if t.source == "manual" else "from a check-in"
+        source = SOURCE_WORDS.get(t.source, t.source)
         lines.append(TriggerLine(
             at=t.at, what=f"{TRIGGER_EFFECTS[t.effect]} {source}", who=person_name(t.actor),
             level=t.level.value, level_label=level_label(t.level),

@@ -126,6 +126,15 @@ async def cancel(request: Request) -> Response:
     return JSONResponse(visit.to_json())
 
 
+async def no_show(request: Request) -> Response:
+    actor = actor_of(request)
+    visit_id = path_id(request, "visit_id")
+    services = services_of(request)
+    async with services.transaction() as session:
+        visit = await visits.mark_no_show(session, actor, visit_id, now=services.clock.now())
+    return JSONResponse(visit.to_json())
+
+
 async def running_late(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
@@ -159,6 +168,9 @@ OPERATIONS = [
     ApiOperation("POST", "/api/v1/visits/{visit_id}/cancel", cancel,
                  "Cancel a visit not yet under way; its join links stop working",
                  tag="visits"),
+    ApiOperation("POST", "/api/v1/visits/{visit_id}/no-show", no_show,
+                 "Record that the patient did not come; for a patient on MOUD, outreach "
+                 "follows if nothing is rebooked within 7 days", tag="visits"),
     ApiOperation("POST", "/api/v1/visits/{visit_id}/running-late", running_late,
                  "Tell the patient the prescriber is running about N minutes late "
                  "(0 takes the notice back); shown in their waiting room",

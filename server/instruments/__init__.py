@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final, get_args
 
-from server.instruments import asrm, auditc, cssrs, gad7, phq9
+from server.instruments import asrm, auditc, bam, cssrs, fibser, gad7, phq9
 from server.instruments.base import Instrument, InstrumentId, Item, Option
 
 __all__ = ["INSTRUMENTS", "Instrument", "InstrumentId", "Item", "Option",
@@ -25,6 +25,8 @@ INSTRUMENTS: Final[dict[str, Instrument]] = {
         cssrs.DEFINITION,
         auditc.DEFINITION,
         asrm.DEFINITION,
+        fibser.DEFINITION,
+        bam.DEFINITION,
     )
 }
 

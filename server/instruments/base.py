@@ -30,7 +30,7 @@ from server.errors import ValidationFailed
 
 AnswerType = Literal["integer", "boolean"]
 # Every instrument a check-in may contain, in the order the form asks them.
-InstrumentId = Literal["phq9", "gad7", "cssrs", "auditc", "asrm"]
+InstrumentId = Literal["phq9", "gad7", "cssrs", "auditc", "asrm", "fibser", "bam"]
 
 
 @dataclass(frozen=True)

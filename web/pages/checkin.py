@@ -43,6 +43,8 @@ TITLES: Final = {
     "gad7": "Worry and nerves",
     "auditc": "Alcohol",
     "asrm": "Energy and high moods",
+    "fibser": "Side effects of your medicines",
+    "bam": "Alcohol, drugs and your recovery",
 }
 
 SIDE_EFFECT_LABELS: Final = {

@@ -39,6 +39,7 @@ from web.pages.checkin import (
     SIDE_EFFECT_LABELS,
 )
 from web.pages.coordinator import raise_form_choices
+from web.pages.panel_costs import Costs, costs_part
 from web.pages.patient import Measure, OtherResult, charted_measures, other_results
 
 SECTION_LABELS: Final[dict[notes.Section, str]] = {
@@ -167,6 +168,7 @@ class Panel:
     gate: list[ReasonLine]          # why the safety assessment is required (if it is)
     task_reasons: list[ReasonLine]  # the open addendum task's reasons, if one is open
     gate_vocabulary: dict[str, Any]
+    costs: Costs | None = None
 
 
 def _info(info: EmergencyInfo) -> view.EmergencyInfo:
@@ -206,7 +208,8 @@ def checkin_reason_lines(checkin: checkins.CheckInView | None,
 
 
 def escalation_open_label(escalation: notes.GatingEscalation) -> str:
-    how = "raised by hand" if escalation.source == "manual" else "from a check-in"
+    how = {"manual": "raised by hand", "outreach": "raised by an outreach rule"}.get(
+        escalation.source, "from a check-in")
     reasons = "; ".join(view.reason_label(code) for code in escalation.reasons)
     return f"An open escalation ({how}){': ' + reasons if reasons else ''}"
 
@@ -315,6 +318,7 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
         task_reasons=reason_lines(note.safety_addendum_task.reasons
                                   if note.safety_addendum_task else [], services),
         gate_vocabulary=gate_vocabulary(services),
+        costs=await costs_part(session, services, actor, visit.patient_id),
     )
 
 

@@ -17,14 +17,19 @@ from starlette.routing import Route
 from server import trends, trials
 from server.http import actor_of, path_id, services_of
 from server.measures import JUDGED_FROM, MeasurePoint
-from server.models import Role, User
+from server.models import PatientProfile, Role, User
 from server.timezones import clinic_zone
 from web.charts import NAMES, Charted, ChartEvent, ChartPoint, format_day, trend_chart
 from web.rendering import render
 
 OTHER_NAMES: Final[dict[trends.ScreenedInstrument, str]] = {
     "auditc": "AUDIT-C alcohol", "asrm": "Altman mania scale (ASRM)",
-    "cssrs": "C-SSRS screener"}
+    "cssrs": "C-SSRS screener", "fibser": "Side effects (FIBSER)",
+    "bam": "Brief Addiction Monitor"}
+# FIBSER's decisions by burden (server.instruments.fibser; CLINICAL.md).
+FIBSER_DECISIONS: Final = {"continue": "continue",
+                           "address_side_effects": "address the side effects",
+                           "lower_dose_or_change": "lower the dose or change the drug"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,20 @@ def other_results(series: list[trends.Trend], tz: str) -> list[OtherResult]:
         if instrument == "cssrs":
             value = f"risk {latest.detail.get('risk')}"
             flagged = latest.detail.get("risk") not in (None, "none")
+        elif instrument == "fibser":
+            decision = str(latest.detail.get("decision"))
+            value = (f"burden {latest.detail.get('burden')}: "
+                     f"{FIBSER_DECISIONS.get(decision, decision)}")
+            flagged = decision != "continue"
+        elif instrument == "bam":
+            # Each score against the previous BAM: the trend a month apart.
+            value = " · ".join(
+                f"{label} {latest.detail.get(key)}"
+                + (f" (was {entry.points[-2].detail.get(key)})" if len(entry.points) > 1 else "")
+                for key, label in (("use", "Use"), ("risk", "Risk"),
+                                   ("protective", "Protective")))
+            flagged = any(bool(latest.detail.get(f"{key}_significant"))
+                          for key in ("use", "risk", "protective"))
         else:
             positive = bool(latest.detail.get("positive"))
             value = f"{latest.detail.get('total')} ({'positive' if positive else 'negative'})"
@@ -135,12 +154,15 @@ async def patient_page(request: Request) -> Response:
         series = await trends.patient_measures(session, actor, patient_id, now=now)
         found = await trials.patient_trials(session, actor, patient_id, now=now)
         patient = await session.get(User, patient_id)
+        profile = await session.get(PatientProfile, patient_id)
     assert patient is not None  # patient_measures checked it exists
     return render(request, "patient.html", patient=patient,
                   measures=charted_measures(series, chart_prefix="chart", tz=tz, found=found),
                   others=other_results(series, tz), format_day=format_day, tz=tz,
                   trial=found.current, day=lambda at: format_day(at, tz),
-                  judged_from=JUDGED_FROM)
+                  judged_from=JUDGED_FROM,
+                  substance_use_track=bool(profile and profile.substance_use_track),
+                  may_set_track=actor.role in (Role.prescriber, Role.coordinator))
 
 
 ROUTES = [Route("/patients/{patient_id}", patient_page, methods=["GET"])]

@@ -32,6 +32,7 @@ from server.api import guests as guests_api
 from server.api import notes as notes_api
 from server.api import oncall as oncall_api
 from server.api import openapi
+from server.api import prescribing as prescribing_api
 from server.api import privacy as privacy_api
 from server.api import session as session_api
 from server.api import visits as visits_api
@@ -63,7 +64,7 @@ def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
             *notes_api.OPERATIONS, *escalation_api.OPERATIONS, *guests_api.OPERATIONS,
             *admin_api.OPERATIONS, *oncall_api.OPERATIONS, *chat_api.OPERATIONS,
-            *privacy_api.OPERATIONS]
+            *privacy_api.OPERATIONS, *prescribing_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None, *,

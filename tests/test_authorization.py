@@ -550,6 +550,20 @@ API = [
     row("GET", "/api/v1/visits/{visit_id}/summary",
         401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=signed_note),
+    # Controlled substances by telehealth: a prescriber's licences and DEA registrations
+    # are kept by admins and by the prescriber; PDMP checks are the visit's prescriber's
+    # to record and the care team's to read.
+    row("GET", "/api/v1/prescribers/{prescriber_id}/credentials",
+        401,     403,     403,     403,     200,     403,     403,     403,     200),
+    row("PUT", "/api/v1/prescribers/{prescriber_id}/credentials",
+        401,     403,     403,     403,     200,     403,     403,     403,     200,
+        json=lambda cell: {"credentials": [{"state": "NY", "license_number": "NY-12345",
+                                            "dea_number": "AB1234563"}]}),
+    row("GET", "/api/v1/visits/{visit_id}/pdmp-checks",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/visits/{visit_id}/pdmp-checks",
+        401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
+        json=lambda cell: {"state": "NY", "result": "reviewed"}),
     row("GET", "/api/v1/patients/{patient_id}/medications",
         401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
     row("POST", "/api/v1/visits/{visit_id}/guests",
@@ -979,7 +993,8 @@ def matrix(matrix_client: TestClient) -> Matrix:
 
 def _values(clinic: Clinic) -> dict[str, Any]:
     return {"visit_id": clinic.visit_id, "patient_id": clinic.patient.id,
-            "user_id": clinic.patient.id, "path": "app.css"}
+            "user_id": clinic.patient.id, "prescriber_id": clinic.prescriber.id,
+            "path": "app.css"}
 
 
 def _last_audit_id(m: Matrix) -> int:

@@ -762,7 +762,7 @@ PAGES = [
         LOGIN,   200,     DENIED,  200,     403,     403,     403,     403,     403),
     row("POST", "/visits/{visit_id}/where",
         LOGIN,   303,     DENIED,  303,     403,     403,     403,     403,     403,
-        form=lambda cell: {"address": "12 Elm Street, Springfield",
+        form=lambda cell: {"address": "12 Elm Street, Springfield", "state": "MA",
                            "callback_phone": "617 555 0100", "confirm": "yes"}
         | csrf_only(cell)),
     row("GET", "/visits/{visit_id}",

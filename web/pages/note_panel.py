@@ -49,6 +49,9 @@ SECTION_LABELS: Final[dict[notes.Section, str]] = {
     "safety_assessed": "What was assessed",
     "safety_risk_judgement": "Your risk judgement",
     "safety_plan": "Safety plan",
+    "visit_mode": "How this visit took place",
+    "audio_only_reason": "Why video was not possible",
+    "in_person_evaluated_on": "Your in-person evaluation of the patient (date)",
 }
 # The same sections named where they stand alone, in a message rather than under
 # the safety assessment's heading (the editor's "not saved" and merge lines).
@@ -72,6 +75,10 @@ SECTION_HINTS: Final[dict[notes.Section, str]] = {
     "safety_risk_judgement": "Low, moderate, high or imminent; say why in what was "
                              "assessed and the plan.",
     "safety_plan": "Safety plan, means restriction, crisis numbers given, follow-up.",
+    "audio_only_reason": "Required for an audio-only visit.",
+    "in_person_evaluated_on": "Needed to prescribe a controlled substance by "
+                              "telemedicine once the DEA's flexibilities end, except "
+                              "buprenorphine for opioid use disorder.",
 }
 # The order the sections are written in: the safety assessment follows the mental
 # status examination, before the assessment and plan.

@@ -36,6 +36,7 @@ from web.pages.checkin import (
     SEVERITY_LABELS,
     SIDE_EFFECT_LABELS,
 )
+from web.pages import panel_controlled
 from web.pages.coordinator import raise_form_choices
 from web.pages.patient import Measure, OtherResult, charted_measures, other_results
 
@@ -170,6 +171,7 @@ class Panel:
     gate: list[ReasonLine]          # why the safety assessment is required (if it is)
     task_reasons: list[ReasonLine]  # the open addendum task's reasons, if one is open
     gate_vocabulary: dict[str, Any]
+    controlled: panel_controlled.ControlledPanel
 
 
 def _info(info: EmergencyInfo) -> view.EmergencyInfo:
@@ -312,6 +314,7 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
         task_reasons=reason_lines(note.safety_addendum_task.reasons
                                   if note.safety_addendum_task else [], services),
         gate_vocabulary=gate_vocabulary(services),
+        controlled=await panel_controlled.build(session, services, actor, visit),
     )
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -300,7 +300,7 @@ def _date_or_none(text: str) -> date | None:
 
 
 async def signing_gaps(session: AsyncSession, services: Services, actor: Actor,
-                       visit: Visit, sections: Mapping[str, str],
+                       visit: Visit, sections: Mapping[Any, str],
                        rows: Sequence[MedicationChangeRow]) -> list[Gap]:
     """The facts for ``rule_gaps`` of this note, as the signer (``actor``) would sign it."""
     found = catalogue()
@@ -331,7 +331,7 @@ async def signing_gaps(session: AsyncSession, services: Services, actor: Actor,
 
 
 async def check_signing(session: AsyncSession, services: Services, actor: Actor,
-                        visit: Visit, sections: Mapping[str, str],
+                        visit: Visit, sections: Mapping[Any, str],
                         rows: Sequence[MedicationChangeRow]) -> None:
     """The signing gate's controlled-substance part: 409
     ``controlled_substance_requirements`` with every gap (``missing``), or nothing."""

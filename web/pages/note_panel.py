@@ -31,12 +31,12 @@ from server.services import Services
 from server.triage import Reason, level_rank
 from server.visits import ENDED, VisitRecord
 from web import escalation_view as view
+from web.pages import panel_controlled
 from web.pages.checkin import (
     MISSED_DOSE_REASON_LABELS,
     SEVERITY_LABELS,
     SIDE_EFFECT_LABELS,
 )
-from web.pages import panel_controlled
 from web.pages.coordinator import raise_form_choices
 from web.pages.patient import Measure, OtherResult, charted_measures, other_results
 

@@ -87,6 +87,7 @@ def one_visit(patient: Any, prescriber: Any, patient_id: int, csrf: str) -> floa
     page.goto(f"/visits/{visit_id}")
     if page.url.endswith("/where"):  # where they are first (invariant 10; not measured)
         page.get_by_test_id("where-address").fill("12 Elm Street, Springfield")
+        page.get_by_test_id("where-state").select_option("MA")
         page.get_by_test_id("where-callback").fill("617 555 0100")
         page.get_by_test_id("where-confirm").check()
         page.get_by_test_id("where-submit").click()

@@ -24,7 +24,7 @@ import signaling
 from escalation import api as escalation_api
 from escalation import deadlines, lifecycle
 from escalation.triage_rules import load_default_rules
-from server import audit, jobs, labs, outbox, visits
+from server import audit, controlled, jobs, labs, outbox, visits
 from server.api import admin as admin_api
 from server.api import chat as chat_api
 from server.api import checkins as checkins_api
@@ -33,6 +33,7 @@ from server.api import labs as labs_api
 from server.api import notes as notes_api
 from server.api import oncall as oncall_api
 from server.api import openapi
+from server.api import prescribing as prescribing_api
 from server.api import privacy as privacy_api
 from server.api import session as session_api
 from server.api import substance_use as substance_use_api
@@ -65,7 +66,8 @@ def api_operations() -> list[ApiOperation]:
     return [*session_api.OPERATIONS, *visits_api.OPERATIONS, *checkins_api.OPERATIONS,
             *notes_api.OPERATIONS, *escalation_api.OPERATIONS, *guests_api.OPERATIONS,
             *admin_api.OPERATIONS, *oncall_api.OPERATIONS, *chat_api.OPERATIONS,
-            *privacy_api.OPERATIONS, *labs_api.OPERATIONS, *substance_use_api.OPERATIONS]
+            *privacy_api.OPERATIONS, *labs_api.OPERATIONS, *substance_use_api.OPERATIONS,
+            *prescribing_api.OPERATIONS]
 
 
 def create_app(settings: Settings | None = None, *,
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None, *,
 
     settings = settings or Settings.from_env()
     labs.rules()  # reviewed data: a bad lab_rules.toml stops the start, not a visit
+    # Reviewed data read at start: a bad catalogue stops the app, not a sign later.
+    controlled.catalogue()
     engine = create_engine(settings.database_url.get_secret_value())
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
                         bus=make_bus(settings.redis_url.get_secret_value(),

@@ -329,6 +329,14 @@ async def location_confirmed_today(session: AsyncSession, services: Services,
         CheckIn.patient_id == patient_id, CheckIn.location_confirmed_at >= since))))
 
 
+async def last_state(session: AsyncSession, patient_id: int) -> str | None:
+    """The US state the patient last confirmed being in, to prefill the location step."""
+    return await session.scalar(
+        select(CheckIn.location_state).where(CheckIn.patient_id == patient_id,
+                                             CheckIn.location_state.is_not(None))
+        .order_by(CheckIn.location_confirmed_at.desc()).limit(1))
+
+
 class Prefill(Result):
     """What the form fills in for the patient to confirm."""
 
@@ -359,6 +367,8 @@ async def _confirm_emergency_info(
     parts = []
     if location is not None:
         checkin.location_address = location.address
+        # A new place without a state clears the old state: it may not be this place's.
+        checkin.location_state = location.state
         parts.append("location")
     if callback_phone is not None:
         checkin.callback_phone = callback_phone

@@ -23,6 +23,7 @@ from pydantic.functional_validators import AfterValidator
 
 from server.freetext import letters
 from server.results import Instant, Result
+from server.us_states import UsState
 
 ADDRESS_MIN_CHARS: Final = 8
 CONTACT_NAME_MIN_LETTERS: Final = 2
@@ -86,6 +87,12 @@ class _Strict(BaseModel):
 
 class Location(_Strict):
     address: Address
+    # The US state the patient is in (USPS code): its licence, DEA registration and PDMP
+    # apply to prescribing a controlled substance (server.controlled). The location step
+    # asks it of every new confirmation; optional here so API clients that send only the
+    # address keep working, and the signing gate refuses a controlled prescription
+    # while it is unknown.
+    state: UsState | None = None
 
 
 class EmergencyContact(_Strict):

@@ -53,6 +53,9 @@ class MedicationChangeRow(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
     # For a switch: the medication being replaced by ``drug``.
     replaces: str | None = Field(default=None, max_length=120)
+    # Days' supply of the prescription: the controlled-substance rules need it
+    # (server.controlled: buprenorphine's 7-day and 6-month limits).
+    days_supply: int | None = Field(default=None, ge=1, le=365)
 
     @model_serializer(mode="wrap")
     def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
@@ -176,7 +179,8 @@ async def apply_changes(session: AsyncSession, actor: Actor, *, patient_id: int,
     for index, row in enumerate(rows):
         field = f"medication_changes.{index}.drug"
         detail = {k: v for k, v in row.model_dump().items()
-                  if k in ("drug", "dose", "unit", "route", "frequency", "replaces") and v}
+                  if k in ("drug", "dose", "unit", "route", "frequency", "replaces",
+                           "days_supply") and v}
         if row.action == "start":
             if await _active(session, patient_id, row.drug) is not None:
                 raise ValidationFailed(f"{row.drug} is already on the list; use increase, "

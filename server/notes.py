@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,7 @@ from server import audit, labs
 from server.access import access_visit, require_full_session, require_role
 from server.accounts import care_team_ids
 from server.actors import Actor
+from server.controlled import check_signing
 from server.errors import Conflict, Forbidden
 from server.events import emit
 from server.followup import Cadence, default_follow_up
@@ -66,8 +67,10 @@ from server.visits import create_visit, invite_to_visit
 # and the browser's modules, through web/pages/vocabulary.py, follow it). The safety
 # assessment's three are the ones the signing gate reads.
 SafetySection = Literal["safety_assessed", "safety_risk_judgement", "safety_plan"]
+# The visit's telehealth facts the controlled-substance rules read (server.controlled).
+TelehealthSection = Literal["visit_mode", "audio_only_reason", "in_person_evaluated_on"]
 Section = Literal["interval_history", "mental_status", "assessment", "plan",
-                  "side_effect_actions", "for_patient", SafetySection]
+                  "side_effect_actions", "for_patient", SafetySection, TelehealthSection]
 SECTIONS: Final[tuple[Section, ...]] = get_args(Section)
 SAFETY_SECTIONS: Final[tuple[SafetySection, ...]] = get_args(SafetySection)
 # The clinician's risk judgement (CLINICAL.md, invariant 7). The one list: the API checks
@@ -80,6 +83,17 @@ SECTION_LIMIT = 20_000
 ADDENDUM_LIMIT = 20_000
 
 SectionText = Annotated[str, Field(max_length=SECTION_LIMIT)]
+
+
+def _iso_date(value: str) -> str:
+    # A date or nothing: the controlled-substance rules compare it with the day.
+    if value:
+        date.fromisoformat(value)
+    return value
+
+
+IsoDate = Annotated[str, Field(max_length=10, pattern=r"^(\d{4}-\d{2}-\d{2})?$"),
+                    AfterValidator(_iso_date)]
 
 
 # A model rather than a dict keyed by ``Section``: the risk judgement is a vocabulary
@@ -101,6 +115,11 @@ class NoteSections(BaseModel):
     # Empty while drafting; signing needs one of the list (``unmet_safety_sections``).
     safety_risk_judgement: Literal[RiskJudgement, ""] = ""
     safety_plan: SectionText = ""
+    # "" is a video visit; "audio_only" needs the reason video was not possible.
+    visit_mode: Literal["", "audio_only"] = ""
+    audio_only_reason: SectionText = ""
+    # The signer's in-person evaluation of the patient (Ryan Haight Act), YYYY-MM-DD.
+    in_person_evaluated_on: IsoDate = ""
 
     def texts(self) -> dict[Section, str]:
         """Every section, in the note's order (as the note stores them)."""
@@ -502,7 +521,7 @@ async def save_note(session: AsyncSession, services: Services, actor: Actor, vis
     return await note_result(session, services, visit, note)
 
 
-async def _sign_gate(session: AsyncSession, services: Services, visit: Visit,
+async def _sign_gate(session: AsyncSession, services: Services, actor: Actor, visit: Visit,
                      note: VisitNote, version: int
                      ) -> tuple[SafetyGate, list[SafetySection]]:
     """What a sign of ``version`` meets, shared by the sign and its check so both give
@@ -514,7 +533,11 @@ async def _sign_gate(session: AsyncSession, services: Services, visit: Visit,
     if note.version != version:
         raise await _version_conflict(session, services, visit, note, version)
     gate = await safety_gate(session, services, visit)
-    return gate, unmet_safety_sections(_stored_sections(note)) if gate.required else []
+    unmet = unmet_safety_sections(_stored_sections(note)) if gate.required else []
+    if not unmet:  # the safety assessment first; then the controlled-substance rules
+        await check_signing(session, services, actor, visit, _stored_sections(note),
+                            _stored_changes(note))
+    return gate, unmet
 
 
 async def sign_check(session: AsyncSession, services: Services, actor: Actor,
@@ -526,7 +549,7 @@ async def sign_check(session: AsyncSession, services: Services, actor: Actor,
     note = await session.scalar(select(VisitNote).where(VisitNote.visit_id == visit.id))
     if note is None:
         note = _empty_note(visit, services.clock.now())
-    gate, unmet = await _sign_gate(session, services, visit, note, version)
+    gate, unmet = await _sign_gate(session, services, actor, visit, note, version)
     audit.record(session, actor, "read", "note", note.id, patient_id=visit.patient_id,
                  sign_check=True)
     return SignCheck(version=version, ready=not unmet, safety_required=gate.required,
@@ -543,7 +566,7 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
     await lock_visit(session, visit.id)
     now = services.clock.now()
     note = await _note_for(session, visit, now)
-    gate, unmet = await _sign_gate(session, services, visit, note, version)
+    gate, unmet = await _sign_gate(session, services, actor, visit, note, version)
     if unmet:
         # The reasons go in `reasons`, not in the message (messages carry no clinical
         # content).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -128,6 +129,11 @@ class Settings(BaseSettings):
     # A location confirmed longer ago than this is shown as "not confirmed today", and a
     # patient entering a visit confirms it again first (CLINICAL.md, invariants 2, 10).
     location_confirm_hours: int = 12
+    # The last day of the DEA's telemedicine flexibilities for Schedule II-V (fourth
+    # extension, 90 FR 61301). From the day after, prescribing a controlled substance by
+    # telemedicine needs an in-person evaluation again (Ryan Haight Act), except
+    # buprenorphine for OUD (90 FR 6504). A date, so a new extension is a setting.
+    telemedicine_flexibilities_end: date = date(2026, 12, 31)
     # Video visits (signaling/). TURN credentials are short-lived so a leaked one is
     # soon useless; clients refresh them with `ice-refresh` before they expire.
     turn_ttl_seconds: int = 600

@@ -568,6 +568,9 @@ class Person:
             address = page.get_by_test_id("where-address")
             if not address.input_value().strip():
                 address.fill("221 Maple Avenue, Apt 3, Springfield")
+            state = page.get_by_test_id("where-state")
+            if not state.input_value():
+                state.select_option("MA")
             callback = page.get_by_test_id("where-callback")
             if not callback.input_value().strip():
                 callback.fill("617 555 0100")

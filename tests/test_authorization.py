@@ -580,6 +580,20 @@ API = [
     row("GET", "/api/v1/visits/{visit_id}/summary",
         401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=signed_note),
+    # Controlled substances by telehealth: a prescriber's licences and DEA registrations
+    # are kept by admins and by the prescriber; PDMP checks are the visit's prescriber's
+    # to record and the care team's to read.
+    row("GET", "/api/v1/prescribers/{prescriber_id}/credentials",
+        401,     403,     403,     403,     200,     403,     403,     403,     200),
+    row("PUT", "/api/v1/prescribers/{prescriber_id}/credentials",
+        401,     403,     403,     403,     200,     403,     403,     403,     200,
+        json=lambda cell: {"credentials": [{"state": "NY", "license_number": "NY-12345",
+                                            "dea_number": "AB1234563"}]}),
+    row("GET", "/api/v1/visits/{visit_id}/pdmp-checks",
+        401,     403,     403,     403,     200,     DENIED,  200,     DENIED,  DENIED),
+    row("POST", "/api/v1/visits/{visit_id}/pdmp-checks",
+        401,     403,     403,     403,     201,     DENIED,  403,     403,     403,
+        json=lambda cell: {"state": "NY", "result": "reviewed"}),
     row("GET", "/api/v1/patients/{patient_id}/medications",
         401,     200,     DENIED,  DENIED,  200,     DENIED,  200,     DENIED,  DENIED),
     row("POST", "/api/v1/visits/{visit_id}/guests",
@@ -789,7 +803,7 @@ PAGES = [
         LOGIN,   200,     DENIED,  200,     403,     403,     403,     403,     403),
     row("POST", "/visits/{visit_id}/where",
         LOGIN,   303,     DENIED,  303,     403,     403,     403,     403,     403,
-        form=lambda cell: {"address": "12 Elm Street, Springfield",
+        form=lambda cell: {"address": "12 Elm Street, Springfield", "state": "MA",
                            "callback_phone": "617 555 0100", "confirm": "yes"}
         | csrf_only(cell)),
     row("GET", "/visits/{visit_id}",
@@ -1025,7 +1039,8 @@ def matrix(matrix_client: TestClient) -> Matrix:
 
 def _values(clinic: Clinic) -> dict[str, Any]:
     return {"visit_id": clinic.visit_id, "patient_id": clinic.patient.id,
-            "user_id": clinic.patient.id, "path": "app.css"}
+            "user_id": clinic.patient.id, "prescriber_id": clinic.prescriber.id,
+            "path": "app.css"}
 
 
 def _last_audit_id(m: Matrix) -> int:

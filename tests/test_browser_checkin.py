@@ -753,6 +753,7 @@ def test_a_join_link_patient_confirms_where_they_are_before_the_waiting_room(
         device.shot("where-step-error")
 
         address.fill("14 Harbor Road, Springfield")
+        page.get_by_test_id("where-state").select_option("MA")
         page.get_by_test_id("where-callback").fill("617-555-0188")
         page.get_by_test_id("where-confirm").check()
         page.get_by_test_id("where-submit").tap()

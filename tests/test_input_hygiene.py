@@ -299,7 +299,8 @@ def test_unstorable_text_in_a_form_post_is_refused(
                          follow_redirects=False)
     assert forged.status_code == 403
     fine = client.post(url, data={"csrf_token": csrf, "address": "12 Elm Street",
-                                  "callback_phone": "+1 555 0100", "confirm": "yes"},
+                                  "state": "MA", "callback_phone": "+1 555 0100",
+                                  "confirm": "yes"},
                        follow_redirects=False)
     assert fine.status_code == 303, fine.text
 

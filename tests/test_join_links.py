@@ -129,7 +129,7 @@ def confirm_where(client: TestClient, visit_id: int) -> Any:
     """Pass the location step as the patient's browser does (a form post)."""
     csrf = client.get("/api/v1/session").json()["csrf_token"]
     return client.post(f"/visits/{visit_id}/where", follow_redirects=False, data={
-        "csrf_token": csrf, "address": "12 Elm Street, Springfield",
+        "csrf_token": csrf, "address": "12 Elm Street, Springfield", "state": "MA",
         "callback_phone": "617 555 0100", "confirm": "yes"})
 
 

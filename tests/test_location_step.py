@@ -39,8 +39,8 @@ def room(client: TestClient, visit_id: int) -> Any:
 
 
 def post_where(client: TestClient, visit_id: int, csrf: str, **fields: str) -> Any:
-    data = {"csrf_token": csrf, "address": ADDRESS, "callback_phone": "(617) 555-0123",
-            "confirm": "yes", **fields}
+    data = {"csrf_token": csrf, "address": ADDRESS, "state": "MA",
+            "callback_phone": "(617) 555-0123", "confirm": "yes", **fields}
     return client.post(f"/visits/{visit_id}/where", data=data, follow_redirects=False)
 
 
@@ -130,6 +130,7 @@ def test_confirming_stores_the_location_with_its_time_and_opens_the_room(
     checkin = stored_checkin(run, services, clinic.visit_id)
     assert checkin is not None
     assert (checkin.location_address, checkin.callback_phone) == (ADDRESS, "+16175550123")
+    assert checkin.location_state == "MA"  # the state the controlled-substance rules read
     assert checkin.location_confirmed_at is not None
     assert before <= checkin.location_confirmed_at <= after
     assert checkin.status.value == "draft"  # the rest of the check-in is still to do
@@ -159,6 +160,9 @@ def test_confirming_stores_the_location_with_its_time_and_opens_the_room(
     ({"callback_phone": "call me"}, {"callback-phone"}),
     ({"callback_phone": "12"}, {"callback-phone"}),
     ({"confirm": ""}, {"confirm"}),
+    # Every new confirmation on this step names the state (server.controlled reads it).
+    ({"state": ""}, {"state"}),
+    ({"state": "ZZ"}, {"state"}),
     ({"address": "", "callback_phone": "", "confirm": ""}, {"address", "callback-phone",
                                                              "confirm"}),
 ])
@@ -175,7 +179,7 @@ def test_a_wrong_answer_comes_back_with_the_message_next_to_the_field(
     assert shown == errors
     for name in errors:
         field_id = {"address": "where-address", "callback-phone": "where-callback",
-                    "confirm": None}[name]
+                    "state": "where-state", "confirm": None}[name]
         if field_id:
             assert f"where-{name}-error" in described_by(page, field_id)
             assert page.by_id[field_id]["aria-invalid"] == "true"

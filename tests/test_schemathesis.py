@@ -84,6 +84,7 @@ def seed(client: TestClient, clinic: Clinic, sign_in: SignIn) -> dict[str, list[
     return {"visit_id": [clinic.visit_id, clinic.visit2_id],
             "patient_id": [clinic.patient.id, clinic.patient2.id],
             "escalation_id": escalations, "user_id": people, "member_id": people,
+            "prescriber_id": [clinic.prescriber.id, clinic.other_prescriber.id],
             "shift_id": [1], "consent_id": [consent.json()["id"]],
             "guest_id": [guest.json()["id"]], "referral_id": [referral.json()["id"]]}
 

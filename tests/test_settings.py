@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, get_origin
 
@@ -37,6 +38,8 @@ SPECIAL: dict[str, tuple[str, Any]] = {"env": ("production", "production"),
                                         "clinic_timezone": ("Europe/Dublin", "Europe/Dublin"),
                                         "ice_transport_policy": ("relay", "relay"),
                                         "phone_region": ("GB", "GB"),
+                                        "telemedicine_flexibilities_end": (
+                                            "2027-12-31", date(2027, 12, 31)),
                                         "signaling_url": ("wss://clinic.example",
                                                           "wss://clinic.example"),
                                         "trusted_proxies": (" 10.0.0.5, ,172.28.10.0/24 ",

@@ -77,7 +77,7 @@ def test_a_patient_reads_times_in_their_own_zone_and_staff_in_the_clinics(
     assert moment(at, PACIFIC, now) in checkin.text
     # Where they are first (invariant 10), then the room.
     client.post(f"/visits/{clinic.visit_id}/where", data={
-        "csrf_token": csrf, "address": "12 Elm Street, Springfield",
+        "csrf_token": csrf, "address": "12 Elm Street, Springfield", "state": "MA",
         "callback_phone": "617 555 0100", "confirm": "yes"})
     room = client.get(f"/visits/{clinic.visit_id}")
     assert moment(at, PACIFIC, now) in room.text

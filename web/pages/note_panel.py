@@ -33,6 +33,7 @@ from server.timezones import clinic_zone
 from server.triage import Reason, level_rank
 from server.visits import ENDED, VisitRecord
 from web import escalation_view as view
+from web.pages import panel_controlled
 from web.pages.checkin import (
     MISSED_DOSE_REASON_LABELS,
     SEVERITY_LABELS,
@@ -52,6 +53,9 @@ SECTION_LABELS: Final[dict[notes.Section, str]] = {
     "safety_assessed": "What was assessed",
     "safety_risk_judgement": "Your risk judgement",
     "safety_plan": "Safety plan",
+    "visit_mode": "How this visit took place",
+    "audio_only_reason": "Why video was not possible",
+    "in_person_evaluated_on": "Your in-person evaluation of the patient (date)",
 }
 # The same sections named where they stand alone, in a message rather than under
 # the safety assessment's heading (the editor's "not saved" and merge lines).
@@ -75,6 +79,10 @@ SECTION_HINTS: Final[dict[notes.Section, str]] = {
     "safety_risk_judgement": "Low, moderate, high or imminent; say why in what was "
                              "assessed and the plan.",
     "safety_plan": "Safety plan, means restriction, crisis numbers given, follow-up.",
+    "audio_only_reason": "Required for an audio-only visit.",
+    "in_person_evaluated_on": "Needed to prescribe a controlled substance by "
+                              "telemedicine once the DEA's flexibilities end, except "
+                              "buprenorphine for opioid use disorder.",
 }
 # The order the sections are written in: the safety assessment follows the mental
 # status examination, before the assessment and plan.
@@ -168,6 +176,7 @@ class Panel:
     gate: list[ReasonLine]          # why the safety assessment is required (if it is)
     task_reasons: list[ReasonLine]  # the open addendum task's reasons, if one is open
     gate_vocabulary: dict[str, Any]
+    controlled: panel_controlled.ControlledPanel
     costs: Costs | None = None
 
 
@@ -319,6 +328,7 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
                                   if note.safety_addendum_task else [], services),
         gate_vocabulary=gate_vocabulary(services),
         costs=await costs_part(session, services, actor, visit.patient_id),
+        controlled=await panel_controlled.build(session, services, actor, visit),
     )
 
 

@@ -38,6 +38,7 @@ from server.http import actor_of, client_ip, path_id, services_of
 from server.models import CheckIn, CheckInStatus, Role, Visit
 from server.services import Services
 from server.timezones import viewer_zone
+from server.us_states import US_STATES
 from server.visits import VisitRecord
 from web.forms import checked_form
 from web.rendering import render
@@ -45,7 +46,9 @@ from web.rendering import render
 CONFIRM_MISSING: Final = ("Tick the box to confirm that you are at this address now and "
                           "that this number will reach you.")
 # The form's field names, by the API field each one carries.
-FORM_FIELDS: Final = {"location.address": "address", "callback_phone": "callback_phone"}
+FORM_FIELDS: Final = {"location.address": "address", "location.state": "state",
+                      "callback_phone": "callback_phone"}
+STATE_MISSING: Final = "Choose the state you are in now."
 
 
 def room_url(visit_id: int) -> str:
@@ -122,13 +125,16 @@ class WhereForm:
     message for each field that is wrong."""
 
     address: str = ""
+    # Required on this step (every new confirmation here): the state's rules apply to
+    # what the prescriber may prescribe by video (server.controlled).
+    state: str = ""
     callback_phone: str = ""
     confirmed: bool = False
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def prefilled(cls, info: EmergencyInfo) -> WhereForm:
-        return cls(address=info.address or "",
+    def prefilled(cls, info: EmergencyInfo, state: str | None) -> WhereForm:
+        return cls(address=info.address or "", state=state or "",
                    callback_phone=readable_phone(info.callback_phone) or "")
 
 
@@ -138,11 +144,13 @@ async def _render(request: Request, actor: Actor, visit_id: int, form: WhereForm
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
         info = await checkins.emergency_info_for(session, services, visit.patient_id)
+        state = await checkins.last_state(session, visit.patient_id) if form is None else None
         tz = await viewer_zone(session, services.settings, actor)
     if visit.status in visits.ENDED:
         return RedirectResponse(room_url(visit.id), status_code=303)
     return render(request, "where.html", status=status, visit=visit, info=info, tz=tz,
-                  form=form or WhereForm.prefilled(info), error=error,
+                  form=form or WhereForm.prefilled(info, state), error=error,
+                  us_states=US_STATES,
                   is_open=checkin_open(visit, services),
                   opens_at=visit.scheduled_at - checkins.OPEN_BEFORE)
 
@@ -160,10 +168,14 @@ async def where_submit(request: Request) -> Response:
     visit_id = path_id(request, "visit_id")
     services = services_of(request)
     form = WhereForm(address=str(form_data.get("address") or "")[:500],
+                     state=str(form_data.get("state") or "")[:20],
                      callback_phone=str(form_data.get("callback_phone") or "")[:40],
                      confirmed=form_data.get("confirm") == "yes")
-    data = {"location": {"address": form.address}, "callback_phone": form.callback_phone}
+    data = {"location": {"address": form.address, "state": form.state or None},
+            "callback_phone": form.callback_phone}
     form.errors = problems(services, data)
+    if not form.state:
+        form.errors["state"] = STATE_MISSING
     if not form.confirmed:
         form.errors["confirm"] = CONFIRM_MISSING
     if form.errors:

@@ -11,7 +11,8 @@ import { ACTION_WORDS, RISK_JUDGEMENT_LABELS, RISK_JUDGEMENTS, SECTION_LABELS, S
 
 export { ACTION_WORDS, RISK_JUDGEMENT_LABELS, RISK_JUDGEMENTS, SECTION_LABELS, SECTIONS };
 
-const ROW_FIELDS = ["action", "drug", "dose", "unit", "route", "frequency", "reason", "replaces"];
+const ROW_FIELDS = ["action", "drug", "dose", "unit", "route", "frequency", "reason", "replaces",
+  "days_supply"];
 
 function text(value) {
   return typeof value === "string" ? value : value === null || value === undefined ? "" : String(value);
@@ -26,7 +27,9 @@ export function normalizeRow(row) {
   for (const field of ROW_FIELDS) {
     if (field === "replaces" && row.action !== "switch") continue;
     const value = field === "drug" ? drug : text(row[field]).trim();
-    if (value) out[field] = value;
+    // A whole number, as the server answers it, so "saved?" compares like with like.
+    if (value && field === "days_supply") out[field] = /^\d+$/.test(value) ? Number(value) : value;
+    else if (value) out[field] = value;
   }
   if (!out.action) out.action = "start";
   return out;

@@ -18,6 +18,7 @@
 //   (offline-worker.js) that keeps the note writable across a reload while the
 //   server is down.
 
+import { hideControlledGaps, showControlledGaps } from "./controlled-gate.js";
 import { connectEvents } from "./escalation-alerts.js";
 import { formBody, handleForm } from "./escalation-api.js";
 import { NoteAutosave, request } from "./note-autosave.js";
@@ -231,6 +232,7 @@ class NotePanel {
       this.showSignCheck(result.data);
       return;
     }
+    if (showControlledGaps(el.signDialog, result)) return;
     this.closeSignDialog();
     if (!(await this.onSignRefused(result))) this.say(this.failure(result, "Not signed"), "warning");
   }
@@ -238,6 +240,7 @@ class NotePanel {
   openSignDialog() {
     const { el } = this;
     el.signStatus.textContent = "Checking the note…";
+    hideControlledGaps(el.signDialog);
     el.signMissing.hidden = true;
     el.signReady.hidden = true;
     el.signConfirm.hidden = true;
@@ -302,6 +305,7 @@ class NotePanel {
     }
     // The version this page holds, saved and shown: the server signs that one or none.
     const result = await request("POST", `${this.url}/sign`, { version: autosave.base.version });
+    if (showControlledGaps(el.signDialog, result)) return;
     this.closeSignDialog();
     if (result.ok) {
       await autosave.signedElsewhere(result.data);

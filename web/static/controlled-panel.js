@@ -1,0 +1,40 @@
+// The note panel's PDMP form (web/templates/_panel_controlled.html): records a check
+// for this visit (POST /api/v1/visits/{id}/pdmp-checks) and lists it, so the sign
+// confirmation that follows finds it.
+import { moment } from "./moment.js";
+import { request } from "./note-autosave.js";
+
+const form = document.getElementById("pdmp-form");
+const list = document.getElementById("pdmp-checks");
+const empty = document.getElementById("pdmp-empty");
+const problem = document.getElementById("pdmp-error");
+
+function line(check) {
+  const item = document.createElement("li");
+  item.dataset.result = check.result;
+  item.textContent = `PDMP ${check.state}: ${check.result}, ${moment(check.checked_at)} ` +
+    `(${check.checked_by.name})` +
+    (check.note ? `: ${check.note}` : "");
+  return item;
+}
+
+if (form) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    problem.hidden = true;
+    const result = await request("POST", form.dataset.url, {
+      state: data.get("state"), result: data.get("result"), note: data.get("note") || "" });
+    button.disabled = false;
+    if (!result.ok) {
+      problem.textContent = (result.error && result.error.message) || "Not recorded; try again.";
+      problem.hidden = false;
+      return;
+    }
+    list.prepend(line(result.data));
+    empty.hidden = true;
+    form.querySelector("[name=note]").value = "";
+  });
+}

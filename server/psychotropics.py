@@ -1,57 +1,54 @@
-"""Which medications on a patient's list are psychotropics: what FIBSER asks about.
+"""Which medications are psychotropics, from the reviewed data file beside this module
+(``psychotropics.toml``): FIBSER is asked at check-in when the patient takes any of them
+(``is_psychotropic``), and a start, switch or dose change of one whose class opens trials
+opens a medication trial (``opens_trial``, server/trials.py).
 
-The list is generic names by class (and the common brand names patients and notes use),
-matched as a whole word of the medication's name, as the Part 2 rules match MOUD. A drug
-not listed here is not asked about; adding one is a reviewed change of this table. MOUD
-(buprenorphine, methadone, naltrexone) is included: its side effects are a reason to
-stop as much as any antidepressant's (docs/clinical.md, "What it costs").
+Names are generic and common brand names, matched as a whole word of the medication's
+name as written on the list ("Sertraline 50 mg", "Adderall XR"), as the Part 2 rules
+match MOUD. The file is read and validated once; a broken file fails at start.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+import tomllib
+from functools import cache
+from pathlib import Path
 
-CLASSES: Final[dict[str, tuple[str, ...]]] = {
-    "antidepressant": (
-        "fluoxetine", "sertraline", "paroxetine", "citalopram", "escitalopram",
-        "fluvoxamine", "venlafaxine", "desvenlafaxine", "duloxetine", "levomilnacipran",
-        "bupropion", "mirtazapine", "trazodone", "nefazodone", "vilazodone", "vortioxetine",
-        "amitriptyline", "nortriptyline", "imipramine", "desipramine", "clomipramine",
-        "doxepin", "phenelzine", "tranylcypromine", "selegiline", "esketamine",
-        "zuranolone", "prozac", "zoloft", "paxil", "celexa", "lexapro", "effexor",
-        "pristiq", "cymbalta", "wellbutrin", "remeron", "trintellix", "spravato"),
-    "antipsychotic": (
-        "aripiprazole", "asenapine", "brexpiprazole", "cariprazine", "clozapine",
-        "haloperidol", "iloperidone", "lurasidone", "olanzapine", "paliperidone",
-        "quetiapine", "risperidone", "ziprasidone", "lumateperone", "chlorpromazine",
-        "fluphenazine", "perphenazine", "xanomeline", "abilify", "vraylar", "rexulti",
-        "latuda", "zyprexa", "seroquel", "risperdal", "invega", "geodon", "caplyta",
-        "clozaril"),
-    "mood_stabilizer": (
-        "lithium", "valproate", "divalproex", "valproic", "carbamazepine", "oxcarbazepine",
-        "lamotrigine", "depakote", "tegretol", "lamictal"),
-    "anxiolytic_hypnotic": (
-        "alprazolam", "clonazepam", "diazepam", "lorazepam", "chlordiazepoxide",
-        "temazepam", "buspirone", "hydroxyzine", "zolpidem", "eszopiclone", "zaleplon",
-        "suvorexant", "lemborexant", "daridorexant", "xanax", "klonopin", "valium",
-        "ativan", "ambien"),
-    "stimulant_adhd": (
-        "methylphenidate", "dexmethylphenidate", "amphetamine", "dextroamphetamine",
-        "lisdexamfetamine", "atomoxetine", "viloxazine", "guanfacine", "clonidine",
-        "modafinil", "armodafinil", "adderall", "ritalin", "concerta", "vyvanse",
-        "focalin", "strattera"),
-    "addiction": (
-        "buprenorphine", "methadone", "naltrexone", "acamprosate", "disulfiram",
-        "varenicline", "suboxone", "subutex", "zubsolv", "sublocade", "brixadi",
-        "methadose", "dolophine", "vivitrol", "revia"),
-    "other": ("prazosin", "propranolol", "gabapentin", "pregabalin", "topiramate"),
-}
+from pydantic import BaseModel, ConfigDict, Field
 
-_NAMES: Final = frozenset(name for names in CLASSES.values() for name in names)
+PSYCHOTROPICS_PATH = Path(__file__).with_name("psychotropics.toml")
+
+
+class DrugClass(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    names: tuple[str, ...] = Field(min_length=1)
+    # False for medications whose outcome PHQ-9/GAD-7 do not follow (MOUD: the BAM).
+    opens_trial: bool = True
+
+
+class Psychotropics(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    classes: dict[str, DrugClass] = Field(min_length=1)
+
+    def class_of(self, drug: str) -> str | None:
+        words = set(re.findall(r"[a-z]+", drug.lower()))
+        return next((name for name, found in self.classes.items()
+                     if words & set(found.names)), None)
+
+
+@cache
+def psychotropics() -> Psychotropics:
+    with PSYCHOTROPICS_PATH.open("rb") as file:
+        return Psychotropics.model_validate(tomllib.load(file))
 
 
 def is_psychotropic(drug: str) -> bool:
-    """Whether a medication's name (as on the list: "Sertraline 50 mg", "Adderall XR")
-    names a psychotropic."""
-    return any(word in _NAMES for word in re.findall(r"[a-z]+", drug.lower()))
+    """Whether a medication's name names a psychotropic (FIBSER asks about it)."""
+    return psychotropics().class_of(drug) is not None
+
+
+def opens_trial(drug: str) -> bool:
+    """Whether a start, switch or dose change of this medication opens a trial."""
+    found = psychotropics().class_of(drug)
+    return found is not None and psychotropics().classes[found].opens_trial

@@ -2,7 +2,8 @@
 
 A start, switch or dose change (increase, decrease, taper) of a psychotropic opens a
 trial (CLINICAL.md, "Measurement-based care in the visit"). Which medications are
-psychotropics is reviewed data, ``psychotropics.toml`` beside this module. Changes
+psychotropics, and which of them open trials, is reviewed data (``server.psychotropics``,
+``psychotropics.toml``). Changes
 signed in one note open one trial together. A trial runs until the next one opens, or
 until every medication it changed is stopped.
 
@@ -14,15 +15,10 @@ trend and the panel's "Current trial" line can never disagree.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from functools import cache
-from pathlib import Path
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,37 +27,12 @@ from server.access import access_patient
 from server.actors import Actor
 from server.measures import MeasuredInstrument, ReliableChange, Window
 from server.models import MeasureResult, MedicationChange
+from server.psychotropics import opens_trial
 from server.results import Instant, Result
 
-PSYCHOTROPICS_PATH = Path(__file__).with_name("psychotropics.toml")
 # The actions that open a trial; a "stop" ends one, "continue" changes nothing.
 OPENS: Final = frozenset({"start", "switch", "increase", "decrease", "taper"})
 MEASURED: Final[tuple[MeasuredInstrument, ...]] = ("phq9", "gad7")
-
-
-class _Class(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    names: tuple[str, ...] = Field(min_length=1)
-
-
-class Psychotropics(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    classes: dict[str, _Class] = Field(min_length=1)
-
-    def class_of(self, drug: str) -> str | None:
-        words = set(re.findall(r"[a-z]+", drug.lower()))
-        return next((name for name, found in self.classes.items()
-                     if words & set(found.names)), None)
-
-
-@cache
-def psychotropics() -> Psychotropics:
-    with PSYCHOTROPICS_PATH.open("rb") as file:
-        return Psychotropics.model_validate(tomllib.load(file))
-
-
-def is_psychotropic(drug: str) -> bool:
-    return psychotropics().class_of(drug) is not None
 
 
 class MedicationMark(Result):
@@ -157,7 +128,7 @@ def _mark(change: MedicationChange, names: dict[int, str]) -> MedicationMark:
 def _is_psychotropic_change(change: MedicationChange, names: dict[int, str]) -> bool:
     detail = change.detail or {}
     drug = str(detail.get("drug") or names.get(change.medication_id, ""))
-    return is_psychotropic(drug)
+    return opens_trial(drug)
 
 
 class Opening(Result):

@@ -107,8 +107,9 @@ def test_the_note_panel_audits_each_read_in_one_insert(
         assert room(client, clinic.visit_id) == 200
     inserts = [rows for s, rows in seen if s.startswith("INSERT INTO audit_log")]
     logged = reads(run, services, clinic.prescriber.id)
-    assert sorted(set(logged)) == ["checkin", "measures", "medication_trials", "medications",
-                                   "note", "visit"]
+    assert sorted(set(logged)) == ["checkin", "lab_monitoring", "measures",
+                                   "medication_costs", "medication_trials", "medications",
+                                   "note", "pdmp_checks", "visit"]
     assert inserts == [len(logged)]  # one statement carrying every row
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from server.measures import MeasuredInstrument
 from server.models import MedicationChange
-from server.trials import derive, is_psychotropic, psychotropics
+from server.psychotropics import is_psychotropic, opens_trial, psychotropics
+from server.trials import derive
 
 START = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
 
@@ -37,12 +38,13 @@ SERTRALINE = [change(1, "start", START, drug="sertraline", dose="50", unit="mg")
 
 def test_the_vocabulary_is_reviewed_data() -> None:
     assert {"antidepressant", "antipsychotic", "mood_stabilizer"} <= set(psychotropics().classes)
-    assert is_psychotropic("Sertraline")
-    assert is_psychotropic("Zoloft 50")
-    assert is_psychotropic("lithium carbonate")
-    assert not is_psychotropic("metformin")
-    # MOUD is followed with the BAM, not PHQ-9 (psychotropics.toml says why).
-    assert not is_psychotropic("buprenorphine")
+    assert opens_trial("Sertraline")
+    assert opens_trial("Zoloft 50")
+    assert opens_trial("lithium carbonate")
+    assert not opens_trial("metformin") and not is_psychotropic("metformin")
+    # MOUD is followed with the BAM, not PHQ-9 (psychotropics.toml says why); its side
+    # effects still make FIBSER ask.
+    assert not opens_trial("buprenorphine") and is_psychotropic("buprenorphine")
 
 
 def test_baseline_is_the_last_score_before_the_start() -> None:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit, consents, counseling_notes, disclosures, fhir
+from server import audit, counseling_notes, disclosures, fhir
 from server.access import access_escalation, require_role
 from server.actors import Actor
 from server.errors import NotFound
@@ -34,7 +34,7 @@ from server.models import (
     SudCounselingNote,
     User,
 )
-from server.part2 import NO_REDISCLOSURE, NOTICE, Category, rules
+from server.part2 import NOTICE, Category, rules
 from server.results import Instant, JsonObject, Person, Result
 
 # The levels of care above an outpatient video visit (CLINICAL.md, "Levels of care").
@@ -115,16 +115,8 @@ async def make(session: AsyncSession, actor: Actor, escalation_id: int,
         "reasonCode": [{"text": reason} for reason in escalation.reasons],
         **({"note": [{"text": body.note}]} if body.note else {}),
     }})
-    today = consents.today_in(zone, now)
-    for consent in {c.id: c for c in released.values()}.values():
-        bundle_entries.append({"fullUrl": f"urn:mendwell:consent:{consent.id}",
-                               "resource": consents.fhir_consent(
-                                   await consents.result_of(session, consent, today),
-                                   organization)})
-    meta: dict[str, Any] = {}
-    if released:
-        meta = {"meta": {"security": [NO_REDISCLOSURE], "extension": [
-            {"url": disclosures.NOTICE_EXTENSION, "valueString": NOTICE}]}}
+    bundle_entries += await disclosures.consent_entries(
+        session, released, now=now, zone=zone, organization=organization)
     content: JsonObject = {
         "level_of_care": body.level_of_care, "note": body.note,
         "reasons": list(escalation.reasons), "level": escalation.level,
@@ -137,10 +129,9 @@ async def make(session: AsyncSession, actor: Actor, escalation_id: int,
         if "sud_counseling_notes" in released else [],
         "part2": sorted(released), "withheld": withheld,
         "notice": NOTICE if released else None,
-        "bundle": fhir.bundle_of(bundle_entries, **meta),
+        "bundle": fhir.bundle_of(bundle_entries, **disclosures.notice_meta(released)),
     }
-    main = max(released.values(), key=lambda c: sum(1 for v in released.values()
-                                                     if v.id == c.id), default=None)
+    main = disclosures.main_consent(released)
     recorded = await disclosures.record(
         session, actor, patient_id, channel="referral_packet", recipient=recipient,
         purpose="treatment", categories=sorted(released),
@@ -148,10 +139,10 @@ async def make(session: AsyncSession, actor: Actor, escalation_id: int,
         description=f"Referral packet for {LEVEL_LABELS[body.level_of_care].lower()}: "
                     "reason for referral, medications and latest scores"
                     + (f"; {disclosures.describe(released)}" if released else
-                       "; no substance use records"))
+                       "; no substance use records"),
+        content=dict(content))
     row = await session.get(Part2Disclosure, recorded.id)
     assert row is not None
-    row.content = dict(content)
     audit.record(session, actor, "refer", "escalation", escalation_id, patient_id=patient_id,
                  at=now, level_of_care=body.level_of_care, withheld=withheld)
     return await _result(session, row)

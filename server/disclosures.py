@@ -115,15 +115,18 @@ async def record(session: AsyncSession, actor: Actor, patient_id: int, *, channe
                  recipient: Recipient, purpose: str, categories: list[str],
                  consent_id: int | None, now: datetime, description: str | None = None,
                  emergency_nature: str | None = None, escalation_id: int | None = None,
-                 visit_id: int | None = None) -> Disclosure:
-    """One row of the accounting of disclosures, with its audit entry and event."""
+                 visit_id: int | None = None,
+                 content: dict[str, Any] | None = None) -> Disclosure:
+    """One row of the accounting of disclosures, with its audit entry and event;
+    ``content`` is what went, kept to print again (a referral packet)."""
     row = Part2Disclosure(
         patient_id=patient_id, at=now, channel=channel, recipient_name=recipient.name,
         recipient_affiliation=recipient.affiliation,
         recipient_class=recipient.recipient_class, purpose=purpose,
         description=description or describe(categories), categories=sorted(categories),
         consent_id=consent_id, disclosed_by_id=actor.user_id,
-        emergency_nature=emergency_nature, escalation_id=escalation_id, visit_id=visit_id)
+        emergency_nature=emergency_nature, escalation_id=escalation_id, visit_id=visit_id,
+        content=content)
     session.add(row)
     await session.flush()
     audit.record(session, actor, "disclose", "disclosure", row.id, patient_id=patient_id,
@@ -171,33 +174,50 @@ async def export_fhir(session: AsyncSession, actor: Actor, patient_id: int,
                                       now=now, zone=zone)
     entries = [entry if category is None else fhir.labelled(entry)
                for category, entry in found if category is None or category in released]
+    entries += await consent_entries(session, released, now=now, zone=zone,
+                                     organization=organization)
     disclosure = None
-    extra: dict[str, Any] = {}
     if released:
-        used = {c.id: c for c in released.values()}
-        today = consents.today_in(zone, now)
-        for consent in used.values():
-            entries.append({"fullUrl": f"urn:mendwell:consent:{consent.id}",
-                            "resource": fhir_consent(await consents.result_of(
-                                session, consent, today), organization)})
-        # A Bundle has no extensions of its own; its meta (an Element) may.
-        extra["meta"] = {"security": [NO_REDISCLOSURE],
-                         "extension": [{"url": NOTICE_EXTENSION, "valueString": NOTICE}]}
-        # The consent the accounting names: the one that let the most go.
-        main = max(used.values(),
-                   key=lambda c: sum(1 for v in released.values() if v.id == c.id))
+        main = main_consent(released)
         disclosure = await record(session, actor, patient_id, channel="fhir_export",
                                   recipient=body.recipient, purpose=body.purpose,
-                                  categories=list(released), consent_id=main.id, now=now)
+                                  categories=list(released),
+                                  consent_id=main.id if main else None, now=now)
     audit.record(session, actor, "export_fhir", "measures", patient_id, patient_id=patient_id,
                  at=now, count=len(entries), withheld=withheld)
-    return fhir.bundle_of(entries, **extra), Released(
+    return fhir.bundle_of(entries, **notice_meta(released)), Released(
         released={c: v.id for c, v in released.items()}, withheld=withheld,
         disclosure=disclosure)
 
 
 # Where the 2.32 notice sits in a Bundle (its meta): FHIR R4 has no element for it.
 NOTICE_EXTENSION = "urn:mendwell:fhir:42cfr2.32-notice"
+
+
+async def consent_entries(session: AsyncSession, released: dict[Category, Part2Consent], *,
+                          now: datetime, zone: str,
+                          organization: str) -> list[dict[str, Any]]:
+    """The consents a disclosure rests on, as FHIR ``Consent`` entries of its Bundle."""
+    today = consents.today_in(zone, now)
+    return [{"fullUrl": f"urn:mendwell:consent:{consent.id}",
+             "resource": fhir_consent(await consents.result_of(session, consent, today),
+                                      organization)}
+            for consent in {c.id: c for c in released.values()}.values()]
+
+
+def notice_meta(released: dict[Category, Part2Consent]) -> dict[str, Any]:
+    """The Bundle's meta when Part 2 data went: no redisclosure, and the 2.32 notice (a
+    Bundle has no extensions of its own; its meta, an Element, may)."""
+    if not released:
+        return {}
+    return {"meta": {"security": [NO_REDISCLOSURE],
+                     "extension": [{"url": NOTICE_EXTENSION, "valueString": NOTICE}]}}
+
+
+def main_consent(released: dict[Category, Part2Consent]) -> Part2Consent | None:
+    """The consent the accounting names for a disclosure: the one that let most go."""
+    return max(released.values(),
+               key=lambda c: sum(1 for v in released.values() if v.id == c.id), default=None)
 
 
 class EmergencyBody(BaseModel):

@@ -257,6 +257,13 @@ async def patient_disclosures(request: Request) -> Response:
 async def escalation_emergency_page(request: Request, *, status: int = 200,
                                    **context: Any) -> Response:
     """The form for a medical-emergency disclosure made while handling an escalation."""
+    context.setdefault("emergency", {})
+    return await _escalation_form(request, "emergency_disclosure.html", status, context)
+
+
+async def _escalation_form(request: Request, template: str, status: int,
+                           context: dict[str, Any]) -> Response:
+    """A form about an escalation's patient, for whoever may act on the escalation."""
     actor = actor_of(request)
     require_role(actor, Role.prescriber, Role.coordinator)
     escalation_id = path_id(request, "escalation_id")
@@ -266,8 +273,7 @@ async def escalation_emergency_page(request: Request, *, status: int = 200,
                                              now=services.clock.now())
         patient = await session.get(User, escalation.patient_id)
     assert patient is not None
-    context.setdefault("emergency", {})
-    return render(request, "emergency_disclosure.html", status=status, patient=patient,
+    return render(request, template, status=status, patient=patient,
                   escalation_id=escalation_id, **context)
 
 
@@ -296,18 +302,9 @@ async def consent_to_guest(request: Request) -> Response:
 async def referral_form(request: Request, *, status: int = 200,
                         **context: Any) -> Response:
     """A referral packet for a step-up, from the escalation that calls for it."""
-    actor = actor_of(request)
-    require_role(actor, Role.prescriber, Role.coordinator)
-    escalation_id = path_id(request, "escalation_id")
-    services = services_of(request)
-    async with services.transaction() as session:
-        escalation = await access_escalation(session, actor, escalation_id, write=True,
-                                             now=services.clock.now())
-        patient = await session.get(User, escalation.patient_id)
-    assert patient is not None
     context.setdefault("values", {})
-    return render(request, "referral_new.html", status=status, patient=patient,
-                  escalation_id=escalation_id, levels=referrals.LEVEL_LABELS, **context)
+    return await _escalation_form(request, "referral_new.html", status,
+                                  {"levels": referrals.LEVEL_LABELS, **context})
 
 
 async def referral_submit(request: Request) -> Response:

@@ -46,8 +46,34 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     LOG_SCAN.ensure()  # back on the root logger if a test reconfigured logging
 
 
+# Under pytest-xdist (`make test` runs `-n` workers with `--dist loadgroup`) the browser
+# tests run one after another on one worker: each starts Chromium with fake devices and a
+# real server, and two of them at once on a 2-core machine only slow each other down.
+# The other workers share everything else.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
+# Under pytest-xdist each worker scans its own records; a worker's exit status does not
+# fail the run, so a worker hands its findings to the controller, which reports them all.
+WORKER_FINDINGS = "mendwell_log_findings"
+_worker_findings: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    _worker_findings.extend(node.workeroutput.get(WORKER_FINDINGS, []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    findings = LOG_SCAN.finish()
+    findings = [str(finding) for finding in LOG_SCAN.finish()]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports
+        workeroutput[WORKER_FINDINGS] = findings
+        return
+    findings += _worker_findings
     if not findings:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -55,7 +81,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line("")
         reporter.write_sep("=", f"{len(findings)} log record(s) hold what no log may", red=True)
         for finding in findings[:50]:
-            reporter.write_line(str(finding))
+            reporter.write_line(finding)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

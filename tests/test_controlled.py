@@ -14,16 +14,14 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from server.controlled import (
-    CATALOGUE_PATH,
     Credential,
     Facts,
     Prescription,
     add_months,
-    catalogue,
-    load_catalogue,
     prescriptions_of,
     rule_gaps,
 )
+from server.medication_catalogue import CATALOGUE_PATH, catalogue, load_catalogue
 from server.medications import MedicationChangeRow
 from server.models import AuditEntry, PdmpCheck
 from server.services import Services

@@ -309,7 +309,7 @@ class NotePanel {
     this.closeSignDialog();
     if (result.ok) {
       await autosave.signedElsewhere(result.data);
-      this.refreshPart("medications");
+      this.refreshMonitoring();
       this.say("Signed. The medication list is updated.", "ok");
       return;
     }
@@ -631,6 +631,7 @@ class NotePanel {
       onSubscribed: () => {
         // Whatever changed while the socket was down came without an event.
         this.refreshPart("safety");
+        this.refreshMonitoring();
         this.refreshNote();
         this.autosave.remoteSaved(Number.MAX_SAFE_INTEGER);
       },
@@ -646,7 +647,7 @@ class NotePanel {
     if (forVisit && type === "note.signed") {
       if (this.canWrite) this.autosave.signedElsewhere();
       else this.autosave.reload();
-      this.refreshPart("medications");
+      this.refreshMonitoring();
     }
     if (message.patient_id === this.patientId &&
         (type.startsWith("escalation.") || type.startsWith("checkin.") ||
@@ -656,6 +657,15 @@ class NotePanel {
       // result may lift an overdue-lab reason).
       this.refreshNote();
     }
+    if (message.patient_id === this.patientId && type === "lab.added") this.refreshMonitoring();
+  }
+
+  // The labs block and the medication list's "Needs monitoring" come from the same lab
+  // rules (server/labs.py): a signed note (a medication started or changed) or a new
+  // result changes both, so both are fetched again.
+  refreshMonitoring() {
+    this.refreshPart("labs");
+    this.refreshPart("medications");
   }
 
   async refreshPart(name) {

@@ -631,7 +631,10 @@ class NotePanel {
       onSubscribed: () => {
         // Whatever changed while the socket was down came without an event.
         this.refreshPart("safety");
-        this.refreshMonitoring();
+        // The labs block and the medication list came with the page: only a
+        // reconnection can have missed a signed note or a result.
+        if (this.subscribedBefore) this.refreshMonitoring();
+        this.subscribedBefore = true;
         this.refreshNote();
         this.autosave.remoteSaved(Number.MAX_SAFE_INTEGER);
       },

@@ -1,14 +1,17 @@
 """The one reviewed catalogue of medication names (``medication_catalogue.toml`` beside
 this module): each medication once, with its generic name, other generic names, brand
-names, psychotropic class, DEA schedule, ``moud`` flag and lab-monitoring groups.
+names, psychotropic class, DEA schedule, ``opioid_use_disorder``, ``moud`` and ``part2``
+flags and lab-monitoring groups.
 
-Three consumers read it, so one name never answers differently in two places:
+Its consumers read it, so one name never answers differently in two places:
 
 - ``server.psychotropics``: whether FIBSER is asked (any class) and whether a start,
   switch or dose change opens a medication trial (the class's ``opens_trial``);
 - ``server.controlled``: the DEA schedule and ``moud`` the signing gate holds a
   prescription to;
-- ``server.labs``: which lab rules (``lab_rules.toml``, by group) apply to the drug.
+- ``server.labs``: which lab rules (``lab_rules.toml``, by group) apply to the drug;
+- ``server.substance_use``: what counts as MOUD (``opioid_use_disorder``);
+- ``server.part2``: which medications are 42 CFR Part 2 records (``part2``).
 
 Matching (``Catalogue.matches``): the medication as written ("Sertraline 50 mg",
 "Adderall XR", "valproic acid 250 mg") is read as its runs of letters, lower case; a
@@ -19,8 +22,10 @@ stricter schedule (``find``), the first class in the file's class order
 
 The file is parsed and validated once per process (``catalogue()``, called at start-up
 by ``server.app``): an unknown class, schedule or lab group, a name listed twice, a
-name that cannot match, a MOUD entry outside Schedule III-V, or a class or group no
-medication is in stops the start, with the entry named.
+name that cannot match, a ``moud`` entry outside Schedule III-V or not for opioid use
+disorder, an ``opioid_use_disorder`` entry not ``part2``, a ``part2`` entry outside the
+addiction class, or a class or group no medication is in stops the start, with the
+entry named.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ SCHEDULE_ORDER: Final[tuple[Schedule, ...]] = ("II", "III", "IV", "V")
 # can find (it reads a drug as its runs of letters).
 _NAME: Final = re.compile(r"[a-z]+(?: [a-z]+)*")
 _KEY: Final = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# The class of medications for substance use disorders, where every ``part2`` entry is.
+ADDICTION_CLASS: Final = "addiction"
 
 
 def words_of(drug: str) -> tuple[str, ...]:
@@ -84,8 +91,14 @@ class CatalogueEntry(_Strict):
     # The psychotropic class (a key of ``classes``), or absent: not a psychotropic.
     psychotropic: str | None = None
     schedule: Schedule | None = None
-    # Approved for opioid use disorder (90 FR 6504 applies).
+    # Approved for opioid use disorder: MOUD to the substance-use track.
+    opioid_use_disorder: bool = False
+    # A Schedule III-V medication for opioid use disorder that 90 FR 6504 lets a
+    # prescriber start by telemedicine (the signing gate's exception). Not methadone:
+    # for OUD it is dispensed only by an opioid treatment program (42 CFR 8.12).
     moud: bool = False
+    # Its presence on the record is a SUD record under 42 CFR Part 2 (server.part2).
+    part2: bool = False
     # Lab-monitoring groups (keys of ``lab_groups``).
     labs: tuple[str, ...] = ()
 
@@ -137,6 +150,18 @@ class Catalogue(_Strict):
                 raise ValueError(f"medication {entry.name!r}: a lab group listed twice")
             if entry.moud and entry.schedule not in ("III", "IV", "V"):
                 raise ValueError(f"medication {entry.name!r}: a MOUD entry is Schedule III-V")
+            # The flags nest: the telemedicine exception is for OUD medications, and an
+            # OUD medication on the record is always a Part 2 record (a missing flag
+            # would let it leave the program without consent).
+            if entry.moud and not entry.opioid_use_disorder:
+                raise ValueError(f"medication {entry.name!r}: a MOUD entry is for "
+                                 "opioid_use_disorder")
+            if entry.opioid_use_disorder and not entry.part2:
+                raise ValueError(f"medication {entry.name!r}: an opioid_use_disorder "
+                                 "entry is part2")
+            if entry.part2 and entry.psychotropic != ADDICTION_CLASS:
+                raise ValueError(f"medication {entry.name!r}: a part2 entry is in the "
+                                 f"{ADDICTION_CLASS!r} class")
         # A class or group no medication is in is a typing error in an entry (the
         # group's lab rules would never apply).
         for name in self.classes:
@@ -178,6 +203,16 @@ class Catalogue(_Strict):
         or None: not a psychotropic (server.psychotropics)."""
         mine = {e.psychotropic for e in self.matches(drug)}
         return next((name for name in self.classes if name in mine), None)
+
+    def is_part2(self, drug: str) -> bool:
+        """Whether any medication the drug names is a 42 CFR Part 2 record (server.part2);
+        a combination is if any part is."""
+        return any(e.part2 for e in self.matches(drug))
+
+    def is_for_opioid_use_disorder(self, drug: str) -> bool:
+        """Whether any medication the drug names is for opioid use disorder: MOUD to the
+        substance-use track (server.substance_use)."""
+        return any(e.opioid_use_disorder for e in self.matches(drug))
 
     def lab_groups_of(self, drug: str) -> frozenset[str]:
         """Every lab-monitoring group of every medication the drug names (server.labs)."""

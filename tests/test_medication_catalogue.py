@@ -48,6 +48,18 @@ def replaced(old: str, new: str) -> str:
     (TEXT + '\n[[medications]]\nname = "b12"\n', "'b12' is not lower-case words"),
     (TEXT + '\n[[medications]]\nname = "newdrug"\nschedule = "II"\nmoud = true\n',
      "medication 'newdrug': a MOUD entry is Schedule III-V"),
+    # Methadone as moud: the telemedicine exception for an OTP-only Schedule II drug.
+    (replaced('schedule = "II"\nopioid_use_disorder = true\npart2 = true',
+              'schedule = "II"\nopioid_use_disorder = true\nmoud = true\npart2 = true'),
+     "medication 'methadone': a MOUD entry is Schedule III-V"),
+    (TEXT + '\n[[medications]]\nname = "newdrug"\npsychotropic = "addiction"\n'
+     'schedule = "III"\nmoud = true\npart2 = true\n',
+     "medication 'newdrug': a MOUD entry is for opioid_use_disorder"),
+    (TEXT + '\n[[medications]]\nname = "newdrug"\npsychotropic = "addiction"\n'
+     'opioid_use_disorder = true\n',
+     "medication 'newdrug': an opioid_use_disorder entry is part2"),
+    (TEXT + '\n[[medications]]\nname = "newdrug"\npart2 = true\n',
+     "medication 'newdrug': a part2 entry is in the 'addiction' class"),
     (TEXT + '\n[[medications]]\nname = "newdrug"\nbrand = ["newbrand"]\n',
      r"medication 'newdrug' \(brand\): Extra inputs are not permitted"),
     (TEXT + '\n[[medications]]\nname = "newdrug"\nlabs = ["sga", "sga"]\n',
@@ -92,6 +104,58 @@ def test_the_lab_rules_and_the_catalogue_name_the_same_groups(tmp_path: Path) ->
         labs.load_rules(labs.RULES_PATH, load_catalogue(written(tmp_path, text)))
 
 
+# --- the DEA schedules (21 CFR 1308.12-1308.15) ------------------------------------------
+# A controlled medication without its schedule is never stopped by the signing gate.
+
+
+@pytest.mark.parametrize(("drug", "schedule"), [
+    # Schedule II: methadone and every stimulant.
+    ("methadone", "II"), ("Methadose", "II"), ("Dolophine", "II"),
+    ("amphetamine", "II"), ("Adderall", "II"), ("dextroamphetamine", "II"),
+    ("lisdexamfetamine", "II"), ("Vyvanse", "II"), ("methylphenidate", "II"),
+    ("Concerta", "II"), ("dexmethylphenidate", "II"), ("Focalin", "II"),
+    ("methamphetamine", "II"), ("Desoxyn", "II"),
+    # Schedule III.
+    ("esketamine", "III"), ("Spravato", "III"), ("ketamine", "III"),
+    ("buprenorphine", "III"), ("Sublocade", "III"),
+    # Schedule IV: every benzodiazepine and Z-drug, the orexin antagonists, and more.
+    ("zuranolone", "IV"), ("Zurzuvae", "IV"), ("lemborexant", "IV"), ("Dayvigo", "IV"),
+    ("daridorexant", "IV"), ("Quviviq", "IV"), ("suvorexant", "IV"), ("Belsomra", "IV"),
+    ("alprazolam", "IV"), ("clonazepam", "IV"), ("lorazepam", "IV"), ("diazepam", "IV"),
+    ("chlordiazepoxide", "IV"), ("temazepam", "IV"), ("oxazepam", "IV"),
+    ("clorazepate", "IV"), ("triazolam", "IV"), ("estazolam", "IV"), ("flurazepam", "IV"),
+    ("quazepam", "IV"), ("zolpidem", "IV"), ("zaleplon", "IV"), ("eszopiclone", "IV"),
+    ("phenobarbital", "IV"), ("modafinil", "IV"), ("armodafinil", "IV"),
+    ("solriamfetol", "IV"), ("Sunosi", "IV"), ("carisoprodol", "IV"), ("Soma", "IV"),
+    ("tramadol", "IV"), ("butorphanol", "IV"),
+    # Schedule V.
+    ("lacosamide", "V"), ("Vimpat", "V"), ("pregabalin", "V"), ("Lyrica", "V"),
+    # Not federally controlled.
+    ("naltrexone", None), ("gabapentin", None), ("atomoxetine", None),
+    ("ramelteon", None), ("varenicline", None),
+])
+def test_each_controlled_medication_carries_its_schedule(drug: str,
+                                                         schedule: str | None) -> None:
+    entry = catalogue().find(drug)
+    assert entry is not None, drug
+    assert entry.schedule == schedule
+
+
+def test_methadone_is_for_oud_but_not_the_telemedicine_moud_exception() -> None:
+    methadone = catalogue().find("methadone")
+    assert methadone is not None
+    assert methadone.opioid_use_disorder and methadone.part2
+    assert not methadone.moud
+    # Only buprenorphine has 90 FR 6504's exception.
+    assert [e.name for e in catalogue().medications if e.moud] == ["buprenorphine"]
+
+
+def test_methamphetamine_is_a_stimulant_and_the_anticonvulsants_are_unclassed() -> None:
+    assert catalogue().class_of("Desoxyn") == "adhd" and opens_trial("Desoxyn")
+    for drug in ("phenobarbital", "lacosamide", "carisoprodol", "tramadol", "butorphanol"):
+        assert catalogue().class_of(drug) is None and not is_psychotropic(drug)
+
+
 # --- matching --------------------------------------------------------------------------
 
 
@@ -108,7 +172,7 @@ def test_the_lab_rules_and_the_catalogue_name_the_same_groups(tmp_path: Path) ->
     ("clonazepam with methylphenidate", "anxiolytic_hypnotic", "II", set()),
     ("lithium and quetiapine", "antipsychotic", None, {"lithium", "sga"}),
     ("bupropion/naltrexone", "antidepressant", None, set()),  # the class order decides
-    ("methamphetamine", None, "II", set()),
+    ("methamphetamine", "adhd", "II", set()),
     ("metformin", None, None, set()),
     ("sertralin", None, None, set()),                          # whole words only
 ])

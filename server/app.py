@@ -24,7 +24,7 @@ import signaling
 from escalation import api as escalation_api
 from escalation import deadlines, lifecycle
 from escalation.triage_rules import load_default_rules
-from server import audit, controlled, jobs, labs, outbox, visits
+from server import audit, jobs, labs, medication_catalogue, outbox, part2, visits
 from server.api import admin as admin_api
 from server.api import chat as chat_api
 from server.api import checkins as checkins_api
@@ -78,9 +78,12 @@ def create_app(settings: Settings | None = None, *,
     from web import pages  # the one place server code reaches into web/
 
     settings = settings or Settings.from_env()
-    labs.rules()  # reviewed data: a bad lab_rules.toml stops the start, not a visit
-    # Reviewed data read at start: a bad catalogue stops the app, not a sign later.
-    controlled.catalogue()
+    # Reviewed data read at start: a bad medication catalogue, lab_rules.toml or
+    # part2_rules.toml stops the app, not a visit, a sign or a disclosure later (the lab
+    # and Part 2 rules take their medications from the catalogue).
+    medication_catalogue.catalogue()
+    labs.rules()
+    part2.rules()
     engine = create_engine(settings.database_url.get_secret_value())
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine),
                         bus=make_bus(settings.redis_url.get_secret_value(),

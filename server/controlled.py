@@ -2,8 +2,9 @@
 
 CLINICAL.md, "Controlled substances by telehealth (US, December 2026)"; the sources of
 each rule are in docs/clinical.md, "Controlled substances by telehealth". Signing a note
-whose medication changes start or change a Schedule II-V medication (the catalogue,
-``medication_catalogue.toml``, reviewed data) requires:
+whose medication changes start or change a Schedule II-V medication (the schedules and
+``moud`` come from the one medication catalogue, ``medication_catalogue.toml``, reviewed
+data read by server.medication_catalogue) requires:
 
 - the state the patient confirmed for this visit (``CheckIn.location_state``), the
   signer licensed there and DEA-registered there, neither expired (licensure);
@@ -29,32 +30,25 @@ the numbers); ``check_signing`` gathers the facts and refuses with 409
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
-from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.actors import Actor
 from server.errors import Conflict
 from server.freetext import MIN_LETTERS, letters
+from server.medication_catalogue import Catalogue, CatalogueRules, Schedule, catalogue
 from server.medications import DOSE_CHANGES, MedicationChangeRow
 from server.models import CheckIn, MedicationChange, PdmpCheck, PrescriberCredential, Visit
 from server.services import Services
 from server.us_states import state_name
 
-CATALOGUE_PATH: Final = Path(__file__).with_name("medication_catalogue.toml")
-
-Schedule = Literal["II", "III", "IV", "V"]
-SCHEDULE_ORDER: Final[tuple[Schedule, ...]] = ("II", "III", "IV", "V")
 PdmpResult = Literal["reviewed", "unavailable"]
 # A note's medication changes that prescribe: starting, switching to, or changing the
 # dose of a medication ("starts or changes"). Stop and continue issue nothing new.
@@ -63,63 +57,6 @@ PRESCRIBING: Final = DOSE_CHANGES
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CatalogueEntry(_Strict):
-    name: str = Field(min_length=2, pattern=r"^[a-z]+$")
-    brands: tuple[str, ...] = ()
-    schedule: Schedule | None = None
-    # Approved for opioid use disorder (90 FR 6504 applies).
-    moud: bool = False
-
-
-class CatalogueRules(_Strict):
-    buprenorphine_rule_effective: date
-    pdmp_unavailable_max_days_supply: int = Field(ge=1)
-    moud_telemedicine_months: int = Field(ge=1)
-
-
-class Catalogue(_Strict):
-    catalogue_version: int = Field(ge=1)
-    rules: CatalogueRules
-    medications: tuple[CatalogueEntry, ...] = Field(min_length=1)
-
-    def model_post_init(self, context: object) -> None:
-        seen: set[str] = set()
-        for entry in self.medications:
-            for word in (entry.name, *entry.brands):
-                if word in seen:
-                    raise ValueError(f"{word!r} is listed twice")
-                if not re.fullmatch(r"[a-z]+", word):
-                    raise ValueError(f"{word!r}: one lower-case word")
-                seen.add(word)
-            if entry.moud and entry.schedule not in ("III", "IV", "V"):
-                raise ValueError(f"{entry.name}: a MOUD entry is Schedule III-V")
-
-    def find(self, drug: str) -> CatalogueEntry | None:
-        """The entry a drug as written names (whole words, generic or brand); of two,
-        the stricter schedule, so a combination is held to its strictest part."""
-        words = set(re.findall(r"[a-z]+", drug.lower()))
-        found = [e for e in self.medications if words & {e.name, *e.brands}]
-        if not found:
-            return None
-        return min(found, key=lambda e: SCHEDULE_ORDER.index(e.schedule)
-                   if e.schedule else len(SCHEDULE_ORDER))
-
-
-def load_catalogue(path: Path) -> Catalogue:
-    with path.open("rb") as file:
-        data = tomllib.load(file)
-    try:
-        return Catalogue.model_validate(data)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-
-
-@cache
-def catalogue() -> Catalogue:
-    # Read once per process (validated at start-up, server.app); frozen, so shared.
-    return load_catalogue(CATALOGUE_PATH)
 
 
 def add_months(day: date, months: int) -> date:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import calendar
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +45,7 @@ from server.accounts import care_team_ids
 from server.actors import Actor
 from server.errors import ValidationFailed
 from server.events import emit
+from server.medication_catalogue import Catalogue, catalogue
 from server.medications import DOSE_CHANGES
 from server.models import LabResult, Medication, MedicationChange, Role, User
 from server.results import Instant, Person, Result
@@ -155,16 +164,6 @@ class Check(_Strict):
     tests: tuple[str, ...] = Field(min_length=1)
 
 
-class DrugGroup(_Strict):
-    label: str = Field(min_length=1)
-    names: tuple[str, ...] = Field(min_length=1)
-
-    def matches(self, drug: str) -> bool:
-        words = re.findall(r"[a-z0-9]+", drug.lower())
-        text = f" {' '.join(words)} "
-        return any(f" {name} " in text for name in self.names)
-
-
 class Rule(_Strict):
     drug: str
     check: str
@@ -195,34 +194,64 @@ class LabRules(_Strict):
     due_soon_days: int = Field(ge=0, le=60)
     tests: dict[str, LabTest]
     checks: dict[str, Check]
-    drugs: dict[str, DrugGroup]
     rules: tuple[Rule, ...] = Field(min_length=1)
+    # Which drugs are in which group: the medication catalogue's ``labs``, the one list
+    # of drug names (given by ``load_rules``, not read from this file).
+    _catalogue: Catalogue = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_names(cls, data: object) -> object:
+        if isinstance(data, dict) and "drugs" in data:
+            raise ValueError("[drugs]: which drugs are in a group is the medication "
+                             "catalogue's (server/medication_catalogue.toml, `labs`)")
+        return data
 
     @model_validator(mode="after")
-    def _references(self) -> LabRules:
+    def _references(self, info: ValidationInfo) -> LabRules:
         for name, check in self.checks.items():
             unknown = [t for t in check.tests if t not in self.tests]
             if unknown:
                 raise ValueError(f"check {name}: unknown tests {unknown}")
+        groups = _context_catalogue(info).lab_groups
         for rule in self.rules:
-            if rule.drug not in self.drugs:
-                raise ValueError(f"rule for {rule.drug}: unknown drug group")
+            if rule.drug not in groups:
+                raise ValueError(f"rule for {rule.drug}: unknown drug group (the medication "
+                                 f"catalogue's lab groups: {', '.join(groups)})")
             if rule.check not in self.checks:
                 raise ValueError(f"rule for {rule.drug}: unknown check {rule.check}")
+        for group in groups:
+            if not any(rule.drug == group for rule in self.rules):
+                raise ValueError(f"lab group {group} of the medication catalogue has no rule")
         for name in self.tests:
             if not re.fullmatch(r"[a-z0-9_]{1,40}", name):
                 raise ValueError(f"test {name!r}: a code of a-z, 0-9 and _ (40 at most)")
         return self
 
+    def model_post_init(self, context: object) -> None:
+        if isinstance(context, dict):
+            self._catalogue = context["catalogue"]
+
     def rules_for(self, drug: str) -> list[Rule]:
-        return [rule for rule in self.rules if self.drugs[rule.drug].matches(drug)]
+        """The rules of every lab group the catalogue puts the drug in."""
+        groups = self._catalogue.lab_groups_of(drug)
+        return [rule for rule in self.rules if rule.drug in groups]
 
 
-def load_rules(path: Path) -> LabRules:
+def _context_catalogue(info: ValidationInfo) -> Catalogue:
+    found = info.context.get("catalogue") if isinstance(info.context, dict) else None
+    if not isinstance(found, Catalogue):
+        raise ValueError("lab rules are read with the medication catalogue (load_rules)")
+    return found
+
+
+def load_rules(path: Path, known: Catalogue | None = None) -> LabRules:
+    """The rules at ``path``, their drug groups filled from the medication catalogue
+    (``known``, or the process's)."""
     with path.open("rb") as file:
         data = tomllib.load(file)
     try:
-        return LabRules.model_validate(data)
+        return LabRules.model_validate(data, context={"catalogue": known or catalogue()})
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
 
@@ -340,8 +369,25 @@ def due_labs(lab_rules: LabRules, medications: Sequence[OnMedication],
                                         "overdue" else d.due_on, d.drug, d.check))
 
 
-def _local_day(moment: datetime, zone: str) -> date:
+def local_day(moment: datetime, zone: str) -> date:
     return moment.astimezone(ZoneInfo(zone)).date()
+
+
+def on_medication(medication: Medication, dose_changes: Iterable[datetime],
+                  zone: str) -> OnMedication:
+    """An active medication as monitoring reads it; ``dose_changes``: the times of its
+    changes that were starts or dose changes (``DOSE_CHANGES``)."""
+    changed = max([medication.started_at, *dose_changes])
+    return OnMedication(id=medication.id, drug=medication.drug,
+                        started_on=local_day(medication.started_at, zone),
+                        changed_on=local_day(changed, zone))
+
+
+async def results_taken(session: AsyncSession, patient_id: int) -> list[Taken]:
+    """Every result of the patient, as monitoring reads it (one query)."""
+    return [Taken(test, day) for test, day in (await session.execute(
+        select(LabResult.test, LabResult.taken_on).where(
+            LabResult.patient_id == patient_id))).all()]
 
 
 async def _monitoring_inputs(session: AsyncSession, patient_id: int, zone: str
@@ -353,17 +399,9 @@ async def _monitoring_inputs(session: AsyncSession, patient_id: int, zone: str
                                             MedicationChange.at).where(
         MedicationChange.patient_id == patient_id,
         MedicationChange.action.in_(sorted(DOSE_CHANGES))))).all()
-    latest: dict[int, datetime] = {}
-    for medication_id, at in changes:
-        latest[medication_id] = max(at, latest.get(medication_id, at))
-    on = [OnMedication(id=m.id, drug=m.drug, started_on=_local_day(m.started_at, zone),
-                       changed_on=_local_day(max(latest.get(m.id, m.started_at),
-                                                 m.started_at), zone))
-          for m in medications]
-    taken = [Taken(test, day) for test, day in (await session.execute(
-        select(LabResult.test, LabResult.taken_on).where(
-            LabResult.patient_id == patient_id))).all()]
-    return on, taken
+    on = [on_medication(m, [at for medication_id, at in changes if medication_id == m.id],
+                        zone) for m in medications]
+    return on, await results_taken(session, patient_id)
 
 
 class LabsDue(Result):
@@ -385,7 +423,7 @@ async def labs_due(session: AsyncSession, actor: Actor, patient_id: int, *,
                    now: datetime, zone: str) -> LabsDue:
     """The patient's monitored labs, for whoever may read the patient's record."""
     await access_patient(session, actor, patient_id, now=now)
-    today = _local_day(now, zone)
+    today = local_day(now, zone)
     medications, taken = await _monitoring_inputs(session, patient_id, zone)
     lab_rules = rules()
     audit.record(session, actor, "read", "lab_monitoring", patient_id, patient_id=patient_id)
@@ -400,7 +438,7 @@ async def gate_reasons(session: AsyncSession, patient_id: int, *, now: datetime,
     an active medication, once. Read as part of the gate (the note's read or sign is
     the audited access)."""
     medications, taken = await _monitoring_inputs(session, patient_id, zone)
-    found = due_labs(rules(), medications, taken, _local_day(now, zone))
+    found = due_labs(rules(), medications, taken, local_day(now, zone))
     return list(dict.fromkeys(d.review_reason for d in found if d.review_reason))
 
 
@@ -491,7 +529,7 @@ async def add_result(session: AsyncSession, actor: Actor, patient_id: int,
     require_full_session(actor)
     await access_patient(session, actor, patient_id, now=now)
     lab_rules = rules()
-    body = checked_result(body, lab_rules, _local_day(now, zone))
+    body = checked_result(body, lab_rules, local_day(now, zone))
     result = LabResult(patient_id=patient_id, test=body.test, value=body.value,
                        unit=body.unit, text_value=body.text_value, taken_on=body.taken_on,
                        entered_by_id=actor.user_id, entered_at=now)

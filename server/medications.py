@@ -1,16 +1,13 @@
-"""The patient's medication list, changed only by signed notes.
+"""The patient's medication list, changed only by signed notes (``apply_changes``).
 
-Monitoring flags: medications whose safe use needs labs or vital signs. Sources:
-lithium (serum level, renal and thyroid function; NICE CG185 / APA), valproate
-(level, liver function, blood count), carbamazepine (level, sodium, blood count,
-liver), clozapine (absolute neutrophil count, REMS), and antipsychotics (metabolic
-monitoring of weight, glucose and lipids; ADA/APA consensus 2004).
+The list as the care team reads it, with the labs each medication needs, is
+``server.medication_list`` (the labs come from ``server.labs``, which reads the changes
+made here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final, Literal, get_args
 
 from pydantic import (
@@ -25,11 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
-from server.access import access_patient
 from server.actors import Actor
 from server.errors import ValidationFailed
 from server.models import Medication, MedicationChange
-from server.results import Instant, Result
 
 # What a note's medication change does: the one list (the editor's <select> and the
 # summary's sentences follow it).
@@ -64,96 +59,10 @@ class MedicationChangeRow(BaseModel):
         return {key: value for key, value in handler(self).items() if value is not None}
 
 
-@dataclass(frozen=True)
-class Monitoring:
-    what: str
-    every_days: int
-
-
-_ANTIPSYCHOTIC = Monitoring("weight, glucose and lipids (metabolic)", 90)
-MONITORING: dict[str, Monitoring] = {
-    "lithium": Monitoring("lithium level, kidney and thyroid function", 90),
-    "valproate": Monitoring("valproate level, liver function and blood count", 180),
-    "divalproex": Monitoring("valproate level, liver function and blood count", 180),
-    "valproic acid": Monitoring("valproate level, liver function and blood count", 180),
-    "carbamazepine": Monitoring("carbamazepine level, sodium, blood count, liver", 180),
-    "clozapine": Monitoring("absolute neutrophil count (ANC)", 30),
-    **{name: _ANTIPSYCHOTIC for name in (
-        "aripiprazole", "asenapine", "brexpiprazole", "cariprazine", "haloperidol",
-        "iloperidone", "lurasidone", "olanzapine", "paliperidone", "quetiapine",
-        "risperidone", "ziprasidone", "lumateperone", "chlorpromazine", "fluphenazine",
-        "perphenazine")},
-}
 # What dose-dependent regimens call a change of dose (for the follow-up cadence); each
 # needs a dose.
 DOSE_CHANGES: Final[frozenset[Action]] = frozenset(
     {"start", "increase", "decrease", "switch", "taper"})
-
-
-def monitoring_for(drug: str) -> Monitoring | None:
-    return MONITORING.get(drug.strip().lower())
-
-
-class MonitoringDue(Result):
-    """What a medication on the list needs watching, and by when."""
-
-    what: str
-    due_at: Instant | None
-    due: bool
-
-
-class MedicationEvent(Result):
-    """One change in a medication's history, with the row's details (drug, dose...,
-    ``switched_to``) beside its own fields, as they were stored."""
-
-    action: str
-    at: Instant
-    by_id: int
-    reason: str | None
-    note_id: int | None
-    detail: dict[str, JsonValue]
-
-    @model_serializer(mode="wrap")
-    def _detail_beside(self, handler: SerializerFunctionWrapHandler) -> dict[str, JsonValue]:
-        fields = handler(self)
-        detail = fields.pop("detail")
-        assert isinstance(detail, dict)
-        return {**fields, **detail}
-
-
-class MedicationEntry(Result):
-    """A medication on the patient's list (current or stopped) with its history."""
-
-    id: int
-    drug: str
-    dose: str | None
-    unit: str | None
-    route: str | None
-    frequency: str | None
-    active: bool
-    started_at: Instant
-    changed_at: Instant
-    stopped_at: Instant | None
-    monitoring: MonitoringDue | None
-    history: list[MedicationEvent]
-
-
-def medication_entry(medication: Medication, history: list[MedicationChange],
-                     now: datetime) -> MedicationEntry:
-    monitoring = monitoring_for(medication.drug)
-    due_at = None
-    if monitoring and medication.active:
-        since = medication.last_monitored_at or medication.started_at
-        due_at = since + timedelta(days=monitoring.every_days)
-    return MedicationEntry(
-        id=medication.id, drug=medication.drug, dose=medication.dose, unit=medication.unit,
-        route=medication.route, frequency=medication.frequency, active=medication.active,
-        started_at=medication.started_at, changed_at=medication.changed_at,
-        stopped_at=medication.stopped_at,
-        monitoring=MonitoringDue(what=monitoring.what, due_at=due_at,
-                                 due=bool(due_at and due_at <= now)) if monitoring else None,
-        history=[MedicationEvent(action=c.action, at=c.at, by_id=c.by_id, reason=c.reason,
-                                 note_id=c.note_id, detail=c.detail) for c in history])
 
 
 async def _active(session: AsyncSession, patient_id: int, drug: str) -> Medication | None:
@@ -225,17 +134,3 @@ async def apply_changes(session: AsyncSession, actor: Actor, *, patient_id: int,
     if rows:
         audit.record(session, actor, "update", "medications", patient_id,
                      patient_id=patient_id, note_id=note_id, changes=len(rows))
-
-
-async def medication_list(session: AsyncSession, actor: Actor, patient_id: int,
-                          now: datetime) -> list[MedicationEntry]:
-    await access_patient(session, actor, patient_id, now=now)
-    medications = (await session.scalars(select(Medication).where(
-        Medication.patient_id == patient_id).order_by(Medication.active.desc(),
-                                                      Medication.drug))).all()
-    changes = (await session.scalars(select(MedicationChange).where(
-        MedicationChange.patient_id == patient_id).order_by(MedicationChange.at,
-                                                            MedicationChange.id))).all()
-    audit.record(session, actor, "read", "medications", patient_id, patient_id=patient_id)
-    return [medication_entry(m, [c for c in changes if c.medication_id == m.id], now)
-            for m in medications]

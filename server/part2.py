@@ -5,18 +5,24 @@ and validates them once, and answers one question for every piece of data that m
 leave the program: which Part 2 category, if any, is it in? The disclosure step
 (``server.disclosures``) asks it for each resource it is about to hand out and leaves out
 what no consent covers.
+
+Which medications are Part 2 is not in the rules file: it is the medication catalogue's
+``part2`` flag (``medication_catalogue.toml``, server.medication_catalogue), the one list
+of medication names, matched as the catalogue matches (whole words, generic or brand).
+The rules file names the category those medications are in (``catalogue_medications``).
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from server.medication_catalogue import Catalogue, catalogue
 
 RULES_PATH = Path(__file__).with_name("part2_rules.toml")
 
@@ -69,7 +75,8 @@ class CategoryRule(_Strict):
     label: str = Field(min_length=1)
     instruments: tuple[str, ...] = ()
     checkin_sections: tuple[str, ...] = ()
-    medications: tuple[str, ...] = ()
+    # The medications the catalogue marks ``part2`` are in this category.
+    catalogue_medications: bool = False
     note_kinds: tuple[str, ...] = ()
     separate_consent: bool = False
 
@@ -78,13 +85,36 @@ class Part2Rules(_Strict):
     form_version: int = Field(ge=1)
     retention_years: int = Field(ge=3)  # 42 CFR 2.24 / 2.25: at least 3 years
     categories: dict[Category, CategoryRule]
+    # Which medications are Part 2: the catalogue's ``part2`` (given by ``load_rules``).
+    _catalogue: Catalogue = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_medication_names(cls, data: object) -> object:
+        categories = data.get("categories") if isinstance(data, dict) else None
+        for name, rule in (categories.items() if isinstance(categories, dict) else ()):
+            if isinstance(rule, dict) and "medications" in rule:
+                raise ValueError(f"categories.{name}.medications: which medications are "
+                                 "Part 2 is the medication catalogue's `part2` "
+                                 "(server/medication_catalogue.toml)")
+        return data
 
     @model_validator(mode="after")
     def _every_category(self) -> Part2Rules:
         missing = set(CATEGORIES) - set(self.categories)
         if missing:
             raise ValueError(f"categories missing: {', '.join(sorted(missing))}")
+        # Exactly one category holds the catalogue's Part 2 medications: with none they
+        # would be in no category and leave the program unconsented.
+        holding = [n for n, rule in self.categories.items() if rule.catalogue_medications]
+        if len(holding) != 1:
+            raise ValueError("exactly one category has catalogue_medications = true "
+                             f"(found: {', '.join(holding) or 'none'})")
         return self
+
+    def model_post_init(self, context: object) -> None:
+        if isinstance(context, dict):
+            self._catalogue = context["catalogue"]
 
     def label(self, category: Category) -> str:
         return self.categories[category].label
@@ -96,8 +126,11 @@ class Part2Rules(_Strict):
         return self._find(lambda rule: section in rule.checkin_sections)
 
     def of_medication(self, name: str) -> Category | None:
-        words = set(re.findall(r"[a-z]+", name.lower()))
-        return self._find(lambda rule: any(m in words for m in rule.medications))
+        """The category of a medication as written, when the catalogue marks any
+        medication it names ``part2``."""
+        if not self._catalogue.is_part2(name):
+            return None
+        return self._find(lambda rule: rule.catalogue_medications)
 
     def of_note_kind(self, kind: str) -> Category | None:
         return self._find(lambda rule: kind in rule.note_kinds)
@@ -112,16 +145,19 @@ class Part2Rules(_Strict):
         return None
 
 
-def load_rules(path: Path) -> Part2Rules:
+def load_rules(path: Path, known: Catalogue | None = None) -> Part2Rules:
+    """The rules at ``path``, their medications from the medication catalogue (``known``,
+    or the process's)."""
     with path.open("rb") as file:
         data = tomllib.load(file)
     try:
-        return Part2Rules.model_validate(data)
+        return Part2Rules.model_validate(data, context={"catalogue": known or catalogue()})
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
 
 
 @cache
 def rules() -> Part2Rules:
-    # Read once per process; the model is frozen, so sharing it is safe.
+    # Read once per process (server.app loads it at start, so a bad file stops the start);
+    # the model is frozen, so sharing it is safe.
     return load_rules(RULES_PATH)

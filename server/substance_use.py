@@ -2,7 +2,8 @@
 
 - The substance-use track is a setting per patient, set by the care team: a patient in
   it is asked the Brief Addiction Monitor monthly at check-in (``server.checkins``).
-- MOUD is what the Part 2 rules file lists as ``moud`` (``server/part2_rules.toml``).
+- MOUD is what the medication catalogue marks ``opioid_use_disorder``
+  (``server/medication_catalogue.toml``: buprenorphine, methadone, naltrexone).
   Days in continuous treatment, for the 180-day retention measure (NQF #3175,
   "Continuity of pharmacotherapy for opioid use disorder"): the days since the start of
   the current run of MOUD on the patient's medication list, where the list is the
@@ -26,11 +27,12 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit, part2
+from server import audit
 from server.access import access_patient, require_role
 from server.accounts import care_team_ids
 from server.actors import Actor
 from server.events import emit
+from server.medication_catalogue import catalogue
 from server.models import Medication, PatientProfile, Role, Timer, Visit
 from server.results import Instant, Result
 
@@ -77,7 +79,9 @@ async def set_track(session: AsyncSession, actor: Actor, patient_id: int, *, on:
 
 
 def is_moud(drug: str) -> bool:
-    return part2.rules().of_medication(drug) == "moud"
+    # Medications for opioid use disorder only (NQF #3175), not every Part 2 medication:
+    # acamprosate or disulfiram on the list is not MOUD treatment.
+    return catalogue().is_for_opioid_use_disorder(drug)
 
 
 class Retention(Result):

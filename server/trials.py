@@ -3,8 +3,8 @@
 A start, switch or dose change (increase, decrease, taper) of a psychotropic opens a
 trial (CLINICAL.md, "Measurement-based care in the visit"). Which medications are
 psychotropics, and which of them open trials, is reviewed data (``server.psychotropics``,
-``psychotropics.toml``). Changes
-signed in one note open one trial together. A trial runs until the next one opens, or
+reading the one medication catalogue, ``medication_catalogue.toml``). Changes signed in
+one note open one trial together. A trial runs until the next one opens, or
 until every medication it changed is stopped.
 
 Per instrument (PHQ-9, GAD-7) a trial has a baseline, the last score at or before its

@@ -274,6 +274,7 @@ def test_the_room_and_each_note_panel_part_write_one_read_row_per_record(
                        json=checkin_body()).status_code == 201
     sign_in(clinic.prescriber)
     for path in (f"/visits/{clinic.visit_id}", f"/visits/{clinic.visit_id}?part=safety",
+                 f"/visits/{clinic.visit_id}?part=labs",
                  f"/visits/{clinic.visit_id}?part=medications"):
         mark = last_id(run, services)
         assert client.get(path).status_code == 200, path

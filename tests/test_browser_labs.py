@@ -74,6 +74,10 @@ def test_the_prescriber_sees_an_overdue_lithium_level_and_entering_it_lifts_the_
         expect(level).to_contain_text("overdue since")
         expect(level).to_contain_text("none on record")
         expect(level.locator(".level-badge")).to_have_text("Review")
+        # The medication list says the same, from the same rules.
+        flag = page.locator('[data-drug="Lithium carbonate"] [data-testid="monitoring-flag"]')
+        expect(flag).to_have_attribute("data-status", "overdue")
+        expect(flag).to_contain_text("Lithium level overdue since")
         # At the top: above the scores, in view without scrolling the panel far.
         box, scores = labs.bounding_box(), page.get_by_text("Scores and trends").bounding_box()
         assert box is not None and scores is not None and box["y"] < scores["y"]
@@ -90,7 +94,11 @@ def test_the_prescriber_sees_an_overdue_lithium_level_and_entering_it_lifts_the_
         added = api(prescriber, "POST", f"/api/v1/patients/{patient_id}/labs", {
             "test": "lithium_level", "value": 0.7, "unit": "mmol/L", "taken_on": taken})
         assert added["status"] == 201, added
-        # The lab.added event: the panel reads the note again and the reason goes.
+        # The lab.added event: the panel reads the note again and the reason goes; the
+        # labs block and the medication list are fetched again, and agree.
         expect(gate).to_have_count(0, timeout=10_000)
+        expect(labs.locator('[data-check="lithium_level"]')).to_have_count(0, timeout=10_000)
+        expect(flag).to_have_attribute("data-status", "upcoming", timeout=10_000)
+        expect(flag).to_contain_text("Needs monitoring")
     finally:
         prescriber.close()

@@ -14,16 +14,14 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from server.controlled import (
-    CATALOGUE_PATH,
     Credential,
     Facts,
     Prescription,
     add_months,
-    catalogue,
-    load_catalogue,
     prescriptions_of,
     rule_gaps,
 )
+from server.medication_catalogue import CATALOGUE_PATH, catalogue, load_catalogue
 from server.medications import MedicationChangeRow
 from server.models import AuditEntry, PdmpCheck
 from server.services import Services
@@ -63,6 +61,7 @@ def codes(given: Facts) -> list[str]:
     ("Methylphenidate ER", "II"), ("Buprenorphine/naloxone", "III"), ("Suboxone", "III"),
     ("alprazolam", "IV"), ("Klonopin", "IV"), ("lorazepam", "IV"), ("diazepam", "IV"),
     ("zolpidem", "IV"), ("modafinil", "IV"), ("pregabalin", "V"), ("Lyrica", "V"),
+    ("Methadone", "II"), ("Spravato", "III"), ("Dayvigo", "IV"), ("lacosamide", "V"),
     ("sertraline", None), ("lithium carbonate", None), ("Seroquel", None),
 ])
 def test_the_catalogue_gives_each_drugs_schedule(drug: str, schedule: str | None) -> None:
@@ -205,6 +204,29 @@ def test_buprenorphine_for_oud_after_the_end_within_six_months() -> None:
     # An in-person evaluation lifts the limit.
     assert codes(replace(within, moud_days_before=300,
                          in_person_evaluated_on=date(2026, 10, 1))) == []
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"patient_state": None}, {"credentials": {}}, {"pdmp": None},
+    {"pdmp": "unavailable"}, {"today": date(2027, 1, 1)},
+    {"today": date(2027, 1, 1), "in_person_evaluated_on": date(2026, 12, 1)},
+    {"today": date(2027, 6, 30), "moud_first_on": date(2027, 1, 1),
+     "moud_days_before": 170},
+], ids=["met", "no_state", "no_credentials", "no_pdmp", "pdmp_unavailable",
+        "after_end", "after_end_evaluated", "moud_window_used"])
+def test_methadone_is_held_to_every_schedule_ii_rule_not_the_moud_exception(
+        changes: dict[str, Any]) -> None:
+    """Methadone for OUD is dispensed only by an opioid treatment program (42 CFR 8.12);
+    90 FR 6504 covers Schedule III-V. A methadone start answers as a stimulant start."""
+    for days in (30, None):
+        methadone = facts(prescriptions=[rx("methadone", days)], **changes)
+        stimulant = facts(prescriptions=[rx("lisdexamfetamine", days)], **changes)
+        assert codes(methadone) == codes(stimulant)
+    # Where buprenorphine would be let through or limited, methadone is not.
+    after = facts(today=date(2027, 1, 1), prescriptions=[rx("methadone", 30)])
+    assert codes(after) == ["in_person_evaluation_required"]
+    assert codes(replace(after, prescriptions=[rx("Suboxone", 30)])) == []
+    assert codes(facts(pdmp="unavailable", prescriptions=[rx("methadone", 30)])) == []
 
 
 def test_add_months_lands_on_the_last_day_of_a_shorter_month() -> None:
@@ -365,6 +387,57 @@ def test_pdmp_unavailable_needs_the_attempt_and_limits_buprenorphine_to_7_days(
             return list((await session.scalars(select(PdmpCheck.result))).all())
 
     assert run(stored) == ["unavailable"]
+
+
+@pytest.mark.parametrize("settings_overrides", [
+    {"telemedicine_flexibilities_end": date(2026, 1, 31)}])
+def test_a_methadone_start_is_gated_as_schedule_ii_not_as_buprenorphine(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    """After the flexibilities end: a methadone start needs everything a Schedule II start
+    needs, the signer's in-person evaluation included; a buprenorphine start in the same
+    visit would sign under 90 FR 6504, and the PDMP-unavailable 7-day limit is
+    buprenorphine's, not methadone's."""
+    url = note_url(clinic.visit_id)
+    start = BUP_START | {"drug": "Methadone 10 mg tablet", "dose": "30", "route": "oral",
+                         "days_supply": 28}
+    sign_in(clinic.prescriber)
+    note = client.get(url).json()
+    saved = client.put(url, json={"version": note["version"], "sections": {
+        "plan": "Start methadone."}, "medication_changes": [start | {"days_supply": None}]})
+    assert saved.status_code == 200, saved.text
+    version = saved.json()["version"]
+    assert missing(client.post(f"{url}/sign-check", json={"version": version})) == [
+        "patient_state_unknown", "days_supply_missing"]
+    sign_in(clinic.patient)
+    confirm_state(client, clinic.visit_id, "NY")
+    sign_in(clinic.prescriber)
+    saved = client.put(url, json={"version": version, "medication_changes": [start]})
+    version = saved.json()["version"]
+    assert missing(client.post(f"{url}/sign", json={"version": version})) == [
+        "not_licensed_in_state", "no_dea_registration_in_state", "pdmp_check_missing",
+        "in_person_evaluation_required"]
+    sign_in(clinic.admin)
+    client.put(f"/api/v1/prescribers/{clinic.prescriber.id}/credentials", json=CREDENTIALS)
+    sign_in(clinic.prescriber)
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/pdmp-checks", json={
+        "state": "NY", "result": "unavailable", "note": "State PDMP portal down, tried twice"}
+    ).status_code == 201
+    # No 7-day limit (28 days), but no telemedicine exception either.
+    assert missing(client.post(f"{url}/sign", json={"version": version})) == [
+        "in_person_evaluation_required"]
+    # The same note starting buprenorphine (7 days) would sign: methadone is not MOUD
+    # to the gate.
+    bup = client.put(url, json={"version": version, "medication_changes": [BUP_START]})
+    version = bup.json()["version"]
+    ready = client.post(f"{url}/sign-check", json={"version": version})
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    back = client.put(url, json={"version": version, "medication_changes": [start],
+                                 "sections": {"plan": "Start methadone.",
+                                              "in_person_evaluated_on": "2026-01-15"}})
+    assert back.status_code == 200, back.text
+    signed = client.post(f"{url}/sign", json={"version": back.json()["version"]})
+    assert signed.status_code == 200, signed.text
 
 
 def test_an_audio_only_note_is_not_signed_without_the_reason(

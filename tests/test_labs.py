@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from server import labs
 from server.labs import OnMedication, Taken, add_months, due_labs, load_rules
+from server.medication_catalogue import catalogue
 from server.models import AuditEntry
 from server.services import Services
 from tests.clinic import Clinic, add_visit
@@ -221,7 +222,7 @@ def test_the_sgas_are_listed() -> None:
     for name in ("aripiprazole", "asenapine", "brexpiprazole", "cariprazine", "clozapine",
                  "iloperidone", "lumateperone", "lurasidone", "olanzapine", "paliperidone",
                  "quetiapine", "risperidone", "ziprasidone"):
-        assert RULES.drugs["sga"].matches(name), name
+        assert "sga" in catalogue().lab_groups_of(name), name
 
 
 def test_add_months_keeps_the_day_or_takes_the_last() -> None:
@@ -426,6 +427,50 @@ def test_the_panel_top_shows_an_overdue_lab_as_a_review_reason(
     assert html.index('data-testid="panel-labs"') < html.index("Scores and trends")
     # The gate lists it with the other reasons, in words.
     assert "Lithium level overdue" in html[html.index('id="safety-why"'):]
+
+
+def test_the_medication_list_and_the_labs_block_say_the_same(
+        client: TestClient, clinic: Clinic, services: Services, sign_in: SignIn,
+        run: Runner) -> None:
+    """"Needs monitoring" on the medication list is the lab rules' verdict, the labs
+    block's: overdue in both, then, once the result is entered, due in neither (each
+    part as note-panel.js fetches it again after a lab.added event)."""
+    sign_in(clinic.prescriber)
+    start_medication(client, clinic.visit_id, "Lithium carbonate")
+    started = today(services)
+    services.clock.advance(timedelta(days=9))
+    sign_in(clinic.prescriber)  # the session timed out meanwhile
+    second = run(add_visit, services, clinic.patient.id, clinic.prescriber.id)
+    overdue = started + timedelta(days=8)
+
+    def parts() -> tuple[str, str]:
+        labs_part = client.get(f"/visits/{second}?part=labs")
+        meds_part = client.get(f"/visits/{second}?part=medications")
+        assert labs_part.status_code == meds_part.status_code == 200
+        return " ".join(labs_part.text.split()), " ".join(meds_part.text.split())
+
+    labs_html, meds_html = parts()
+    assert 'data-part="labs"' in labs_html
+    assert 'data-check="lithium_level" data-status="overdue"' in labs_html
+    assert f"overdue since {overdue.day} {overdue:%b}" in labs_html
+    assert 'data-testid="monitoring-flag" data-due="true" data-status="overdue"' in meds_html
+    assert f"Monitoring due now:</strong> Lithium level overdue since {overdue:%-d %b %Y}." \
+        in meds_html
+    listed = client.get(f"/api/v1/patients/{clinic.patient.id}/medications").json()
+    [lithium] = listed["medications"]
+    monitoring = client.get(labs_url(clinic)).json()["monitoring"]
+    assert lithium["monitoring"]["labs"] == monitoring["items"]
+    assert lithium["monitoring"]["status"] == "overdue"
+
+    added = client.post(labs_url(clinic), json={
+        "test": "lithium_level", "value": 0.7, "unit": "mmol/L",
+        "taken_on": today(services).isoformat()})
+    assert added.status_code == 201, added.text
+    labs_html, meds_html = parts()
+    assert 'data-status="overdue"' not in labs_html and 'data-status="due"' not in labs_html
+    assert 'data-due="false" data-status="upcoming"' in meds_html
+    assert "Needs monitoring:</strong> Lithium level, TSH, Creatinine/eGFR, Calcium; " \
+        "next due" in meds_html
 
 
 def test_the_labs_page_form_saves_a_result_and_refuses_a_wrong_one(

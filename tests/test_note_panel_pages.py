@@ -112,7 +112,9 @@ def test_the_prescribers_room_has_the_panel_on_first_paint(
     # Current medications with the monitoring flag, and the last plan.
     assert re.search(r'data-drug="Sertraline" data-dose="50"', html)
     flags = page.by_testid["monitoring-flag"]
-    assert len(flags) == 1 and "lithium level" in html
+    assert len(flags) == 1 and flags[0]["data-status"] == "upcoming"
+    assert "<strong>Needs monitoring:</strong> Lithium level, TSH, Creatinine/eGFR, " \
+        "Calcium; next due" in html
     assert "Start sertraline; labs for lithium in 4 weeks." in html
     # What the patient reported: side effects and missed doses.
     assert "Feeling sleepy, drowsy or slowed down" in html
@@ -140,7 +142,7 @@ def test_patients_never_get_the_panel(
     assert not page.has("note-panel")
     assert "data-note" not in response.text
     assert "note-panel.js" not in response.text
-    for part in ("safety", "medications"):
+    for part in ("safety", "labs", "medications"):
         assert client.get(f"/visits/{clinic.visit_id}?part={part}").status_code == 404
 
 

@@ -154,7 +154,14 @@ def test_signing_updates_the_medication_list_and_summary(
     by_drug = {m["drug"]: m for m in meds["medications"]}
     assert by_drug["Sertraline"]["dose"] == "50"
     assert by_drug["Sertraline"]["monitoring"] is None
-    assert by_drug["Lithium"]["monitoring"]["what"].startswith("lithium level")
+    # Lithium's monitoring is the lab rules' (server/labs.py): the level 5-7 days after
+    # the start, TSH, renal and calcium from 6 months; none due on the day it starts.
+    monitoring = by_drug["Lithium"]["monitoring"]
+    assert monitoring["what"] == "Lithium level, TSH, Creatinine/eGFR, Calcium"
+    assert (monitoring["status"], monitoring["due"]) == ("upcoming", False)
+    labs_due = client.get(f"/api/v1/patients/{clinic.patient.id}/labs").json()["monitoring"]
+    assert monitoring["labs"] == labs_due["items"]  # the labs block's items, the same
+    assert monitoring["due_on"] == min(item["due_on"] for item in labs_due["items"])
     assert by_drug["Sertraline"]["history"][0]["action"] == "start"
 
     # Next visit: a dose increase on a signed note of the patient's second visit.

@@ -17,6 +17,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from server.medication_catalogue import CATALOGUE_PATH, load_catalogue
 from server.models import AuditEntry, Medication, Part2Disclosure
 from server.oncall import add_shift
 from server.part2 import NOTICE, RULES_PATH, load_rules, rules
@@ -40,14 +41,45 @@ def tpo(**changes: Any) -> dict[str, Any]:
 # --- the rules file ------------------------------------------------------------------
 
 
+# Every name the rules file listed before the catalogue held Part 2's medications.
+FORMER_LIST = ["buprenorphine", "methadone", "naltrexone", "suboxone", "subutex", "zubsolv",
+               "sublocade", "brixadi", "methadose", "dolophine", "vivitrol", "revia"]
+
+
 @pytest.mark.parametrize("name, category", [
-    ("Buprenorphine/naloxone", "moud"), ("buprenorphine", "moud"), ("Methadone", "moud"),
-    ("naltrexone ER (Vivitrol)", "moud"), ("Suboxone", "moud"), ("Sertraline", None),
-    ("Lithium carbonate", None), ("Bupropion", None),
+    *[(name, "moud") for name in FORMER_LIST],
+    ("Buprenorphine/naloxone", "moud"), ("Methadone", "moud"),
+    ("naltrexone ER (Vivitrol)", "moud"), ("Suboxone", "moud"),
+    # Naltrexone whatever it is prescribed for, alone or in a combination.
+    ("naltrexone 50 mg for alcohol use disorder", "moud"), ("bupropion/naltrexone", "moud"),
+    # What the catalogue knows and the former list did not.
+    ("Bunavail", "moud"), ("acamprosate", "moud"), ("Campral", "moud"),
+    ("disulfiram", "moud"), ("Antabuse", "moud"),
+    # Not Part 2: tobacco is outside 42 CFR 2.11's "substance use disorder".
+    ("varenicline", None), ("Chantix", None), ("Zyban", None),
+    ("Sertraline", None), ("Lithium carbonate", None), ("Bupropion", None),
+    ("methadonex", None),  # whole words only
 ])
 def test_medications_for_opioid_or_alcohol_use_disorder_are_part2(
         name: str, category: str | None) -> None:
     assert rules().of_medication(name) == category
+
+
+def test_a_medication_added_to_the_catalogue_reaches_part2(tmp_path: Path) -> None:
+    """One list decides: a `part2` entry added to the catalogue is Part 2 with no change
+    to the rules file; a brand added to an existing entry too."""
+    assert rules().of_medication("Lucemyra 0.18 mg") is None
+    text = CATALOGUE_PATH.read_text() + (
+        '\n[[medications]]\nname = "lofexidine"\nbrands = ["lucemyra"]\n'
+        'psychotropic = "addiction"\npart2 = true\n')
+    text = text.replace('brands = ["antabuse"]', 'brands = ["antabuse", "newabuse"]', 1)
+    changed = tmp_path / "medication_catalogue.toml"
+    changed.write_text(text)
+    part2 = load_rules(RULES_PATH, load_catalogue(changed))
+    assert part2.of_medication("Lucemyra 0.18 mg") == "moud"
+    assert part2.of_medication("lofexidine") == "moud"
+    assert part2.of_medication("Newabuse 250 mg") == "moud"
+    assert part2.of_medication("Sertraline") is None
 
 
 def test_instruments_and_checkin_sections() -> None:
@@ -71,6 +103,17 @@ def test_a_broken_rules_file_fails_at_load(tmp_path: Path) -> None:
     missing.write_text(RULES_PATH.read_text().split("[categories.moud]")[0])
     with pytest.raises(ValueError, match="moud"):
         load_rules(missing)
+    # Medication names are the catalogue's: a list here is refused, not half-read.
+    names = tmp_path / "names.toml"
+    names.write_text(RULES_PATH.read_text().replace(
+        "catalogue_medications = true", 'medications = ["methadone"]'))
+    with pytest.raises(ValueError, match=r"categories\.moud\.medications: .*catalogue"):
+        load_rules(names)
+    # No category holding the catalogue's Part 2 medications: they would be in none.
+    nowhere = tmp_path / "nowhere.toml"
+    nowhere.write_text(RULES_PATH.read_text().replace("catalogue_medications = true\n", ""))
+    with pytest.raises(ValueError, match="exactly one category has catalogue_medications"):
+        load_rules(nowhere)
 
 
 # --- a patient with Part 2 data ----------------------------------------------------
@@ -185,6 +228,36 @@ def test_an_export_under_consent_is_labelled_with_the_notice_and_accounted_once(
     assert rows[0]["basis"] == "consent"
     assert set(rows[0]["categories"]) == {"sud_measures", "moud"}
     assert "questionnaires" in rows[0]["description"]
+
+
+def test_medications_only_the_catalogue_named_are_withheld_and_released_with_moud(
+        client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner,
+        services: Services) -> None:
+    """Acamprosate, Antabuse and Bunavail were not in the former Part 2 list: from the
+    catalogue, an export leaves them out without consent and labels them under one."""
+    sign_in(clinic.patient)
+
+    async def medicate() -> None:
+        async with services.transaction() as session:
+            now = services.clock.now()
+            for drug in ("Acamprosate 333 mg", "Antabuse", "Bunavail", "Chantix"):
+                session.add(Medication(patient_id=clinic.patient.id, drug=drug, dose="1",
+                                       unit="tablet", active=True, started_at=now,
+                                       changed_at=now))
+
+    run(medicate)
+    sign_in(clinic.prescriber)
+    bundle = export(client, clinic, TREATING)
+    assert [has_drug(bundle, d) for d in ("Acamprosate 333 mg", "Antabuse", "Bunavail")] \
+        == [False, False, False]
+    assert has_drug(bundle, "Chantix") and part2_resources(bundle) == []
+    sign_in(clinic.patient)
+    assert client.post(f"/api/v1/patients/{clinic.patient.id}/consents",
+                       json=tpo()).status_code == 201
+    sign_in(clinic.prescriber)
+    labelled = part2_resources(export(client, clinic, TREATING))
+    assert sorted(r["medicationCodeableConcept"]["text"] for r in labelled) == [
+        "Acamprosate 333 mg", "Antabuse", "Bunavail"]
 
 
 def test_a_consent_covers_only_its_recipients_and_purposes(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, select, update
@@ -22,7 +23,7 @@ from server.models import AuditEntry, AuthSession, Role
 from server.services import Services
 from server.session_cache import SESSION_CACHE_SECONDS
 from tests.checkin_bodies import checkin_body
-from tests.clinic import Clinic
+from tests.clinic import Clinic, add_visit
 from tests.conftest import Runner, SignIn
 
 
@@ -140,6 +141,46 @@ def test_the_note_panel_shows_an_open_escalation_in_a_fixed_number_of_queries(
     extra = Counter(sql) - Counter(before)
     assert sum(extra.values()) <= 2, list(extra)
     assert "escalation" in reads(run, services, clinic.prescriber.id)
+
+
+def sign_medications(client: TestClient, visit_id: int, drugs: list[str]) -> None:
+    """Start ``drugs`` by signing the visit's note (the list changes only this way)."""
+    rows = [{"action": "start", "drug": drug, "dose": "100", "unit": "mg"} for drug in drugs]
+    saved = client.put(f"/api/v1/visits/{visit_id}/note",
+                       json={"version": 0, "medication_changes": rows})
+    assert saved.status_code == 200, saved.text
+    signed = client.post(f"/api/v1/visits/{visit_id}/note/sign",
+                         json={"version": saved.json()["version"]})
+    assert signed.status_code == 200, signed.text
+
+
+def test_the_note_panel_reads_medications_and_their_labs_in_a_fixed_number_of_queries(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    """The medication list's monitoring (server/labs.py's rules against the results)
+    costs the same few queries for one medication or four, with or without results."""
+    sign_in(clinic.prescriber)
+    first = run(add_visit, services, clinic.patient.id, clinic.prescriber.id)
+    sign_medications(client, first, ["Lithium carbonate"])
+    assert room(client, clinic.visit_id) == 200
+    with statements(services) as one:
+        assert room(client, clinic.visit_id) == 200
+    second = run(add_visit, services, clinic.patient.id, clinic.prescriber.id)
+    sign_medications(client, second, ["Clozapine", "Depakote", "Sertraline"])
+    for test, value, unit in (("anc", 2000, "/µL"), ("lithium_level", 0.6, "mmol/L"),
+                              ("weight", 70, "kg")):
+        added = client.post(f"/api/v1/patients/{clinic.patient.id}/labs", json={
+            "test": test, "value": value, "unit": unit,
+            "taken_on": services.clock.now().astimezone(
+                ZoneInfo(services.settings.clinic_timezone)).date().isoformat()})
+        assert added.status_code == 201, added.text
+    with statements(services) as four:
+        page = client.get(f"/visits/{clinic.visit_id}")
+    assert page.status_code == 200
+    assert page.text.count('data-testid="monitoring-flag"') == 3  # not sertraline
+    sql = [s for s, _ in four if " FROM sessions" not in s]
+    before = [s for s, _ in one if " FROM sessions" not in s]
+    assert len(sql) == len(before), list((Counter(sql) - Counter(before)).elements())
 
 
 def test_a_failed_transaction_writes_no_audit_rows(

@@ -42,8 +42,8 @@ def test_the_vocabulary_is_reviewed_data() -> None:
     assert opens_trial("Zoloft 50")
     assert opens_trial("lithium carbonate")
     assert not opens_trial("metformin") and not is_psychotropic("metformin")
-    # MOUD is followed with the BAM, not PHQ-9 (psychotropics.toml says why); its side
-    # effects still make FIBSER ask.
+    # MOUD is followed with the BAM, not PHQ-9 (medication_catalogue.toml says why); its
+    # side effects still make FIBSER ask.
     assert not opens_trial("buprenorphine") and is_psychotropic("buprenorphine")
 
 

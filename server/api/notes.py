@@ -6,11 +6,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server import medications, notes
+from server import medication_list as medication_lists
+from server import notes
 from server.api.registry import ApiOperation
 from server.errors import ValidationFailed
 from server.http import actor_of, json_body, path_id, services_of
 from server.responses import JSONResponse
+from server.timezones import clinic_zone
 
 
 class NextVisit(BaseModel):
@@ -99,8 +101,9 @@ async def medication_list(request: Request) -> Response:
     patient_id = path_id(request, "patient_id")
     services = services_of(request)
     async with services.transaction() as session:
-        found = await medications.medication_list(session, actor, patient_id,
-                                                  services.clock.now())
+        found = await medication_lists.medication_list(
+            session, actor, patient_id, now=services.clock.now(),
+            zone=clinic_zone(services.settings))
     return JSONResponse({"medications": [entry.to_json() for entry in found]})
 
 

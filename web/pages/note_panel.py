@@ -3,7 +3,7 @@ paint, and the structured note they write.
 
 Everything comes from the domain functions that check access and write the audit
 record (``checkins.get_checkin``, ``notes.get_note``, ``queries.escalation_detail``,
-``trends.patient_measures``, ``trials.patient_trials``, ``medications.medication_list``,
+``trends.patient_measures``, ``trials.patient_trials``, ``medication_list.medication_list``,
 ``labs.labs_due``), so the panel shows no more than the API would give the same person.
 ``static/note-panel.js`` keeps it live: it saves the note and fetches the parts that
 change again (``/visits/{id}?part=...``).
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation import queries
-from server import checkins, labs, medications, notes, trends, trials
+from server import checkins, labs, medication_list, medications, notes, trends, trials
 from server.actors import Actor
 from server.emergency_info import EmergencyInfo, readable_phone
 from server.models import (
@@ -94,7 +94,7 @@ ACTION_LABELS: Final[dict[medications.Action, str]] = {
     "start": "Start", "increase": "Increase", "decrease": "Decrease", "switch": "Switch to",
     "taper": "Taper", "stop": "Stop", "continue": "Continue",
 }
-PARTS: Final = ("safety", "medications")
+PARTS: Final = ("safety", "labs", "medications")
 RISK_JUDGEMENT_LABELS: Final[dict[notes.RiskJudgement, str]] = {
     "low": "Low", "moderate": "Moderate", "high": "High", "imminent": "Imminent",
 }
@@ -168,7 +168,7 @@ class Panel:
     measures: list[Measure]
     trial: trials.Trial | None      # the current medication trial ("is it working")
     others: list[OtherResult]
-    medications: list[medications.MedicationEntry]
+    medications: list[medication_list.MedicationEntry]
     last_plan: LastPlan | None
     side_effects: list[SideEffectLine]
     missed: MissedDoses | None
@@ -295,9 +295,17 @@ def reported(data: dict[str, Any]) -> tuple[list[SideEffectLine], MissedDoses | 
     return effects, missed
 
 
+async def labs_part(session: AsyncSession, services: Services, actor: Actor,
+                    patient_id: int) -> labs.LabsDue:
+    return await labs.labs_due(session, actor, patient_id, now=services.clock.now(),
+                               zone=clinic_zone(services.settings))
+
+
 async def medication_part(session: AsyncSession, services: Services, actor: Actor,
-                          patient_id: int) -> list[medications.MedicationEntry]:
-    return await medications.medication_list(session, actor, patient_id, services.clock.now())
+                          patient_id: int) -> list[medication_list.MedicationEntry]:
+    return await medication_list.medication_list(session, actor, patient_id,
+                                                 now=services.clock.now(),
+                                                 zone=clinic_zone(services.settings))
 
 
 async def build(session: AsyncSession, services: Services, actor: Actor,
@@ -315,9 +323,7 @@ async def build(session: AsyncSession, services: Services, actor: Actor,
     return Panel(
         visit_id=visit.id, patient_id=visit.patient_id, patient_name=patient_name,
         can_write=actor.role is Role.prescriber and actor.scope_visit_id is None,
-        safety=top, labs=await labs.labs_due(session, actor, visit.patient_id,
-                                             now=services.clock.now(),
-                                             zone=clinic_zone(services.settings)),
+        safety=top, labs=await labs_part(session, services, actor, visit.patient_id),
         measures=charted_measures(series, chart_prefix="panel", tz=tz, found=found_trials),
         trial=found_trials.current,
         others=other_results(series, tz),

@@ -1,8 +1,9 @@
 """The visit room, rendered per role; for the care team with the note panel beside it.
 
-``?part=safety`` and ``?part=medications`` answer one part of the note panel
-(``_panel_safety.html``, ``_panel_medications.html``), which ``static/note-panel.js``
-fetches again when an escalation or check-in event arrives or the note is signed.
+``?part=safety``, ``?part=labs`` and ``?part=medications`` answer one part of the note
+panel (``_panel_safety.html``, ``_panel_labs.html``, ``_panel_medications.html``), which
+``static/note-panel.js`` fetches again when an escalation, check-in or lab event arrives
+or the note is signed.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ async def visit_room(request: Request) -> Response:
                                               visit.patient.name)
                 return render(request, "_panel_safety.html", s=top, visit_id=visit.id,
                               **helpers)
+            if part == "labs":
+                due = await note_panel.labs_part(session, services, actor, visit.patient_id)
+                return render(request, "_panel_labs.html", labs=due, **helpers)
             found = await note_panel.medication_part(session, services, actor,
                                                      visit.patient_id)
             return render(request, "_panel_medications.html", medications=found,

@@ -309,7 +309,7 @@ class NotePanel {
     this.closeSignDialog();
     if (result.ok) {
       await autosave.signedElsewhere(result.data);
-      this.refreshPart("medications");
+      this.refreshMonitoring();
       this.say("Signed. The medication list is updated.", "ok");
       return;
     }
@@ -631,6 +631,10 @@ class NotePanel {
       onSubscribed: () => {
         // Whatever changed while the socket was down came without an event.
         this.refreshPart("safety");
+        // The labs block and the medication list came with the page: only a
+        // reconnection can have missed a signed note or a result.
+        if (this.subscribedBefore) this.refreshMonitoring();
+        this.subscribedBefore = true;
         this.refreshNote();
         this.autosave.remoteSaved(Number.MAX_SAFE_INTEGER);
       },
@@ -646,7 +650,7 @@ class NotePanel {
     if (forVisit && type === "note.signed") {
       if (this.canWrite) this.autosave.signedElsewhere();
       else this.autosave.reload();
-      this.refreshPart("medications");
+      this.refreshMonitoring();
     }
     if (message.patient_id === this.patientId &&
         (type.startsWith("escalation.") || type.startsWith("checkin.") ||
@@ -656,6 +660,15 @@ class NotePanel {
       // result may lift an overdue-lab reason).
       this.refreshNote();
     }
+    if (message.patient_id === this.patientId && type === "lab.added") this.refreshMonitoring();
+  }
+
+  // The labs block and the medication list's "Needs monitoring" come from the same lab
+  // rules (server/labs.py): a signed note (a medication started or changed) or a new
+  // result changes both, so both are fetched again.
+  refreshMonitoring() {
+    this.refreshPart("labs");
+    this.refreshPart("medications");
   }
 
   async refreshPart(name) {

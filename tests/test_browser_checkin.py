@@ -445,10 +445,12 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
     assert data["sleep"] == {"hours": 6.5, "quality": "fair"}
     assert data["substance_use"] == {"cravings": 3, "used_since_last_visit": False}
     # Drafts never carried the emergency information (a half-typed address among them
-    # would be refused); the completion did.
+    # would be refused), only the state chosen (prefilled from last time); the
+    # completion did.
     assert drafts
     for draft in drafts:
-        assert not {"location", "callback_phone", "emergency_contact"} & set(draft), draft
+        assert not {"callback_phone", "emergency_contact"} & set(draft), draft
+        assert draft.get("location", {"state": "MA"}) == {"state": "MA"}, draft
     assert phone.api(f"/api/v1/visits/{visit_id}")["status"] == "checked_in"
     # Opening it again shows the completion, not the form.
     page.goto(f"/visits/{visit_id}/checkin")

@@ -224,7 +224,7 @@ def test_the_waiting_room_says_it_when_it_is_opened(
         async with services.transaction() as session:
             await checkins.confirm_emergency_info(
                 session, services, actor(clinic.patient), clinic.visit_id,
-                {"location": {"address": "12 Elm Street, Springfield"},
+                {"location": {"address": "12 Elm Street, Springfield", "state": "MA"},
                  "callback_phone": "+1 617 555 0100"})
 
     run(located)

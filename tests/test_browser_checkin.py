@@ -484,6 +484,9 @@ def test_auditc_never_leaves_the_drinking_questions_unasked(
                         if not box.input_value().strip():
                             box.fill("+1 617 555 0142" if box.get_attribute("type") == "tel"
                                      else "14 Harbor Road, Springfield")
+                    state = q.locator("select[name='location.state']")
+                    if state.count() and not state.input_value():
+                        state.select_option("MA")  # nothing to prefill it from
                     q.locator("input[data-confirm]").check()
             last = page.get_by_test_id("checkin-next").inner_text() == "Send my check-in"
             next_screen(page)
@@ -625,8 +628,8 @@ def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once
                              r.url.endswith("/checkin/emergency-info")) as sent:
         next_screen(page)
     assert json.loads(sent.value.post_data or "{}") == {
-        "location": {"address": "14 Harbor Road, Springfield"},
-        "callback_phone": "(617) 555-0134"}
+        "location": {"address": "14 Harbor Road, Springfield", "state": "MA"},
+        "callback_phone": "(617) 555-0134"}  # the state as last given, confirmed
     # Saved at once, then the flow resumes at the next question: the screener.
     expect(step).to_be_hidden()
     expect(question(page, "responses.cssrs.answers.q1")).to_be_visible()
@@ -648,7 +651,7 @@ def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once
                              r.url.endswith(f"/visits/{visit_id}/checkin")) as completed:
         stored = finish_from_here(phone, visit_id)["checkin"]
     final = json.loads(completed.value.post_data or "{}")
-    assert final["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert final["location"] == {"address": "14 Harbor Road, Springfield", "state": "MA"}
     assert final["callback_phone"] == "(617) 555-0134"
     assert final["emergency_contact"]["name"] == "Taylor Rivera"
     assert stored["location"] == {"address": "14 Harbor Road, Springfield"}

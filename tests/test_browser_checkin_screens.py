@@ -218,3 +218,41 @@ def test_fibser_and_the_bam_are_answered_in_the_form_and_reach_the_note_panel(
     finally:
         prescriber.close()
         patient.close()
+
+
+def test_on_the_crisis_path_a_missing_state_stops_nothing(
+        app_server: AppServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    patient = signed_in(browser, app_server, "patient@demo.test", viewport=PHONE)
+    try:
+        visit_id = patient.first_visit_id()
+        page = open_checkin(patient, visit_id)
+        for index in range(8):
+            question(page, f"responses.phq9.answers.{index}").locator(
+                "label.option").first.click()
+            next_screen(page)
+        # Item 9 above 0 without the screener: urgent, help at once, then "where are you".
+        # (The server has the urgent answer before the place is sent: saved at once.)
+        with page.expect_response(lambda r: r.request.method == "PUT" and
+                                  r.url.endswith("/checkin/draft") and
+                                  '"answers": [0, 0, 0, 0, 0, 0, 0, 0, 1]' in
+                                  json.dumps(json.loads(r.request.post_data or "{}"))):
+            question(page, "responses.phq9.answers.8").locator("label.option").nth(1).click()
+        expect(page.get_by_test_id("crisis-resources")).to_be_visible()
+        next_screen(page)
+        expect(page.get_by_test_id("checkin-where")).to_be_visible()
+        page.get_by_test_id("checkin-where-state").select_option("")
+        page.get_by_test_id("checkin-where-confirm").check()
+        with page.expect_response(lambda r: r.request.method == "PUT" and
+                                  r.url.endswith("/checkin/emergency-info")) as sent:
+            next_screen(page)
+        assert sent.value.ok, sent.value.text()
+        expect(page.get_by_test_id("checkin-where")).to_be_hidden()
+        expect(page.locator("#location-state-error")).to_be_hidden()
+        expect(page.get_by_test_id("crisis-resources")).to_be_visible()
+        info = api(patient, "GET", f"/api/v1/visits/{visit_id}/checkin")["data"]
+        assert info["emergency_info"]["confirmed_at"] is not None
+        assert info["emergency_info"]["location"]["address"]
+    finally:
+        patient.close()

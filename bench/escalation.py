@@ -35,7 +35,7 @@ HIGH_RISK: dict[str, Any] = {
         "cssrs": {"answers": {"q1": True, "q2": True, "q3": True, "q4": True, "q5": True,
                               "q6": False, "q6_recent": None}},
     },
-    "sex": "female", "location": {"address": "12 Elm Street, Springfield"},
+    "sex": "female", "location": {"address": "12 Elm Street, Springfield", "state": "MA"},
     "callback_phone": "+1 555 0100",
     "emergency_contact": {"name": "Taylor Rivera", "phone": "+1 555 0101"},
     "side_effects": [], "missed_doses": {"days_missed": 0, "reasons": []},

@@ -22,7 +22,7 @@ BUDGET_ROOM_P99_MS = 50
 ROUTINE = {**HIGH_RISK, "responses": {k: v for k, v in HIGH_RISK["responses"].items()
                                       if k != "cssrs"}}
 ROUTINE["responses"]["phq9"] = {"answers": [1, 1, 1, 1, 0, 0, 0, 0, 0], "difficulty": 1}
-WHERE = {"location": {"address": "12 Elm Street, Springfield"},
+WHERE = {"location": {"address": "12 Elm Street, Springfield", "state": "MA"},
          "callback_phone": "+1 617 555 0100"}
 
 

@@ -88,7 +88,8 @@ def checkin(seq: int, *, emergency: bool, draft: bool = False) -> dict[str, Any]
         "substance_use": {"cravings": 2, "used_since_last_visit": False},
     }
     if not draft:
-        body |= {"location": {"address": "12 Elm Street, Springfield"}, "callback_phone": PHONE,
+        body |= {"location": {"address": "12 Elm Street, Springfield", "state": "MA"},
+                 "callback_phone": PHONE,
                  "emergency_contact": {"name": "Taylor Rivera", "phone": CONTACT_PHONE}}
     return body
 

@@ -15,6 +15,10 @@ Safety decisions made here (CLINICAL.md, "Safety workflow invariants"; docs/clin
   validated strictly wherever it comes in (a draft, the completion, the confirmation
   step of the form or of the join link) and stored with the time it was confirmed; the
   open escalation follows every confirmation (invariants 2, 8, 10).
+- A confirmed place names its US state (the prescribing rules of that state apply),
+  except on the crisis path: once the visit's risk is ``urgent`` or higher, the address
+  and callback are kept without it (``require_state``), since 911 needs the address and
+  nothing should hold up help; the controlled-substance gate refuses until it is known.
 - A completed check-in never goes unrecorded for missing pieces when its level is
   ``urgent`` or higher: the missing fields are listed instead of refusing it.
 - Concurrent saves of one check-in (two tabs, a double click, two instances) take the
@@ -46,6 +50,8 @@ from server.access import access_visit
 from server.accounts import care_team_ids
 from server.actors import Actor
 from server.emergency_info import (
+    STATE_MISSING,
+    DraftLocation,
     EmergencyContact,
     EmergencyInfo,
     EmergencyInfoBody,
@@ -53,6 +59,7 @@ from server.emergency_info import (
     KnownLocation,
     Location,
     Phone,
+    PrefilledLocation,
     Source,
     validation_context,
 )
@@ -178,7 +185,8 @@ class CheckInCompletion(BaseModel):
 class CheckInDraft(BaseModel):
     """What the patient has entered so far, in the shape of the completion, stored as
     sent. The emergency information given is checked as strictly as at completion and
-    counts as confirmed when saved; the rest is not checked until completion."""
+    counts as confirmed when saved (a location's state alone confirms nothing: it is
+    the form's answer so far); the rest is not checked until completion."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -186,13 +194,17 @@ class CheckInDraft(BaseModel):
         default=None, description="The answers so far, shaped as the completion's, with "
                                   "null for an item not answered yet; instruments that are "
                                   "complete, or already show risk, are triaged at once.")
-    location: Location | None = None
+    location: DraftLocation | None = None
     callback_phone: Phone | None = None
     emergency_contact: EmergencyContact | None = None
 
     @property
+    def place(self) -> Location | None:
+        return self.location.confirmed() if self.location is not None else None
+
+    @property
     def emergency_info_given(self) -> bool:
-        return self.location is not None or self.callback_phone is not None or \
+        return self.place is not None or self.callback_phone is not None or \
             self.emergency_contact is not None
 
 
@@ -340,20 +352,45 @@ async def last_state(session: AsyncSession, patient_id: int) -> str | None:
 class Prefill(Result):
     """What the form fills in for the patient to confirm."""
 
-    location: KnownLocation
+    location: PrefilledLocation
     callback_phone: str | None
     emergency_contact: KnownContact
     sex: Sex | None
 
 
 async def prefill(session: AsyncSession, services: Services, patient_id: int) -> Prefill:
-    """Emergency information last given (else the profile's), for the patient to confirm;
-    and the sex last given, for AUDIT-C."""
+    """Emergency information last given (else the profile's) and the last state given,
+    for the patient to confirm; and the sex last given, for AUDIT-C."""
     info = await emergency_info_for(session, services, patient_id)
     profile = await session.get(PatientProfile, patient_id)
-    return Prefill(location=info.location, callback_phone=info.callback_phone,
+    location = PrefilledLocation(address=info.location.address,
+                                 state=await last_state(session, patient_id))
+    return Prefill(location=location, callback_phone=info.callback_phone,
                    emergency_contact=info.emergency_contact,
                    sex=profile.sex if profile else None)
+
+
+def in_crisis(checkin: CheckIn) -> bool:
+    """Whether the visit's risk (every saved version) is ``urgent`` or higher: the
+    crisis path, where the location step asks only what sends help."""
+    return level_at_least(risk_level(checkin), Level.URGENT)
+
+
+def require_state(location: Location | None, *, crisis: bool) -> None:
+    """A place confirmed without its US state is refused (422 naming ``location.state``,
+    in the location step's words), except on the crisis path: there the address and
+    callback are what sends help, and a patient in crisis is never stopped over a list
+    of states. The controlled-substance gate refuses while the state is unknown."""
+    if location is not None and location.state is None and not crisis:
+        raise ValidationFailed(STATE_MISSING, field="location.state")
+
+
+async def state_needed(session: AsyncSession, actor: Actor, visit_id: int) -> bool:
+    """Whether a confirmation for this visit must name the state (``require_state``),
+    for a page that shows every missing field at once before confirming."""
+    visit = await access_visit(session, actor, visit_id)
+    checkin = await session.scalar(select(CheckIn).where(CheckIn.visit_id == visit.id))
+    return checkin is None or not in_crisis(checkin)
 
 
 async def _confirm_emergency_info(
@@ -408,6 +445,7 @@ async def confirm_emergency_info(
         raise ValidationFailed("The body must be a JSON object.", field="body")
     body = _validated(EmergencyInfoBody, services, data)
     visit, checkin, now = await _open(session, services, actor, visit_id, drafts_only=False)
+    require_state(body.location, crisis=in_crisis(checkin))
     await _confirm_emergency_info(session, services, actor, visit, checkin,
                                   location=body.location, callback_phone=body.callback_phone,
                                   contact=body.emergency_contact, now=now)
@@ -605,10 +643,6 @@ async def _after_triage(session: AsyncSession, services: Services, actor: Actor,
     return escalations
 
 
-def _crisis(checkin: CheckIn) -> bool:
-    return level_at_least(risk_level(checkin), Level.URGENT)
-
-
 # --- saving and completing ------------------------------------------------------------
 
 
@@ -637,6 +671,9 @@ async def save_draft(
     draft = _validated(CheckInDraft, services, data)
     visit, checkin, now = await _open(session, services, actor, visit_id)
     result = _partial_triage(services, data)
+    # This draft's own answers count: the one that reaches urgent may carry the place.
+    require_state(draft.place, crisis=in_crisis(checkin) or (
+        result is not None and level_at_least(result.level, Level.URGENT)))
     version = await _add_version(session, checkin, "draft", data, result, now)
     checkin.data = data
     checkin.updated_at = now
@@ -644,7 +681,7 @@ async def save_draft(
                  patient_id=visit.patient_id)
     if draft.emergency_info_given:
         await _confirm_emergency_info(session, services, actor, visit, checkin,
-                                      location=draft.location,
+                                      location=draft.place,
                                       callback_phone=draft.callback_phone,
                                       contact=draft.emergency_contact, now=now)
     escalations: list[int] = []
@@ -658,7 +695,7 @@ async def save_draft(
         id=checkin.id, status=checkin.status, saved_at=now, version=checkin.version,
         level=risk_level(checkin), reasons=checkin.reasons or [],
         draft_level=result.level if result else Level.NONE,
-        requires=list(result.requires) if result else [], crisis=_crisis(checkin),
+        requires=list(result.requires) if result else [], crisis=in_crisis(checkin),
         location_confirmed_at=checkin.location_confirmed_at, escalations=escalations)
 
 
@@ -671,6 +708,8 @@ def _missing(body: CheckInCompletion, needed: list[InstrumentId],
                and name not in ASKED_NOT_REQUIRED]
     if body.location is None and not checkin.location_address:
         missing.append("location.address")
+    if (body.location.state if body.location is not None else checkin.location_state) is None:
+        missing.append("location.state")
     if body.callback_phone is None and not checkin.callback_phone:
         missing.append("callback_phone")
     if body.emergency_contact is None and not checkin.emergency_contact_name:
@@ -728,9 +767,10 @@ async def complete(
     previous = await _previous_phq9(session, visit.patient_id, checkin.id)
     result = triage(body.responses, body.sex, services.rules, previous_phq9_total=previous)
     missing = _missing(body, await needed_instruments(session, visit), checkin)
-    urgent = level_at_least(result.level, Level.URGENT) or _crisis(checkin)
+    urgent = level_at_least(result.level, Level.URGENT) or in_crisis(checkin)
     if missing and not urgent:
-        raise ValidationFailed(f"{missing[0]} is required to finish the check-in.",
+        raise ValidationFailed(STATE_MISSING if missing[0] == "location.state" else
+                               f"{missing[0]} is required to finish the check-in.",
                                field=missing[0])
     await _mark_completed(session, checkin, now)
     version = await _add_version(session, checkin, "completion", data, result, now)

@@ -189,7 +189,7 @@ async def _past_checkins(session: object, patient: User, now: datetime) -> int:
         address = "221 Maple Avenue, Apt 3, Springfield"
         phone = profile.phone if profile and profile.phone else "+14135550100"
         contact = {"name": "Taylor Rivera", "phone": "+14135550110"}
-        emergency = {"location": {"address": address}, "callback_phone": phone,
+        emergency = {"location": {"address": address, "state": "MA"}, "callback_phone": phone,
                      "emergency_contact": contact}
         checkin = CheckIn(
             visit_id=visit.id, patient_id=patient.id, status=CheckInStatus.completed,
@@ -200,7 +200,7 @@ async def _past_checkins(session: object, patient: User, now: datetime) -> int:
                   "sleep": {"hours": 6.5, "quality": "fair"},
                   "substance_use": {"cravings": 2, "used_since_last_visit": False}},
             scores=scores, level="none", reasons=[],
-            location_address=address, callback_phone=phone,
+            location_address=address, location_state="MA", callback_phone=phone,
             emergency_contact_name=contact["name"], emergency_contact_phone=contact["phone"],
             # Confirmed when given, as a completion confirms them (server.checkins): so
             # the next check-in offers them, labelled as not confirmed today.

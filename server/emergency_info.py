@@ -26,6 +26,9 @@ from server.results import Instant, Result
 from server.us_states import UsState
 
 ADDRESS_MIN_CHARS: Final = 8
+# The words of every location step (the check-in form, ``/visits/{id}/where``, the API's
+# 422 naming ``location.state``).
+STATE_MISSING: Final = "Choose the state you are in now."
 CONTACT_NAME_MIN_LETTERS: Final = 2
 DEFAULT_REGION: Final = "US"
 
@@ -88,11 +91,24 @@ class _Strict(BaseModel):
 class Location(_Strict):
     address: Address
     # The US state the patient is in (USPS code): its licence, DEA registration and PDMP
-    # apply to prescribing a controlled substance (server.controlled). The location step
-    # asks it of every new confirmation; optional here so API clients that send only the
-    # address keep working, and the signing gate refuses a controlled prescription
-    # while it is unknown.
+    # apply to prescribing a controlled substance (server.controlled). Required for every
+    # confirmation, but not by this model: the rule depends on the visit's risk
+    # (server.checkins.require_state: on the crisis path the address and callback are
+    # kept without it, so a missing state never holds up help).
     state: UsState | None = None
+
+
+class DraftLocation(_Strict):
+    """A draft's location: the state the patient chose so far may come alone (kept with
+    the draft like any answer, confirming nothing); an address, when given, is checked
+    as strictly as at completion and confirms the place."""
+
+    address: Address | None = None
+    state: UsState | None = None
+
+    def confirmed(self) -> Location | None:
+        return None if self.address is None else Location(address=self.address,
+                                                          state=self.state)
 
 
 class EmergencyContact(_Strict):
@@ -116,6 +132,13 @@ def validation_context(region: str) -> dict[str, str]:
 
 class KnownLocation(Result):
     address: str | None
+
+
+class PrefilledLocation(KnownLocation):
+    """The place the form fills in to be confirmed again: the last address, and the last
+    state the patient gave."""
+
+    state: str | None
 
 
 class KnownContact(Result):

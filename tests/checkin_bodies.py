@@ -26,7 +26,7 @@ def checkin_body(
     return {
         "responses": responses,
         "sex": sex,
-        "location": {"address": "12 Elm Street, Springfield"},
+        "location": {"address": "12 Elm Street, Springfield", "state": "MA"},
         "callback_phone": "+1 617 555 0100",
         "emergency_contact": {"name": "Taylor Rivera", "phone": "+1 617 555 0101"},
         "side_effects": [{"effect": "sedation", "severity": "mild"}],

@@ -156,7 +156,8 @@ def located(cell: Cell) -> dict[str, Any]:
             await checkins.confirm_emergency_info(
                 session, cell.services,
                 Actor(patient.id, patient.role, patient.name, patient.email),
-                cell.clinic.visit_id, {"location": {"address": "12 Elm Street, Springfield"},
+                cell.clinic.visit_id, {"location": {"address": "12 Elm Street, Springfield",
+                                                    "state": "MA"},
                                        "callback_phone": "+1 617 555 0100"})
 
     cell.run(confirm)
@@ -549,7 +550,8 @@ API = [
     # The patient confirms where they are now (also the join link's session).
     row("PUT", "/api/v1/visits/{visit_id}/checkin/emergency-info",
         401,     200,     DENIED,  200,     403,     DENIED,  403,     DENIED,  DENIED,
-        json=lambda cell: {"location": {"address": "12 Elm Street, Springfield"},
+        json=lambda cell: {"location": {"address": "12 Elm Street, Springfield",
+                                        "state": "MA"},
                            "callback_phone": "617 555 0100"}, prepare=fresh_visit),
     row("POST", "/api/v1/visits/{visit_id}/checkin",
         401,     201,     DENIED,  201,     403,     DENIED,  403,     DENIED,  DENIED,

@@ -445,10 +445,12 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
     assert data["sleep"] == {"hours": 6.5, "quality": "fair"}
     assert data["substance_use"] == {"cravings": 3, "used_since_last_visit": False}
     # Drafts never carried the emergency information (a half-typed address among them
-    # would be refused); the completion did.
+    # would be refused), only the state chosen (prefilled from last time); the
+    # completion did.
     assert drafts
     for draft in drafts:
-        assert not {"location", "callback_phone", "emergency_contact"} & set(draft), draft
+        assert not {"callback_phone", "emergency_contact"} & set(draft), draft
+        assert draft.get("location", {"state": "MA"}) == {"state": "MA"}, draft
     assert phone.api(f"/api/v1/visits/{visit_id}")["status"] == "checked_in"
     # Opening it again shows the completion, not the form.
     page.goto(f"/visits/{visit_id}/checkin")
@@ -482,6 +484,9 @@ def test_auditc_never_leaves_the_drinking_questions_unasked(
                         if not box.input_value().strip():
                             box.fill("+1 617 555 0142" if box.get_attribute("type") == "tel"
                                      else "14 Harbor Road, Springfield")
+                    state = q.locator("select[name='location.state']")
+                    if state.count() and not state.input_value():
+                        state.select_option("MA")  # nothing to prefill it from
                     q.locator("input[data-confirm]").check()
             last = page.get_by_test_id("checkin-next").inner_text() == "Send my check-in"
             next_screen(page)
@@ -623,8 +628,8 @@ def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once
                              r.url.endswith("/checkin/emergency-info")) as sent:
         next_screen(page)
     assert json.loads(sent.value.post_data or "{}") == {
-        "location": {"address": "14 Harbor Road, Springfield"},
-        "callback_phone": "(617) 555-0134"}
+        "location": {"address": "14 Harbor Road, Springfield", "state": "MA"},
+        "callback_phone": "(617) 555-0134"}  # the state as last given, confirmed
     # Saved at once, then the flow resumes at the next question: the screener.
     expect(step).to_be_hidden()
     expect(question(page, "responses.cssrs.answers.q1")).to_be_visible()
@@ -646,7 +651,7 @@ def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once
                              r.url.endswith(f"/visits/{visit_id}/checkin")) as completed:
         stored = finish_from_here(phone, visit_id)["checkin"]
     final = json.loads(completed.value.post_data or "{}")
-    assert final["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert final["location"] == {"address": "14 Harbor Road, Springfield", "state": "MA"}
     assert final["callback_phone"] == "(617) 555-0134"
     assert final["emergency_contact"]["name"] == "Taylor Rivera"
     assert stored["location"] == {"address": "14 Harbor Road, Springfield"}

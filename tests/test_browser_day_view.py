@@ -179,3 +179,86 @@ def test_the_day_view_is_accessible_and_fits_a_phone(
                             full_page=True)
     finally:
         phone.close()
+
+
+def test_no_show_is_asked_in_the_card_and_offers_to_rebook(
+        browser: Any, app_server: AppServer, axe_script: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    from tests.browser_support import Person
+    from tests.test_browser_notes import api
+
+    phone = Person(browser, app_server, "prescriber@demo.test",
+                   viewport={"width": 390, "height": 844}, bypass_csp=True)
+    dialogs: list[str] = []
+    try:
+        phone.sign_in()
+        page = phone.page
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto("/day")
+        visits = api(phone, "GET", "/api/v1/visits")["data"]["visits"]
+        earlier = next(v for v in visits if v["status"] == "completed"
+                       and v["kind"] == "follow_up")
+        patient = earlier["patient"]
+        # On MOUD: naltrexone started at the last visit (a signed note).
+        note_url = f"/api/v1/visits/{earlier['id']}/note"
+        start = {"action": "start", "drug": "Naltrexone", "dose": "50", "unit": "mg",
+                 "route": "oral", "frequency": "once daily", "reason": "Alcohol use disorder"}
+        assert api(phone, "PUT", note_url, {"version": 0, "medication_changes": [start]}
+                   )["status"] == 200
+        assert api(phone, "POST", f"{note_url}/sign", {"version": 1})["status"] == 200
+        # A visit that starts in a few seconds, with the day open before it does.
+        starts = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+        made = api(phone, "POST", "/api/v1/visits", {
+            "patient_id": patient["id"], "kind": "follow_up",
+            "scheduled_at": starts.isoformat()})
+        assert made["status"] == 201, made
+        visit_id = made["data"]["id"]
+        page.goto("/day")
+        card = page.locator(f'[data-testid="day-card"][data-visit-id="{visit_id}"]')
+        ask = card.get_by_test_id("no-show")
+        expect(ask).to_be_hidden()
+        # day-live.js shows it once the start has passed (it looks every 15 seconds).
+        expect(ask).to_be_visible(timeout=25_000)
+        expect(ask).to_have_attribute("aria-expanded", "false")
+
+        ask.click()
+        confirm = card.get_by_test_id("no-show-confirm")
+        expect(confirm).to_be_visible()
+        expect(ask).to_have_attribute("aria-expanded", "true")
+        expect(card.get_by_test_id("no-show-yes")).to_be_focused()
+        expect(card.get_by_test_id("no-show-moud")).to_contain_text("within 7 days")
+        violations = serious_violations(page, axe_script)
+        assert violations == [], violations
+        # Changing one's mind closes it and gives the focus back.
+        card.get_by_test_id("no-show-no").click()
+        expect(confirm).to_be_hidden()
+        expect(ask).to_be_focused()
+        assert api(phone, "GET", f"/api/v1/visits/{visit_id}")["data"]["status"] == "scheduled"
+
+        ask.click()
+        card.get_by_test_id("no-show-yes").click()
+        done = card.get_by_test_id("no-show-done")
+        expect(done).to_contain_text("No-show.")
+        expect(card.get_by_test_id("no-show-outreach")).to_contain_text(
+            "if nothing is rebooked")
+        rebook = card.get_by_test_id("no-show-rebook")
+        expect(rebook).to_be_focused()
+        expect(rebook).to_have_attribute("href", f"/visits/new?patient={patient['id']}")
+        expect(card.get_by_test_id("no-show")).to_have_count(0)
+        assert api(phone, "GET", f"/api/v1/visits/{visit_id}")["data"]["status"] == "no_show"
+        violations = serious_violations(page, axe_script)
+        assert violations == [], violations
+        small = page.evaluate("""() => [...document.querySelectorAll(
+            '.day-card button, .day-card a.button')]
+            .filter((b) => b.offsetParent !== null)
+            .map((b) => [b.textContent.trim(), b.getBoundingClientRect().height])
+            .filter(([, height]) => height < 44)""")
+        assert small == [], f"touch targets under 44 px: {small}"
+        assert dialogs == [], dialogs
+        rebook.click()
+        page.wait_for_url(f"**/visits/new?patient={patient['id']}")
+    finally:
+        phone.close()

@@ -93,7 +93,7 @@ def test_urgent_checkin_is_stored_even_with_missing_parts(
     response = client.post(url(clinic), json=body)
     assert response.status_code == 201
     assert response.json()["level"] == "emergency"
-    assert response.json()["missing"] == ["location.address"]
+    assert response.json()["missing"] == ["location.address", "location.state"]
 
 
 @pytest.mark.parametrize("change,field", [

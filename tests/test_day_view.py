@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from server import checkins, visits
 from server.actors import Actor
-from server.models import AuditEntry, CheckIn, Visit, VisitKind, VisitStatus
+from server.models import AuditEntry, CheckIn, Medication, Visit, VisitKind, VisitStatus
 from server.services import Services
 from tests.checkin_bodies import checkin_body
 from tests.clinic import Clinic, Person
@@ -224,7 +224,7 @@ def test_the_waiting_room_says_it_when_it_is_opened(
         async with services.transaction() as session:
             await checkins.confirm_emergency_info(
                 session, services, actor(clinic.patient), clinic.visit_id,
-                {"location": {"address": "12 Elm Street, Springfield"},
+                {"location": {"address": "12 Elm Street, Springfield", "state": "MA"},
                  "callback_phone": "+1 617 555 0100"})
 
     run(located)
@@ -402,3 +402,88 @@ def test_reading_the_day_audits_each_check_in_shown(
     found = run(reads)
     assert len(found) == 1 and found[0][2] == clinic.patient.id
 
+
+
+# --- no-show ---------------------------------------------------------------------------
+
+
+def on_buprenorphine(run: Runner, services: Services, patient_id: int) -> None:
+    async def add() -> None:
+        async with services.transaction() as session:
+            now = services.clock.now()
+            session.add(Medication(patient_id=patient_id, drug="Buprenorphine/naloxone",
+                                   dose="8", unit="mg", started_at=now - timedelta(days=40),
+                                   changed_at=now - timedelta(days=40)))
+
+    run(add)
+
+
+def starting_in(run: Runner, services: Services, visit_id: int, delta: timedelta) -> None:
+    """Move the visit to start ``delta`` from now: minutes, so it stays on today's list
+    at any hour but the last minutes of the day."""
+    async def move() -> None:
+        async with services.transaction() as session:
+            visit = await session.get(Visit, visit_id)
+            assert visit is not None
+            visit.scheduled_at = services.clock.now() + delta
+
+    run(move)
+
+
+def test_no_show_is_offered_once_the_start_has_passed_and_the_card_then_offers_to_rebook(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    starting_in(run, services, clinic.visit_id, timedelta(minutes=1))
+    starting_in(run, services, clinic.visit2_id, timedelta(minutes=1))
+    sign_in(clinic.prescriber)
+    # Before the start: in the card for day-live.js to reveal on time, hidden.
+    box = card(client.get("/day").text, clinic.visit_id).one(data_no_show="")
+    assert box is not None and "hidden" in box.attrs
+    assert box["data-from"].startswith(str(services.clock.now().year))
+    services.clock.advance(timedelta(minutes=2))
+    shown = card(client.get("/day").text, clinic.visit_id)
+    box = shown.one(data_no_show="")
+    assert box is not None and "hidden" not in box.attrs
+    ask = shown.one(data_testid="no-show")
+    confirm = shown.one(data_testid="no-show-confirm")
+    assert ask is not None and confirm is not None
+    assert (ask["aria-expanded"], ask["aria-controls"]) == ("false", confirm["id"])
+    assert "hidden" in confirm.attrs and confirm["role"] == "group"
+    assert "did not come" in confirm.text()
+    assert shown.one(data_testid="no-show-moud") is None  # not on MOUD
+    # Waiting (joined): no no-show.
+    wait(run, services, clinic, clinic.visit2_id, clinic.patient2)
+    assert card(client.get("/day").text, clinic.visit2_id).one(data_no_show="") is None
+
+    done = client.post(f"/api/v1/visits/{clinic.visit_id}/no-show")
+    assert done.status_code == 200, done.text
+    after = card(client.get("/day").text, clinic.visit_id)
+    assert after["data-status"] == "no_show"
+    assert after.one(data_no_show="") is None
+    note = after.one(data_testid="no-show-done")
+    assert note is not None and "No-show." in note.text()
+    rebook = after.one(data_testid="no-show-rebook")
+    assert rebook is not None and rebook["href"] == f"/visits/new?patient={clinic.patient.id}"
+    assert after.one(data_testid="no-show-outreach") is None
+
+
+def test_for_a_patient_on_moud_the_card_says_outreach_follows_unless_rebooked(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    on_buprenorphine(run, services, clinic.patient.id)
+    starting_in(run, services, clinic.visit_id, timedelta(seconds=-30))
+    sign_in(clinic.prescriber)
+    moud = card(client.get("/day").text, clinic.visit_id).one(data_testid="no-show-moud")
+    assert moud is not None and "within 7 days" in moud.text()
+    assert client.post(f"/api/v1/visits/{clinic.visit_id}/no-show").status_code == 200
+    after = card(client.get("/day").text, clinic.visit_id)
+    outreach = after.one(data_testid="no-show-outreach")
+    assert outreach is not None and "if nothing is rebooked" in outreach.text()
+    # Booking the next visit stops the outreach, and the card stops saying it.
+    booked = client.post("/api/v1/visits", json={
+        "patient_id": clinic.patient.id, "kind": "follow_up",
+        "scheduled_at": (services.clock.now() + timedelta(days=5)).isoformat()})
+    assert booked.status_code == 201, booked.text
+    after = card(client.get("/day").text, clinic.visit_id)
+    assert after.one(data_testid="no-show-outreach") is None
+    assert after.one(data_testid="no-show-rebook") is not None

@@ -111,7 +111,7 @@ def test_unstorable_text_in_a_draft_is_refused_and_nothing_is_stored(
     assert client.get(checkin_url(clinic)).json()["checkin"] is None
     # The same draft without the bad character is stored.
     fine = send(client, "PUT", url, {"responses": {}, "location": {
-        "address": "12 Elm Street, Springfield"}})
+        "address": "12 Elm Street, Springfield", "state": "MA"}})
     assert fine.status_code == 200, fine.text
 
 

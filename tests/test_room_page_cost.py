@@ -71,7 +71,7 @@ def patient_located(client: TestClient, clinic: Clinic, run: Runner,
         async with services.transaction() as session:
             await checkins.confirm_emergency_info(
                 session, services, patient, clinic.visit_id,
-                {"location": {"address": "12 Elm Street, Springfield"},
+                {"location": {"address": "12 Elm Street, Springfield", "state": "MA"},
                  "callback_phone": "+1 617 555 0100"})
 
     run(confirm)

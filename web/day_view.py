@@ -1,9 +1,11 @@
 """What each card of the prescriber's day shows beside the visit: how long the patient has
-waited, and the check-in's triage at a glance (level, reasons, the key scores).
+waited, the check-in's triage at a glance (level, reasons, the key scores), and for the
+No-show action whether the patient is on MOUD and when outreach is due.
 
-Read for the whole day at once, two queries whatever the number of visits (one for the
-open waits, one for the check-ins). The scores are the ones the check-in stored when it
-was scored (``server.checkins``); nothing is scored again here.
+Read for the whole day at once, four queries whatever the number of visits (the open
+waits, the check-ins, the patients' active medications, pending outreach). The scores
+are the ones the check-in stored when it was scored (``server.checkins``); nothing is
+scored again here.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
 from server.actors import Actor
-from server.models import CheckIn, CheckInStatus, VisitWait
+from server.models import CheckIn, CheckInStatus, Medication, Timer, VisitWait
 from server.services import Services
+from server.substance_use import OUTREACH_TIMER, is_moud
 from server.triage import level_rank
 from server.visits import VisitRecord
 from web import escalation_view as view
@@ -59,6 +62,10 @@ class Glance:
     # When the patient's current stay in the waiting room began (None: not waiting).
     waiting_since: datetime | None = None
     checkin: CheckInGlance | None = None
+    # On MOUD: a no-show starts the outreach clock (server.substance_use), which the
+    # No-show confirmation says; once recorded, when outreach is due unless rebooked.
+    moud: bool = False
+    outreach_due_at: datetime | None = None
 
 
 def _severity(score: dict[str, Any]) -> str:
@@ -120,4 +127,17 @@ async def day_glances(session: AsyncSession, services: Services, actor: Actor,
     found = (await session.scalars(select(CheckIn).where(CheckIn.visit_id.in_(ids)))).all()
     audit.record_reads(session, actor, "checkin", [(c.id, c.patient_id) for c in found])
     checkins = {c.visit_id: _glance(c, services) for c in found}
-    return {i: Glance(waits.get(i), checkins.get(i)) for i in ids}
+    patients = {v.patient_id for v in visits}
+    moud = {patient_id for patient_id, drug in await session.execute(
+        select(Medication.patient_id, Medication.drug).where(
+            Medication.patient_id.in_(patients), Medication.active.is_(True)))
+        if is_moud(drug)}
+    outreach: dict[int, datetime] = {}
+    for patient_id, due_at in await session.execute(
+            select(Timer.subject_id, Timer.due_at).where(
+                Timer.kind == OUTREACH_TIMER, Timer.subject_id.in_(patients),
+                Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+            .order_by(Timer.due_at)):
+        outreach.setdefault(patient_id, due_at)
+    return {v.id: Glance(waits.get(v.id), checkins.get(v.id), v.patient_id in moud,
+                         outreach.get(v.patient_id)) for v in visits}

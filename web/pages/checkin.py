@@ -25,12 +25,18 @@ from starlette.routing import Route
 
 from server import checkins
 from server.access import require_role
-from server.emergency_info import ADDRESS_MIN_CHARS, CONTACT_NAME_MIN_LETTERS, readable_phone
+from server.emergency_info import (
+    ADDRESS_MIN_CHARS,
+    CONTACT_NAME_MIN_LETTERS,
+    STATE_MISSING,
+    readable_phone,
+)
 from server.http import actor_of, path_id, services_of
 from server.instruments import INSTRUMENTS, Instrument, Item
 from server.models import CheckInStatus, Role
 from server.timezones import viewer_zone
 from server.triage import Reason, TriageRules
+from server.us_states import US_STATES
 from server.visits import get_visit_loaded
 from web.rendering import moment, render
 
@@ -228,14 +234,20 @@ def form_values(draft: Mapping[str, object], prefill: checkins.Prefill,
     # again on this page.
     address: object
     callback: object
-    from_draft = ("location" in draft or "callback_phone" in draft) and not confirmed_today
+    location = _mapping(draft.get("location"))
+    from_draft = ("address" in location or "callback_phone" in draft) and not confirmed_today
     form.prefilled_location = not from_draft and not confirmed_today
     if from_draft:
-        address = _mapping(draft.get("location")).get("address")
+        address = location.get("address")
         callback = draft.get("callback_phone")
     else:
         address, callback = prefill.location.address, prefill.callback_phone
     form.add("location.address", address)
+    # The state is saved with the draft like any answer (it confirms nothing alone), so
+    # the patient's choice comes back; else the last state they gave.
+    state = location.get("state")
+    form.add("location.state", state if isinstance(state, str) and state in US_STATES
+             else prefill.location.state)
     form.add("callback_phone", readable_phone(callback) if isinstance(callback, str)
              else callback)
     contact_name: object
@@ -294,6 +306,7 @@ async def checkin_page(request: Request) -> Response:
         else "",
         starts_soon=services.clock.now() >= visit.scheduled_at - soon,
         address_min=ADDRESS_MIN_CHARS, contact_name_min=CONTACT_NAME_MIN_LETTERS,
+        us_states=US_STATES, state_missing=STATE_MISSING,
         answer_value=answer_value, side_effects=SIDE_EFFECT_LABELS,
         severities=SEVERITY_LABELS, missed_reasons=MISSED_DOSE_REASON_LABELS,
         sleep_qualities=SLEEP_QUALITY_LABELS, substances=SUBSTANCE_LABELS,

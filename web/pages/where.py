@@ -28,6 +28,7 @@ from server import checkins, visits
 from server.access import require_role
 from server.actors import Actor
 from server.emergency_info import (
+    STATE_MISSING,
     EmergencyInfo,
     EmergencyInfoBody,
     readable_phone,
@@ -48,7 +49,6 @@ CONFIRM_MISSING: Final = ("Tick the box to confirm that you are at this address 
 # The form's field names, by the API field each one carries.
 FORM_FIELDS: Final = {"location.address": "address", "location.state": "state",
                       "callback_phone": "callback_phone"}
-STATE_MISSING: Final = "Choose the state you are in now."
 
 
 def room_url(visit_id: int) -> str:
@@ -125,8 +125,9 @@ class WhereForm:
     message for each field that is wrong."""
 
     address: str = ""
-    # Required on this step (every new confirmation here): the state's rules apply to
-    # what the prescriber may prescribe by video (server.controlled).
+    # Required on this step (as on every confirmation, server.checkins.require_state):
+    # the state's rules apply to what the prescriber may prescribe by video
+    # (server.controlled). On the crisis path it may be left out.
     state: str = ""
     callback_phone: str = ""
     confirmed: bool = False
@@ -175,7 +176,9 @@ async def where_submit(request: Request) -> Response:
             "callback_phone": form.callback_phone}
     form.errors = problems(services, data)
     if not form.state:
-        form.errors["state"] = STATE_MISSING
+        async with services.transaction() as session:
+            if await checkins.state_needed(session, actor, visit_id):
+                form.errors["state"] = STATE_MISSING
     if not form.confirmed:
         form.errors["confirm"] = CONFIRM_MISSING
     if form.errors:

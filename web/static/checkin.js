@@ -18,7 +18,11 @@
 //   the network is down while the patient carries on;
 // - the emergency information (where, callback, contact) only in the completion, never
 //   in drafts: a draft carrying it is validated strictly, and a half-typed address must
-//   not cost the patient their answers.
+//   not cost the patient their answers. The state chosen is the exception: a choice
+//   from a list, saved with the draft like any answer (it confirms nothing alone);
+// - the state is required to confirm where the patient is, except on the crisis path
+//   (the server's rule, server.checkins.require_state): there the address and callback
+//   go without it, so a missing state never holds up help.
 
 import { moment } from "./moment.js";
 
@@ -60,6 +64,7 @@ function start(form) {
   const rank = (level) => Math.max(0, LEVELS.indexOf(level));
   const addressMin = Number(form.dataset.addressMin);
   const nameMin = Number(form.dataset.contactNameMin);
+  const stateMissing = form.dataset.stateMissing;
 
   let cssrsTriggered = form.dataset.cssrsShown === "1";
   let current = null;           // the first question of the screen on show
@@ -205,19 +210,26 @@ function start(form) {
     return checkedValue("sex") || null;
   }
 
+  function place() {
+    const state = text("location.state");
+    return state ? { address: text("location.address"), state }
+      : { address: text("location.address") };
+  }
+
   function whereValues() {
-    return { location: { address: text("location.address") },
-             callback_phone: text("callback_phone") };
+    return { location: place(), callback_phone: text("callback_phone") };
   }
 
   function body(final) {
     const data = { responses: responses(), sex: sex() };
     // Emergency information only with the completion: in a draft it would be checked
-    // strictly, and it is confirmed on its own (confirmWhere) when it is urgent.
+    // strictly, and it is confirmed on its own (confirmWhere) when it is urgent. The
+    // state alone is kept with the draft: it confirms nothing there.
+    if (!final && text("location.state")) data.location = { state: text("location.state") };
     if (final) {
       const address = text("location.address");
       const phone = text("callback_phone");
-      if (address) data.location = { address };
+      if (address) data.location = place();
       if (phone) data.callback_phone = phone;
       const name = text("emergency_contact.name");
       const contactPhone = text("emergency_contact.phone");
@@ -249,7 +261,10 @@ function start(form) {
       : `Please give the full address where you are, at least ${addressMin} characters with the street or place name.`),
     phone: (value) => (/\d/.test(value) ? null : "Please enter a phone number with its digits."),
     name: (value) => (letters(value) >= nameMin ? null : "Please give your emergency contact's name."),
+    state: (value) => (value ? null : stateMissing),
   };
+  // The crisis path: help is on screen (decided here or by the server).
+  const inCrisis = () => !crisis.hidden;
 
   // What is wrong with a question's answer: [input or null (the question itself), message].
   function problems(q) {
@@ -280,6 +295,7 @@ function start(form) {
       case "emergency": {
         const found = [];
         for (const input of q.querySelectorAll("[data-check]")) {
+          if (input.dataset.check === "state" && inCrisis()) continue;
           const message = CHECKS[input.dataset.check](input.value.trim());
           if (message) found.push([input, message]);
         }
@@ -524,8 +540,8 @@ function start(form) {
     }
     if (response?.status === 422) {
       const field = data.error?.field;
-      const input = field === "callback_phone" ? form.querySelector(named("callback_phone"))
-        : form.querySelector(named("location.address"));
+      const input = ["callback_phone", "location.state"].includes(field)
+        ? form.querySelector(named(field)) : form.querySelector(named("location.address"));
       showFieldError(whereQ, input, plainWords(data.error?.message) ||
         "Please check this answer.");
       whereQ.querySelector("input[data-confirm]").checked = false;
@@ -768,7 +784,8 @@ function start(form) {
     let best = null;
     let length = -1;
     for (const q of questions) {
-      const names = [q.dataset.field, ...(q.querySelector("[name='callback_phone']") ? ["callback_phone"] : [])];
+      const names = [q.dataset.field,
+        ...["callback_phone", "location.state"].filter((name) => q.querySelector(named(name)))];
       for (const name of names) {
         if ((field === name || field.startsWith(`${name}.`)) && name.length > length) {
           best = q;
@@ -834,7 +851,8 @@ function start(form) {
 
   function onAnswer(event) {
     const target = event.target;
-    if (!(target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement)) return;
+    if (!(target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+          target instanceof HTMLSelectElement)) return;
     const name = target.name;
     if (name === "side_effects.effect") {
       const severity = form.querySelector(`.severity[data-effect="${CSS.escape(target.value)}"]`);
@@ -843,12 +861,17 @@ function start(form) {
     const q = target.closest(".q");
     if (q) recheck(q);
     if (event.type === "change") render();
-    if (name === "location.address" || name === "callback_phone") whereEdited();
+    if (["location.address", "location.state", "callback_phone"].includes(name)) whereEdited();
     // Ticked again after a change, on the crisis path: the new place goes at once.
     if (name === "confirm.location" && target.checked && whereAsked && !detour && whereReady()) {
       sendWhere(whereValues());
     }
-    // Emergency information and confirmations are not part of a draft (see body()).
+    // The state is kept with the draft (see body()); the rest of the emergency
+    // information and the confirmations are not part of a draft.
+    if (name === "location.state") {
+      scheduleSave(false);
+      return;
+    }
     if (name.startsWith("confirm.") || target.closest("[data-kind='emergency']")) return;
     // Help first, from the answer itself: before any request, which may never return.
     if (name === ITEM9 || name.startsWith("responses.cssrs.")) triageHere();

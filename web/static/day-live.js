@@ -7,6 +7,10 @@
 // Admit) comes from the server: the page is fetched again and each card that the server
 // now renders differently is replaced (events carry ids and states, never scores).
 // "Running late" posts to the API; the patient's waiting room shows it.
+// "No-show" shows on a card once the visit's start has passed while the patient has not
+// joined (the server renders it, and the clock here reveals it when the time comes); it
+// asks in the card (never confirm(), which blocks the page and reads badly on a phone),
+// posts to the API, and the card comes back from the server with the rebooking link.
 
 import { chime, unlock, unlockOnFirstGesture } from "./alert-sound.js";
 import { ReconnectingSocket, socketUrl } from "./reconnecting-socket.js";
@@ -151,7 +155,15 @@ function waitText(since) {
   return `Waiting ${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
 }
 
+function revealNoShows() {
+  for (const box of document.querySelectorAll("[data-no-show][hidden]")) {
+    const from = Date.parse(box.dataset.from);
+    if (Number.isFinite(from) && Date.now() >= from) box.hidden = false;
+  }
+}
+
 function tickWaits() {
+  revealNoShows();
   for (const span of document.querySelectorAll('[data-testid="wait-time"][data-since]')) {
     const since = Date.parse(span.dataset.since);
     if (!Number.isFinite(since)) continue;
@@ -191,6 +203,50 @@ async function runningLate(button) {
   } finally {
     button.disabled = false;
   }
+}
+
+function askNoShow(button, open) {
+  const box = button.closest("[data-no-show]");
+  const ask = box.querySelector("[data-no-show-ask]");
+  const confirmBox = box.querySelector(".no-show-confirm");
+  confirmBox.hidden = !open;
+  ask.setAttribute("aria-expanded", String(open));
+  if (open) confirmBox.querySelector("[data-no-show-yes]").focus();
+  else ask.focus();
+}
+
+async function noShow(button) {
+  const card = button.closest(".visit[data-visit-id]");
+  if (!card) return;
+  const id = card.dataset.visitId;
+  const name = card.dataset.name || "The patient";
+  const error = card.querySelector("[data-no-show-error]");
+  button.disabled = true;
+  error.hidden = true;
+  let message = "The no-show could not be recorded: check the connection and try again.";
+  try {
+    const response = await fetch(`/api/v1/visits/${encodeURIComponent(id)}/no-show`, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json",
+        "X-CSRF-Token": document.body.dataset.csrf || "" },
+      body: "{}" });
+    if (response.ok) {
+      announce(`No-show recorded for ${name}.`);
+      await refreshRows();
+      row(id)?.querySelector('[data-testid="no-show-rebook"]')?.focus();
+      return;
+    }
+    try {
+      message = (await response.json()).error.message || message;
+    } catch {
+      // keep the plain message
+    }
+  } catch {
+    // the network: keep the plain message
+  }
+  button.disabled = false;
+  error.textContent = message;
+  error.hidden = false;
 }
 
 // The escalation is resolved: its badge goes at once (no round trip), then the order
@@ -278,6 +334,12 @@ if (root) {
     list.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-late-minutes]");
       if (button) runningLate(button);
+      const noShowButton = event.target.closest("button[data-no-show-ask], " +
+        "button[data-no-show-no], button[data-no-show-yes]");
+      if (!noShowButton) return;
+      if (noShowButton.matches("[data-no-show-yes]")) noShow(noShowButton);
+      else askNoShow(noShowButton, noShowButton.matches("[data-no-show-ask]") &&
+        noShowButton.getAttribute("aria-expanded") !== "true");
     });
   }
   tickWaits();

@@ -809,6 +809,12 @@ PAGES = [
     row("GET", "/visits/{visit_id}",
         LOGIN,   404,     404,     404,     404,     404,     404,     404,     404,
         prepare=missing_visit, note="no such visit"),
+    # The note panel's parts, fetched again live (web/pages/note_panel.py PARTS): the
+    # panel's readers only; a patient's own visit has no such part.
+    *(row("GET", "/visits/{visit_id}",
+          LOGIN,   404,     DENIED,  404,     200,     DENIED,  200,     DENIED,  DENIED,
+          query=lambda cell, name=name: {"part": name}, note=f"part={name}")
+      for name in ("safety", "medications", "labs", "trends", "costs", "controlled")),
     row("GET", "/visits/{visit_id}/summary",
         LOGIN,   200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=signed_note),
@@ -917,6 +923,14 @@ PAGES = [
     row("POST", "/patients/{patient_id}/labs",
         LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
         form=lambda cell: lithium_level(cell) | {"value": "0.8"} | csrf_only(cell)),
+    # A prescriber's licences and DEA registrations: admins, and the prescriber
+    # (web/pages/credentials.py, the API's access).
+    row("GET", "/prescribers/{prescriber_id}/credentials",
+        LOGIN,   403,     403,     403,     200,     403,     403,     403,     200),
+    row("POST", "/prescribers/{prescriber_id}/credentials",
+        LOGIN,   403,     403,     403,     303,     403,     403,     403,     303,
+        form=lambda cell: {"state": "NY", "license_number": "NY-12345",
+                           "dea_number": "AB1234563"} | csrf_only(cell)),
     row("GET", "/progress",
         LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
     row("GET", "/escalations/{escalation_id}",

@@ -1,6 +1,10 @@
 // The controlled-substance part of the sign confirmation: a sign or its check refused
 // with 409 controlled_substance_requirements (server/controlled.py) keeps the dialog
-// open and lists each thing still needed, from the server's `missing`.
+// open and lists each thing still needed, from the server's `missing`. A missing licence
+// or DEA registration links to where the prescriber records it (a new tab: the note and
+// the call stay), and the panel's controlled part follows the change live.
+
+const CREDENTIAL_GAPS = new Set(["not_licensed_in_state", "no_dea_registration_in_state"]);
 
 export function hideControlledGaps(dialog) {
   const box = dialog.querySelector("#sign-dialog-controlled");
@@ -19,6 +23,19 @@ export function showControlledGaps(dialog, result) {
     const item = document.createElement("li");
     item.dataset.code = gap.code;
     item.textContent = gap.text;
+    if (CREDENTIAL_GAPS.has(gap.code) && box.dataset.credentialsUrl) {
+      const link = document.createElement("a");
+      link.href = box.dataset.credentialsUrl;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.dataset.testid = "gap-credentials-link";
+      link.textContent = "Add it to your licences and DEA registrations";
+      const hint = document.createElement("span");
+      hint.className = "visually-hidden";
+      hint.textContent = " (opens in a new tab)";
+      link.append(hint);
+      item.append(" ", link, ".");
+    }
     return item;
   }));
   dialog.querySelector("#sign-dialog-status").textContent = "This note cannot be signed yet.";

@@ -581,12 +581,12 @@ API = [
         401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=signed_note),
     # Controlled substances by telehealth: a prescriber's licences and DEA registrations
-    # are kept by admins and by the prescriber; PDMP checks are the visit's prescriber's
-    # to record and the care team's to read.
+    # gate their signing, so admins record them and the prescriber only reads them;
+    # PDMP checks are the visit's prescriber's to record and the care team's to read.
     row("GET", "/api/v1/prescribers/{prescriber_id}/credentials",
         401,     403,     403,     403,     200,     403,     403,     403,     200),
     row("PUT", "/api/v1/prescribers/{prescriber_id}/credentials",
-        401,     403,     403,     403,     200,     403,     403,     403,     200,
+        401,     403,     403,     403,     403,     403,     403,     403,     200,
         json=lambda cell: {"credentials": [{"state": "NY", "license_number": "NY-12345",
                                             "dea_number": "AB1234563"}]}),
     row("GET", "/api/v1/visits/{visit_id}/pdmp-checks",
@@ -923,12 +923,12 @@ PAGES = [
     row("POST", "/patients/{patient_id}/labs",
         LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
         form=lambda cell: lithium_level(cell) | {"value": "0.8"} | csrf_only(cell)),
-    # A prescriber's licences and DEA registrations: admins, and the prescriber
-    # (web/pages/credentials.py, the API's access).
+    # A prescriber's licences and DEA registrations: admins record them, the prescriber
+    # reads them (web/pages/credentials.py, the API's access).
     row("GET", "/prescribers/{prescriber_id}/credentials",
         LOGIN,   403,     403,     403,     200,     403,     403,     403,     200),
     row("POST", "/prescribers/{prescriber_id}/credentials",
-        LOGIN,   403,     403,     403,     303,     403,     403,     403,     303,
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
         form=lambda cell: {"state": "NY", "license_number": "NY-12345",
                            "dea_number": "AB1234563"} | csrf_only(cell)),
     row("GET", "/progress",

@@ -1,7 +1,8 @@
 """The licences and DEA registrations page (web/pages/credentials.py), by the real app
-on SQLite and PostgreSQL: a prescriber keeps their own, an admin any prescriber's,
-every problem is shown by its field and nothing half-saved, and the change is audited
-and announced like the API's."""
+on SQLite and PostgreSQL: the clinic's admins record any prescriber's, every problem is
+shown by its field and nothing half-saved, and the change is audited and announced like
+the API's; the prescriber, whom the signing gate checks against them, reads their own
+list and cannot change it."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def shown_rows(html: str) -> list[dict[str, str | None]]:
     return [r for r in Page(html).by_testid["credential-row"] if "data-template" not in r]
 
 
+def main_of(html: str) -> str:
+    """The page's own content, without the layout's menu and dialogs."""
+    return html.split("<main", 1)[1].split("</main>", 1)[0]
+
+
 def post(client: TestClient, target: str, data: list[tuple[str, str]]) -> Any:
     body = "&".join(f"{k}={v}" for k, v in data)
     return client.post(target, content=body, follow_redirects=False,
@@ -76,44 +82,103 @@ def audited(run: Runner, services: Services, actor_id: int) -> list[dict[str, An
     return run(query)
 
 
-def test_a_prescriber_adds_their_licence_and_dea_registration(
+def test_an_admin_records_a_licence_and_the_prescriber_reads_it(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
 ) -> None:
-    csrf = sign_in(clinic.prescriber)
-    # From the prescriber's own menu.
-    day = client.get("/day")
-    assert f'href="{url(clinic)}"' in day.text
+    csrf = sign_in(clinic.admin)
     page = client.get(url(clinic))
     assert page.status_code == 200
-    assert "Your licences and DEA registrations" in page.text
     # One blank row to fill in, labelled.
     assert len(shown_rows(page.text)) == 1
     assert '<label for="cred-0-dea_number">' in page.text
 
     saved = post(client, url(clinic), form(
-        csrf, row("NY", "NY-301122", "2027-06-30", GOOD_DEA.lower(), "2027-01-31"),
-        row()))
+        csrf, row("NY", "NY-301122", "2035-06-30", GOOD_DEA.lower(), "2035-01-31"),
+        row("MA", "MA-4411", "2020-01-31"), row()))
     assert saved.status_code == 303, saved.text
     assert saved.headers["location"] == f"{url(clinic)}?saved=1"
-    assert stored(run, services, clinic.prescriber.id) == [("NY", GOOD_DEA)]
-    [entry] = audited(run, services, clinic.prescriber.id)
+    assert stored(run, services, clinic.prescriber.id) == [("MA", None), ("NY", GOOD_DEA)]
+    [entry] = audited(run, services, clinic.admin.id)
     assert entry["resource_id"] == str(clinic.prescriber.id)
-
     shown = client.get(saved.headers["location"])
     parsed = Page(shown.text)
     assert parsed.by_testid["credentials-done"]
-    assert [r["data-state"] for r in shown_rows(shown.text)] == ["NY", ""]
-    assert parsed.by_id["cred-0-dea_number"]["value"] == GOOD_DEA
-    assert parsed.by_id["cred-0-license_expires_on"]["value"] == "2027-06-30"
+    assert [r["data-state"] for r in shown_rows(shown.text)] == ["MA", "NY", ""]
+    assert parsed.by_id["cred-1-dea_number"]["value"] == GOOD_DEA
+    assert parsed.by_id["cred-1-license_expires_on"]["value"] == "2035-06-30"
+
+    # The prescriber, from their own menu: the same list, read only.
+    sign_in(clinic.prescriber)
+    day = client.get("/day")
+    assert f'href="{url(clinic)}"' in day.text
+    mine = client.get(url(clinic))
+    assert mine.status_code == 200
+    assert "Your licences and DEA registrations" in mine.text
+    parsed = Page(mine.text)
+    rows = parsed.by_testid["credential-row"]
+    assert [r["data-state"] for r in rows] == ["MA", "NY"]
+    assert [r["_tag"] for r in rows] == ["li", "li"]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", main_of(mine.text)))
+    assert "NY-301122" in text and GOOD_DEA in text
+    assert "expires 30 Jun 2035" in text and "expires 31 Jan 2035" in text
+    # Massachusetts' licence has expired and there is no DEA registration there.
+    assert len(parsed.by_testid["license-expired"]) == 1
+    assert "dea-expired" not in parsed.by_testid
+    assert "none recorded in this state" in text
+    # Who records them, and whom to ask.
+    assert "ask your clinic's admins" in text
+    # Nothing to edit: no form, field, Save, Add or Remove, and not the form's script.
+    for tag in ("<form", "<input", "<select", "<button"):
+        assert tag not in main_of(mine.text), tag
+    for testid in ("credentials-form", "credentials-save", "credential-add",
+                   "credential-remove"):
+        assert testid not in parsed.by_testid, testid
+    assert "credentials-form.js" not in mine.text
     # The API reads the same.
     api = client.get(f"/api/v1/prescribers/{clinic.prescriber.id}/credentials").json()
-    assert [(c["state"], c["dea_number"]) for c in api["credentials"]] == [("NY", GOOD_DEA)]
+    assert [(c["state"], c["dea_number"]) for c in api["credentials"]] == [
+        ("MA", None), ("NY", GOOD_DEA)]
+
+
+def test_a_prescriber_cannot_change_their_own_by_the_page(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    csrf = sign_in(clinic.admin)
+    assert post(client, url(clinic), form(csrf, row("NY", "NY-1"))).status_code == 303
+    csrf = sign_in(clinic.prescriber)
+    shown = Page(client.get(url(clinic)).text).by_testid["credential-row"]
+    assert [r["data-state"] for r in shown] == ["NY"]
+    for attempt in (
+        form(csrf, row("NY", "NY-1"), row("TX", "TX-1", dea_number=GOOD_DEA)),  # added
+        form(csrf, row("NY", "NY-2")),                                         # changed
+        form(csrf, row("NY", "NY-1"), remove="0"),                             # removed
+        form(csrf, row("NY", "NY-1"), row(), add="1"),                         # a new row
+    ):
+        refused = post(client, url(clinic), attempt)
+        assert refused.status_code == 403, refused.text[:300]
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "recorded by the clinic&#39;s admins" in refused.text
+        assert stored(run, services, clinic.prescriber.id) == [("NY", None)]
+    assert audited(run, services, clinic.prescriber.id) == []
+
+
+def test_a_prescriber_with_none_recorded_is_told_whom_to_ask(
+    client: TestClient, clinic: Clinic, sign_in: SignIn
+) -> None:
+    sign_in(clinic.prescriber)
+    page = client.get(url(clinic))
+    assert page.status_code == 200
+    parsed = Page(page.text)
+    assert parsed.by_testid["credentials-empty"]
+    assert parsed.by_testid["credentials-who"]
+    assert "credential-row" not in parsed.by_testid
+    assert "<form" not in main_of(page.text)
 
 
 def test_every_problem_is_shown_by_its_field_and_nothing_is_saved(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
 ) -> None:
-    csrf = sign_in(clinic.prescriber)
+    csrf = sign_in(clinic.admin)
     assert post(client, url(clinic), form(csrf, row("MA", "MA-1"))).status_code == 303
     refused = post(client, url(clinic), form(
         csrf,
@@ -156,7 +221,7 @@ def test_every_problem_is_shown_by_its_field_and_nothing_is_saved(
 def test_removing_a_row_and_adding_one_without_javascript(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
 ) -> None:
-    csrf = sign_in(clinic.prescriber)
+    csrf = sign_in(clinic.admin)
     both = (row("MA", "MA-1", dea_number=GOOD_DEA), row("NY", "NY-1"))
     assert post(client, url(clinic), form(csrf, *both, row())).status_code == 303
     page = client.get(url(clinic))
@@ -178,7 +243,7 @@ def test_removing_a_row_and_adding_one_without_javascript(
     assert post(client, url(clinic), form(csrf, both[1], remove="7")).status_code == 422
 
 
-def test_an_admin_keeps_any_prescribers_and_nobody_else_does(
+def test_an_admin_keeps_any_prescribers_and_nobody_else_sees_them(
     client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
 ) -> None:
     csrf = sign_in(clinic.admin)
@@ -198,10 +263,9 @@ def test_an_admin_keeps_any_prescribers_and_nobody_else_does(
     # Not a prescriber: there is no such page.
     assert client.get(url(clinic, clinic.coordinator.id)).status_code == 404
 
-    csrf = sign_in(clinic.other_prescriber)
-    assert client.get(url(clinic)).status_code == 403
-    refused = post(client, url(clinic), form(csrf, row("CT", "CT-1")))
-    assert refused.status_code == 403
+    for other in (clinic.other_prescriber, clinic.coordinator, clinic.patient):
+        csrf = sign_in(other)
+        assert client.get(url(clinic)).status_code == 403
+        refused = post(client, url(clinic), form(csrf, row("CT", "CT-1")))
+        assert refused.status_code == 403
     assert stored(run, services, clinic.prescriber.id) == [("CT", GOOD_DEA)]
-    sign_in(clinic.patient)
-    assert client.get(url(clinic)).status_code == 403

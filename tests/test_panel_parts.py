@@ -83,13 +83,16 @@ def test_each_part_answers_its_block_as_the_panel_shows_it(
     assert 'data-testid="costs-timeline"' in costs
     controlled = block(part(client, clinic.visit_id, "controlled"), "controlled")
     assert "Massachusetts" in controlled and "no licence here" in controlled
-    # The prescriber is told where to add it.
+    # The prescriber is told where to see theirs (an admin records new ones).
     assert f'href="/prescribers/{clinic.prescriber.id}/credentials"' in controlled
 
-    # A licence and DEA registration there: the part says so, and the link goes.
+    # An admin records a licence and DEA registration there: the part says so, and
+    # the link goes.
+    sign_in(clinic.admin)
     held = client.put(f"/api/v1/prescribers/{clinic.prescriber.id}/credentials", json={
         "credentials": [{"state": "MA", "license_number": "MA-1", "dea_number": "AB1234563"}]})
     assert held.status_code == 200, held.text
+    sign_in(clinic.prescriber)
     controlled = block(part(client, clinic.visit_id, "controlled"), "controlled")
     assert "DEA registered" in controlled and "no licence here" not in controlled
     assert 'data-testid="controlled-credentials-link"' not in controlled

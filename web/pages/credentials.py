@@ -1,11 +1,13 @@
-"""A prescriber's state licences and DEA registrations, as a page: admins keep any
-prescriber's, a prescriber their own (``server.prescriber_credentials``, the same
-functions, access and audit as ``PUT /api/v1/prescribers/{id}/credentials``).
+"""A prescriber's state licences and DEA registrations, as a page: the clinic's admins
+record any prescriber's; a prescriber reads their own (``server.prescriber_credentials``,
+the same functions, access and audit as ``/api/v1/prescribers/{id}/credentials``).
 
 The controlled-substance signing gate reads them (``server.controlled``), so its
-message about a missing licence or DEA registration links here.
+message about a missing licence or DEA registration links here, and the prescriber it
+checks does not write them: a prescriber sees the list read only, with whom to ask,
+and their post is refused (``server.access.access_prescriber_credentials``).
 
-One form holds the whole list, one row a state, like the API's body: Save replaces the
+For admins, one form holds the whole list, one row a state, like the API's body: Save replaces the
 list; a row's Remove saves the list without that row; "Add another state" gives a blank
 row (``static/credentials-form.js`` without a round trip; without JavaScript the page
 comes back with the rows as typed and one more, nothing saved). Every row's problems are
@@ -28,6 +30,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from server import prescriber_credentials as creds
+from server.access import access_prescriber_credentials, records_prescriber_credentials
 from server.controlled import clinic_date
 from server.errors import ValidationFailed
 from server.http import actor_of, client_ip, path_id, services_of
@@ -65,6 +68,12 @@ class Row:
     def label(self) -> str:
         code = self.values.get("state", "")
         return state_name(code) if code in US_STATES else "New state"
+
+
+def _day(iso: str) -> str:
+    """A stored date as the read-only list shows it, such as "30 Jun 2027"."""
+    day = date.fromisoformat(iso)
+    return f"{day.day} {day:%b %Y}"
 
 
 def _blank() -> Row:
@@ -148,12 +157,13 @@ async def credentials_page(request: Request, *, rows: list[Row] | None = None,
         prescriber = await session.get(User, prescriber_id)
     assert prescriber is not None  # get_credentials found them
     today = clinic_date(services, services.clock.now())
+    editable = records_prescriber_credentials(actor)
     if rows is None:
-        rows = [*_stored(found, today), _blank()]
+        rows = [*_stored(found, today), *([_blank()] if editable else [])]
     updated = max((c.updated_at for c in found.credentials), default=None)
     return render(request, "credentials.html", status=status, prescriber=prescriber,
-                  rows=rows, blank_row=_blank(), states=US_STATES,
-                  own=actor.user_id == prescriber_id,
+                  rows=rows, blank_row=_blank(), states=US_STATES, editable=editable,
+                  day=_day, own=actor.user_id == prescriber_id,
                   error=error, done=done or _done(request), updated=updated,
                   tz=clinic_zone(services.settings))
 
@@ -171,6 +181,9 @@ async def credentials_submit(request: Request) -> Response:
     actor = current.actor(client_ip(request))
     prescriber_id = path_id(request, "prescriber_id")
     services = services_of(request)
+    # Before anything of the form is read: a prescriber may not even get a row added.
+    async with services.transaction() as session:
+        await access_prescriber_credentials(session, actor, prescriber_id, write=True)
     rows = _posted(form)
     if form.get("add"):
         # Without JavaScript: the rows as typed and a blank one; nothing is saved yet.

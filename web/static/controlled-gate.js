@@ -1,8 +1,9 @@
 // The controlled-substance part of the sign confirmation: a sign or its check refused
 // with 409 controlled_substance_requirements (server/controlled.py) keeps the dialog
 // open and lists each thing still needed, from the server's `missing`. A missing licence
-// or DEA registration links to where the prescriber records it (a new tab: the note and
-// the call stay), and the panel's controlled part follows the change live.
+// or DEA registration links to the prescriber's list of them (a new tab: the note and
+// the call stay). The clinic's admins record them, not the prescriber the gate checks;
+// when they do, the panel's controlled part follows the change live.
 
 const CREDENTIAL_GAPS = new Set(["not_licensed_in_state", "no_dea_registration_in_state"]);
 
@@ -29,12 +30,12 @@ export function showControlledGaps(dialog, result) {
       link.target = "_blank";
       link.rel = "noopener";
       link.dataset.testid = "gap-credentials-link";
-      link.textContent = "Add it to your licences and DEA registrations";
+      link.textContent = "See your licences and DEA registrations";
       const hint = document.createElement("span");
       hint.className = "visually-hidden";
       hint.textContent = " (opens in a new tab)";
       link.append(hint);
-      item.append(" ", link, ".");
+      item.append(" ", link, "; an admin records new ones.");
     }
     return item;
   }));

@@ -5,7 +5,9 @@ Rules:
   one visit only;
 - prescribers and coordinators see the patients of the care teams they belong to;
 - admins manage accounts and care teams; they read clinical records only through an
-  audited break-glass grant that names a reason and expires.
+  audited break-glass grant that names a reason and expires;
+- admins record prescribers' licences and DEA registrations, which gate controlled
+  prescribing; a prescriber reads their own and never writes them.
 
 A refusal raises Forbidden carrying an audit entry, which the error handler writes in
 its own transaction (the request's transaction is rolled back with the refusal).
@@ -35,8 +37,8 @@ from server.models import (
 
 
 def _denied(actor: Actor, resource_type: str, resource_id: object, patient_id: int | None,
-            message: str) -> Forbidden:
-    error = Forbidden(message)
+            message: str, *, code: str | None = None) -> Forbidden:
+    error = Forbidden(message, code=code)
     error.audit = {
         "action": "access", "resource_type": resource_type, "resource_id": resource_id,
         "patient_id": patient_id,
@@ -197,6 +199,37 @@ async def access_user(session: AsyncSession, actor: Actor, user_id: int) -> User
         raise NotFound(f"There is no user {user_id}.", field="user_id")
     if actor.role is not Role.admin and actor.user_id != user_id:
         raise _denied(actor, "user", user_id, None, "You can only manage your own account.")
+    return user
+
+
+def records_prescriber_credentials(actor: Actor) -> bool:
+    """Who adds, changes and removes prescribers' licences and DEA registrations: the
+    clinic's admins (its credentialing staff), who verify them against the state boards
+    and the DEA. They gate controlled-substance signing (``server.controlled``), so the
+    prescriber the gate checks must not be able to write them; a page asks this to
+    decide whether to show the form, ``access_prescriber_credentials`` to refuse."""
+    return actor.role is Role.admin
+
+
+async def access_prescriber_credentials(session: AsyncSession, actor: Actor,
+                                        prescriber_id: int, *, write: bool) -> User:
+    """The prescriber whose licences and DEA registrations the actor reads (admins, and
+    the prescriber themself) or, with ``write``, records (admins only)."""
+    user = await session.get(User, prescriber_id)
+    if user is None:
+        raise NotFound(f"There is no prescriber {prescriber_id}.", field="prescriber_id")
+    admin = records_prescriber_credentials(actor)
+    if not admin and actor.user_id != prescriber_id:
+        raise _denied(actor, "prescriber_credentials", prescriber_id, None,
+                      "Only the clinic's admins and the prescriber can see a prescriber's "
+                      "licences and DEA registrations.")
+    if user.role is not Role.prescriber:
+        raise NotFound(f"There is no prescriber {prescriber_id}.", field="prescriber_id")
+    if write and not admin:
+        raise _denied(actor, "prescriber_credentials", prescriber_id, None,
+                      "Licences and DEA registrations are recorded by the clinic's admins, "
+                      "who verify them. Ask them to add or correct one.",
+                      code="credentials_recorded_by_admins")
     return user
 
 

@@ -597,8 +597,11 @@ async def sign_note(session: AsyncSession, services: Services, actor: Actor,
                         rows=rows, now=now)
     audit.record(session, actor, "sign", "note", note.id, patient_id=visit.patient_id,
                  version=note.version, safety_required=gate.required)
+    # `medications_changed`: the panels showing this patient (any visit's) fetch again
+    # what the medication list feeds (labs due, the trial, what it costs).
     emit(session, "note.signed", await care_team_ids(session, visit.patient_id)
-         | {visit.patient_id}, visit_id=visit.id, note_id=note.id)
+         | {visit.patient_id}, visit_id=visit.id, note_id=note.id,
+         patient_id=visit.patient_id, medications_changed=bool(rows))
     return await note_result(session, services, visit, note)
 
 

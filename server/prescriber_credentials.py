@@ -3,8 +3,10 @@
 CLINICAL.md, "Controlled substances by telehealth": the clinician must be licensed, and
 DEA-registered for controlled substances, in the state where the patient is during the
 visit. A DEA registration is per state, so each row is one state: the licence, and the
-registration there if there is one. Admins keep them, and a prescriber their own; every
-change is audited. The signing gate reads them (``server.controlled``).
+registration there if there is one. The signing gate reads them (``server.controlled``),
+so the prescriber it checks must not write them: the clinic's admins, who verify them,
+add, change and remove them; a prescriber reads their own
+(``server.access.access_prescriber_credentials``). Every change is audited.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
-from server.access import access_user
+from server.access import access_prescriber_credentials
 from server.actors import Actor
-from server.errors import NotFound, ValidationFailed
+from server.errors import ValidationFailed
 from server.events import emit
-from server.models import PrescriberCredential, Role, User
+from server.models import PrescriberCredential
 from server.results import Instant, Result
 from server.services import Services
 from server.us_states import UsState
@@ -87,13 +89,6 @@ class Credentials(Result):
     credentials: list[Credential]
 
 
-async def _prescriber(session: AsyncSession, actor: Actor, prescriber_id: int) -> User:
-    user = await access_user(session, actor, prescriber_id)
-    if user.role is not Role.prescriber:
-        raise NotFound(f"There is no prescriber {prescriber_id}.", field="prescriber_id")
-    return user
-
-
 async def _listed(session: AsyncSession, prescriber_id: int) -> Credentials:
     rows = (await session.scalars(select(PrescriberCredential).where(
         PrescriberCredential.prescriber_id == prescriber_id)
@@ -107,14 +102,15 @@ async def _listed(session: AsyncSession, prescriber_id: int) -> Credentials:
 async def get_credentials(session: AsyncSession, actor: Actor,
                           prescriber_id: int) -> Credentials:
     """A prescriber's licences and registrations (admins, and the prescriber)."""
-    user = await _prescriber(session, actor, prescriber_id)
+    user = await access_prescriber_credentials(session, actor, prescriber_id, write=False)
     return await _listed(session, user.id)
 
 
 async def set_credentials(session: AsyncSession, services: Services, actor: Actor,
                           prescriber_id: int, body: CredentialsPut) -> Credentials:
-    """Replace the prescriber's licences and registrations with ``body``'s."""
-    user = await _prescriber(session, actor, prescriber_id)
+    """Replace the prescriber's licences and registrations with ``body``'s (admins only:
+    a prescriber is refused with 403 ``credentials_recorded_by_admins``)."""
+    user = await access_prescriber_credentials(session, actor, prescriber_id, write=True)
     for index, row in enumerate(body.credentials):
         if row.dea_expires_on is not None and row.dea_number is None:
             raise ValidationFailed("Give the DEA number this expiry date belongs to.",

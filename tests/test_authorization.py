@@ -583,12 +583,12 @@ API = [
         401,     200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=signed_note),
     # Controlled substances by telehealth: a prescriber's licences and DEA registrations
-    # are kept by admins and by the prescriber; PDMP checks are the visit's prescriber's
-    # to record and the care team's to read.
+    # gate their signing, so admins record them and the prescriber only reads them;
+    # PDMP checks are the visit's prescriber's to record and the care team's to read.
     row("GET", "/api/v1/prescribers/{prescriber_id}/credentials",
         401,     403,     403,     403,     200,     403,     403,     403,     200),
     row("PUT", "/api/v1/prescribers/{prescriber_id}/credentials",
-        401,     403,     403,     403,     200,     403,     403,     403,     200,
+        401,     403,     403,     403,     403,     403,     403,     403,     200,
         json=lambda cell: {"credentials": [{"state": "NY", "license_number": "NY-12345",
                                             "dea_number": "AB1234563"}]}),
     row("GET", "/api/v1/visits/{visit_id}/pdmp-checks",
@@ -811,6 +811,12 @@ PAGES = [
     row("GET", "/visits/{visit_id}",
         LOGIN,   404,     404,     404,     404,     404,     404,     404,     404,
         prepare=missing_visit, note="no such visit"),
+    # The note panel's parts, fetched again live (web/pages/note_panel.py PARTS): the
+    # panel's readers only; a patient's own visit has no such part.
+    *(row("GET", "/visits/{visit_id}",
+          LOGIN,   404,     DENIED,  404,     200,     DENIED,  200,     DENIED,  DENIED,
+          query=lambda cell, name=name: {"part": name}, note=f"part={name}")
+      for name in ("safety", "medications", "labs", "trends", "costs", "controlled")),
     row("GET", "/visits/{visit_id}/summary",
         LOGIN,   200,     DENIED,  200,     200,     DENIED,  200,     DENIED,  DENIED,
         prepare=signed_note),
@@ -919,6 +925,14 @@ PAGES = [
     row("POST", "/patients/{patient_id}/labs",
         LOGIN,   403,     403,     403,     303,     DENIED,  303,     DENIED,  403,
         form=lambda cell: lithium_level(cell) | {"value": "0.8"} | csrf_only(cell)),
+    # A prescriber's licences and DEA registrations: admins record them, the prescriber
+    # reads them (web/pages/credentials.py, the API's access).
+    row("GET", "/prescribers/{prescriber_id}/credentials",
+        LOGIN,   403,     403,     403,     200,     403,     403,     403,     200),
+    row("POST", "/prescribers/{prescriber_id}/credentials",
+        LOGIN,   403,     403,     403,     403,     403,     403,     403,     303,
+        form=lambda cell: {"state": "NY", "license_number": "NY-12345",
+                           "dea_number": "AB1234563"} | csrf_only(cell)),
     row("GET", "/progress",
         LOGIN,   200,     200,     DENIED,  403,     403,     403,     403,     403),
     row("GET", "/escalations/{escalation_id}",

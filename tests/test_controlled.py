@@ -456,11 +456,11 @@ def test_an_audio_only_note_is_not_signed_without_the_reason(
                       ).status_code == 422
 
 
-def test_credentials_are_checked_and_kept_by_admins_and_the_prescriber(
+def test_credentials_are_checked_and_kept_by_admins_and_read_by_the_prescriber(
     client: TestClient, clinic: Clinic, sign_in: SignIn
 ) -> None:
     url = f"/api/v1/prescribers/{clinic.prescriber.id}/credentials"
-    sign_in(clinic.prescriber)
+    sign_in(clinic.admin)
     assert client.get(url).json() == {"prescriber_id": clinic.prescriber.id,
                                       "credentials": []}
     typo = {"credentials": [{"state": "NY", "license_number": "1", "dea_number": "AB1234564"}]}
@@ -469,15 +469,63 @@ def test_credentials_are_checked_and_kept_by_admins_and_the_prescriber(
     twice = {"credentials": [{"state": "NY", "license_number": "1"},
                              {"state": "ny", "license_number": "2"}]}
     assert client.put(url, json=twice).status_code == 422
-    mine = client.put(url, json={"credentials": [
+    kept = client.put(url, json={"credentials": [
         {"state": "MA", "license_number": "MA-1", "license_expires_on": "2028-01-31"},
         {"state": "NY", "license_number": "NY-2", "dea_number": "bb1234563",
          "dea_expires_on": "2027-06-30"}]})
-    assert mine.status_code == 200, mine.text
-    assert [(c["state"], c["dea_number"]) for c in mine.json()["credentials"]] == [
+    assert kept.status_code == 200, kept.text
+    assert [(c["state"], c["dea_number"]) for c in kept.json()["credentials"]] == [
         ("MA", None), ("NY", "BB1234563")]
-    sign_in(clinic.other_prescriber)
-    assert client.get(url).status_code == 403
-    sign_in(clinic.admin)
     assert client.get(f"/api/v1/prescribers/{clinic.coordinator.id}/credentials"
                       ).status_code == 404
+    # The prescriber reads their own, as the admin recorded them.
+    sign_in(clinic.prescriber)
+    mine = client.get(url)
+    assert mine.status_code == 200
+    assert [(c["state"], c["license_number"]) for c in mine.json()["credentials"]] == [
+        ("MA", "MA-1"), ("NY", "NY-2")]
+    # Nobody else but admins reads them.
+    for other in (clinic.other_prescriber, clinic.coordinator, clinic.patient):
+        sign_in(other)
+        assert client.get(url).status_code == 403, other
+
+
+def test_a_prescribers_put_of_their_own_credentials_is_refused_and_changes_nothing(
+    client: TestClient, clinic: Clinic, sign_in: SignIn, run: Runner, services: Services
+) -> None:
+    """The credentials gate the prescriber's own controlled prescribing: they may not
+    write them, not even to add a state or remove an expired one."""
+    url = f"/api/v1/prescribers/{clinic.prescriber.id}/credentials"
+    sign_in(clinic.admin)
+    assert client.put(url, json=CREDENTIALS).status_code == 200
+    sign_in(clinic.prescriber)
+    before = client.get(url).json()
+
+    def updates_and_denials() -> tuple[int, int]:
+        async def query() -> tuple[int, int]:
+            async with services.transaction() as session:
+                rows = (await session.execute(select(AuditEntry.outcome).where(
+                    AuditEntry.actor_id == clinic.prescriber.id,
+                    AuditEntry.resource_type == "prescriber_credentials"))).scalars().all()
+                return (sum(1 for o in rows if o != "denied"),
+                        sum(1 for o in rows if o == "denied"))
+
+        return run(query)
+
+    attempts = [
+        {"credentials": [{"state": "TX", "license_number": "TX-9", "dea_number": "AB1234563"},
+                         *CREDENTIALS["credentials"]]},          # a state added
+        {"credentials": [{"state": "NY", "license_number": "NY-9"}]},  # changed
+        {"credentials": []},                                     # all removed
+    ]
+    for number, body in enumerate(attempts, start=1):
+        refused = client.put(url, json=body)
+        assert refused.status_code == 403, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "credentials_recorded_by_admins"
+        assert "recorded by the clinic's admins" in error["message"]
+        assert client.get(url).json() == before
+        # Refused in the access helper, before anything was written; the refusal is
+        # audited like the others, and nothing else is.
+        assert updates_and_denials() == (0, number)
+    assert [c["state"] for c in before["credentials"]] == ["NY"]

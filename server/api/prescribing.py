@@ -57,7 +57,7 @@ OPERATIONS = [
                  "prescriber)", tag="prescribing"),
     ApiOperation("PUT", "/api/v1/prescribers/{prescriber_id}/credentials", put_credentials,
                  "Replace a prescriber's state licences and DEA registrations, one row a "
-                 "state (admins and the prescriber; audited)",
+                 "state (the clinic's admins only, who verify them; audited)",
                  body=prescriber_credentials.CredentialsPut, tag="prescribing"),
     ApiOperation("GET", "/api/v1/visits/{visit_id}/pdmp-checks", list_pdmp_checks,
                  "The visit's PDMP checks, newest first", tag="prescribing"),

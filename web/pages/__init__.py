@@ -11,6 +11,7 @@ from web.pages import (
     admin,
     checkin,
     coordinator,
+    credentials,
     escalations,
     guest,
     home,
@@ -42,6 +43,7 @@ def routes() -> list[BaseRoute]:
         *coordinator.ROUTES,
         *escalations.ROUTES,
         *admin.ROUTES,
+        *credentials.ROUTES,
         # Before the visit room: `/visits/{visit_id}` would take the worker's path too.
         *offline.ROUTES,
         *scheduling.ROUTES,

@@ -6,7 +6,8 @@ record (``checkins.get_checkin``, ``notes.get_note``, ``queries.escalation_detai
 ``trends.patient_measures``, ``trials.patient_trials``, ``medication_list.medication_list``,
 ``labs.labs_due``), so the panel shows no more than the API would give the same person.
 ``static/note-panel.js`` keeps it live: it saves the note and fetches the parts that
-change again (``/visits/{id}?part=...``).
+change again (``/visits/{id}?part=...``, ``PARTS``), each built here by the same
+function the whole panel uses.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ ACTION_LABELS: Final[dict[medications.Action, str]] = {
     "start": "Start", "increase": "Increase", "decrease": "Decrease", "switch": "Switch to",
     "taper": "Taper", "stop": "Stop", "continue": "Continue",
 }
-PARTS: Final = ("safety", "labs", "medications")
+# What ``/visits/{id}?part=NAME`` answers alone, each from its own audited reads in a
+# fixed number of queries, for note-panel.js to fetch again when an event says it
+# changed (docs/note-panel.md, "Live parts").
+PARTS: Final = ("safety", "medications", "labs", "trends", "costs", "controlled")
 RISK_JUDGEMENT_LABELS: Final[dict[notes.RiskJudgement, str]] = {
     "low": "Low", "moderate": "Moderate", "high": "High", "imminent": "Imminent",
 }
@@ -158,6 +162,26 @@ class Safety:
 
 
 @dataclass(frozen=True)
+class Trends:
+    """"Scores and trends" (``?part=trends``): the current medication trial ("is it
+    working") and the charts, which draw the medication events on the trial's axis."""
+
+    measures: list[Measure]
+    trial: trials.Trial | None
+    others: list[OtherResult]
+
+
+@dataclass(frozen=True)
+class Reported:
+    """"Side effects and missed doses" (``?part=costs``): what the patient reported in
+    this visit's check-in, and what it costs over time (``panel_costs``)."""
+
+    side_effects: list[SideEffectLine]
+    missed: MissedDoses | None
+    costs: Costs
+
+
+@dataclass(frozen=True)
 class Panel:
     visit_id: int
     patient_id: int
@@ -165,19 +189,15 @@ class Panel:
     can_write: bool
     safety: Safety
     labs: labs.LabsDue
-    measures: list[Measure]
-    trial: trials.Trial | None      # the current medication trial ("is it working")
-    others: list[OtherResult]
+    trends: Trends
     medications: list[medication_list.MedicationEntry]
     last_plan: LastPlan | None
-    side_effects: list[SideEffectLine]
-    missed: MissedDoses | None
+    reported: Reported
     note: notes.Note
     gate: list[ReasonLine]          # why the safety assessment is required (if it is)
     task_reasons: list[ReasonLine]  # the open addendum task's reasons, if one is open
     gate_vocabulary: dict[str, Any]
     controlled: panel_controlled.ControlledPanel
-    costs: Costs | None = None
 
 
 def _info(info: EmergencyInfo) -> view.EmergencyInfo:
@@ -308,32 +328,51 @@ async def medication_part(session: AsyncSession, services: Services, actor: Acto
                                                  zone=clinic_zone(services.settings))
 
 
+async def trends_part(session: AsyncSession, services: Services, actor: Actor,
+                      patient_id: int, tz: str) -> Trends:
+    now = services.clock.now()
+    series = await trends.patient_measures(session, actor, patient_id, now=now)
+    found_trials = await trials.patient_trials(session, actor, patient_id, now=now)
+    return Trends(measures=charted_measures(series, chart_prefix="panel", tz=tz,
+                                            found=found_trials),
+                  trial=found_trials.current, others=other_results(series, tz))
+
+
+async def reported_part(session: AsyncSession, services: Services, actor: Actor,
+                        visit: VisitRecord,
+                        found: checkins.CheckInState | None = None) -> Reported:
+    """``found``: the visit's check-in as ``checkins.get_checkin`` answered it."""
+    if found is None:
+        found = await checkins.get_checkin(session, services, actor, visit.id)
+    effects, missed = reported(found.checkin.data if found.checkin else {})
+    return Reported(side_effects=effects, missed=missed,
+                    costs=await costs_part(session, services, actor, visit.patient_id))
+
+
+def can_write(actor: Actor) -> bool:
+    """The prescriber writes the note and records PDMP checks; coordinators read."""
+    return actor.role is Role.prescriber and actor.scope_visit_id is None
+
+
 async def build(session: AsyncSession, services: Services, actor: Actor,
                 visit: VisitRecord, tz: str) -> Panel:
     """The whole panel for a prescriber or coordinator of the patient's care team."""
     patient_name = visit.patient.name
     found = await checkins.get_checkin(session, services, actor, visit.id)
     top = await safety(session, services, actor, visit, patient_name, found)
-    series = await trends.patient_measures(session, actor, visit.patient_id,
-                                           now=services.clock.now())
-    effects, missed = reported(found.checkin.data if found.checkin else {})
     note = await notes.get_note(session, services, actor, visit.id)
-    found_trials = await trials.patient_trials(session, actor, visit.patient_id,
-                                               now=services.clock.now())
     return Panel(
         visit_id=visit.id, patient_id=visit.patient_id, patient_name=patient_name,
-        can_write=actor.role is Role.prescriber and actor.scope_visit_id is None,
-        safety=top, labs=await labs_part(session, services, actor, visit.patient_id),
-        measures=charted_measures(series, chart_prefix="panel", tz=tz, found=found_trials),
-        trial=found_trials.current,
-        others=other_results(series, tz),
+        can_write=can_write(actor), safety=top,
+        labs=await labs_part(session, services, actor, visit.patient_id),
+        trends=await trends_part(session, services, actor, visit.patient_id, tz),
         medications=await medication_part(session, services, actor, visit.patient_id),
         last_plan=await last_plan(session, services, actor, visit),
-        side_effects=effects, missed=missed, note=note, gate=gate_lines(note, services),
+        reported=await reported_part(session, services, actor, visit, found),
+        note=note, gate=gate_lines(note, services),
         task_reasons=reason_lines(note.safety_addendum_task.reasons
                                   if note.safety_addendum_task else [], services),
         gate_vocabulary=gate_vocabulary(services),
-        costs=await costs_part(session, services, actor, visit.patient_id),
         controlled=await panel_controlled.build(session, services, actor, visit),
     )
 

@@ -1,9 +1,9 @@
 """The visit room, rendered per role; for the care team with the note panel beside it.
 
-``?part=safety``, ``?part=labs`` and ``?part=medications`` answer one part of the note
-panel (``_panel_safety.html``, ``_panel_labs.html``, ``_panel_medications.html``), which
-``static/note-panel.js`` fetches again when an escalation, check-in or lab event arrives
-or the note is signed.
+``?part=NAME`` answers one part of the note panel (``note_panel.PARTS``: ``safety``,
+``medications``, ``labs``, ``trends``, ``costs``, ``controlled``, each its
+``_panel_*.html``), which ``static/note-panel.js`` fetches again when an event says it
+changed. A part costs the visit's read and the part's own audited reads, no more.
 """
 
 from __future__ import annotations
@@ -11,18 +11,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from server import chat, guests, visits
+from server.actors import Actor
 from server.errors import NotFound
 from server.http import actor_of, path_id, services_of
 from server.models import Role
 from server.services import Services
 from server.timezones import clinic_zone, viewer_zone
 from signaling.hub import signaling_base
-from web.pages import note_panel, where
+from web.pages import note_panel, panel_controlled, where
 from web.rendering import local_time, moment, render
 
 PANEL_ROLES = (Role.prescriber, Role.coordinator)
@@ -64,6 +66,32 @@ def turn_offered(services: Services) -> bool:
     return bool(services.settings.turn_urls and services.settings.turn_secret)
 
 
+async def _panel_part(request: Request, session: AsyncSession, services: Services,
+                      actor: Actor, visit: visits.VisitRecord, part: str,
+                      helpers: dict[str, Any]) -> Response:
+    """One part of the note panel, from the function the whole panel builds it with."""
+    if part == "safety":
+        top = await note_panel.safety(session, services, actor, visit, visit.patient.name)
+        return render(request, "_panel_safety.html", s=top, visit_id=visit.id, **helpers)
+    if part == "labs":
+        due = await note_panel.labs_part(session, services, actor, visit.patient_id)
+        return render(request, "_panel_labs.html", labs=due, **helpers)
+    if part == "trends":
+        found = await note_panel.trends_part(session, services, actor, visit.patient_id,
+                                             helpers["tz"])
+        return render(request, "_panel_trends.html", t=found, **helpers)
+    if part == "costs":
+        reported = await note_panel.reported_part(session, services, actor, visit)
+        return render(request, "_panel_costs.html", r=reported, **helpers)
+    if part == "controlled":
+        controlled = await panel_controlled.build(session, services, actor, visit)
+        return render(request, "_panel_controlled.html", c=controlled, visit_id=visit.id,
+                      can_write=note_panel.can_write(actor),
+                      **helpers)
+    found_meds = await note_panel.medication_part(session, services, actor, visit.patient_id)
+    return render(request, "_panel_medications.html", medications=found_meds, **helpers)
+
+
 async def visit_room(request: Request) -> Response:
     actor = actor_of(request)
     visit_id = path_id(request, "visit_id")
@@ -85,18 +113,8 @@ async def visit_room(request: Request) -> Response:
         if part is not None:
             if actor.role not in PANEL_ROLES or part not in note_panel.PARTS:
                 raise NotFound(f'There is no part "{part}" of this page.', field="part")
-            if part == "safety":
-                top = await note_panel.safety(session, services, actor, visit,
-                                              visit.patient.name)
-                return render(request, "_panel_safety.html", s=top, visit_id=visit.id,
-                              **helpers)
-            if part == "labs":
-                due = await note_panel.labs_part(session, services, actor, visit.patient_id)
-                return render(request, "_panel_labs.html", labs=due, **helpers)
-            found = await note_panel.medication_part(session, services, actor,
-                                                     visit.patient_id)
-            return render(request, "_panel_medications.html", medications=found,
-                          **helpers)
+            return await _panel_part(request, session, services, actor, visit, part,
+                                     helpers)
         if actor.role in PANEL_ROLES:
             panel = await note_panel.build(session, services, actor, visit, helpers["tz"])
             if visit.status in visits.ENDED:

@@ -1,17 +1,17 @@
 // The note panel's PDMP form (web/templates/_panel_controlled.html): records a check
 // for this visit (POST /api/v1/visits/{id}/pdmp-checks) and lists it, so the sign
-// confirmation that follows finds it.
+// confirmation that follows finds it. The list is looked up when a check is recorded:
+// the panel replaces it whenever a `pdmp.checked` event arrives (note-panel.js).
 import { moment } from "./moment.js";
 import { request } from "./note-autosave.js";
 
 const form = document.getElementById("pdmp-form");
-const list = document.getElementById("pdmp-checks");
-const empty = document.getElementById("pdmp-empty");
 const problem = document.getElementById("pdmp-error");
 
 function line(check) {
   const item = document.createElement("li");
   item.dataset.result = check.result;
+  item.dataset.checkId = check.id;
   item.textContent = `PDMP ${check.state}: ${check.result}, ${moment(check.checked_at)} ` +
     `(${check.checked_by.name})` +
     (check.note ? `: ${check.note}` : "");
@@ -33,8 +33,13 @@ if (form) {
       problem.hidden = false;
       return;
     }
-    list.prepend(line(result.data));
-    empty.hidden = true;
+    const list = document.getElementById("pdmp-checks");
+    // The event may have brought the fresh list first.
+    if (list && !list.querySelector(`[data-check-id="${result.data.id}"]`)) {
+      list.prepend(line(result.data));
+    }
+    const empty = document.getElementById("pdmp-empty");
+    if (empty) empty.hidden = true;
     form.querySelector("[name=note]").value = "";
   });
 }

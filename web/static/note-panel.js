@@ -10,8 +10,8 @@
 //   asks for one), schedules the next visit;
 // - shows the signing gate (why a safety assessment is required) and the open addendum
 //   task as they change, from the note itself (`GET .../note`) when an event says so;
-// - keeps the safety part (emergency mode, escalations, reasons) and the medication list
-//   current by fetching them again (`?part=`) when an event says they changed;
+// - keeps its parts current (safety, medications, labs, trends, costs, controlled) by
+//   fetching each again (`?part=`) when an event says it changed (`partsFor`);
 // - raises escalations by hand; alerts the coordinator when the call drops during an
 //   emergency (the `mendwell:patient-call` event from visit-room.js);
 // - lets the panel be resized (panel-resize.js) and registers the offline page
@@ -37,6 +37,29 @@ const ESCALATION_OPEN = "escalation_open";
 const NOTE_EVENTS = new Set(["note.addendum_needed", "note.addendum_task_done",
   "note.addendum_added"]);
 const ALERT_RETRY_MS = [1000, 2000, 4000, 8000];
+const PARTS = ["safety", "medications", "labs", "trends", "costs", "controlled"];
+
+// The panel's parts (`?part=NAME`, web/pages/note_panel.py PARTS) an event changes,
+// beyond the safety part and the gate (onEvent). Each event names its patient or visit;
+// the recipients are the care team (and, for credentials, the prescriber).
+function partsFor(type, message, { forVisit, forPatient, userId }) {
+  if (type === "lab.added" && forPatient) return ["labs", "medications"];
+  if (type === "pdmp.checked" && forVisit) return ["controlled"];
+  if (type === "prescriber.credentials_updated" &&
+      Number(message.prescriber_id) === userId) return ["controlled"];
+  if (type === "checkin.emergency_info" && forVisit) return ["controlled"];
+  // A completed check-in brings scores (the trend, the trial), FIBSER, side effects
+  // and missed doses; the state the patient confirmed in it.
+  if (type === "checkin.completed" && forPatient) {
+    return forVisit ? ["trends", "costs", "controlled"] : ["trends", "costs"];
+  }
+  if (type === "note.signed" && forPatient && message.medications_changed) {
+    return ["medications", "labs", "trends", "costs"];
+  }
+  // The track decides whether the BAM is asked; its scores are on the trend.
+  if (type === "patient.substance_use_track" && forPatient) return ["trends", "costs"];
+  return [];
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -55,6 +78,23 @@ function readVocabulary(element) {
   } catch {
     return { labels: {}, levels: {}, level_labels: {} };
   }
+}
+
+// Put a part's fresh copy in place of the old one, keeping what the reader did to it:
+// which of its disclosures were open, and focus (on the element of the same id, or the
+// same link) so a keyboard or screen-reader user is not thrown to the top of the page.
+function swapPart(old, fresh) {
+  const opened = [...old.querySelectorAll("details")].map((d) => d.open);
+  [...fresh.querySelectorAll("details")].forEach((d, i) => {
+    if (i < opened.length) d.open = opened[i];
+  });
+  const focused = old.contains(document.activeElement) ? document.activeElement : null;
+  old.replaceWith(fresh);
+  if (!focused) return;
+  const same = (focused.id && fresh.querySelector(`#${CSS.escape(focused.id)}`)) ||
+    (focused.getAttribute("href") &&
+     fresh.querySelector(`[href="${CSS.escape(focused.getAttribute("href"))}"]`));
+  if (same) same.focus();
 }
 
 class NotePanel {
@@ -309,7 +349,7 @@ class NotePanel {
     this.closeSignDialog();
     if (result.ok) {
       await autosave.signedElsewhere(result.data);
-      this.refreshMonitoring();
+      for (const part of ["medications", "labs", "trends", "costs"]) this.refreshPart(part);
       this.say("Signed. The medication list is updated.", "ok");
       return;
     }
@@ -629,12 +669,11 @@ class NotePanel {
     this.live = connectEvents({
       statusElement: this.el.live,
       onSubscribed: () => {
-        // Whatever changed while the socket was down came without an event.
-        this.refreshPart("safety");
-        // The labs block and the medication list came with the page: only a
-        // reconnection can have missed a signed note or a result.
-        if (this.subscribedBefore) this.refreshMonitoring();
-        this.subscribedBefore = true;
+        // Whatever changed while the socket was down came without an event. (On the
+        // first subscription the page is seconds old: the safety part alone, as ever.)
+        const parts = this.subscribed ? PARTS : ["safety"];
+        this.subscribed = true;
+        for (const part of parts) this.refreshPart(part);
         this.refreshNote();
         this.autosave.remoteSaved(Number.MAX_SAFE_INTEGER);
       },
@@ -645,30 +684,24 @@ class NotePanel {
   onEvent(message) {
     const type = message.type || "";
     const forVisit = String(message.visit_id) === String(this.visitId);
+    const forPatient = Number(message.patient_id) === this.patientId;
     if (forVisit && NOTE_EVENTS.has(type)) this.refreshNote();
     if (forVisit && type === "note.saved") this.autosave.remoteSaved(Number(message.version));
     if (forVisit && type === "note.signed") {
       if (this.canWrite) this.autosave.signedElsewhere();
       else this.autosave.reload();
-      this.refreshMonitoring();
     }
-    if (message.patient_id === this.patientId &&
-        (type.startsWith("escalation.") || type.startsWith("checkin.") ||
-         type === "lab.added")) {
+    if (forPatient && (type.startsWith("escalation.") || type.startsWith("checkin.") ||
+        type === "lab.added")) {
       this.refreshPart("safety");
       // A new reason or escalation may make the safety assessment required (a lab
       // result may lift an overdue-lab reason).
       this.refreshNote();
     }
-    if (message.patient_id === this.patientId && type === "lab.added") this.refreshMonitoring();
-  }
-
-  // The labs block and the medication list's "Needs monitoring" come from the same lab
-  // rules (server/labs.py): a signed note (a medication started or changed) or a new
-  // result changes both, so both are fetched again.
-  refreshMonitoring() {
-    this.refreshPart("labs");
-    this.refreshPart("medications");
+    for (const part of partsFor(type, message, { forVisit, forPatient,
+      userId: Number(this.userId) })) {
+      this.refreshPart(part);
+    }
   }
 
   async refreshPart(name) {
@@ -686,7 +719,7 @@ class NotePanel {
         template.innerHTML = await response.text();
         const fresh = template.content.querySelector(`[data-part="${name}"]`);
         const old = this.root.querySelector(`[data-part="${name}"]`);
-        if (fresh && old) old.replaceWith(fresh);
+        if (fresh && old) swapPart(old, fresh);
       }
     } catch {
       // offline: the next event or reconnection loads it again

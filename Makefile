@@ -21,8 +21,12 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mendwell demo
 
+# The suite runs on TEST_WORKERS pytest-xdist workers (one per core by default); the
+# browser tests run one after another on one of them (tests/conftest.py). TEST_WORKERS=0
+# runs everything in this process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 check: lint typecheck audit
 

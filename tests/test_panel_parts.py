@@ -27,7 +27,8 @@ from tests.test_room_page_cost import reads, statements
 # visit's own).
 PARTS = {
     "safety": {"checkin"},  # and each open escalation's, when there is one
-    "medications": {"medications"},
+    # The list's "Needs monitoring" comes from the lab rules and the results (labs.py)
+    "medications": {"medications", "lab_monitoring"},
     "labs": {"lab_monitoring"},
     "trends": {"measures", "medication_trials"},
     "costs": {"checkin", "medication_costs"},

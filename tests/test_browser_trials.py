@@ -9,6 +9,7 @@ baseline at caseness to below it (reliable recovery), a response and a remission
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.browser
 __all__ = ["axe_script"]  # the fixture, used by name
 
 PHQ9_4 = [1, 1, 1, 1, 0, 0, 0, 0, 0]
+# Where to put screenshots for reviewers (unset: none).
+SCREENSHOTS = os.environ.get("MENDWELL_SCREENSHOTS")
 
 
 def test_the_prescriber_sees_the_trials_response_in_the_panel(
@@ -76,6 +79,13 @@ def test_the_prescriber_sees_the_trials_response_in_the_panel(
         assert trial.is_visible()
         violations = serious_violations(page, axe_script)
         assert violations == [], violations
+        if SCREENSHOTS:
+            # What the prescriber sees on opening the room, then the whole panel.
+            page.screenshot(path=str(Path(SCREENSHOTS) / "room-with-panel.png"))
+            # The panel scrolls on its own: a tall window shows all of it at once.
+            page.set_viewport_size({"width": 1100, "height": 4000})
+            page.locator("#note-panel").screenshot(
+                path=str(Path(SCREENSHOTS) / "note-panel-trial.png"))
     finally:
         prescriber.close()
         patient.close()

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.test_browser_checkin import axe_script, question
-from tests.test_browser_notes import api, open_room, signed_in, todays_visit
+from tests.test_browser_notes import (
+    SERTRALINE_START,
+    api,
+    open_room,
+    signed_in,
+    start_at_last_visit,
+    todays_visit,
+)
 
 if TYPE_CHECKING:
     from tests.browser_support import AppServer, Person
@@ -157,18 +164,8 @@ def test_fibser_and_the_bam_are_answered_in_the_form_and_reach_the_note_panel(
     patient = signed_in(browser, app_server, "patient@demo.test", viewport=PHONE,
                         bypass_csp=True)
     try:
-        visit_id = todays_visit(prescriber)
-        visits = api(prescriber, "GET", "/api/v1/visits")["data"]["visits"]
-        patient_id = next(v for v in visits if v["id"] == visit_id)["patient"]["id"]
         # On a psychotropic: sertraline started at the last visit (a signed note).
-        earlier = next(v for v in visits if v["status"] == "completed"
-                       and v["patient"]["id"] == patient_id and v["kind"] == "follow_up")
-        note_url = f"/api/v1/visits/{earlier['id']}/note"
-        start = {"action": "start", "drug": "Sertraline", "dose": "50", "unit": "mg",
-                 "route": "oral", "frequency": "once daily", "reason": "Depression"}
-        assert api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [start]}
-                   )["status"] == 200
-        assert api(prescriber, "POST", f"{note_url}/sign", {"version": 1})["status"] == 200
+        visit_id, patient_id = start_at_last_visit(prescriber, SERTRALINE_START)
 
         # The prescriber puts the patient in the substance-use track on their page.
         page = prescriber.page

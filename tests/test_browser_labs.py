@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.test_browser_checkin import axe_script
-from tests.test_browser_notes import api, open_room, signed_in, todays_visit
+from tests.test_browser_notes import api, open_room, signed_in, start_at_last_visit
 
 if TYPE_CHECKING:
     from tests.browser_support import AppServer
@@ -51,19 +51,9 @@ def test_the_prescriber_sees_an_overdue_lithium_level_and_entering_it_lifts_the_
     prescriber = signed_in(browser, app_server, "prescriber@demo.test", bypass_csp=True,
                            viewport={"width": 390, "height": 844})
     try:
-        visit_id = todays_visit(prescriber)
-        visits = api(prescriber, "GET", "/api/v1/visits")["data"]["visits"]
-        patient_id = next(v for v in visits if v["id"] == visit_id)["patient"]["id"]
-        earlier = next(v for v in visits if v["status"] == "completed" and
-                       v["patient"]["id"] == patient_id and v["kind"] == "follow_up")
-        start = {"action": "start", "drug": "Lithium carbonate", "dose": "300", "unit": "mg",
-                 "frequency": "twice daily", "reason": "Bipolar depression"}
-        note_url = f"/api/v1/visits/{earlier['id']}/note"
-        saved = api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [start]})
-        assert saved["status"] == 200, saved
-        signed = api(prescriber, "POST", f"{note_url}/sign",
-                     {"version": saved["data"]["version"]})
-        assert signed["status"] == 200, signed
+        visit_id, patient_id = start_at_last_visit(prescriber, {
+            "action": "start", "drug": "Lithium carbonate", "dose": "300", "unit": "mg",
+            "frequency": "twice daily", "reason": "Bipolar depression"})
         backdate_medication(app_server.database, "Lithium carbonate", 10)
 
         page = open_room(prescriber, visit_id)

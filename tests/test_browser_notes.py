@@ -96,6 +96,27 @@ def todays_visit(prescriber: Person) -> int:
     return int(found)
 
 
+SERTRALINE_START: dict[str, Any] = {
+    "action": "start", "drug": "Sertraline", "dose": "50", "unit": "mg", "route": "oral",
+    "frequency": "once daily", "reason": "Depression"}
+
+
+def start_at_last_visit(prescriber: Person, change: dict[str, Any]) -> tuple[int, int]:
+    """Sign ``change`` (a medication change) in the note of the demo patient's last
+    follow-up, four weeks ago; answer today's visit and the patient's id."""
+    visit_id = todays_visit(prescriber)
+    visits = api(prescriber, "GET", "/api/v1/visits")["data"]["visits"]
+    patient_id: int = next(v for v in visits if v["id"] == visit_id)["patient"]["id"]
+    earlier = next(v for v in visits if v["status"] == "completed"
+                   and v["patient"]["id"] == patient_id and v["kind"] == "follow_up")
+    note_url = f"/api/v1/visits/{earlier['id']}/note"
+    saved = api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [change]})
+    assert saved["status"] == 200, saved
+    signed = api(prescriber, "POST", f"{note_url}/sign", {"version": saved["data"]["version"]})
+    assert signed["status"] == 200, signed
+    return visit_id, patient_id
+
+
 def open_room(person: Person, visit_id: int, page: Any = None) -> Any:
     page = page or person.page
     page.goto(f"/visits/{visit_id}")
@@ -251,18 +272,8 @@ def test_signing_a_dose_change_updates_the_medication_list_and_the_summary(
     patient = signed_in(browser, app_server, "patient@demo.test",
                         viewport={"width": 375, "height": 740})
     try:
-        visit_id = todays_visit(prescriber)
         # Sertraline was started at the visit four weeks ago (a signed note).
-        visits = api(prescriber, "GET", "/api/v1/visits")["data"]["visits"]
-        earlier = next(v for v in visits if v["status"] == "completed" and
-                       v["patient"]["id"] == next(x for x in visits if x["id"] == visit_id)
-                       ["patient"]["id"] and v["kind"] == "follow_up")
-        start = {"action": "start", "drug": "Sertraline", "dose": "50", "unit": "mg",
-                 "route": "oral", "frequency": "once daily", "reason": "Depression"}
-        note_url = f"/api/v1/visits/{earlier['id']}/note"
-        assert api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [start]}
-                   )["status"] == 200
-        assert api(prescriber, "POST", f"{note_url}/sign", {"version": 1})["status"] == 200
+        visit_id, _ = start_at_last_visit(prescriber, SERTRALINE_START)
 
         page = open_room(prescriber, visit_id)
         expect(page.locator('[data-drug="Sertraline"]')).to_have_attribute("data-dose", "50")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.test_browser_checkin import axe_script
 from tests.test_browser_labs import backdate_medication
-from tests.test_browser_notes import api, open_room, signed_in, todays_visit
+from tests.test_browser_notes import api, open_room, signed_in, start_at_last_visit
 
 if TYPE_CHECKING:
     from tests.browser_support import AppServer
@@ -38,19 +38,9 @@ def test_a_lab_entered_elsewhere_and_a_pdmp_check_show_in_the_open_panel(
     admin = signed_in(browser, app_server, "admin@demo.test")
     patient = signed_in(browser, app_server, "patient@demo.test")
     try:
-        visit_id = todays_visit(prescriber)
-        visits = api(prescriber, "GET", "/api/v1/visits")["data"]["visits"]
-        patient_id = next(v for v in visits if v["id"] == visit_id)["patient"]["id"]
-        earlier = next(v for v in visits if v["status"] == "completed" and
-                       v["patient"]["id"] == patient_id and v["kind"] == "follow_up")
-        start = {"action": "start", "drug": "Lithium carbonate", "dose": "300", "unit": "mg",
-                 "frequency": "twice daily", "reason": "Bipolar depression"}
-        note_url = f"/api/v1/visits/{earlier['id']}/note"
-        saved = api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [start]})
-        assert saved["status"] == 200, saved
-        signed = api(prescriber, "POST", f"{note_url}/sign",
-                     {"version": saved["data"]["version"]})
-        assert signed["status"] == 200, signed
+        visit_id, patient_id = start_at_last_visit(prescriber, {
+            "action": "start", "drug": "Lithium carbonate", "dose": "300", "unit": "mg",
+            "frequency": "twice daily", "reason": "Bipolar depression"})
         backdate_medication(app_server.database, "Lithium carbonate", 10)
         where = api(patient, "PUT", f"/api/v1/visits/{visit_id}/checkin/emergency-info", {
             "location": {"address": "40 Pearl Street, Albany", "state": "NY"},

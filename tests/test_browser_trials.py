@@ -17,7 +17,13 @@ import pytest
 
 from tests.checkin_bodies import checkin_body
 from tests.test_browser_checkin import axe_script
-from tests.test_browser_notes import api, open_room, signed_in, todays_visit
+from tests.test_browser_notes import (
+    SERTRALINE_START,
+    api,
+    open_room,
+    signed_in,
+    start_at_last_visit,
+)
 
 if TYPE_CHECKING:
     from tests.browser_support import AppServer
@@ -44,17 +50,7 @@ def test_the_prescriber_sees_the_trials_response_in_the_panel(
     patient = signed_in(browser, app_server, "patient@demo.test",
                         viewport={"width": 390, "height": 844})
     try:
-        visit_id = todays_visit(prescriber)
-        visits = api(prescriber, "GET", "/api/v1/visits")["data"]["visits"]
-        patient_id = next(v for v in visits if v["id"] == visit_id)["patient"]["id"]
-        earlier = next(v for v in visits if v["status"] == "completed"
-                       and v["patient"]["id"] == patient_id and v["kind"] == "follow_up")
-        start = {"action": "start", "drug": "Sertraline", "dose": "50", "unit": "mg",
-                 "route": "oral", "frequency": "once daily", "reason": "Depression"}
-        note_url = f"/api/v1/visits/{earlier['id']}/note"
-        assert api(prescriber, "PUT", note_url, {"version": 0, "medication_changes": [start]}
-                   )["status"] == 200
-        assert api(prescriber, "POST", f"{note_url}/sign", {"version": 1})["status"] == 200
+        visit_id, _ = start_at_last_visit(prescriber, SERTRALINE_START)
 
         done = api(patient, "POST", f"/api/v1/visits/{visit_id}/checkin",
                    checkin_body(phq9=PHQ9_4))

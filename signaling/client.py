@@ -186,7 +186,10 @@ class Link:
         for task in list(self.tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        await self.pc.close()
+        # Shielded: a second close() waits on the first's future inside aiortc, and a
+        # task cancelled while waiting there cancels that future, so the first close then
+        # fails with InvalidStateError ("Task exception was never retrieved" at exit).
+        await asyncio.shield(self.pc.close())
 
 
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)

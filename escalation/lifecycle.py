@@ -99,7 +99,8 @@ async def _copy_emergency_info(session: AsyncSession, services: Services,
     whether anything changed."""
     info = await checkins.emergency_info_for(session, services, escalation.patient_id)
     values = {
-        "location_address": info.address, "callback_phone": info.callback_phone,
+        "location_address": info.address, "location_state": info.state,
+        "callback_phone": info.callback_phone,
         "emergency_contact_name": info.contact_name,
         "emergency_contact_phone": info.contact_phone,
         "emergency_confirmed_at": info.confirmed_at or info.on_file_at,

@@ -47,6 +47,9 @@ StatusFilter = EscalationStatus | Literal["open"]
 
 class Place(Result):
     address: str | None
+    # The US state (USPS code) the patient named with the address; None when they did
+    # not (see server.emergency_info.KnownLocation).
+    state: str | None
 
 
 class EmergencyContact(Result):
@@ -198,7 +201,8 @@ def escalation_summary(escalation: Escalation, names: dict[int, str],
         no_action_reason=escalation.no_action_reason,
         realerts=escalation.realerts,
         armed_at=escalation.armed_at or escalation.raised_at,
-        location=Place(address=escalation.location_address),
+        location=Place(address=escalation.location_address,
+                       state=escalation.location_state),
         callback_phone=escalation.callback_phone,
         emergency_contact=EmergencyContact(name=escalation.emergency_contact_name,
                                            phone=escalation.emergency_contact_phone),

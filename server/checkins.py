@@ -59,7 +59,6 @@ from server.emergency_info import (
     KnownLocation,
     Location,
     Phone,
-    PrefilledLocation,
     Source,
     validation_context,
 )
@@ -306,11 +305,13 @@ async def emergency_info_for(session: AsyncSession, services: Services,
                               CheckIn.contact_confirmed_at.is_not(None))
         .order_by(CheckIn.contact_confirmed_at.desc()).limit(1))
     profile = await session.get(PatientProfile, patient_id)
-    address = callback = contact_name = contact_phone = None
+    address = state = callback = contact_name = contact_phone = None
     confirmed_at = contact_confirmed_at = on_file_at = None
     source: Source | None = None
     if place is not None and place.location_confirmed_at is not None:
-        address, callback = place.location_address, place.callback_phone
+        # The state from the same confirmation as the address: it names this place.
+        address, state = place.location_address, place.location_state
+        callback = place.callback_phone
         if place.location_confirmed_at >= fresh_since:
             confirmed_at, source = place.location_confirmed_at, "checkin"
         else:
@@ -325,7 +326,8 @@ async def emergency_info_for(session: AsyncSession, services: Services,
     elif profile is not None:
         contact_name, contact_phone = profile.emergency_contact_name, \
             profile.emergency_contact_phone
-    return EmergencyInfo(location=KnownLocation(address=address), callback_phone=callback,
+    return EmergencyInfo(location=KnownLocation(address=address, state=state),
+                         callback_phone=callback,
                          emergency_contact=KnownContact(name=contact_name, phone=contact_phone),
                          confirmed_at=confirmed_at, contact_confirmed_at=contact_confirmed_at,
                          source=source, on_file_at=on_file_at)
@@ -341,31 +343,23 @@ async def location_confirmed_today(session: AsyncSession, services: Services,
         CheckIn.patient_id == patient_id, CheckIn.location_confirmed_at >= since))))
 
 
-async def last_state(session: AsyncSession, patient_id: int) -> str | None:
-    """The US state the patient last confirmed being in, to prefill the location step."""
-    return await session.scalar(
-        select(CheckIn.location_state).where(CheckIn.patient_id == patient_id,
-                                             CheckIn.location_state.is_not(None))
-        .order_by(CheckIn.location_confirmed_at.desc()).limit(1))
-
-
 class Prefill(Result):
     """What the form fills in for the patient to confirm."""
 
-    location: PrefilledLocation
+    location: KnownLocation
     callback_phone: str | None
     emergency_contact: KnownContact
     sex: Sex | None
 
 
 async def prefill(session: AsyncSession, services: Services, patient_id: int) -> Prefill:
-    """Emergency information last given (else the profile's) and the last state given,
-    for the patient to confirm; and the sex last given, for AUDIT-C."""
+    """Emergency information last given (else the profile's), the place with the state
+    given with it, for the patient to confirm; and the sex last given, for AUDIT-C. A
+    place last confirmed without its state comes without one: an older state may not be
+    this place's, and the controlled-substance rules read the state confirmed."""
     info = await emergency_info_for(session, services, patient_id)
     profile = await session.get(PatientProfile, patient_id)
-    location = PrefilledLocation(address=info.location.address,
-                                 state=await last_state(session, patient_id))
-    return Prefill(location=location, callback_phone=info.callback_phone,
+    return Prefill(location=info.location, callback_phone=info.callback_phone,
                    emergency_contact=info.emergency_contact,
                    sex=profile.sex if profile else None)
 
@@ -882,7 +876,8 @@ def checkin_view(checkin: CheckIn, seen: list[ReasonSeen] | None = None) -> Chec
         id=checkin.id, visit_id=checkin.visit_id, status=checkin.status,
         version=checkin.version, data=checkin.data, scores=checkin.scores,
         level=checkin.level, reasons=checkin.reasons or [],
-        location=KnownLocation(address=checkin.location_address),
+        location=KnownLocation(address=checkin.location_address,
+                               state=checkin.location_state),
         callback_phone=checkin.callback_phone,
         emergency_contact=KnownContact(name=checkin.emergency_contact_name,
                                        phone=checkin.emergency_contact_phone),

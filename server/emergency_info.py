@@ -131,13 +131,13 @@ def validation_context(region: str) -> dict[str, str]:
 
 
 class KnownLocation(Result):
+    """A place as the patient gave it: the address, and the US state (USPS code) they
+    named with it, None when they did not (on the crisis path, or before states were
+    asked). The state comes from the same confirmation as the address, never an older
+    one: there are Springfields in many states, and whoever sends help there needs the
+    right one."""
+
     address: str | None
-
-
-class PrefilledLocation(KnownLocation):
-    """The place the form fills in to be confirmed again: the last address, and the last
-    state the patient gave."""
-
     state: str | None
 
 
@@ -172,6 +172,10 @@ class EmergencyInfo(Result):
     @property
     def address(self) -> str | None:
         return self.location.address
+
+    @property
+    def state(self) -> str | None:
+        return self.location.state
 
     @property
     def contact_name(self) -> str | None:

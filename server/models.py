@@ -477,6 +477,9 @@ class Escalation(Base):
     resolution_note: Mapped[str | None] = mapped_column(Text, default=None)
     no_action_reason: Mapped[str | None] = mapped_column(Text, default=None)
     location_address: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The US state of that location (USPS code), when the patient gave it: the coordinator
+    # calling emergency services for a patient in another town needs it.
+    location_state: Mapped[str | None] = mapped_column(String(2), default=None)
     callback_phone: Mapped[str | None] = mapped_column(String(40), default=None)
     emergency_contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
     emergency_contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)

@@ -438,7 +438,7 @@ def test_complete_a_checkin_end_to_end(phone: Phone) -> None:
     assert stored["status"] == "completed"
     assert stored["scores"]["phq9"]["total"] == 3
     assert stored["scores"]["gad7"]["total"] == 7
-    assert stored["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert stored["location"] == {"address": "14 Harbor Road, Springfield", "state": "MA"}
     data = stored["data"]
     assert data["side_effects"] == [{"effect": "dizziness", "severity": "moderate"}]
     assert data["missed_doses"] == {"days_missed": 2, "reasons": ["cost_or_refill"]}
@@ -635,7 +635,7 @@ def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once
     expect(question(page, "responses.cssrs.answers.q1")).to_be_visible()
     expect(page.get_by_test_id("where-state")).to_have_attribute("data-state", "confirmed")
     info = phone.api(f"/api/v1/visits/{visit_id}/checkin")["emergency_info"]
-    assert info["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert info["location"] == {"address": "14 Harbor Road, Springfield", "state": "MA"}
     assert info["callback_phone"] == "+16175550134"
     assert info["confirmed_at"] is not None and info["source"] == "checkin"
 
@@ -654,7 +654,7 @@ def test_an_emergency_answer_asks_where_the_patient_is_next_and_saves_it_at_once
     assert final["location"] == {"address": "14 Harbor Road, Springfield", "state": "MA"}
     assert final["callback_phone"] == "(617) 555-0134"
     assert final["emergency_contact"]["name"] == "Taylor Rivera"
-    assert stored["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert stored["location"] == {"address": "14 Harbor Road, Springfield", "state": "MA"}
     assert stored["location_confirmed_at"] is not None
     phone.assert_no_errors(refused=1)  # the number refused above
 
@@ -687,7 +687,7 @@ def test_where_the_patient_is_waits_for_the_network_without_holding_them_up(
     assert sent.value.ok
     expect(page.get_by_test_id("where-state")).to_have_attribute("data-state", "confirmed")
     info = phone.api(f"/api/v1/visits/{visit_id}/checkin")["emergency_info"]
-    assert info["location"] == {"address": "14 Harbor Road, Springfield"}
+    assert info["location"] == {"address": "14 Harbor Road, Springfield", "state": "MA"}
     assert info["confirmed_at"] is not None
     phone.errors = [e for e in phone.errors if "ERR_FAILED" not in e]
     phone.assert_no_errors()
@@ -768,7 +768,8 @@ def test_a_join_link_patient_confirms_where_they_are_before_the_waiting_room(
         expect(page.get_by_test_id("crisis-bar")).to_be_visible()
 
         state = device.api(f"/api/v1/visits/{visit_id}/checkin")
-        assert state["checkin"]["location"] == {"address": "14 Harbor Road, Springfield"}
+        assert state["checkin"]["location"] == {"address": "14 Harbor Road, Springfield",
+                                                "state": "MA"}
         assert state["checkin"]["callback_phone"] == "+16175550188"
         assert state["checkin"]["location_confirmed_at"] is not None
         assert state["checkin"]["status"] == "draft"  # the questions can still be answered
@@ -812,6 +813,8 @@ def test_an_emergency_mid_check_in_then_where_they_are_reaches_coordinator_and_p
 
         page.get_by_test_id("checkin-where-address").fill(
             "Greyhound station, 950 Congress Street, Portland")
+        # Portland, Maine (the demo's last state, Massachusetts, is prefilled).
+        page.get_by_test_id("checkin-where-state").select_option("ME")
         page.get_by_test_id("checkin-where-callback").fill("(207) 555-0199")
         page.get_by_test_id("checkin-where-confirm").check()
         with page.expect_response("**/checkin/emergency-info") as sent:
@@ -822,7 +825,7 @@ def test_an_emergency_mid_check_in_then_where_they_are_reaches_coordinator_and_p
         # The coordinator's card follows live: the place, a callback to tap, and when.
         card = queue.get_by_test_id("escalation-row").first
         expect(card.get_by_test_id("escalation-location")).to_have_text(
-            "Greyhound station, 950 Congress Street, Portland", timeout=WAIT_MS)
+            "Greyhound station, 950 Congress Street, Portland — Maine", timeout=WAIT_MS)
         expect(card.get_by_test_id("escalation-callback")).to_have_text("+1 207-555-0199")
         expect(card.get_by_test_id("escalation-callback")).to_have_attribute(
             "href", "tel:+12075550199")
@@ -851,7 +854,7 @@ def test_an_emergency_mid_check_in_then_where_they_are_reaches_coordinator_and_p
         box = prescriber.page.get_by_test_id("emergency-mode")
         expect(box).to_be_visible()
         expect(box.get_by_test_id("emergency-location")).to_have_text(
-            "Greyhound station, 950 Congress Street, Portland")
+            "Greyhound station, 950 Congress Street, Portland — Maine")
         expect(box.get_by_test_id("emergency-callback")).to_have_text("+1 207-555-0199")
         expect(box.get_by_test_id("emergency-confirmed")).to_contain_text("By the patient")
         expect(box.get_by_test_id("emergency-confirmed").locator("time")).to_have_attribute(
@@ -874,14 +877,15 @@ def test_an_emergency_mid_check_in_then_where_they_are_reaches_coordinator_and_p
             next_screen(page)
         page.locator("#location-address").fill("Maine Medical Center lobby, Portland")
         stored = finish_from_here(phone, visit_id)["checkin"]
-        assert stored["location"] == {"address": "Maine Medical Center lobby, Portland"}
+        assert stored["location"] == {"address": "Maine Medical Center lobby, Portland",
+                                      "state": "ME"}
         assert stored["level"] == "emergency"
         card = queue.get_by_test_id("escalation-row").first
         expect(card.get_by_test_id("escalation-location")).to_have_text(
-            "Maine Medical Center lobby, Portland", timeout=WAIT_MS)
+            "Maine Medical Center lobby, Portland — Maine", timeout=WAIT_MS)
         prescriber.page.reload()
         expect(prescriber.page.get_by_test_id("emergency-location")).to_have_text(
-            "Maine Medical Center lobby, Portland")
+            "Maine Medical Center lobby, Portland — Maine")
         for person in (phone, coordinator, prescriber):
             person.errors = [e for e in person.errors if "media" not in e.lower()]
         phone.assert_no_errors()

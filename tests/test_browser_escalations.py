@@ -283,7 +283,8 @@ def test_emergency_checkin_reaches_the_live_queue_within_a_second(
 
     expect(row).to_have_attribute("data-level", "emergency")
     expect(row.get_by_test_id("escalation-level")).to_have_text("Emergency")
-    expect(row.get_by_test_id("escalation-location")).to_have_text("12 Elm Street, Springfield")
+    expect(row.get_by_test_id("escalation-location")).to_have_text(
+        "12 Elm Street, Springfield — Massachusetts")
     callback = row.get_by_test_id("escalation-callback")
     expect(callback).to_have_text("+1 617-555-0100")
     expect(callback).to_have_attribute("href", "tel:+16175550100")

@@ -63,7 +63,7 @@ def test_checkin_raises_one_escalation_with_all_reasons(
     assert row["reasons"] == reasons
     assert row["status"] == "open"
     assert row["patient"] == {"id": clinic.patient.id, "name": clinic.patient.name}
-    assert row["location"] == {"address": "12 Elm Street, Springfield"}
+    assert row["location"] == {"address": "12 Elm Street, Springfield", "state": "MA"}
     assert row["callback_phone"] == "+16175550100"
     assert row["emergency_contact"] == {"name": "Taylor Rivera", "phone": "+16175550101"}
     assert row["ack_due_at"] is not None

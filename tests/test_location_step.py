@@ -135,7 +135,7 @@ def test_confirming_stores_the_location_with_its_time_and_opens_the_room(
     assert before <= checkin.location_confirmed_at <= after
     assert checkin.status.value == "draft"  # the rest of the check-in is still to do
     info = client.get(f"/api/v1/visits/{clinic.visit_id}/checkin").json()["emergency_info"]
-    assert info["location"] == {"address": ADDRESS}
+    assert info["location"] == {"address": ADDRESS, "state": "MA"}
     assert info["callback_phone"] == "+16175550123"
     assert info["source"] == "checkin"
     assert datetime.fromisoformat(info["confirmed_at"]) == checkin.location_confirmed_at

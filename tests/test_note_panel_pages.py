@@ -192,7 +192,8 @@ def test_emergency_mode_shows_where_the_patient_is_and_what_to_do(
     page = Page(html)
     assert page.has("emergency-mode")
     location = "12 Elm Street, Springfield"
-    assert re.search(rf'data-testid="emergency-location">{location}<', html)
+    assert re.search(rf'data-testid="emergency-location">{location} — <span[^>]*>'
+                     r'Massachusetts</span></dd>', html)
     assert page.by_testid["emergency-callback"][0]["href"] == "tel:+16175550100"
     for step in ("Keep the patient on the call", "Confirm where they are right now",
                  "get 911 to the patient's location", "Warm handoff to the coordinator",

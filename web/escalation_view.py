@@ -31,6 +31,7 @@ from escalation.vocabulary import (
     TASK_LEVELS,
     TriggerEffect,
 )
+from server import us_states
 from server.emergency_info import readable_phone
 from server.instruments import INSTRUMENTS
 from server.instruments.base import FREQUENCY
@@ -195,6 +196,8 @@ class EmergencyInfo:
     are not confirmed today."""
 
     address: str | None
+    # The USPS code the patient named with the address (None: not given with it).
+    state: str | None
     callback: str | None
     callback_href: str | None
     contact_name: str | None
@@ -208,13 +211,19 @@ class EmergencyInfo:
     def confirmed(self) -> bool:
         return self.confirmed_at is not None
 
+    @property
+    def state_name(self) -> str | None:
+        """The state in full ("Massachusetts"): read out to a dispatcher, a code is
+        easily misheard."""
+        return us_states.state_name(self.state) if self.state else None
 
-def _emergency_info(address: str | None, callback_phone: str | None,
+
+def _emergency_info(address: str | None, state: str | None, callback_phone: str | None,
                     contact_name: str | None, contact_phone: str | None, *,
                     confirmed_at: datetime | None, on_file_at: datetime | None,
                     source: str | None) -> EmergencyInfo:
     return EmergencyInfo(
-        address=address, callback=readable_phone(callback_phone),
+        address=address, state=state, callback=readable_phone(callback_phone),
         callback_href=tel_href(callback_phone), contact_name=contact_name,
         contact_phone=readable_phone(contact_phone), contact_href=tel_href(contact_phone),
         confirmed_at=confirmed_at, on_file_at=on_file_at, source=source,
@@ -228,7 +237,7 @@ def escalation_emergency_info(escalation: EscalationSummary) -> EmergencyInfo:
     source = escalation.emergency_source
     when = escalation.emergency_confirmed_at
     return _emergency_info(
-        escalation.location.address, escalation.callback_phone,
+        escalation.location.address, escalation.location.state, escalation.callback_phone,
         escalation.emergency_contact.name, escalation.emergency_contact.phone,
         confirmed_at=when if source == "checkin" else None,
         on_file_at=when if source == "last_checkin" else None, source=source,

@@ -203,7 +203,7 @@ class Panel:
 def _info(info: EmergencyInfo) -> view.EmergencyInfo:
     """The check-in's freshest emergency information, as the panel shows it."""
     return view.EmergencyInfo(
-        address=info.address, callback=readable_phone(info.callback_phone),
+        address=info.address, state=info.state, callback=readable_phone(info.callback_phone),
         callback_href=view.tel_href(info.callback_phone), contact_name=info.contact_name,
         contact_phone=readable_phone(info.contact_phone),
         contact_href=view.tel_href(info.contact_phone), confirmed_at=info.confirmed_at,

@@ -134,8 +134,8 @@ class WhereForm:
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def prefilled(cls, info: EmergencyInfo, state: str | None) -> WhereForm:
-        return cls(address=info.address or "", state=state or "",
+    def prefilled(cls, info: EmergencyInfo) -> WhereForm:
+        return cls(address=info.address or "", state=info.state or "",
                    callback_phone=readable_phone(info.callback_phone) or "")
 
 
@@ -145,12 +145,11 @@ async def _render(request: Request, actor: Actor, visit_id: int, form: WhereForm
     async with services.transaction() as session:
         visit = await visits.get_visit(session, actor, visit_id, now=services.clock.now())
         info = await checkins.emergency_info_for(session, services, visit.patient_id)
-        state = await checkins.last_state(session, visit.patient_id) if form is None else None
         tz = await viewer_zone(session, services.settings, actor)
     if visit.status in visits.ENDED:
         return RedirectResponse(room_url(visit.id), status_code=303)
     return render(request, "where.html", status=status, visit=visit, info=info, tz=tz,
-                  form=form or WhereForm.prefilled(info, state), error=error,
+                  form=form or WhereForm.prefilled(info), error=error,
                   us_states=US_STATES,
                   is_open=checkin_open(visit, services),
                   opens_at=visit.scheduled_at - checkins.OPEN_BEFORE)

@@ -503,6 +503,58 @@ def test_auditc_never_leaves_the_drinking_questions_unasked(
         device.close()
 
 
+# Drafts leave the page 1.5 s late, so one is still on its way when the check-in is sent.
+SLOW_DRAFTS = """() => {
+  const send = window.fetch.bind(window);
+  window.__draftsOnTheirWay = 0;
+  window.fetch = async (target, options = {}) => {
+    if (options.method !== "PUT" || !String(target).endsWith("/checkin/draft")) {
+      return send(target, options);
+    }
+    window.__draftsOnTheirWay += 1;
+    try {
+      await new Promise((resolve) => { setTimeout(resolve, 1500); });
+      return await send(target, options);
+    } finally {
+      window.__draftsOnTheirWay -= 1;
+    }
+  };
+}"""
+
+
+def test_sending_waits_for_the_draft_on_its_way(phone: Phone) -> None:
+    """A draft still on its way when the patient sends the check-in lands first: after
+    the completion it would be refused (409) and reload the page over "sent"."""
+    from playwright.sync_api import expect
+
+    visit_id = phone.open_checkin()
+    page = phone.page
+    page.add_init_script(f"({SLOW_DRAFTS})()")
+    page.reload()
+    page.wait_for_selector("#checkin-form.is-live")
+    page.evaluate("() => { window.__sameDocument = true; }")
+    for _ in range(60):
+        for q in page.locator(".q:visible").all():
+            kind, field = q.get_attribute("data-kind"), q.get_attribute("data-field")
+            if kind == "choice" and not q.locator("input:checked").count() and field != "sex":
+                q.locator("label.option").first.tap()
+            elif kind == "number":
+                q.locator("input").fill("7.5")
+            elif kind == "emergency":
+                q.locator("input[data-confirm]").check()
+        if page.get_by_test_id("checkin-next").inner_text() == "Send my check-in":
+            break
+        next_screen(page)
+    # The last answer's draft leaves (after the save delay) and is on its way.
+    page.wait_for_function("() => window.__draftsOnTheirWay > 0")
+    next_screen(page)
+    expect(page.get_by_test_id("checkin-done")).to_be_visible()
+    assert page.evaluate("() => window.__sameDocument === true")  # no reload over "sent"
+    page.wait_for_function("() => window.__draftsOnTheirWay === 0")
+    assert phone.api(f"/api/v1/visits/{visit_id}/checkin")["checkin"]["status"] == "completed"
+    phone.assert_no_errors()
+
+
 def test_a_checkin_with_a_screener_can_be_completed(phone: Phone) -> None:
     visit_id = phone.open_checkin()
     page = phone.page

@@ -28,6 +28,8 @@ import { moment } from "./moment.js";
 
 const SAVE_DELAY_MS = 300;
 const RETRY_MS = 5000;
+// How long sending the check-in waits for a draft already on its way (submit()).
+const DRAFT_WAIT_MS = 5000;
 const SESSION_REFRESH_MS = 60_000;
 const ITEM9 = "responses.phq9.answers.8";
 const CSSRS_KEYS = ["q1", "q2", "q3", "q4", "q5", "q6", "q6_recent"];
@@ -71,6 +73,7 @@ function start(form) {
   let dirty = false;            // answers changed since the last save was sent
   let saveTimer = null;
   let inFlight = false;
+  let draftSettled = Promise.resolve();  // resolves when the draft on its way is answered
   let submitted = false;
   let lastSessionRefresh = Date.now();
   // Whether the server has seen a crisis level for this visit (it alerts the care team
@@ -627,9 +630,12 @@ function start(form) {
     if (!dirty || inFlight || submitted) return;
     dirty = false;
     inFlight = true;
+    let settle;
+    draftSettled = new Promise((resolve) => { settle = resolve; });
     try {
       const response = await send("PUT", `${url}/draft`, body(false));
       const data = await response.json().catch(() => ({}));
+      if (submitted) return;  // the completion carried every answer
       if (response.ok) {
         // Answers given while this save was on its way are not saved yet.
         if (dirty) setSaveState("saving", "Saving…");
@@ -655,6 +661,7 @@ function start(form) {
       saveTimer = setTimeout(saveDraft, RETRY_MS);
     } finally {
       inFlight = false;
+      settle();
     }
     if (dirty && saveState.dataset.state === "saving") {
       saveTimer = setTimeout(saveDraft, SAVE_DELAY_MS);
@@ -801,6 +808,11 @@ function start(form) {
     formError.hidden = true;
     next.disabled = true;
     next.textContent = "Sending…";
+    // A draft still on its way lands first: after the completion it would be refused
+    // (409) and reload the page over the "sent" screen. Not for long: a draft stuck on a
+    // dead connection must not hold the check-in back.
+    await Promise.race([draftSettled,
+      new Promise((resolve) => { setTimeout(resolve, DRAFT_WAIT_MS); })]);
     let response;
     let data = {};
     try {

@@ -653,7 +653,6 @@ class Medication(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    last_monitored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class MedicationChange(Base):

@@ -17,7 +17,6 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
@@ -31,6 +30,7 @@ from server.events import emit
 from server.models import Part2Consent, Role, User
 from server.part2 import CATEGORIES, Category, rules
 from server.results import Instant, Person, Result
+from server.timezones import local_date
 
 Purpose = Literal["treatment", "payment", "health_care_operations", "other"]
 RecipientClass = Literal["treating_providers", "payers", "operations"]
@@ -141,10 +141,6 @@ class Consent(Result):
         return [rules().label(c) for c in self.categories]  # type: ignore[arg-type]
 
 
-def today_in(zone: str, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(zone)).date()
-
-
 def is_active(consent: Part2Consent, today: date) -> bool:
     """Signed, not revoked, not past its expiry date. An expiry *event* ("when I leave
     the program") is ended by revoking on the patient's word; the program cannot see it
@@ -212,7 +208,7 @@ async def sign(session: AsyncSession, actor: Actor, patient_id: int, body: Conse
     if not _same_name(body.signed_name or "", patient.name):
         raise ValidationFailed("Type your full name as it is on your account to sign.",
                                field="signed_name")
-    today = today_in(zone, now)
+    today = local_date(now, zone)
     return await _store(session, actor, patient, body, source="patient", signed_on=today,
                         now=now, today=today)
 
@@ -223,7 +219,7 @@ async def record_paper(session: AsyncSession, actor: Actor, patient_id: int,
     program keeps its records)."""
     require_role(actor, Role.prescriber, Role.coordinator)
     patient = await access_patient_consents(session, actor, patient_id, write=True, now=now)
-    today = today_in(zone, now)
+    today = local_date(now, zone)
     if body.signed_on is None:
         raise ValidationFailed("Give the date written on the signed form.", field="signed_on")
     if body.signed_on > today:
@@ -276,7 +272,7 @@ async def revoke(session: AsyncSession, actor: Actor, consent_id: int, *, now: d
                  patient_id=consent.patient_id, at=now)
     emit(session, "consent.revoked", {consent.patient_id}, patient_id=consent.patient_id,
          consent_id=consent.id)
-    return await result_of(session, consent, today_in(zone, now))
+    return await result_of(session, consent, local_date(now, zone))
 
 
 async def list_for(session: AsyncSession, actor: Actor, patient_id: int, *, now: datetime,
@@ -286,7 +282,7 @@ async def list_for(session: AsyncSession, actor: Actor, patient_id: int, *, now:
         Part2Consent.patient_id == patient_id).order_by(Part2Consent.created_at.desc(),
                                                         Part2Consent.id.desc()))).all()
     audit.record_reads(session, actor, "consent", [(c.id, patient_id) for c in rows])
-    today = today_in(zone, now)
+    today = local_date(now, zone)
     return [await result_of(session, c, today) for c in rows]
 
 

@@ -34,7 +34,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
@@ -47,6 +46,7 @@ from server.medication_catalogue import Catalogue, CatalogueRules, Schedule, cat
 from server.medications import DOSE_CHANGES, MedicationChangeRow
 from server.models import CheckIn, MedicationChange, PdmpCheck, PrescriberCredential, Visit
 from server.services import Services
+from server.timezones import clinic_zone, local_date
 from server.us_states import state_name
 
 PdmpResult = Literal["reviewed", "unavailable"]
@@ -198,7 +198,7 @@ def prescriptions_of(rows: Sequence[MedicationChangeRow],
 
 
 def clinic_date(services: Services, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(services.settings.clinic_timezone)).date()
+    return local_date(now, clinic_zone(services.settings))
 
 
 async def credentials_of(session: AsyncSession, prescriber_id: int) -> dict[str, Credential]:

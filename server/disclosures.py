@@ -29,6 +29,7 @@ from server.freetext import require_letters
 from server.models import Part2Consent, Part2Disclosure, Role, User
 from server.part2 import NO_REDISCLOSURE, NOTICE, Category, rules
 from server.results import Instant, Person, Result
+from server.timezones import local_date
 
 RecipientKind = Literal["treating_providers", "payers", "operations", "other"]
 Channel = Literal["fhir_export", "referral_packet", "visit_guest", "medical_emergency"]
@@ -90,7 +91,7 @@ async def decide(session: AsyncSession, patient_id: int, present: set[Category],
                  now: datetime, zone: str) -> tuple[dict[Category, Part2Consent], list[str]]:
     """For each Part 2 category present, the consent it may go under, or withheld."""
     found = await consents.of_patient(session, patient_id)
-    today = consents.today_in(zone, now)
+    today = local_date(now, zone)
     released: dict[Category, Part2Consent] = {}
     withheld: list[str] = []
     for category in sorted(present):
@@ -198,7 +199,7 @@ async def consent_entries(session: AsyncSession, released: dict[Category, Part2C
                           now: datetime, zone: str,
                           organization: str) -> list[dict[str, Any]]:
     """The consents a disclosure rests on, as FHIR ``Consent`` entries of its Bundle."""
-    today = consents.today_in(zone, now)
+    today = local_date(now, zone)
     return [{"fullUrl": f"urn:mendwell:consent:{consent.id}",
              "resource": fhir_consent(await consents.result_of(session, consent, today),
                                       organization)}

@@ -26,6 +26,7 @@ from server.outbox import queue_email
 from server.part2 import rules
 from server.results import Instant, Result
 from server.services import Services
+from server.timezones import local_date
 from server.visits import ENDED, VisitRecord
 
 
@@ -250,7 +251,7 @@ async def consent_to_guest(session: AsyncSession, actor: Actor, visit_id: int,
     if visit.status in ENDED:
         raise Conflict(f'The visit is over ("{visit.status.value}").', field="status")
     existing = await guest_consent(session, guest.id)
-    today = consents.today_in(zone, now)
+    today = local_date(now, zone)
     if existing is not None:
         return await consents.result_of(session, existing, today)
     patient = await session.get(User, visit.patient_id)

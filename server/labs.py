@@ -25,7 +25,6 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Final, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -49,6 +48,7 @@ from server.medication_catalogue import Catalogue, catalogue
 from server.medications import DOSE_CHANGES
 from server.models import LabResult, Medication, MedicationChange, Role, User
 from server.results import Instant, Person, Result
+from server.timezones import local_date
 
 RULES_PATH = Path(__file__).with_name("lab_rules.toml")
 
@@ -369,18 +369,14 @@ def due_labs(lab_rules: LabRules, medications: Sequence[OnMedication],
                                         "overdue" else d.due_on, d.drug, d.check))
 
 
-def local_day(moment: datetime, zone: str) -> date:
-    return moment.astimezone(ZoneInfo(zone)).date()
-
-
 def on_medication(medication: Medication, dose_changes: Iterable[datetime],
                   zone: str) -> OnMedication:
     """An active medication as monitoring reads it; ``dose_changes``: the times of its
     changes that were starts or dose changes (``DOSE_CHANGES``)."""
     changed = max([medication.started_at, *dose_changes])
     return OnMedication(id=medication.id, drug=medication.drug,
-                        started_on=local_day(medication.started_at, zone),
-                        changed_on=local_day(changed, zone))
+                        started_on=local_date(medication.started_at, zone),
+                        changed_on=local_date(changed, zone))
 
 
 async def results_taken(session: AsyncSession, patient_id: int) -> list[Taken]:
@@ -423,7 +419,7 @@ async def labs_due(session: AsyncSession, actor: Actor, patient_id: int, *,
                    now: datetime, zone: str) -> LabsDue:
     """The patient's monitored labs, for whoever may read the patient's record."""
     await access_patient(session, actor, patient_id, now=now)
-    today = local_day(now, zone)
+    today = local_date(now, zone)
     medications, taken = await _monitoring_inputs(session, patient_id, zone)
     lab_rules = rules()
     audit.record(session, actor, "read", "lab_monitoring", patient_id, patient_id=patient_id)
@@ -438,7 +434,7 @@ async def gate_reasons(session: AsyncSession, patient_id: int, *, now: datetime,
     an active medication, once. Read as part of the gate (the note's read or sign is
     the audited access)."""
     medications, taken = await _monitoring_inputs(session, patient_id, zone)
-    found = due_labs(rules(), medications, taken, local_day(now, zone))
+    found = due_labs(rules(), medications, taken, local_date(now, zone))
     return list(dict.fromkeys(d.review_reason for d in found if d.review_reason))
 
 
@@ -529,7 +525,7 @@ async def add_result(session: AsyncSession, actor: Actor, patient_id: int,
     require_full_session(actor)
     await access_patient(session, actor, patient_id, now=now)
     lab_rules = rules()
-    body = checked_result(body, lab_rules, local_day(now, zone))
+    body = checked_result(body, lab_rules, local_date(now, zone))
     result = LabResult(patient_id=patient_id, test=body.test, value=body.value,
                        unit=body.unit, text_value=body.text_value, taken_on=body.taken_on,
                        entered_by_id=actor.user_id, entered_at=now)

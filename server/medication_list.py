@@ -21,6 +21,7 @@ from server.actors import Actor
 from server.medications import DOSE_CHANGES
 from server.models import Medication, MedicationChange
 from server.results import Instant, Result
+from server.timezones import local_date
 
 
 class MonitoringDue(Result):
@@ -123,7 +124,7 @@ async def medication_list(session: AsyncSession, actor: Actor, patient_id: int, 
     if current:
         due = labs.due_labs(labs.rules(), current,
                             await labs.results_taken(session, patient_id),
-                            labs.local_day(now, zone))
+                            local_date(now, zone))
         audit.record(session, actor, "read", "lab_monitoring", patient_id,
                      patient_id=patient_id)
     return [medication_entry(m, [c for c in changes if c.medication_id == m.id],

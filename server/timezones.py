@@ -33,6 +33,12 @@ def clinic_zone(settings: Settings) -> str:
     return settings.clinic_timezone
 
 
+def local_date(moment: datetime, zone: str) -> date:
+    """The calendar day ``moment`` falls on in ``zone`` (a due date, a consent's
+    expiry, "today" on the clinic's clock)."""
+    return moment.astimezone(ZoneInfo(zone)).date()
+
+
 async def patient_zone(session: AsyncSession, settings: Settings, patient_id: int) -> str:
     zone = await session.scalar(
         select(PatientProfile.timezone).where(PatientProfile.user_id == patient_id))
